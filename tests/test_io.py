@@ -1,0 +1,457 @@
+"""Tests for ps3d_toolkit.io: readers, writers, spacing, metadata, errors, atomicity."""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import nibabel as nib
+import numpy as np
+import pytest
+import tifffile
+import zarr
+
+from ps3d_toolkit import io
+from ps3d_toolkit.io import (
+    SUPPORTED_FORMATS,
+    Scan,
+    convert,
+    load_labels,
+    load_scan,
+    read_metadata,
+    save_labels,
+    save_scan,
+    write_metadata,
+)
+
+SHAPE = (5, 7, 9)  # non-cubic, so that any axis mix-up changes the shape
+SPACING = (0.3, 0.2, 0.1)  # anisotropic, (z, y, x) in mm
+EXTENSIONS = [".tif", ".tiff", ".zarr", ".nii", ".nii.gz", ".npy"]
+
+
+def _grey(dtype=np.uint16):
+    return np.arange(np.prod(SHAPE)).reshape(SHAPE).astype(dtype)
+
+
+def _labels():
+    # values above 65535 must survive every format
+    return (np.arange(np.prod(SHAPE), dtype=np.uint32).reshape(SHAPE) * 100_003) % 4_000_000_000
+
+
+def _no_temp_left(folder):
+    return [p.name for p in folder.iterdir() if ".tmp-" in p.name or ".old-" in p.name]
+
+
+# --------------------------------------------------------------------------- round trips
+
+
+@pytest.mark.parametrize("ext", EXTENSIONS)
+@pytest.mark.parametrize("dtype", [np.uint16, np.float32])
+def test_scan_round_trip_keeps_values_dtype_and_spacing(tmp_path, ext, dtype):
+    image = _grey(dtype)
+    path = save_scan(image, tmp_path / f"scan{ext}", spacing=SPACING)
+    assert path == tmp_path / f"scan{ext}"
+    scan = load_scan(path)
+    assert scan.shape == SHAPE
+    assert scan.dtype == np.dtype(dtype)
+    np.testing.assert_array_equal(np.asarray(scan.image), image)
+    assert scan.spacing == pytest.approx(SPACING, rel=1e-6)
+    assert scan.name == "scan"
+    assert scan.path == path
+    assert _no_temp_left(tmp_path) == []
+
+
+@pytest.mark.parametrize("ext", EXTENSIONS)
+def test_labels_round_trip_uint32_above_65535(tmp_path, ext):
+    labels = _labels()
+    assert labels.max() > 65535
+    path = save_labels(labels, tmp_path / f"labels{ext}", spacing=SPACING)
+    back = load_labels(path)
+    assert isinstance(back, np.ndarray)
+    assert back.dtype == np.uint32
+    np.testing.assert_array_equal(back, labels)
+    assert load_scan(path).spacing == pytest.approx(SPACING, rel=1e-6)
+
+
+def test_save_labels_casts_small_int_and_bool_to_uint32(tmp_path):
+    labels = np.zeros(SHAPE, dtype=np.int16)
+    labels[1:3, 2:4, 3:5] = 7
+    back = load_labels(save_labels(labels, tmp_path / "l.npy"))
+    assert back.dtype == np.uint32
+    np.testing.assert_array_equal(back, labels)
+    back = load_labels(save_labels(labels > 0, tmp_path / "b.tif"))
+    np.testing.assert_array_equal(back, (labels > 0).astype(np.uint32))
+
+
+def test_save_labels_rejects_bad_labels_before_writing(tmp_path):
+    with pytest.raises(ValueError, match="uint32"):
+        save_labels(np.full(SHAPE, 2**32, dtype=np.int64), tmp_path / "big.npy")
+    with pytest.raises(ValueError, match="non-negative"):
+        save_labels(np.full(SHAPE, -1, dtype=np.int32), tmp_path / "neg.npy")
+    with pytest.raises(TypeError, match="integer"):
+        save_labels(np.full(SHAPE, 0.5), tmp_path / "float.npy")
+    with pytest.raises(ValueError, match="3D"):
+        save_labels(np.zeros((4, 4), np.uint32), tmp_path / "flat.npy")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_multipage_tiff_written_page_by_page_is_a_volume(tmp_path):
+    path = tmp_path / "pages.tif"
+    image = _grey()
+    with tifffile.TiffWriter(path) as writer:
+        for page in image:
+            writer.write(page)  # each page becomes its own series
+    scan = load_scan(path, spacing=0.5)
+    np.testing.assert_array_equal(scan.image, image)
+    assert scan.spacing == (0.5, 0.5, 0.5)
+
+
+def test_imagej_tiff_spacing_converted_from_microns(tmp_path):
+    path = tmp_path / "fiji.tif"
+    image = _grey()
+    # ImageJ resolution is pixels per unit in (x, y); z spacing in the metadata
+    tifffile.imwrite(path, image, imagej=True, resolution=(1 / 2.0, 1 / 3.0),
+                     metadata={"spacing": 5.0, "unit": "um", "axes": "ZYX"})
+    scan = load_scan(path)
+    np.testing.assert_array_equal(scan.image, image)
+    assert scan.spacing == pytest.approx((0.005, 0.003, 0.002))
+
+
+def test_tiff_written_by_us_carries_particle_size_and_resolution_tags(tmp_path):
+    path = save_scan(_grey(), tmp_path / "s.tif", spacing=SPACING, particle_size_mm=1.5)
+    assert load_scan(path).particle_size_mm == 1.5
+    with tifffile.TiffFile(path) as tif:
+        x_res, y_res = tif.pages[0].resolution  # pixels per cm
+    assert (10 / x_res, 10 / y_res) == pytest.approx((SPACING[2], SPACING[1]))
+
+
+def test_tiff_with_3_or_4_columns_is_not_mistaken_for_colour(tmp_path):
+    image = np.arange(4 * 5 * 3, dtype=np.uint8).reshape(4, 5, 3)
+    scan = load_scan(save_scan(image, tmp_path / "narrow.tif", spacing=SPACING))
+    np.testing.assert_array_equal(scan.image, image)
+
+
+def test_tiff_folder_natural_sort_and_folder_metadata(tmp_path):
+    folder = tmp_path / "slices"
+    folder.mkdir()
+    for z in [10, 2, 1, 11, 3]:
+        tifffile.imwrite(folder / f"slice{z}.tif", np.full((7, 9), z, dtype=np.uint16))
+    (folder / "notes.txt").write_text("not a slice")
+    write_metadata(folder, spacing=SPACING, particle_size_mm=0.8)
+    assert (folder / "metadata.json").is_file()
+    scan = load_scan(folder)
+    assert scan.shape == (5, 7, 9)
+    assert scan.image[:, 0, 0].tolist() == [1, 2, 3, 10, 11]
+    assert scan.spacing == SPACING
+    assert scan.particle_size_mm == 0.8
+    assert scan.name == "slices"
+
+
+def test_tiff_folder_with_mismatched_slices_raises(tmp_path):
+    tifffile.imwrite(tmp_path / "a1.tif", np.zeros((7, 9), np.uint8))
+    tifffile.imwrite(tmp_path / "a2.tif", np.zeros((7, 8), np.uint8))
+    with pytest.raises(ValueError, match="a2.tif"):
+        load_scan(tmp_path, spacing=1)
+
+
+# --------------------------------------------------------------------------- zarr
+
+
+@pytest.mark.parametrize("zarr_format", [2, 3])
+def test_zarr_root_array_is_lazy_and_reads_attrs(tmp_path, zarr_format):
+    path = tmp_path / f"v{zarr_format}.zarr"
+    array = zarr.open_array(str(path), mode="w", shape=SHAPE, chunks=(2, 7, 9),
+                            dtype="uint16", zarr_format=zarr_format)
+    array[:] = _grey()
+    array.attrs.update(spacing=list(SPACING), particle_size_mm=0.4)
+    scan = load_scan(path)
+    assert not isinstance(scan.image, np.ndarray)
+    assert isinstance(scan.image, zarr.Array)
+    assert scan.shape == SHAPE
+    np.testing.assert_array_equal(scan.image[:], _grey())
+    assert scan.spacing == SPACING
+    assert scan.particle_size_mm == 0.4
+
+
+@pytest.mark.parametrize("zarr_format", [2, 3])
+@pytest.mark.parametrize("array_name", ["image", "0", "volume"])
+def test_zarr_group_picks_the_image_array(tmp_path, zarr_format, array_name):
+    path = tmp_path / "group.zarr"
+    group = zarr.open_group(str(path), mode="w", zarr_format=zarr_format)
+    group.attrs["spacing"] = list(SPACING)
+    group.create_array(array_name, shape=SHAPE, dtype="float32")[:] = _grey(np.float32)
+    if array_name != "volume":
+        group.create_array("other", shape=(2, 2, 2), dtype="uint8")
+    scan = load_scan(path)
+    assert isinstance(scan.image, zarr.Array)
+    np.testing.assert_array_equal(np.asarray(scan.image), _grey(np.float32))
+    assert scan.spacing == SPACING
+
+
+def test_zarr_group_with_ambiguous_arrays_raises(tmp_path):
+    group = zarr.open_group(str(tmp_path / "g.zarr"), mode="w")
+    group.create_array("a", shape=SHAPE, dtype="uint8")
+    group.create_array("b", shape=SHAPE, dtype="uint8")
+    with pytest.raises(ValueError, match="'image' or '0'"):
+        load_scan(tmp_path / "g.zarr", spacing=1)
+
+
+def test_ome_zarr_5d_singletons_squeezed_lazily_with_micrometre_scale(tmp_path):
+    path = tmp_path / "ome.zarr"
+    group = zarr.open_group(str(path), mode="w", zarr_format=2)
+    group.create_array("0", shape=(1, 1) + SHAPE, dtype="uint16")[:] = _grey()[None, None]
+    group.attrs["multiscales"] = [{
+        "axes": [{"name": "t", "type": "time"}, {"name": "c", "type": "channel"}]
+        + [{"name": n, "type": "space", "unit": "micrometer"} for n in "zyx"],
+        "datasets": [{"path": "0", "coordinateTransformations": [{"type": "scale", "scale": [1, 1, 30, 20, 10]}]}],
+    }]
+    scan = load_scan(path)
+    assert not isinstance(scan.image, np.ndarray)
+    assert scan.shape == SHAPE
+    np.testing.assert_array_equal(np.asarray(scan.image), _grey())
+    assert scan.spacing == pytest.approx((0.03, 0.02, 0.01))
+
+
+def test_save_scan_zarr_uses_64_chunks(tmp_path):
+    image = np.zeros((70, 3, 80), np.uint8)
+    image[65:, :, 70:] = 1
+    path = save_scan(image, tmp_path / "big.zarr", spacing=1)
+    array = zarr.open_array(str(path), mode="r")
+    assert array.chunks == (64, 3, 64)
+    np.testing.assert_array_equal(array[:], image)
+
+
+# --------------------------------------------------------------------------- NIfTI
+
+
+def test_nifti_axis_order_and_micron_units(tmp_path):
+    image = _grey()
+    data_xyz = image.transpose(2, 1, 0)  # NIfTI stores (x, y, z)
+    nii = nib.Nifti1Image(data_xyz, np.diag([10.0, 20.0, 30.0, 1.0]))
+    nii.header.set_xyzt_units("micron")
+    nib.save(nii, str(tmp_path / "ext.nii.gz"))
+    scan = load_scan(tmp_path / "ext.nii.gz")
+    np.testing.assert_array_equal(scan.image, image)
+    assert scan.spacing == pytest.approx((0.03, 0.02, 0.01))
+    assert scan.name == "ext"
+
+
+def test_nifti_4d_with_singleton_time_is_squeezed_and_metres_converted(tmp_path):
+    image = _grey()
+    nii = nib.Nifti1Image(image.transpose(2, 1, 0)[..., None], np.diag([1e-4, 2e-4, 3e-4, 1.0]))
+    nii.header.set_xyzt_units("meter")
+    nib.save(nii, str(tmp_path / "t.nii"))
+    scan = load_scan(tmp_path / "t.nii")
+    np.testing.assert_array_equal(scan.image, image)
+    assert scan.spacing == pytest.approx(SPACING)
+
+
+def test_nifti_saved_without_spacing_asks_for_it(tmp_path):
+    path = save_scan(_grey(), tmp_path / "nospacing.nii.gz")
+    with pytest.raises(ValueError, match="spacing is not stored"):
+        load_scan(path)
+    assert load_scan(path, spacing=SPACING).spacing == SPACING
+
+
+# --------------------------------------------------------------------------- spacing & metadata
+
+
+def test_spacing_argument_overrides_stored_with_warning(tmp_path):
+    path = save_scan(_grey(), tmp_path / "s.zarr", spacing=SPACING)
+    with pytest.warns(UserWarning, match="overrides"):
+        scan = load_scan(path, spacing=0.05)
+    assert scan.spacing == (0.05, 0.05, 0.05)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert load_scan(path, spacing=SPACING).spacing == SPACING
+
+
+def test_npy_sidecar_stem_json_then_metadata_json(tmp_path):
+    np.save(tmp_path / "a.npy", _grey())
+    np.save(tmp_path / "b.npy", _grey())
+    (tmp_path / "metadata.json").write_text(json.dumps({"spacing": 0.5}))
+    (tmp_path / "a.json").write_text(json.dumps({"spacing": list(SPACING), "particle_size_mm": 2.0}))
+    a = load_scan(tmp_path / "a.npy")
+    assert a.spacing == SPACING and a.particle_size_mm == 2.0
+    b = load_scan(tmp_path / "b.npy")
+    assert b.spacing == (0.5, 0.5, 0.5) and b.particle_size_mm is None
+
+
+def test_save_scan_npy_writes_sidecar_that_load_reads(tmp_path):
+    path = save_scan(_grey(), tmp_path / "x.npy", spacing=SPACING, particle_size_mm=0.7)
+    meta = read_metadata(path)
+    assert meta["spacing"] == SPACING and meta["particle_size_mm"] == 0.7
+    assert meta["_path"] == str(tmp_path / "x.json")
+    scan = load_scan(path)
+    assert scan.spacing == SPACING and scan.particle_size_mm == 0.7
+
+
+def test_file_spacing_beats_sidecar(tmp_path):
+    path = save_scan(_grey(), tmp_path / "s.tif", spacing=SPACING)
+    write_metadata(path, spacing=1.0, particle_size_mm=3.0)
+    scan = load_scan(path)
+    assert scan.spacing == SPACING
+    assert scan.particle_size_mm == 3.0  # the TIFF holds none, the sidecar does
+
+
+def test_write_metadata_merges_and_validates(tmp_path):
+    target = write_metadata(tmp_path / "scan.nii.gz", spacing=SPACING)
+    assert target == tmp_path / "scan.json"
+    write_metadata(tmp_path / "scan.nii.gz", particle_size_mm=0.25, operator="me")
+    meta = read_metadata(target)
+    assert meta["spacing"] == SPACING
+    assert meta["particle_size_mm"] == 0.25 and meta["operator"] == "me"
+    with pytest.raises(ValueError, match="spacing"):
+        write_metadata(target, spacing=(0, 1, 1))
+    assert read_metadata(tmp_path / "missing.npy") == {}
+    assert _no_temp_left(tmp_path) == []
+
+
+def test_bad_sidecar_is_reported(tmp_path):
+    np.save(tmp_path / "a.npy", _grey())
+    (tmp_path / "a.json").write_text("{not json")
+    with pytest.raises(ValueError, match="a.json"):
+        load_scan(tmp_path / "a.npy")
+
+
+# --------------------------------------------------------------------------- errors
+
+
+def test_missing_path_names_it(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nothere.tif"):
+        load_scan(tmp_path / "nothere.tif")
+    with pytest.raises(FileNotFoundError, match="nothere.npy"):
+        load_labels(tmp_path / "nothere.npy")
+
+
+def test_unknown_extension_lists_formats(tmp_path):
+    (tmp_path / "scan.raw").write_bytes(b"\0" * 10)
+    with pytest.raises(ValueError, match=r"\.nii\.gz") as info:
+        load_scan(tmp_path / "scan.raw", spacing=1)
+    assert all(ext in str(info.value) for ext in SUPPORTED_FORMATS)
+    for save in (save_scan, save_labels):
+        with pytest.raises(ValueError, match=r"\.zarr"):
+            save(np.zeros(SHAPE, np.uint8), tmp_path / "out.png")
+    with pytest.raises(ValueError, match="supported"):
+        convert(tmp_path / "scan.raw", tmp_path / "out.png")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["scan.raw"]
+
+
+def test_2d_tiff_is_not_a_scan(tmp_path):
+    tifffile.imwrite(tmp_path / "flat.tif", np.zeros((7, 9), np.uint8))
+    with pytest.raises(ValueError, match=r"\(7, 9\)"):
+        load_scan(tmp_path / "flat.tif", spacing=1)
+
+
+def test_rgb_tiff_is_rejected(tmp_path):
+    tifffile.imwrite(tmp_path / "rgb.tif", np.zeros((7, 9, 3), np.uint8), photometric="rgb")
+    with pytest.raises(ValueError, match="colour"):
+        load_scan(tmp_path / "rgb.tif", spacing=1)
+
+
+def test_4d_without_singleton_axis_names_shape(tmp_path):
+    np.save(tmp_path / "four.npy", np.zeros((2, 3, 4, 5), np.uint8))
+    with pytest.raises(ValueError, match=r"\(2, 3, 4, 5\)"):
+        load_scan(tmp_path / "four.npy", spacing=1)
+    np.save(tmp_path / "chan.npy", np.zeros(SHAPE + (1,), np.uint8))
+    assert load_scan(tmp_path / "chan.npy", spacing=1).shape == SHAPE
+
+
+def test_no_spacing_anywhere_raises(tmp_path):
+    np.save(tmp_path / "a.npy", _grey())
+    with pytest.raises(ValueError, match=r"spacing is not stored in .*a\.npy; pass spacing=\.\.\. in mm"):
+        load_scan(tmp_path / "a.npy")
+    tifffile.imwrite(tmp_path / "plain.tif", _grey())
+    with pytest.raises(ValueError, match="plain.tif"):
+        load_scan(tmp_path / "plain.tif")
+
+
+@pytest.mark.parametrize("name", ["bad.tif", "bad.nii.gz", "bad.nii", "bad.npy"])
+def test_corrupt_file_names_file_and_reason(tmp_path, name):
+    (tmp_path / name).write_bytes(b"this is not an image file at all" * 4)
+    with pytest.raises(ValueError, match=rf"cannot read .*{name}: \w+"):
+        load_scan(tmp_path / name, spacing=1)
+
+
+def test_corrupt_zarr_and_empty_folder(tmp_path):
+    store = tmp_path / "bad.zarr"
+    store.mkdir()
+    (store / "zarr.json").write_text("{broken")
+    with pytest.raises(ValueError, match="bad.zarr"):
+        load_scan(store, spacing=1)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(ValueError, match="no .tif"):
+        load_scan(empty, spacing=1)
+
+
+# --------------------------------------------------------------------------- atomicity
+
+
+def test_failed_tiff_write_keeps_old_file_and_leaves_no_temp(tmp_path, monkeypatch):
+    path = save_labels(_labels(), tmp_path / "labels.tif", spacing=SPACING)
+    before = path.read_bytes()
+
+    def broken_imwrite(file, *args, **kwargs):
+        with open(file, "wb") as handle:
+            handle.write(b"II*\0half a file")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(tifffile, "imwrite", broken_imwrite)
+    with pytest.raises(OSError, match="disk full"):
+        save_labels(np.zeros(SHAPE, np.uint32), path, spacing=SPACING)
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["labels.tif"]
+
+
+def test_failed_zarr_write_midway_keeps_old_store(tmp_path, monkeypatch):
+    image = np.ones((130, 3, 4), np.uint8)
+    path = save_scan(image, tmp_path / "s.zarr", spacing=SPACING)
+    real_slabs = io._slabs
+
+    def failing_slabs(*args, **kwargs):
+        for count, item in enumerate(real_slabs(*args, **kwargs)):
+            if count == 1:
+                raise RuntimeError("interrupted")
+            yield item
+
+    monkeypatch.setattr(io, "_slabs", failing_slabs)
+    with pytest.raises(RuntimeError, match="interrupted"):
+        save_scan(image * 2, path, spacing=SPACING)
+    np.testing.assert_array_equal(np.asarray(load_scan(path).image), image)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.zarr"]
+
+
+# --------------------------------------------------------------------------- convert & Scan
+
+
+@pytest.mark.parametrize("dst_ext", [".zarr", ".tif", ".npy", ".nii.gz"])
+def test_convert_lazy_zarr_keeps_data_spacing_and_particle_size(tmp_path, dst_ext):
+    image = (np.arange(130 * 3 * 4).reshape(130, 3, 4) % 251).astype(np.uint8)
+    src = save_scan(image, tmp_path / "src.zarr", spacing=SPACING, particle_size_mm=0.9)
+    dst = convert(src, tmp_path / f"dst{dst_ext}", progress=False)
+    scan = load_scan(dst)
+    np.testing.assert_array_equal(np.asarray(scan.image), image)
+    assert scan.dtype == np.uint8
+    assert scan.spacing == pytest.approx(SPACING, rel=1e-6)
+    assert scan.particle_size_mm == 0.9
+
+
+def test_convert_needs_spacing_when_source_has_none(tmp_path):
+    np.save(tmp_path / "a.npy", _grey())
+    with pytest.raises(ValueError, match="spacing is not stored"):
+        convert(tmp_path / "a.npy", tmp_path / "a.zarr")
+    assert not (tmp_path / "a.zarr").exists()
+    convert(tmp_path / "a.npy", tmp_path / "a.zarr", spacing=SPACING, progress=False)
+    assert load_scan(tmp_path / "a.zarr").spacing == SPACING
+
+
+def test_scan_unpacks_and_has_short_repr():
+    scan = Scan(image=_grey(), spacing=0.5, name="demo")
+    image, spacing = scan
+    assert image is scan.image
+    assert spacing == (0.5, 0.5, 0.5)
+    assert scan.shape == SHAPE and scan.dtype == np.uint16
+    assert "demo" in repr(scan) and "array" not in repr(scan)
+    with pytest.raises(ValueError, match="spacing"):
+        Scan(image=_grey(), spacing=(1, -1, 1))
