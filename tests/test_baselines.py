@@ -1,0 +1,118 @@
+"""Tests for ps3d_toolkit.baselines on small phantoms with known particles."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ps3d_toolkit.baselines import BASELINES, _foreground_mask, otsu_watershed, snow
+from ps3d_toolkit.evaluate import match_instances
+
+SHAPE = (40, 48, 56)
+CENTRES = [(20, 24, 18), (20, 24, 37)]  # 19 voxels apart: radius-10 balls overlap by 2
+RADIUS = 10
+
+
+def two_touching_balls() -> np.ndarray:
+    """Ground truth: two radius-10 balls whose overlap goes to the nearer centre."""
+    grid = np.indices(SHAPE, dtype=np.float32)
+    distances = np.stack([np.sqrt(sum((g - c) ** 2 for g, c in zip(grid, centre))) for centre in CENTRES])
+    labels = (np.argmin(distances, axis=0) + 1).astype(np.uint32)
+    labels[distances.min(axis=0) > RADIUS] = 0
+    return labels
+
+
+def render(labels: np.ndarray, grain_values=(1.0, 1.0), *, epoxy: float | None = 0.4,
+           noise: float = 0.08, seed: int = 0) -> np.ndarray:
+    """Grey image: grains over epoxy in a cylinder standing in air (0), plus noise."""
+    image = np.zeros(labels.shape, np.float32)
+    if epoxy is not None:
+        _, y, x = np.indices(labels.shape)
+        inside = (y - SHAPE[1] / 2) ** 2 + (x - SHAPE[2] / 2) ** 2 < (0.48 * SHAPE[2]) ** 2
+        image[inside] = epoxy
+    for label, value in enumerate(grain_values, start=1):
+        image[labels == label] = value
+    return image + np.random.default_rng(seed).normal(0, noise, labels.shape).astype(np.float32)
+
+
+def assert_finds_both_balls(gt, labels):
+    assert labels.dtype == np.uint32
+    assert labels.shape == gt.shape
+    assert labels.max() == 2 and set(np.unique(labels)) == {0, 1, 2}
+    matches = match_instances(gt, labels, iou_threshold=0.8)
+    assert matches["gt_label"].tolist() == [1, 2], matches
+
+
+@pytest.mark.parametrize("method", sorted(BASELINES))
+def test_two_touching_balls_in_epoxy_are_separated(method):
+    gt = two_touching_balls()
+    labels = BASELINES[method](render(gt), spacing=0.02, particle_size_mm=0.4, progress=False)
+    assert_finds_both_balls(gt, labels)
+
+
+@pytest.mark.parametrize("method", sorted(BASELINES))
+def test_particle_size_is_estimated_when_not_given(method):
+    gt = two_touching_balls()
+    labels = BASELINES[method](render(gt, seed=1), spacing=0.02, progress=False)
+    assert_finds_both_balls(gt, labels)
+
+
+def test_two_classes_for_a_dark_background_without_epoxy():
+    gt = two_touching_balls()
+    image = render(gt, epoxy=None, noise=0.15, seed=2)
+    labels = otsu_watershed(image, spacing=(0.02, 0.02, 0.02), particle_size_mm=0.4, n_classes=2, progress=False)
+    assert_finds_both_balls(gt, labels)
+
+
+def test_every_phase_above_the_epoxy_is_foreground():
+    gt = two_touching_balls()
+    # Air 0, epoxy 0.4, a dull grain 1.0 and a bright grain 2.0: four Otsu classes.
+    image = render(gt, grain_values=(1.0, 2.0), noise=0.05, seed=3)
+    mask = _foreground_mask(image, n_classes=4)
+    for label in (1, 2):
+        assert np.count_nonzero(mask & (gt == label)) > 0.99 * np.count_nonzero(gt == label)
+    dice = 2 * np.count_nonzero(mask & (gt > 0)) / (np.count_nonzero(mask) + np.count_nonzero(gt))
+    assert dice > 0.95
+    labels = snow(image, spacing=0.02, particle_size_mm=0.4, n_classes=4, progress=False)
+    assert_finds_both_balls(gt, labels)
+
+
+def test_small_debris_is_dropped():
+    gt = two_touching_balls()
+    image = render(gt, noise=0.02)
+    # A 5^3 speck survives the opening and seeds a particle of ~2 % of the mean volume.
+    image[3:8, 3:8, 25:30] = 1.0
+    kept = otsu_watershed(image, spacing=0.02, particle_size_mm=0.4, min_particle_fraction=0.0, progress=False)
+    dropped = otsu_watershed(image, spacing=0.02, particle_size_mm=0.4, min_particle_fraction=0.05, progress=False)
+    assert kept.max() == 3
+    assert dropped.max() == 2
+
+
+def test_blank_image_gives_no_particles():
+    for method in BASELINES.values():
+        labels = method(np.zeros((16, 16, 16), np.float32), spacing=0.1, progress=False)
+        assert labels.dtype == np.uint32 and labels.shape == (16, 16, 16)
+        assert not labels.any()
+
+
+@pytest.mark.parametrize("method", sorted(BASELINES))
+def test_validation_errors_name_the_argument(method):
+    segment = BASELINES[method]
+    image = np.zeros((8, 8, 8), np.float32)
+    with pytest.raises(ValueError, match="image"):
+        segment(image[0], spacing=0.1, progress=False)
+    with pytest.raises(ValueError, match="spacing"):
+        segment(image, spacing=(0.1, 0, 0.1), progress=False)
+    with pytest.raises(ValueError, match="particle_size_mm"):
+        segment(image, spacing=0.1, particle_size_mm=-1, progress=False)
+    with pytest.raises(ValueError, match="min_particle_fraction"):
+        segment(image, spacing=0.1, min_particle_fraction=1.5, progress=False)
+    with pytest.raises(ValueError, match="n_classes"):
+        segment(image, spacing=0.1, n_classes=1, progress=False)
+    with pytest.raises(TypeError, match="image"):
+        segment(np.full((8, 8, 8), "a"), spacing=0.1, progress=False)
+
+
+def test_snow_rejects_a_bad_r_max():
+    with pytest.raises(ValueError, match="r_max"):
+        snow(np.zeros((8, 8, 8), np.float32), spacing=0.1, r_max=0, progress=False)
