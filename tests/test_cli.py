@@ -1,0 +1,293 @@
+"""Tests of the ``ps3d`` command line (ps3d_toolkit.cli), run in-process."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ps3d_toolkit import cli
+from ps3d_toolkit.io import load_labels, load_scan, save_labels, save_scan
+from ps3d_toolkit.synthetic import generate_scan
+
+SPACING = 0.01
+
+
+@pytest.fixture(scope="module")
+def phantom():
+    return generate_scan((48, 48, 48), mean_diameter_vox=12, seed=1, preset="easy", spacing=SPACING)
+
+
+@pytest.fixture(scope="module")
+def files(phantom, tmp_path_factory):
+    """The phantom as a TIFF with spacing, a zarr store, a bare .npy and its labels."""
+    folder = tmp_path_factory.mktemp("scans")
+    paths = {
+        "tif": save_scan(phantom.image, folder / "scan.tif", spacing=SPACING),
+        "zarr": save_scan(phantom.image, folder / "scan.zarr", spacing=SPACING),
+        "bare": folder / "bare" / "scan.npy",
+        "truth": save_labels(phantom.labels, folder / "truth.tif", spacing=SPACING),
+    }
+    paths["bare"].parent.mkdir()
+    np.save(paths["bare"], phantom.image)  # no spacing anywhere
+    return paths
+
+
+def run(capsys, *argv):
+    """Run ``ps3d argv`` in-process; return (exit code, stdout, stderr)."""
+    code = cli.main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_one_line_error(code, err, *fragments):
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("ps3d: error: ")
+    assert "Traceback" not in err
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+# --------------------------------------------------------------------------- segment
+
+
+def test_segment_tif_to_npy(capsys, files, phantom, tmp_path):
+    out = tmp_path / "labels.npy"
+    code, stdout, err = run(capsys, "segment", files["tif"], "--spacing", "0.01", "--output", out)
+    assert code == 0, err
+    labels = np.load(out)
+    assert labels.dtype == np.uint32
+    assert labels.shape == phantom.image.shape
+    # an easy phantom: the classic pipeline finds most of the grains
+    assert 0.5 * phantom.labels.max() <= labels.max() <= 1.5 * phantom.labels.max()
+    assert str(out) in stdout
+
+
+@pytest.mark.parametrize("source, target", [("zarr", "labels.zarr"), ("zarr", "labels.tif"), ("tif", "labels.tif")])
+def test_segment_reads_the_stored_spacing_and_writes_by_extension(capsys, files, phantom, tmp_path, source, target):
+    out = tmp_path / target
+    code, stdout, err = run(capsys, "segment", files[source], "--output", out, "--quiet")
+    assert code == 0, err
+    assert stdout == "" and err == ""  # --quiet: no messages, no progress bars
+    labels = load_labels(out)
+    assert labels.dtype == np.uint32 and labels.shape == phantom.image.shape
+    assert labels.max() > 0
+    assert load_scan(out).spacing == (SPACING,) * 3
+
+
+def test_segment_same_result_for_every_input_format(capsys, files, tmp_path):
+    outputs = []
+    for source in ("tif", "zarr"):
+        out = tmp_path / f"{source}.npy"
+        assert run(capsys, "segment", files[source], "-o", out, "-q")[0] == 0
+        outputs.append(np.load(out))
+    np.testing.assert_array_equal(*outputs)
+
+
+def test_segment_warns_in_one_line_when_spacing_overrides_the_file(capsys, files, tmp_path):
+    code, _, err = run(capsys, "segment", files["tif"], "--spacing", "0.02", "-o", tmp_path / "l.npy", "-q")
+    assert code == 0
+    warning_lines = [line for line in err.splitlines() if line]
+    assert len(warning_lines) == 1 and warning_lines[0].startswith("ps3d: warning: spacing=")
+
+
+def test_segment_anisotropic_spacing_is_parsed_z_y_x(capsys, files, tmp_path):
+    out = tmp_path / "labels.tif"
+    code = cli.main(["segment", str(files["bare"]), "--spacing", "0.02, 0.01,0.01", "-o", str(out), "-q"])
+    assert code == 0
+    assert load_scan(out).spacing == (0.02, 0.01, 0.01)
+
+
+# --------------------------------------------------------------------------- errors
+
+
+def _corrupt(folder: Path) -> Path:
+    path = folder / "corrupt.tif"
+    path.write_bytes(b"II*\x00this is not a TIFF at all" * 10)
+    return path
+
+
+ERROR_CASES = {
+    # name: (argv builder(files, folder) -> argv, fragments expected in the message)
+    "missing file": (lambda f, d: ["segment", d / "nope.tif", "--spacing", "0.01"], ["not found", "nope.tif"]),
+    "unknown input extension": (
+        lambda f, d: ["segment", _touch(d / "scan.xyz"), "--spacing", "0.01"], ["unknown", "scan.xyz"]),
+    "bad spacing": (lambda f, d: ["segment", f["tif"], "--spacing", "0,1,1"], ["--spacing", "'0,1,1'"]),
+    "spacing not a number": (lambda f, d: ["segment", f["tif"], "--spacing", "abc"], ["--spacing"]),
+    "no spacing anywhere": (lambda f, d: ["segment", f["bare"]], ["spacing"]),
+    "unknown method": (lambda f, d: ["segment", f["tif"], "--method", "magic"], ["--method", "magic"]),
+    "bad particle size": (lambda f, d: ["segment", f["tif"], "--particle-size", "-1"], ["--particle-size"]),
+    "corrupt file": (lambda f, d: ["segment", _corrupt(d), "--spacing", "0.01"], ["cannot read", "corrupt.tif"]),
+}
+
+
+def _touch(path: Path) -> Path:
+    path.write_bytes(b"\x00" * 64)
+    return path
+
+
+@pytest.mark.parametrize("case", sorted(ERROR_CASES))
+def test_errors_exit_2_with_one_line_and_keep_existing_output(capsys, files, tmp_path, case):
+    build, fragments = ERROR_CASES[case]
+    out = tmp_path / "labels.npy"
+    out.write_bytes(b"previous result")
+    code, stdout, err = run(capsys, *build(files, tmp_path), "--output", out)
+    assert_one_line_error(code, err, *fragments)
+    assert out.read_bytes() == b"previous result"
+
+
+def test_unknown_output_extension_fails_before_any_work(capsys, files, tmp_path, monkeypatch):
+    import ps3d_toolkit.segmentation
+
+    monkeypatch.setattr(ps3d_toolkit.segmentation, "segment", lambda *a, **k: pytest.fail("segmented anyway"))
+    out = tmp_path / "labels.png"
+    out.write_bytes(b"keep me")
+    code, _, err = run(capsys, "segment", files["tif"], "--output", out)
+    assert_one_line_error(code, err, "labels.png", ".tif")
+    assert out.read_bytes() == b"keep me"
+
+
+def test_model_method_without_weights_is_a_clear_error(capsys, files, tmp_path, monkeypatch):
+    import ps3d_toolkit.model
+
+    monkeypatch.setattr(ps3d_toolkit.model, "weights_available", lambda path=None: False)
+    code, _, err = run(capsys, "segment", files["tif"], "--method", "model", "-o", tmp_path / "l.npy")
+    assert_one_line_error(code, err, "model", "otsu-watershed")
+
+
+def test_usage_errors_are_one_line(capsys):
+    assert_one_line_error(*run(capsys)[::2], "COMMAND")
+    assert_one_line_error(*run(capsys, "segment", "scan.tif")[::2], "--output")
+    assert_one_line_error(*run(capsys, "frobnicate")[::2], "frobnicate")
+
+
+def test_debug_env_shows_the_traceback(files, tmp_path, monkeypatch):
+    monkeypatch.setenv("PS3D_DEBUG", "1")
+    with pytest.raises(FileNotFoundError):
+        cli.main(["segment", str(tmp_path / "nope.tif"), "--spacing", "0.01", "-o", str(tmp_path / "l.npy")])
+
+
+# --------------------------------------------------------------------------- evaluate, convert, measure
+
+
+def test_evaluate_prints_metrics_and_json(capsys, files, phantom, tmp_path):
+    code, stdout, err = run(capsys, "evaluate", files["truth"], files["truth"], "--json")
+    assert code == 0, err
+    metrics = json.loads(stdout)
+    assert metrics["f1_50"] == metrics["pq"] == 1.0
+    assert metrics["n_gt"] == metrics["n_pred"] == len(np.unique(phantom.labels)) - 1
+
+    # drop one particle: one miss, count error -1
+    pred = phantom.labels.copy()
+    pred[pred == 1] = 0
+    pred_path = save_labels(pred, tmp_path / "pred.npy")
+    code, stdout, _ = run(capsys, "evaluate", files["truth"], pred_path)
+    assert code == 0
+    lines = dict(line.split(None, 1) for line in stdout.strip().splitlines())
+    assert int(lines["count_error"]) == -1
+    assert float(lines["recall_50"]) < 1.0 == float(lines["precision_50"])
+
+
+def test_evaluate_shape_mismatch_is_one_line(capsys, files, tmp_path):
+    other = save_labels(np.ones((4, 4, 4), np.uint32), tmp_path / "small.npy")
+    code, _, err = run(capsys, "evaluate", files["truth"], other)
+    assert_one_line_error(code, err, "shape")
+
+
+def test_convert_keeps_values_and_spacing(capsys, files, phantom, tmp_path):
+    out = tmp_path / "copy.nii.gz"
+    code, stdout, err = run(capsys, "convert", files["zarr"], out, "-q")
+    assert code == 0, err
+    scan = load_scan(out)
+    np.testing.assert_array_equal(np.asarray(scan.image), phantom.image)
+    assert scan.spacing == (SPACING,) * 3
+
+
+def test_convert_needs_a_spacing_for_bare_input(capsys, files, tmp_path):
+    code, _, err = run(capsys, "convert", files["bare"], tmp_path / "x.tif")
+    assert_one_line_error(code, err, "spacing")
+    assert run(capsys, "convert", files["bare"], tmp_path / "x.tif", "--spacing", "0.01", "-q")[0] == 0
+    assert load_scan(tmp_path / "x.tif").spacing == (SPACING,) * 3
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_measure_writes_one_row_per_particle(capsys, files, phantom, tmp_path, suffix):
+    out = tmp_path / f"particles{suffix}"
+    code, _, err = run(capsys, "measure", files["truth"], "--image", files["tif"], "--output", out, "-q")
+    assert code == 0, err
+    table = pd.read_csv(out) if suffix == ".csv" else pd.read_parquet(out)
+    ids, counts = np.unique(phantom.labels[phantom.labels > 0], return_counts=True)
+    assert sorted(table["label"]) == ids.tolist()
+    np.testing.assert_allclose(table.sort_values("label")["volume_mm3"], counts * SPACING**3)
+    assert "intensity_mean" in table.columns
+
+
+def test_measure_errors(capsys, files, tmp_path):
+    bare_labels = tmp_path / "bare_labels.npy"
+    np.save(bare_labels, np.ones((4, 4, 4), np.uint32))
+    assert_one_line_error(*run(capsys, "measure", bare_labels, "-o", tmp_path / "t.csv")[::2], "spacing")
+    assert_one_line_error(*run(capsys, "measure", files["truth"], "-o", tmp_path / "t.xlsx")[::2], ".csv")
+
+
+# --------------------------------------------------------------------------- demo, registry, help
+
+
+@pytest.mark.slow
+def test_demo_writes_labels_table_and_report(capsys, tmp_path):
+    out = tmp_path / "demo"
+    code, stdout, err = run(capsys, "demo", "--output", out, "--quiet")
+    assert code == 0, err
+    for name in ("labels.tif", "particles.csv", "report.html"):
+        assert (out / name).is_file()
+        assert str(out / name) in stdout
+    labels = load_labels(out / "labels.tif")
+    assert labels.dtype == np.uint32 and labels.shape == (128, 128, 128)
+    table = pd.read_csv(out / "particles.csv")
+    assert len(table) == len(np.unique(labels)) - 1 > 50
+    report = (out / "report.html").read_text()
+    assert "data:image/png;base64," in report
+    # plotly.js inline, so that the report opens offline
+    assert "Plotly.newPlot" in report and "<script src=" not in report
+    assert "F1 at IoU &gt; 0.5" in report or "F1 at IoU > 0.5" in report
+    assert len(report) < 10 * 2**20
+
+
+def test_demo_refuses_a_file_as_output_folder(capsys, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("keep")
+    assert_one_line_error(*run(capsys, "demo", "--output", blocker, "-q")[::2], "folder")
+    assert blocker.read_text() == "keep"
+
+
+def test_a_registered_builder_adds_a_subcommand(capsys, monkeypatch):
+    def _hello(subparsers):
+        parser = subparsers.add_parser("hello", help="say hello")
+        parser.add_argument("--name", default="world")
+        parser.set_defaults(run=lambda args: print(f"hello {args.name}") or 0)
+
+    monkeypatch.setattr(cli, "SUBCOMMANDS", cli.SUBCOMMANDS + [_hello])
+    assert run(capsys, "hello", "--name", "ps3d")[:2] == (0, "hello ps3d\n")
+    assert "hello" in run(capsys, "--help")[1]
+
+
+@pytest.mark.parametrize("command", ["demo", "segment", "measure", "evaluate", "convert"])
+def test_every_subcommand_has_help_with_an_example(capsys, command):
+    code, stdout, _ = run(capsys, command, "--help")
+    assert code == 0
+    assert f"ps3d {command}" in stdout.split("example", 1)[1]
+
+
+def test_installed_console_script_runs():
+    script = Path(sys.executable).with_name("ps3d")
+    assert script.is_file(), "the ps3d console script is not installed: pip install -e ."
+    done = subprocess.run([str(script), "--help"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    for command in ("demo", "segment", "measure", "evaluate", "convert"):
+        assert command in done.stdout
