@@ -1,0 +1,220 @@
+"""Model inference: size-normalise, sliding-window predict, map back, instances.
+
+The heavy lifting is MONAI's ``sliding_window_inference`` (Gaussian-weighted
+overlapping windows, batching, device handling). Probabilities, not labels,
+are resampled back to the scan's own grid, so that particle boundaries at
+native resolution are as smooth as the network's output.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ._validation import check_positive, check_spacing, check_volume
+from .model.network import load_weights
+from .postprocess import border_core_to_instances
+from .preprocess import (estimate_particle_size, normalize_intensity, resample_image,
+                         resample_to_shape, zoom_factors)
+
+__all__ = ["select_device", "load_model", "predict_probabilities", "segment_with_model"]
+
+_MODEL_CACHE: dict = {}
+
+
+def select_device(device: str | None = "auto") -> torch.device:
+    """``"auto"`` picks CUDA, then Apple MPS, then the CPU."""
+    if device in (None, "auto"):
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        return torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'mps', got {device!r}") from None
+
+
+def load_model(weights=None, device="cpu"):
+    """Load (and cache) a weight file; ``None`` means the shipped default weights."""
+    from .model import DEFAULT_WEIGHTS
+
+    path = Path(weights) if weights is not None else DEFAULT_WEIGHTS
+    if weights is None and not path.is_file():
+        raise FileNotFoundError(
+            f"no shipped model weights at {path}; train them with `ps3d train` "
+            "or use method='otsu-watershed'")
+    key = (str(path.resolve()), path.stat().st_mtime if path.exists() else 0, str(device))
+    if key not in _MODEL_CACHE:
+        _MODEL_CACHE[key] = load_weights(path, device=device)
+    return _MODEL_CACHE[key]
+
+
+def predict_probabilities(normalized, model, *, roi_size=96, overlap: float = 0.25,
+                          batch_size: int = 2, device="cpu", tta: bool = False,
+                          progress: bool = True) -> np.ndarray:
+    """Border-core class probabilities of a size-normalised scan.
+
+    Parameters
+    ----------
+    normalized : np.ndarray
+        Intensity- and size-normalised scan (z, y, x).
+    model : torch.nn.Module
+        The border-core network.
+    roi_size : int or tuple of 3 int
+        Sliding-window size in voxels.
+    overlap : float
+        Fraction of overlap between neighbouring windows, in [0, 1).
+    batch_size : int
+        Windows per forward pass.
+    device : torch.device or str
+        Where to run the network.
+    tta : bool
+        Average over the 8 mirrorings of the input (test-time augmentation).
+    progress : bool
+        Show MONAI's progress bar.
+
+    Returns
+    -------
+    np.ndarray
+        float32 (3, z, y, x) probabilities of background, core, border.
+    """
+    from monai.inferers import sliding_window_inference
+
+    if not 0 <= overlap < 1:
+        raise ValueError(f"overlap must be in [0, 1), got {overlap!r}")
+    if int(batch_size) < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    device = torch.device(device)
+    roi = (roi_size,) * 3 if np.isscalar(roi_size) else tuple(roi_size)
+    roi = tuple(int(min(r, max(16, s))) for r, s in zip(roi, normalized.shape))
+    x = torch.from_numpy(np.ascontiguousarray(normalized, dtype=np.float32))[None, None]
+    flips = [()]
+    if tta:
+        flips = [(), (2,), (3,), (4,), (2, 3), (2, 4), (3, 4), (2, 3, 4)]
+    use_amp = device.type == "cuda"
+    total = None
+    with torch.inference_mode(), torch.autocast(device_type=device.type, enabled=use_amp,
+                                                dtype=torch.float16):
+        for dims in flips:
+            xin = x.flip(dims) if dims else x
+            logits = sliding_window_inference(
+                xin, roi_size=roi, sw_batch_size=int(batch_size), predictor=model,
+                overlap=overlap, mode="gaussian", sw_device=device, device="cpu",
+                progress=progress)
+            probs = torch.softmax(logits.float(), dim=1)
+            probs = probs.flip(dims) if dims else probs
+            total = probs if total is None else total + probs
+    return (total / len(flips))[0].numpy()
+
+
+def segment_with_model(image, *, spacing, particle_size_mm=None, weights=None,
+                       overlap: float = 0.25, batch_size: int = 2, roi_size: int = 96,
+                       device="auto", tta: bool = False, min_particle_fraction: float = 0.005,
+                       min_core_voxels: int = 8, refine_size: bool = True,
+                       progress: bool = True, return_details: bool = False):
+    """Segment particles with the border-core U-Net.
+
+    Parameters
+    ----------
+    image : array_like
+        Grey-value scan (z, y, x).
+    spacing : float or tuple of 3 float
+        Voxel size in mm.
+    particle_size_mm : float, optional
+        Mean particle diameter in mm. When omitted it is estimated from the scan
+        (see :func:`ps3d_toolkit.preprocess.estimate_particle_size`) and, with
+        ``refine_size``, corrected once from the model's own first result.
+    weights : str, Path or tuple, optional
+        Weight file, or an already loaded ``(model, config)`` pair; default:
+        the shipped model.
+    overlap, batch_size, roi_size, tta
+        Sliding-window settings (see :func:`predict_probabilities`).
+    device : {"auto", "cpu", "cuda", "mps"}
+        Where the network runs; ``"auto"`` prefers a GPU.
+    min_particle_fraction : float
+        Drop particles below this fraction of the mean particle volume.
+    min_core_voxels : int
+        Smallest core (in network voxels) that seeds a particle.
+    refine_size : bool
+        When the size was estimated, re-run once at the size measured on the
+        first result if the two differ by more than 15 %.
+    progress : bool
+        Show progress bars.
+    return_details : bool
+        Also return a dict with timings, the size used and the probabilities' shape.
+
+    Returns
+    -------
+    np.ndarray or (np.ndarray, dict)
+        uint32 labels of the scan's shape.
+    """
+    image = check_volume(image, "image")
+    spacing = check_spacing(spacing)
+    particle_size_mm = check_positive(particle_size_mm, "particle_size_mm", allow_none=True)
+    device = select_device(device)
+    if isinstance(weights, tuple):
+        model, config = weights[0].to(device).eval(), weights[1]
+    else:
+        model, config, _ = load_model(weights, device=device)
+    details: dict = {"device": str(device)}
+    t0 = time.perf_counter()
+    low, high = config["intensity_percentiles"]
+    normalized = normalize_intensity(image, low_percentile=low, high_percentile=high)
+
+    estimated = particle_size_mm is None
+    if estimated:
+        estimate = estimate_particle_size(image, spacing=spacing)
+        particle_size_mm = estimate.particle_size_mm
+        details["size_estimate"] = estimate
+        if progress:
+            print(f"ps3d: {estimate}")
+
+    def run(size_mm):
+        zoom = zoom_factors(spacing, size_mm, config["target_diameter_vox"])
+        small = resample_image(normalized, zoom)
+        probs = predict_probabilities(small, model, roi_size=roi_size, overlap=overlap,
+                                      batch_size=batch_size, device=device, tta=tta,
+                                      progress=progress)
+        probs = resample_to_shape(probs, image.shape)
+        classes = _classes_from_probabilities(probs)
+        voxel_ratio = float(np.prod(zoom))
+        labels = border_core_to_instances(
+            classes, spacing=spacing,
+            min_core_voxels=max(1, int(round(min_core_voxels / voxel_ratio))),
+            min_particle_fraction=min_particle_fraction)
+        return labels, probs.shape
+
+    labels, shape = run(particle_size_mm)
+    if estimated and refine_size:
+        measured = _mean_eq_diameter_mm(labels, spacing)
+        if measured and abs(measured / particle_size_mm - 1) > 0.15:
+            if progress:
+                print(f"ps3d: model measured {measured:.4g} mm; re-running at that size")
+            particle_size_mm = measured
+            labels, shape = run(particle_size_mm)
+    details.update(particle_size_mm=particle_size_mm, seconds=time.perf_counter() - t0,
+                   n_particles=int(labels.max()))
+    return (labels, details) if return_details else labels
+
+
+def _classes_from_probabilities(probs: np.ndarray) -> np.ndarray:
+    """Arg-max of (background, core, border) probabilities as uint8 classes."""
+    return np.argmax(probs, axis=0).astype(np.uint8)
+
+
+def _mean_eq_diameter_mm(labels: np.ndarray, spacing) -> float | None:
+    """Mean equivalent-sphere diameter of the particles in mm (None if none)."""
+    counts = np.bincount(labels.ravel())[1:]
+    counts = counts[counts > 0]
+    if counts.size == 0:
+        return None
+    volumes = counts * float(np.prod(spacing))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return float(np.mean(np.cbrt(6 * volumes / np.pi)))
