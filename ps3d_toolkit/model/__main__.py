@@ -1,6 +1,5 @@
-"""``python -m ps3d_toolkit.model``: the training command (same as ``ps3d train``)."""
+"""``python -m ps3d_toolkit.model ARGS``: the same as ``ps3d train ARGS``."""
 
-from ..cli import main
+from .cli_train import main
 
-if __name__ == "__main__":
-    raise SystemExit(main(["train", *__import__("sys").argv[1:]]))
+raise SystemExit(main())
