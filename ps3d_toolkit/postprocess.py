@@ -36,6 +36,33 @@ def drop_small_particles(labels: np.ndarray, min_fraction: float = 0.005,
     return lut[labels]
 
 
+def _fill_within_components(labels, cores, components, foreground) -> None:
+    """Assign voxels whose nearest core lay in another component (in place).
+
+    Such voxels are rare (a thin arm of one grain closer to a neighbouring
+    grain's core across a gap); a watershed restricted to their component's
+    bounding box grows that component's own cores into them.
+    """
+    from skimage.segmentation import watershed
+
+    unassigned = foreground & (labels == 0)
+    if not unassigned.any():
+        return
+    with_core = np.zeros(int(components.max()) + 1, bool)
+    with_core[components[cores > 0]] = True
+    todo = np.unique(components[unassigned])
+    todo = todo[with_core[todo]]
+    boxes = ndimage.find_objects(components)
+    for comp in todo:
+        box = boxes[comp - 1]
+        mask = components[box] == comp
+        markers = np.where(mask, cores[box], 0)
+        grown = watershed(ndimage.distance_transform_edt(markers == 0), markers=markers, mask=mask)
+        region = labels[box]
+        fill = mask & (region == 0)
+        region[fill] = grown[fill]
+
+
 def border_core_to_instances(classes, *, spacing=1.0, min_core_voxels: int = 8,
                              min_particle_fraction: float = 0.005) -> np.ndarray:
     """Turn a border-core class map into uint32 instance labels.
@@ -84,6 +111,8 @@ def border_core_to_instances(classes, *, spacing=1.0, min_core_voxels: int = 8,
         core_component = np.zeros(n_cores + 1, np.uint32)
         core_component[cores[cores > 0]] = components[cores > 0]
         labels[core_component[labels] != components] = 0
+        labels[~foreground] = 0
+        _fill_within_components(labels, cores, components, foreground)
     else:
         labels = np.zeros(classes.shape, np.uint32)
     labels[~foreground] = 0

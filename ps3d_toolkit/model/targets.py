@@ -33,7 +33,8 @@ def label_boundaries(labels: np.ndarray) -> np.ndarray:
     return boundary & (labels > 0)
 
 
-def border_core_targets(labels, *, border_vox: float = 2.0) -> np.ndarray:
+def border_core_targets(labels, *, border_vox: float = 2.0,
+                        relative_border: float = 0.15) -> np.ndarray:
     """Convert instance labels to border-core classes.
 
     Parameters
@@ -43,6 +44,11 @@ def border_core_targets(labels, *, border_vox: float = 2.0) -> np.ndarray:
     border_vox : float
         Thickness of the border shell in voxels, measured from the particle
         surface inwards (Euclidean distance).
+    relative_border : float
+        Small particles get a thinner shell, ``relative_border`` times their
+        equivalent diameter but at least 1 voxel, so that they keep a core:
+        with a fixed 2-voxel shell a grain of 7 voxels would have none and be
+        swallowed by its neighbour.
 
     Returns
     -------
@@ -63,7 +69,9 @@ def border_core_targets(labels, *, border_vox: float = 2.0) -> np.ndarray:
     # Distance from each interior voxel to the nearest boundary voxel; boundary
     # voxels themselves are at distance 0 and always border.
     distance = ndimage.distance_transform_edt(interior)
+    counts = np.bincount(labels.ravel())
+    thickness = np.clip(relative_border * np.cbrt(6 * counts / np.pi), 1.0, border_vox)
     targets = np.zeros(labels.shape, dtype=np.uint8)
     targets[foreground] = BORDER
-    targets[interior & (distance >= border_vox)] = CORE
+    targets[interior & (distance >= thickness[labels])] = CORE
     return targets
