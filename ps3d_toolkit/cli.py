@@ -14,6 +14,10 @@ the parsed arguments and returns an exit code::
         parser.add_argument(...)
         parser.set_defaults(run=_run_train)
 
+A subcommand whose parser lives in a module that is slow to import (torch)
+is registered with :func:`deferred_subcommand`, so that ``ps3d --help`` and the
+other commands stay fast.
+
 Errors a user can cause (a missing or unreadable file, a bad spacing, an
 unknown format or method) end with exit code 2 and one line on stderr,
 ``ps3d: error: ...``; set ``PS3D_DEBUG=1`` to see the traceback instead.
@@ -32,11 +36,10 @@ from pathlib import Path
 
 from ps3d_toolkit import __version__
 
-__all__ = ["main", "build_parser", "subcommand", "SUBCOMMANDS"]
+__all__ = ["main", "build_parser", "subcommand", "deferred_subcommand", "SUBCOMMANDS"]
 
 PROG = "ps3d"
 EXIT_USAGE = 2
-_TABLE_FORMATS = (".csv", ".parquet")
 
 #: Builders of the subcommands, in the order ``ps3d --help`` lists them.
 SUBCOMMANDS: list = []
@@ -46,6 +49,51 @@ def subcommand(builder):
     """Register a function that adds one subcommand's parser (see the module doc)."""
     SUBCOMMANDS.append(builder)
     return builder
+
+
+def deferred_subcommand(name: str, help: str, builder: str):
+    """Register a subcommand whose parser is built only when it runs.
+
+    Parameters
+    ----------
+    name : str
+        The subcommand, e.g. ``"train"``.
+    help : str
+        Its one-line help in ``ps3d --help``.
+    builder : str
+        ``"module:function"``; the function takes a subparsers object, adds the
+        ``name`` parser to it and sets ``run`` (or ``func``) on it. The module is
+        imported only when ``ps3d NAME ...`` is run.
+    """
+
+    def build(subparsers):
+        # no options of its own: every argument, --help included, goes to the real parser
+        parser = subparsers.add_parser(name, help=help, add_help=False, prefix_chars="\0")
+        parser.add_argument("arguments", nargs="*")
+        parser.set_defaults(run=lambda args: _run_deferred(name, builder, args.arguments))
+
+    build.__name__ = f"_{name}"
+    return subcommand(build)
+
+
+def _run_deferred(name: str, builder: str, arguments) -> int:
+    import importlib
+
+    module, function = builder.split(":")
+    parser = _Parser(prog=PROG)
+    getattr(importlib.import_module(module), function)(
+        parser.add_subparsers(required=True, parser_class=_Parser))
+    try:
+        args = parser.parse_args([name, *arguments])
+    except SystemExit as stop:  # --help or a usage error
+        return stop.code if isinstance(stop.code, int) else 0
+    return _dispatch(args)
+
+
+def _dispatch(args) -> int:
+    run = getattr(args, "run", None) or getattr(args, "func")
+    code = run(args)
+    return 0 if code is None else int(code)
 
 
 class CLIError(Exception):
@@ -200,7 +248,7 @@ def _run_demo(args) -> int:
     labels = segment(scan.image, spacing=scan.spacing, particle_size_mm=scan.particle_size_mm,
                      method=method, progress=not args.quiet)
     seconds = time.perf_counter() - start
-    table = measure(labels, image=scan.image, spacing=scan.spacing)
+    table = measure(labels, image=scan.image, spacing=scan.spacing, progress=not args.quiet)
     metrics = evaluate_instances(truth, labels)
 
     written = {
@@ -293,16 +341,16 @@ def _run_measure(args) -> int:
     import numpy as np
 
     from ps3d_toolkit.io import load_scan
-    from ps3d_toolkit.measure import measure, save_table
+    from ps3d_toolkit.measure import TABLE_FORMATS, measure, save_table
 
-    _check_output(args.output, _TABLE_FORMATS, "table")
+    _check_output(args.output, TABLE_FORMATS, "table")
     spacing, image = args.spacing, None
     if args.image is not None:
         scan = load_scan(args.image, spacing=spacing)
         spacing, image = scan.spacing, scan.image
     # the label image's own stored spacing serves when neither is given
     labels = load_scan(args.labels, spacing=spacing)
-    table = measure(np.asarray(labels.image), image=image, spacing=labels.spacing)
+    table = measure(np.asarray(labels.image), image=image, spacing=labels.spacing, progress=not args.quiet)
     path = save_table(table, args.output)
     _say(args, f"{len(table)} particles; wrote {path}")
     return 0
@@ -374,6 +422,10 @@ def _run_convert(args) -> int:
     return 0
 
 
+deferred_subcommand("train", "train or fine-tune the border-core U-Net ('ps3d train --help')",
+                    "ps3d_toolkit.model.cli_train:add_train_parser")
+
+
 # --------------------------------------------------------------------------- entry point
 
 
@@ -423,7 +475,7 @@ def main(argv=None) -> int:
         if not debug:
             warnings.showwarning = _show_warning
         try:
-            return args.run(args)
+            return _dispatch(args)
         except KeyboardInterrupt:
             if debug:
                 raise

@@ -277,6 +277,45 @@ def test_a_registered_builder_adds_a_subcommand(capsys, monkeypatch):
     assert "hello" in run(capsys, "--help")[1]
 
 
+def test_a_deferred_subcommand_builds_its_parser_only_when_run(capsys, monkeypatch):
+    import types
+
+    built = []
+
+    def add_parser(subparsers):
+        built.append(1)
+        parser = subparsers.add_parser("heavy", help="a slow module's command")
+        parser.add_argument("--steps", type=int, required=True)
+        parser.set_defaults(func=lambda args: print(f"steps={args.steps}"))
+
+    module = types.ModuleType("ps3d_fake_heavy")
+    module.add_parser = add_parser
+    monkeypatch.setitem(sys.modules, "ps3d_fake_heavy", module)
+    monkeypatch.setattr(cli, "SUBCOMMANDS", list(cli.SUBCOMMANDS))
+    cli.deferred_subcommand("heavy", "a slow module's command", "ps3d_fake_heavy:add_parser")
+
+    assert "heavy" in run(capsys, "--help")[1]
+    assert run(capsys, "segment", "--help")[0] == 0
+    assert built == []
+    assert run(capsys, "heavy", "--steps", "3")[:2] == (0, "steps=3\n")
+    assert "--steps" in run(capsys, "heavy", "--help")[1]
+    # the real parser's usage errors are one line too
+    assert_one_line_error(*run(capsys, "heavy", "--steps", "x")[::2], "--steps")
+
+
+def test_the_parser_does_not_import_torch():
+    code = "import sys; from ps3d_toolkit import cli; cli.build_parser(); print('torch' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.stdout.strip() == "False", done.stderr
+
+
+@pytest.mark.slow
+def test_train_help_comes_from_the_model_package(capsys):
+    code, stdout, _ = run(capsys, "train", "--help")
+    assert code == 0
+    assert stdout.startswith("usage: ps3d train") and "--steps" in stdout
+
+
 @pytest.mark.parametrize("command", ["demo", "segment", "measure", "evaluate", "convert"])
 def test_every_subcommand_has_help_with_an_example(capsys, command):
     code, stdout, _ = run(capsys, command, "--help")
