@@ -64,17 +64,25 @@ def test_two_classes_for_a_dark_background_without_epoxy():
     assert_finds_both_balls(gt, labels)
 
 
-def test_every_phase_above_the_epoxy_is_foreground():
+@pytest.mark.parametrize("noise", [0.0, 0.02, 0.08])
+@pytest.mark.parametrize("grain_values", [(1.0, 1.0), (1.0, 2.0)])
+def test_foreground_is_every_phase_above_the_epoxy(grain_values, noise):
     gt = two_touching_balls()
-    # Air 0, epoxy 0.4, a dull grain 1.0 and a bright grain 2.0: four Otsu classes.
-    image = render(gt, grain_values=(1.0, 2.0), noise=0.05, seed=3)
-    mask = _foreground_mask(image, n_classes=4)
+    # Air 0, epoxy 0.4, one grain phase or a dull (1.0) and a bright (2.0) one: the
+    # automatic choice between 3 and 4 Otsu classes must cut between epoxy and grain.
+    image = render(gt, grain_values=grain_values, noise=noise, seed=3)
+    mask = _foreground_mask(image)
     for label in (1, 2):
         assert np.count_nonzero(mask & (gt == label)) > 0.99 * np.count_nonzero(gt == label)
     dice = 2 * np.count_nonzero(mask & (gt > 0)) / (np.count_nonzero(mask) + np.count_nonzero(gt))
     assert dice > 0.95
-    labels = snow(image, spacing=0.02, particle_size_mm=0.4, n_classes=4, progress=False)
-    assert_finds_both_balls(gt, labels)
+
+
+def test_two_phase_grains_are_both_found():
+    gt = two_touching_balls()
+    image = render(gt, grain_values=(1.0, 2.0), noise=0.05, seed=3)
+    assert_finds_both_balls(gt, snow(image, spacing=0.02, particle_size_mm=0.4, progress=False))
+    assert_finds_both_balls(gt, otsu_watershed(image, spacing=0.02, particle_size_mm=0.4, n_classes=4, progress=False))
 
 
 def test_small_debris_is_dropped():
