@@ -96,9 +96,13 @@ def load_weights(path, device="cpu") -> tuple[torch.nn.Module, dict, dict]:
 
 
 def _plain(value):
-    """Tuples to lists, recursively, so that the payload is plain data."""
+    """Plain data for the payload: tuples to lists, other objects to text."""
     if isinstance(value, dict):
         return {str(k): _plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_plain(v) for v in value]
-    return value
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    # anything else (e.g. torch's TorchVersion) as text: weights_only loading
+    # accepts plain data only
+    return str(value)

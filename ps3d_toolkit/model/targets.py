@@ -68,7 +68,11 @@ def border_core_targets(labels, *, border_vox: float = 2.0,
     interior = foreground & ~label_boundaries(labels)
     # Distance from each interior voxel to the nearest boundary voxel; boundary
     # voxels themselves are at distance 0 and always border.
-    distance = ndimage.distance_transform_edt(interior)
+    if interior.all():
+        # scipy's transform of an array without zeros is undefined, not infinite
+        distance = np.full(labels.shape, np.inf)
+    else:
+        distance = ndimage.distance_transform_edt(interior)
     counts = np.bincount(labels.ravel())
     thickness = np.clip(relative_border * np.cbrt(6 * counts / np.pi), 1.0, border_vox)
     targets = np.zeros(labels.shape, dtype=np.uint8)

@@ -353,4 +353,4 @@ def train(config: TrainingConfig | None = None, *, progress: bool = True,
 def _metadata(config: TrainingConfig, step: int, record: dict, command: str | None) -> dict:
     return {"training_config": asdict(config), "step": step, "command": command,
             "scores": {k: v for k, v in record.items() if k.startswith("val_")},
-            "torch": torch.__version__}
+            "torch": str(torch.__version__)}

@@ -1,0 +1,116 @@
+"""Tests of border-core targets, the network's weight files and a tiny training run."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from ps3d_toolkit.model.network import DEFAULT_CONFIG, build_network, load_weights, save_weights
+from ps3d_toolkit.model.targets import BORDER, CORE, border_core_targets
+from ps3d_toolkit.model.training import TrainingConfig, load_label_set, train
+
+
+def test_targets_shell_thickness():
+    labels = np.zeros((30, 30, 30), np.uint32)
+    labels[5:25, 5:25, 5:25] = 3
+    t = border_core_targets(labels, border_vox=2)
+    line = t[15, 15, :]
+    assert line[:5].tolist() == [0] * 5
+    assert line[5:7].tolist() == [BORDER] * 2 and line[7] == CORE
+    assert line[23:25].tolist() == [BORDER] * 2
+    # the core is the particle eroded by 2 voxels
+    assert np.count_nonzero(t == CORE) == 16**3
+
+
+def test_targets_separate_touching_particles():
+    labels = np.zeros((20, 20, 40), np.uint32)
+    labels[2:18, 2:18, 2:20] = 1
+    labels[2:18, 2:18, 20:38] = 2
+    t = border_core_targets(labels, border_vox=2)
+    # two voxels of border on each side of the contact plane
+    assert t[10, 10, 18:22].tolist() == [BORDER] * 4
+    assert t[10, 10, 17] == CORE and t[10, 10, 22] == CORE
+
+
+def test_targets_keep_core_at_scan_edge():
+    labels = np.ones((10, 10, 10), np.uint32)  # a particle filling the scan, cut by its edges
+    t = border_core_targets(labels, border_vox=2)
+    assert np.all(t == CORE)
+
+
+def test_targets_validate():
+    with pytest.raises(ValueError, match="border_vox"):
+        border_core_targets(np.zeros((4, 4, 4), np.uint32), border_vox=0)
+    with pytest.raises(TypeError, match="labels"):
+        border_core_targets(np.zeros((4, 4, 4), np.float32) + 0.5)
+
+
+def test_weights_round_trip_with_weights_only(tmp_path):
+    model = build_network()
+    path = save_weights(model, tmp_path / "w.pt", DEFAULT_CONFIG, {"seed": 3})
+    payload = torch.load(path, weights_only=True)
+    assert set(payload) == {"state_dict", "config", "metadata"}
+    loaded, config, meta = load_weights(path)
+    assert meta["seed"] == 3 and config["target_diameter_vox"] == DEFAULT_CONFIG["target_diameter_vox"]
+    x = torch.randn(1, 1, 32, 32, 32)
+    model.eval()
+    with torch.no_grad():
+        # float16 storage: outputs agree to float16 precision
+        assert torch.allclose(model(x), loaded(x), atol=2e-2)
+
+
+def test_load_weights_errors(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        load_weights(tmp_path / "missing.pt")
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a torch file")
+    with pytest.raises(ValueError, match="cannot read weights"):
+        load_weights(bad)
+
+
+@pytest.mark.slow
+def test_tiny_training_run_and_resume(tmp_path):
+    config = TrainingConfig(output_dir=str(tmp_path / "run"), steps=4, batch_size=1, patch_size=32,
+                            pool_size=1, refresh_every=100, val_every=0, checkpoint_every=2,
+                            seed=1, threads=1)
+    final = train(config, progress=False)
+    log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [1, 2, 3, 4]
+    assert all(np.isfinite(r["loss"]) for r in log)
+    model, cfg, meta = load_weights(final)
+    assert meta["step"] == 4
+    # resume: asking for more steps continues from the checkpoint
+    config.steps = 6
+    train(config, progress=False)
+    log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [1, 2, 3, 4, 5, 6]
+
+
+@pytest.mark.slow
+def test_fine_tune_on_user_label_set(tmp_path):
+    from ps3d_toolkit.io import save_labels, save_scan, write_metadata
+    from ps3d_toolkit.synthetic import generate_scan
+
+    scan = generate_scan((40, 48, 48), 12, seed=4, preset="easy")
+    folder = tmp_path / "labels" / "grain_a"
+    save_scan(scan.image, folder / "scan.tif", spacing=scan.spacing)
+    save_labels(scan.labels, folder / "labels.tif", spacing=scan.spacing)
+    samples = load_label_set(tmp_path / "labels")
+    assert len(samples) == 1 and samples[0]["labels"].max() == scan.labels.max()
+    assert samples[0]["particle_size_mm"] == pytest.approx(scan.particle_size_mm, rel=1e-6)
+
+    base = train(TrainingConfig(output_dir=str(tmp_path / "base"), steps=1, batch_size=1,
+                                patch_size=32, pool_size=1, val_every=0, threads=1), progress=False)
+    tuned = train(TrainingConfig(output_dir=str(tmp_path / "tuned"), steps=2, batch_size=1,
+                                 patch_size=32, pool_size=1, val_every=0, threads=1,
+                                 data_dirs=[str(tmp_path / "labels")], synthetic_fraction=0.0,
+                                 init_weights=str(base)), progress=False)
+    assert tuned.is_file()
+
+
+def test_load_label_set_errors(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        load_label_set(tmp_path / "nope")
+    with pytest.raises(ValueError, match="no scan/labels pairs"):
+        load_label_set(tmp_path)
