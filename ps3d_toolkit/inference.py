@@ -117,6 +117,7 @@ def segment_with_model(image, *, spacing, particle_size_mm=None, weights=None,
                        overlap: float = 0.25, batch_size: int = 2, roi_size: int = 96,
                        device="auto", tta: bool = False, min_particle_fraction: float = 0.005,
                        min_core_voxels: int = 8, refine_size: bool = True,
+                       target_diameter_vox: float | None = None,
                        progress: bool = True, return_details: bool = False):
     """Segment particles with the border-core U-Net.
 
@@ -144,6 +145,9 @@ def segment_with_model(image, *, spacing, particle_size_mm=None, weights=None,
     refine_size : bool
         When the size was estimated, re-run once at the size measured on the
         first result if the two differ by more than 15 %.
+    target_diameter_vox : float, optional
+        Override the model's target particle diameter (speed/accuracy
+        trade-off studies; the model was trained for its own).
     progress : bool
         Show progress bars.
     return_details : bool
@@ -176,7 +180,7 @@ def segment_with_model(image, *, spacing, particle_size_mm=None, weights=None,
             print(f"ps3d: {estimate}")
 
     def run(size_mm):
-        zoom = zoom_factors(spacing, size_mm, config["target_diameter_vox"])
+        zoom = zoom_factors(spacing, size_mm, target_diameter_vox or config["target_diameter_vox"])
         small = resample_image(normalized, zoom)
         probs = predict_probabilities(small, model, roi_size=roi_size, overlap=overlap,
                                       batch_size=batch_size, device=device, tta=tta,
