@@ -92,7 +92,9 @@ def predict_probabilities(normalized, model, *, roi_size=96, overlap: float = 0.
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
     device = torch.device(device)
     roi = (roi_size,) * 3 if np.isscalar(roi_size) else tuple(roi_size)
-    roi = tuple(int(min(r, max(16, s))) for r, s in zip(roi, normalized.shape))
+    # Window edges must be multiples of the network's total stride (8); a scan
+    # smaller than a window gets a smaller one (MONAI pads it up to that).
+    roi = tuple(min(max(16, int(r) // 8 * 8), -(-int(s) // 8) * 8) for r, s in zip(roi, normalized.shape))
     x = torch.from_numpy(np.ascontiguousarray(normalized, dtype=np.float32))[None, None]
     flips = [()]
     if tta:

@@ -23,7 +23,7 @@ def default_method() -> str:
 
 
 def segment(image, *, spacing, particle_size_mm=None, method: str | None = None,
-            progress: bool = True, **options) -> np.ndarray:
+            progress: bool = True, particle_size=None, **options) -> np.ndarray:
     """Segment every particle of a scan into a uint32 label image.
 
     Parameters
@@ -38,6 +38,8 @@ def segment(image, *, spacing, particle_size_mm=None, method: str | None = None,
         Segmentation method; default: the shipped model.
     progress : bool
         Show progress bars.
+    particle_size : float, optional
+        Alias of ``particle_size_mm`` (the name ParticleSeg3D users know).
     **options
         Passed to the method (e.g. ``overlap``, ``tta`` for the model).
 
@@ -46,6 +48,10 @@ def segment(image, *, spacing, particle_size_mm=None, method: str | None = None,
     np.ndarray
         uint32 labels of the scan's shape, 0 = background.
     """
+    if particle_size is not None:
+        if particle_size_mm is not None and particle_size_mm != particle_size:
+            raise ValueError("give particle_size_mm or its alias particle_size, not both")
+        particle_size_mm = particle_size
     method = method or default_method()
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
