@@ -1,0 +1,547 @@
+"""Three orthogonal slices of a scan with a label overlay, as an ipywidgets viewer.
+
+The picture logic lives in plain functions that work on numpy arrays and that
+the tests call without a browser: :func:`orthogonal_slices` (the three planes
+through a voxel), :func:`window_image` (contrast window to 8-bit grey),
+:func:`label_colors` and :func:`overlay_labels` (labels drawn over the grey
+values with an opacity), :func:`plane_to_voxel` (a click on a plane to a voxel)
+and :func:`particle_at` / :func:`particle_row` (which particle is there and its
+table row). :class:`SliceViewer` wires them to sliders and a plotly
+``FigureWidget``; every slider callback calls a public method, so that a test
+can drive the viewer exactly as a user's slider would.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+
+import numpy as np
+
+from ps3d_toolkit._validation import check_labels, check_same_shape, check_spacing, check_volume
+
+__all__ = [
+    "HIGHLIGHT_RGB",
+    "PLANES",
+    "SliceViewer",
+    "default_window",
+    "label_colors",
+    "orthogonal_slices",
+    "overlay_labels",
+    "particle_at",
+    "particle_row",
+    "plane_to_voxel",
+    "png_data_uri",
+    "window_image",
+]
+
+#: The three planes, named by the axis they cut: plane ``"z"`` shows (y, x) at one z.
+PLANES = ("z", "y", "x")
+#: Colour of highlighted (selected) particles in the overlay.
+HIGHLIGHT_RGB = (255, 230, 0)
+# Spreads successive label ids around the colour wheel (golden-ratio hue steps), so
+# that neighbours, which usually have close ids, get clearly different colours.
+_GOLDEN = 0.618033988749895
+# A few million voxels fix the percentiles of a scan as well as all of them.
+_WINDOW_SAMPLE = 2_000_000
+
+
+def _check_position(position, shape) -> tuple:
+    try:
+        values = tuple(int(v) for v in position)
+    except (TypeError, ValueError):
+        raise TypeError(f"position must be 3 integers (z, y, x), got {position!r}") from None
+    if len(values) != 3 or not all(0 <= v < s for v, s in zip(values, shape)):
+        raise ValueError(f"position must be 3 voxel indices (z, y, x) inside the shape {tuple(shape)}, "
+                         f"got {position!r}")
+    return values
+
+
+def orthogonal_slices(volume, position) -> tuple:
+    """The three axis-aligned planes of ``volume`` through one voxel.
+
+    Parameters
+    ----------
+    volume : array_like, 3D
+        Any (z, y, x) array (grey values or labels); lazy arrays (zarr, dask)
+        are read one plane at a time.
+    position : 3 ints
+        The voxel (z, y, x) the planes go through.
+
+    Returns
+    -------
+    tuple of 3 np.ndarray
+        The z plane ``volume[z]`` with axes (y, x), the y plane ``volume[:, y]``
+        with axes (z, x) and the x plane ``volume[:, :, x]`` with axes (z, y).
+
+    Raises
+    ------
+    ValueError
+        If ``volume`` is not 3D or ``position`` is outside it.
+    """
+    shape = getattr(volume, "shape", None)
+    if shape is None or len(shape) != 3:
+        raise ValueError(f"volume must be a 3D (z, y, x) array, got shape {shape}")
+    z, y, x = _check_position(position, shape)
+    return (np.asarray(volume[z, :, :]), np.asarray(volume[:, y, :]), np.asarray(volume[:, :, x]))
+
+
+def plane_to_voxel(plane: str, index: int, row: int, col: int) -> tuple:
+    """The voxel (z, y, x) shown at pixel (row, col) of a plane.
+
+    Parameters
+    ----------
+    plane : {"z", "y", "x"}
+        The plane clicked (see :func:`orthogonal_slices` for its axes).
+    index : int
+        The plane's position along its own axis.
+    row, col : int
+        Pixel in the plane.
+
+    Returns
+    -------
+    tuple of 3 int
+    """
+    if plane not in PLANES:
+        raise ValueError(f"plane must be one of {PLANES}, got {plane!r}")
+    index, row, col = int(index), int(row), int(col)
+    if plane == "z":
+        return (index, row, col)
+    if plane == "y":
+        return (row, index, col)
+    return (row, col, index)
+
+
+def default_window(image, percentiles=(0.5, 99.5)) -> tuple:
+    """A contrast window (low, high) from percentiles of the grey values.
+
+    Parameters
+    ----------
+    image : array_like
+        Grey values (any shape); large images are subsampled evenly.
+    percentiles : 2 floats
+        Lower and upper percentile in [0, 100].
+
+    Returns
+    -------
+    tuple of 2 float
+        ``low < high`` (widened by one grey level for a constant image).
+    """
+    low_p, high_p = (float(p) for p in percentiles)
+    if not 0 <= low_p < high_p <= 100:
+        raise ValueError(f"percentiles must be two increasing numbers in [0, 100], got {percentiles!r}")
+    sample = _subsample(image)
+    low, high = np.percentile(sample, [low_p, high_p])
+    if high <= low:
+        low, high = low - 0.5, low + 0.5
+    return float(low), float(high)
+
+
+def _subsample(image) -> np.ndarray:
+    """An even subsample of at most ~2 million values, read without loading a lazy array whole."""
+    array = image if hasattr(image, "shape") and hasattr(image, "__getitem__") else np.asarray(image)
+    ndim = len(array.shape)
+    if ndim == 0:
+        return np.asarray(array, dtype=np.float64).ravel()
+    size = int(np.prod(array.shape))
+    stride = max(1, int(np.ceil((size / _WINDOW_SAMPLE) ** (1 / ndim))))
+    return np.asarray(array[(slice(None, None, stride),) * ndim], dtype=np.float64)
+
+
+def _check_lazy_volume(image, name: str):
+    """A 3D numeric array, kept lazy (zarr, dask) when it is one: the viewer reads planes only."""
+    if isinstance(image, np.ndarray) or not (hasattr(image, "shape") and hasattr(image, "dtype")):
+        return check_volume(image, name)
+    if len(image.shape) != 3 or 0 in tuple(image.shape):
+        raise ValueError(f"{name} must be a non-empty 3D array (z, y, x), got shape {tuple(image.shape)}")
+    if not (np.issubdtype(np.dtype(image.dtype), np.number) or np.dtype(image.dtype) == bool):
+        raise TypeError(f"{name} must hold numbers, got dtype {image.dtype}")
+    return image
+
+
+def window_image(image, low: float, high: float) -> np.ndarray:
+    """Map grey values to 8 bits: ``low`` and below to 0, ``high`` and above to 255.
+
+    Parameters
+    ----------
+    image : array_like
+        Grey values.
+    low, high : float
+        The contrast window, ``low < high``.
+
+    Returns
+    -------
+    np.ndarray of uint8
+        Same shape as ``image``, linear inside the window.
+    """
+    low, high = float(low), float(high)
+    if not high > low:
+        raise ValueError(f"the contrast window needs low < high, got low={low}, high={high}")
+    scaled = (np.asarray(image, dtype=np.float64) - low) * (255.0 / (high - low))
+    return np.clip(np.round(scaled), 0, 255).astype(np.uint8)
+
+
+def label_colors(ids) -> np.ndarray:
+    """A fixed, bright colour per label id; 0 (background) is black.
+
+    The colour depends on the id only, so a particle has the same colour in
+    every plane, in the 3D view and in every figure.
+
+    Parameters
+    ----------
+    ids : array_like of int
+        Label ids.
+
+    Returns
+    -------
+    np.ndarray of uint8, shape (n, 3)
+        RGB per id.
+    """
+    from skimage.color import hsv2rgb
+
+    ids = np.asarray(ids, dtype=np.int64).ravel()
+    hsv = np.empty((ids.size, 1, 3))
+    hsv[:, 0, 0] = (ids * _GOLDEN) % 1.0
+    # Two saturation/value levels alternate so that ids whose hues come close still differ.
+    hsv[:, 0, 1] = np.where(ids % 2 == 0, 0.75, 0.95)
+    hsv[:, 0, 2] = np.where(ids % 3 == 0, 0.85, 1.0)
+    rgb = np.round(hsv2rgb(hsv)[:, 0] * 255).astype(np.uint8)
+    rgb[ids == 0] = 0
+    return rgb
+
+
+def overlay_labels(grey, labels, *, opacity: float = 0.4, highlight=None, outline: bool = False) -> np.ndarray:
+    """Colour particles over a grey-value plane.
+
+    Parameters
+    ----------
+    grey : array_like of uint8, 2D
+        The plane after :func:`window_image`.
+    labels : array_like of int, 2D
+        The label plane of the same shape (0 = background).
+    opacity : float
+        Weight of the particle colour in [0, 1]: 0 shows the grey values only,
+        1 paints particles in flat colour.
+    highlight : iterable of int, optional
+        Particles drawn in :data:`HIGHLIGHT_RGB` at an opacity of at least 0.7,
+        so that a selection stands out whatever the overlay opacity.
+    outline : bool
+        Also draw each particle's boundary pixels in its full colour.
+
+    Returns
+    -------
+    np.ndarray of uint8, shape (rows, cols, 3)
+        RGB image.
+    """
+    grey = np.asarray(grey)
+    labels = np.asarray(labels)
+    if grey.ndim != 2 or labels.shape != grey.shape:
+        raise ValueError(f"grey and labels must be 2D planes of one shape, got {grey.shape} and {labels.shape}")
+    opacity = float(opacity)
+    if not 0 <= opacity <= 1:
+        raise ValueError(f"opacity must be in [0, 1], got {opacity!r}")
+    rgb = np.repeat(grey.astype(np.float64)[..., None], 3, axis=2)
+    ids, inverse = np.unique(labels, return_inverse=True)
+    colors = label_colors(ids)[inverse.reshape(labels.shape)].astype(np.float64)
+    alpha = np.where(labels > 0, opacity, 0.0)
+    if highlight is not None:
+        chosen = np.isin(labels, np.asarray(list(highlight), dtype=np.int64)) & (labels > 0)
+        colors[chosen] = HIGHLIGHT_RGB
+        alpha[chosen] = max(opacity, 0.7)
+    if outline:
+        from skimage.segmentation import find_boundaries
+
+        edge = find_boundaries(labels, mode="inner") & (labels > 0)
+        alpha[edge] = 1.0
+    rgb = rgb * (1 - alpha[..., None]) + colors * alpha[..., None]
+    return np.clip(np.round(rgb), 0, 255).astype(np.uint8)
+
+
+def png_data_uri(rgb) -> str:
+    """An RGB (or grey) uint8 image as a ``data:image/png;base64,...`` URI."""
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(rgb, dtype=np.uint8)).save(buffer, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def particle_at(labels, position) -> int:
+    """The label id at voxel ``position`` (z, y, x); 0 is background."""
+    shape = getattr(labels, "shape", None)
+    if shape is None or len(shape) != 3:
+        raise ValueError(f"labels must be a 3D (z, y, x) array, got shape {shape}")
+    return int(labels[_check_position(position, shape)])
+
+
+def particle_row(table, label: int):
+    """The row of particle ``label`` in a particle table (see ``ps3d_toolkit.measure``).
+
+    Returns
+    -------
+    pandas.DataFrame
+        The matching row (empty when the label is 0 or not in the table).
+    """
+    if "label" not in getattr(table, "columns", ()):
+        raise ValueError("table must be a particle table with a 'label' column")
+    return table[table["label"] == int(label)]
+
+
+def _row_html(row, columns=None) -> str:
+    """A particle's row as a two-column HTML table (name, value)."""
+    if row is None or len(row) == 0:
+        return ""
+    series = row.iloc[0]
+    names = [c for c in (columns or series.index) if c in series.index]
+    cells = []
+    for name in names:
+        value = series[name]
+        text = f"{value:.4g}" if isinstance(value, (float, np.floating)) else str(value)
+        cells.append(f"<tr><td>{html.escape(str(name))}</td><td style='text-align:right'>{html.escape(text)}</td></tr>")
+    return "<table style='font-size:0.85em'>" + "".join(cells) + "</table>"
+
+
+class SliceViewer:
+    """Three orthogonal slices of a scan, with sliders, a contrast window and a label overlay.
+
+    Click a particle in any plane to move the other planes there and to see its
+    row of the particle table. Display it as the last expression of a notebook
+    cell (or ``display(viewer.widget)``).
+
+    Parameters
+    ----------
+    image : array_like, 3D
+        Grey values (z, y, x).
+    labels : array_like of int, 3D, optional
+        Particle labels of the same shape, drawn over the grey values.
+    spacing : float or 3 floats
+        Voxel size in mm; the planes are drawn to scale, axes in mm.
+    table : pandas.DataFrame, optional
+        Particle table (``ps3d_toolkit.measure``) whose row is shown on click.
+    position : 3 ints, optional
+        Starting voxel; default: the centre.
+    window : 2 floats, optional
+        Starting contrast window; default: :func:`default_window`.
+    opacity : float
+        Starting overlay opacity.
+    outline : bool
+        Draw particle outlines.
+    height_px : int
+        Height of the figure in pixels.
+
+    Attributes
+    ----------
+    position : tuple of 3 int
+    window : tuple of 2 float
+    opacity : float
+    highlight : set of int
+        Particles drawn highlighted (see :func:`overlay_labels`).
+    selected : int
+        The particle last clicked (0 = none).
+    """
+
+    def __init__(self, image, labels=None, *, spacing=1.0, table=None, position=None, window=None,
+                 opacity: float = 0.4, outline: bool = False, height_px: int = 360):
+        self.image = _check_lazy_volume(image, "image")
+        if labels is not None:
+            labels = check_labels(labels, "labels")
+            check_same_shape(self.image, labels, "image", "labels")
+        self.labels = labels
+        self.spacing = check_spacing(spacing)
+        self.table = table
+        shape = self.image.shape
+        self.position = _check_position(position if position is not None else [s // 2 for s in shape], shape)
+        self.window = tuple(window) if window is not None else default_window(self.image)
+        window_image(np.zeros(1), *self.window)  # validates the window
+        self.opacity = float(opacity)
+        self.outline = bool(outline)
+        self.highlight: set = set()
+        self.selected = 0
+        self.height_px = int(height_px)
+        self._figure = None
+        self._controls = None
+        self._widget = None
+        self._syncing = False
+
+    # --- logic: what each control computes ---------------------------------------------------
+    def render(self) -> tuple:
+        """The three planes at the current settings as RGB uint8 arrays (z, y, x planes)."""
+        greys = orthogonal_slices(self.image, self.position)
+        label_planes = orthogonal_slices(self.labels, self.position) if self.labels is not None else (None,) * 3
+        out = []
+        for grey, lab in zip(greys, label_planes):
+            g = window_image(grey, *self.window)
+            if lab is None:
+                out.append(np.repeat(g[..., None], 3, axis=2))
+            else:
+                out.append(overlay_labels(g, lab, opacity=self.opacity, highlight=self.highlight or None,
+                                          outline=self.outline))
+        return tuple(out)
+
+    def set_position(self, z=None, y=None, x=None) -> None:
+        """Move the planes to voxel (z, y, x); ``None`` keeps a coordinate."""
+        new = [old if v is None else v for old, v in zip(self.position, (z, y, x))]
+        self.position = _check_position(new, self.image.shape)
+        self._refresh()
+
+    def set_window(self, low: float, high: float) -> None:
+        """Set the contrast window (grey values mapped to black and white)."""
+        window_image(np.zeros(1), low, high)
+        self.window = (float(low), float(high))
+        self._refresh()
+
+    def set_opacity(self, opacity: float) -> None:
+        """Set the overlay opacity in [0, 1]."""
+        opacity = float(opacity)
+        if not 0 <= opacity <= 1:
+            raise ValueError(f"opacity must be in [0, 1], got {opacity!r}")
+        self.opacity = opacity
+        self._refresh()
+
+    def set_highlight(self, ids) -> None:
+        """Highlight these particles (an empty selection clears the highlight)."""
+        self.highlight = {int(i) for i in np.asarray(list(ids) if ids is not None else [], dtype=np.int64).ravel()}
+        self._refresh()
+
+    def click(self, plane: str, row: int, col: int) -> int:
+        """What a click on pixel (row, col) of a plane does.
+
+        The other two planes move to the clicked voxel, the particle there
+        becomes :attr:`selected` and its table row is shown.
+
+        Returns
+        -------
+        int
+            The particle's id (0 for background or when there are no labels).
+        """
+        index = self.position[PLANES.index(plane)]
+        voxel = plane_to_voxel(plane, index, row, col)
+        voxel = _check_position(voxel, self.image.shape)
+        self.selected = particle_at(self.labels, voxel) if self.labels is not None else 0
+        self.position = voxel
+        self._refresh()
+        return self.selected
+
+    def selected_row(self):
+        """The table row of the selected particle (None without a table)."""
+        if self.table is None:
+            return None
+        return particle_row(self.table, self.selected)
+
+    def info_html(self) -> str:
+        """The text under the planes: the voxel, its grey value, the particle and its row."""
+        z, y, x = self.position
+        mm = tuple(round(p * s, 6) for p, s in zip(self.position, self.spacing))
+        grey = self.image[z, y, x]
+        text = f"<b>voxel</b> (z, y, x) = ({z}, {y}, {x}) = {mm} mm; grey value {grey}"
+        if self.labels is not None:
+            text += f"; <b>particle</b> {self.selected or 'none'}"
+        row = self.selected_row() if self.selected else None
+        if row is not None:
+            text += _row_html(row) if len(row) else " (not in the table)"
+        return text
+
+    # --- widgets -------------------------------------------------------------------------------
+    def _plane_extent(self, k: int) -> tuple:
+        """(row spacing, col spacing) of plane k in mm."""
+        axes = [a for a in range(3) if a != k]
+        return self.spacing[axes[0]], self.spacing[axes[1]]
+
+    def _build(self):
+        import ipywidgets as w
+        import plotly.graph_objects as go
+        from plotly.subplots import make_subplots
+
+        shape = self.image.shape
+        fig = make_subplots(rows=1, cols=3, horizontal_spacing=0.06,
+                            subplot_titles=[f"{p} = {self.position[i]}" for i, p in enumerate(PLANES)])
+        for k, rgb in enumerate(self.render()):
+            dy, dx = self._plane_extent(k)
+            fig.add_trace(go.Image(source=png_data_uri(rgb), dx=dx, dy=dy, x0=0, y0=0, name=PLANES[k],
+                                   hoverinfo="x+y"), row=1, col=k + 1)
+        names = ("y", "x"), ("z", "x"), ("z", "y")
+        for k, (rows, cols) in enumerate(names):
+            suffix = "" if k == 0 else str(k + 1)
+            fig.layout[f"xaxis{suffix}"].update(title_text=f"{cols} (mm)", constrain="domain")
+            fig.layout[f"yaxis{suffix}"].update(title_text=f"{rows} (mm)", scaleanchor=f"x{suffix}",
+                                                constrain="domain")
+        fig.update_layout(height=self.height_px, margin=dict(l=40, r=10, t=40, b=40))
+        self._figure = go.FigureWidget(fig)
+        for k, trace in enumerate(self._figure.data):
+            trace.on_click(self._on_click_factory(k))
+
+        sliders = [w.IntSlider(value=self.position[k], min=0, max=shape[k] - 1, description=PLANES[k],
+                               continuous_update=False, layout=w.Layout(width="32%")) for k in range(3)]
+        for k, slider in enumerate(sliders):
+            slider.observe(lambda change, k=k: self._on_slider(k, change["new"]), names="value")
+        sample = _subsample(self.image)
+        lo, hi = float(sample.min()), float(sample.max())
+        lo, hi = min(lo, self.window[0]), max(hi, self.window[1])
+        window = w.FloatRangeSlider(value=self.window, min=lo, max=hi, step=(hi - lo) / 500 or 1,
+                                    description="contrast", continuous_update=False, readout_format=".4g",
+                                    layout=w.Layout(width="48%"))
+        window.observe(lambda change: self.set_window(*change["new"]), names="value")
+        controls = [w.HBox(sliders), w.HBox([window])]
+        if self.labels is not None:
+            opacity = w.FloatSlider(value=self.opacity, min=0, max=1, step=0.05, description="overlay",
+                                    continuous_update=False, layout=w.Layout(width="30%"))
+            opacity.observe(lambda change: self.set_opacity(change["new"]), names="value")
+            outline = w.Checkbox(value=self.outline, description="outlines", indent=False)
+            outline.observe(lambda change: self._set_outline(change["new"]), names="value")
+            controls[1].children += (opacity, outline)
+        self._info = w.HTML(self.info_html())
+        self._sliders = sliders
+        self._controls = controls
+        self._widget = w.VBox([*controls, self._figure, self._info])
+
+    def _on_slider(self, k: int, value: int) -> None:
+        if not self._syncing:
+            self.set_position(**{PLANES[k]: value})
+
+    def _set_outline(self, value: bool) -> None:
+        self.outline = bool(value)
+        self._refresh()
+
+    def _on_click_factory(self, k: int):
+        def on_click(trace, points, selector):
+            if not points.xs:
+                return
+            dy, dx = self._plane_extent(k)
+            self.click(PLANES[k], round(points.ys[0] / dy), round(points.xs[0] / dx))
+        return on_click
+
+    def _refresh(self) -> None:
+        if self._figure is None:
+            return
+        with self._figure.batch_update():
+            for k, rgb in enumerate(self.render()):
+                self._figure.data[k].source = png_data_uri(rgb)
+                self._figure.layout.annotations[k].text = f"{PLANES[k]} = {self.position[k]}"
+        # Moving a slider to follow a click must not re-render once per slider.
+        self._syncing = True
+        try:
+            for k, slider in enumerate(self._sliders):
+                slider.value = self.position[k]
+        finally:
+            self._syncing = False
+        self._info.value = self.info_html()
+
+    @property
+    def figure(self):
+        """The plotly ``FigureWidget`` holding the three planes."""
+        if self._figure is None:
+            self._build()
+        return self._figure
+
+    @property
+    def widget(self):
+        """The viewer as one ipywidgets box (sliders, planes, particle info)."""
+        if self._widget is None:
+            self._build()
+        return self._widget
+
+    def _ipython_display_(self):
+        from IPython.display import display
+
+        display(self.widget)
