@@ -1,0 +1,336 @@
+"""Surface area and maximum Feret diameter of particles, in physical units.
+
+Surface area
+------------
+A digitised particle only tells which voxel centres are inside it, so its
+"true" surface is a choice: a digital ball should measure like the ball it
+samples (4 pi r^2), a digital cube like the cube it *is* (6 a^2). The usual
+estimators get one or the other wrong (relative error, min .. max over the
+shapes of ``benchmarks/measure_accuracy.py``: radii/sides 4-40 voxels, spacings
+(1,1,1), (2,1,1), (1,0.6,1.3), random offsets and rotations, fixed seed):
+
+=================================  =============  ==============  ==============
+estimator                          balls          rotated         aligned cubes
+                                                  ellipsoids
+=================================  =============  ==============  ==============
+marching cubes, binary mask        +7.4 .. +12.8  +7.9 .. +14.1   -7.5 .. -0.9
+marching cubes, gaussian sigma 1   -14.3 .. +0.5  -3.4 .. +0.1    -23.3 .. -2.7
+this module                        +0.2 .. +2.2   +0.0 .. +1.9    -1.2 .. -0.3
+=================================  =============  ==============  ==============
+
+(this module, further: rotated cubes -2.4 .. +1.2 %, rotated cylinders
+-2.3 .. +1.9 %, plates 3 voxels thick -3.3 .. -2.0 %.)
+
+The estimate is a flux: the area of a closed surface is the flux of its unit
+normal field through it, and the flux may be taken through any surface that
+encloses the same voxel centres -- here the voxel-face boundary (the faces
+between inside and outside voxels; the binary marching-cubes surface has the
+same projections onto the three axis planes, so this is also the projected flux
+through that mesh). A face of axis ``a`` contributes its area times ``|n_a|``,
+the ``a`` component of the *estimated* unit normal there, so that a staircase
+tilted by any angle contributes the area of the plane it digitises rather than
+its (up to 1.7 times larger) face count.
+
+The normals are the gradient of the mask smoothed by a gaussian of
+``SIGMA_VOX`` voxels (per axis, so that anisotropic voxels are smoothed at their
+own digitisation scale), converted to physical units. Smoothing alone would tilt
+the normals within ~2 sigma of a sharp edge (a cube would lose ~0.6/side of its
+area); so each face also looks at the faces of its axis within ``REACH_VOX``
+voxels in its own plane and, when one of them has a gradient magnitude more
+than ``EDGE_JUMP`` larger (a flat stretch away from the edge: the smoothed mask
+is steepest across a plane) and a normal closer to the face's own axis, takes
+that normal. On smooth surfaces the gradient magnitude varies by only a few
+percent and each face keeps its own normal. Particles are processed in batches
+stacked in one array (so the filters run once per batch, not once per
+particle); a particle's result does not depend on its batch.
+
+Particles of a few voxels have no well-defined surface: a single voxel gets 6
+voxel faces (exact for a cube), 2^3 and 3^3 cubes about 0.78 of their faces.
+
+Feret diameter
+--------------
+The largest distance between two vertices of the marching-cubes surface of the
+mask smoothed by a gaussian of ``FERET_SIGMA_VOX`` voxels, cut at 0.5
+(:func:`skimage.measure.marching_cubes` with ``spacing``; the vertices are
+computed directly on the grid edges through the voxel faces, and the diameter
+of the point set exactly, without building the mesh or its hull). On the binary
+mask the diameter joins the most protruding staircase corners (+1.6 % on
+rotated ellipsoids on average, up to +4.9 %); wider smoothing shrinks convex
+tips. With 0.6 voxels, errors are: rotated ellipsoids -0.8 .. +2.1 %, rotated
+cylinders -0.5 .. +3.0 %; balls +1.0 .. +5.4 % (a diameter in every direction:
+the largest digitisation error wins, about +0.4 voxel, i.e. +3.5 % at radius 6
+voxels, +1 % at 30); cubes -11 .. -1.4 % (corners are rounded off by ~0.8
+voxel each: -5 % on average, improving with size).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage as ndi
+from scipy.spatial import ConvexHull, QhullError
+from scipy.spatial.distance import cdist, pdist
+
+#: Gaussian scale of the normal estimate, in voxels of each axis.
+SIGMA_VOX = 1.25
+#: How far (voxels, in the face's own plane) a face looks for a cleaner normal.
+REACH_VOX = 3
+#: Relative gain in gradient magnitude that marks a neighbour as cleaner.
+EDGE_JUMP = 0.12
+#: Gaussian scale of the surface whose extent gives the Feret diameter, in voxels.
+FERET_SIGMA_VOX = 0.6
+
+_TRUNCATE = 3.0
+_RADIUS = int(_TRUNCATE * SIGMA_VOX + 0.5)
+# Crops are stacked along z in one array per batch, with zero slices between them.
+# Across _GAP slices the blur of one particle (radius _RADIUS) does not reach the
+# faces of the next, and a face's in-plane search (up to REACH_VOX + 1 slices out)
+# meets the next particle's gradient at under a third of a face's strength, far
+# below what it takes to be chosen.
+_GAP = max(_RADIUS + 1, REACH_VOX + 2)
+_LEVELS = 4095
+# Bound of |grad(G * mask)| for a gaussian G and a 0/1 mask (attained at a plane), twice
+# that for the sum of two voxels' gradients at a face, with room for truncation.
+_MAX_MAGNITUDE = 1.02 * 2.0 / (np.sqrt(2.0 * np.pi) * SIGMA_VOX)
+_BATCH_VOXELS = 1 << 19
+
+
+def _hemisphere(count: int) -> np.ndarray:
+    """``count`` near-uniform unit vectors (3, count) over a hemisphere (Fibonacci lattice)."""
+    i = np.arange(count) + 0.5
+    z = 1.0 - i / count
+    r = np.sqrt(1.0 - z * z)
+    phi = i * np.pi * (3.0 - np.sqrt(5.0))
+    return np.stack([z, r * np.cos(phi), r * np.sin(phi)])
+
+
+#: Directions along which extreme points give a first guess of the Feret diameter.
+_DIRECTIONS = _hemisphere(32)
+
+
+def shape_metrics(labels: np.ndarray, boxes, values, spacing, progress=None):
+    """Surface area (mm^2) and maximum Feret diameter (mm) of many particles.
+
+    Parameters
+    ----------
+    labels : ndarray of int, 3D
+        Label image.
+    boxes : sequence of tuple of slices
+        Bounding box of each particle (as from :func:`scipy.ndimage.find_objects`).
+    values : sequence of int
+        Label value of each particle.
+    spacing : tuple of 3 floats
+        Voxel size in mm.
+    progress : tqdm-like, optional
+        Updated by the number of particles done.
+
+    Returns
+    -------
+    area, feret : ndarray of float
+    """
+    spacing = tuple(float(s) for s in spacing)
+    n = len(boxes)
+    area = np.zeros(n)
+    feret = np.zeros(n)
+    if not n:
+        return area, feret
+    dims = np.array([[s.stop - s.start for s in box] for box in boxes], dtype=np.int64)
+    # batches of particles with similar in-plane size waste little frame
+    order = np.lexsort((dims[:, 0], np.minimum(dims[:, 1], dims[:, 2]), np.maximum(dims[:, 1], dims[:, 2])))
+    start = 0
+    while start < n:
+        stop = start + 1
+        frame = dims[order[start], 1:] + 2
+        depth = dims[order[start], 0] + 2 * _GAP
+        while stop < n:
+            grown = np.maximum(frame, dims[order[stop], 1:] + 2)
+            if (depth + dims[order[stop], 0] + _GAP) * grown[0] * grown[1] > _BATCH_VOXELS:
+                break
+            frame, depth = grown, depth + dims[order[stop], 0] + _GAP
+            stop += 1
+        rows = order[start:stop]
+        masks = [labels[boxes[r]] == values[r] for r in rows]
+        a, f = _batch(masks, spacing)
+        area[rows] = a
+        feret[rows] = f
+        if progress is not None:
+            progress.update(len(rows))
+        start = stop
+    return area, feret
+
+
+def _batch(masks, spacing):
+    """Area and Feret diameter of the particles in ``masks`` (crops), stacked along z."""
+    depth = sum(m.shape[0] for m in masks) + _GAP * (len(masks) + 1)
+    height = max(m.shape[1] for m in masks) + 2
+    width = max(m.shape[2] for m in masks) + 2
+    stack = np.zeros((depth, height, width), dtype=bool)
+    starts = np.empty(len(masks), dtype=np.int64)
+    z = _GAP
+    for k, m in enumerate(masks):
+        stack[z:z + m.shape[0], 1:1 + m.shape[1], 1:1 + m.shape[2]] = m
+        starts[k] = z
+        z += m.shape[0] + _GAP
+    # each face belongs to the particle whose slab (gap halves included) holds it
+    region_starts = starts - _GAP // 2
+
+    f = stack.astype(np.float32)
+    grad = _gaussian_gradient(f, SIGMA_VOX)
+    smooth = ndi.gaussian_filter(f, FERET_SIGMA_VOX, mode="constant", truncate=_TRUNCATE)
+    area = np.zeros(len(masks))
+    points, owners = [], []
+    for a in range(3):
+        b, c = (i for i in range(3) if i != a)
+        lo = tuple(slice(0, -1) if i == a else slice(None) for i in range(3))
+        hi = tuple(slice(1, None) if i == a else slice(None) for i in range(3))
+        faces = np.nonzero(stack[lo] != stack[hi])
+        owner = np.searchsorted(region_starts, faces[0], side="right") - 1
+        weight = _face_weights(grad, lo, hi, faces, a, spacing)
+        area += np.bincount(owner, weights=weight, minlength=len(masks)) * (spacing[b] * spacing[c])
+        points.append(_crossings(smooth, lo, hi, faces, a))
+        owners.append(owner)
+    points = np.concatenate(points, axis=1).T * np.asarray(spacing)
+    owners = np.concatenate(owners)
+    feret = _feret_by_owner(points, owners, len(masks))
+    return area, feret
+
+
+def _gaussian_gradient(f: np.ndarray, sigma: float) -> list[np.ndarray]:
+    """Gradient (d/dz, d/dy, d/dx) of ``f`` smoothed by a gaussian, in voxel units.
+
+    Eight 1D passes instead of nine: the x-smoothed image serves both d/dz and d/dy.
+    """
+    def g(x, axis, order):
+        return ndi.gaussian_filter1d(x, sigma, axis=axis, order=order, mode="constant", truncate=_TRUNCATE)
+
+    along_x = g(f, 2, 0)
+    dz = g(g(along_x, 1, 0), 0, 1)
+    dy = g(g(along_x, 1, 1), 0, 0)
+    dx = g(g(g(f, 2, 1), 1, 0), 0, 0)
+    return [dz, dy, dx]
+
+
+def _face_weights(grad, lo, hi, faces, a, spacing) -> np.ndarray:
+    """``|n_a|`` of the edge-preserving normal at every face of axis ``a``."""
+    g = [gi[lo] + gi[hi] for gi in grad]  # twice the face-centre gradient; only ratios matter
+    magnitude = np.sqrt(g[0] * g[0] + g[1] * g[1] + g[2] * g[2])
+    if len(set(spacing)) > 1:
+        g = [g[i] * np.float32(1.0 / spacing[i]) for i in range(3)]
+        norm = np.sqrt(g[0] * g[0] + g[1] * g[1] + g[2] * g[2])
+    else:
+        norm = magnitude
+    n_a = np.divide(np.abs(g[a]), norm, out=np.zeros_like(norm), where=norm > 0)
+    own_magnitude = magnitude[faces]
+    own_n = n_a[faces].astype(np.float64)
+    # One maximum filter finds, for every face, the in-plane neighbour with the
+    # steepest gradient and carries that neighbour's |n_a| along in the low bits:
+    # key = magnitude (12 bits, of a fixed bound so that a particle's result does
+    # not depend on its batch) * 4096 + |n_a| (12 bits).
+    top = _MAX_MAGNITUDE
+    key = np.minimum(magnitude * np.float32(_LEVELS / top), np.float32(_LEVELS)).astype(np.int32)
+    key *= _LEVELS + 1
+    key += (n_a * np.float32(_LEVELS) + np.float32(0.5)).astype(np.int32)
+    size = [2 * REACH_VOX + 1] * 3
+    size[a] = 1
+    best = ndi.maximum_filter(key, size=size, mode="constant", cval=0)[faces]
+    best_magnitude = (best // (_LEVELS + 1)) * (top / _LEVELS)
+    best_n = (best % (_LEVELS + 1)) / _LEVELS
+    # the own magnitude is rounded down like the key's so that a face never "beats" itself
+    own_rounded = np.minimum(np.floor(own_magnitude * (_LEVELS / top)), _LEVELS) * (top / _LEVELS)
+    return np.where(best_magnitude > (1.0 + EDGE_JUMP) * own_rounded, np.maximum(best_n, own_n), own_n)
+
+
+def _crossings(smooth, lo, hi, faces, a) -> np.ndarray:
+    """Where ``smooth`` crosses 0.5 between the two voxels of every face (voxel units, (3, m)).
+
+    These are the marching-cubes vertices of the smoothed mask on the grid edges
+    through the faces; where the smoothed mask does not cross 0.5 there (a particle
+    of a voxel or two) the face centre stands in, as in marching cubes on the
+    binary mask.
+    """
+    s0 = smooth[lo][faces].astype(np.float64)
+    s1 = smooth[hi][faces].astype(np.float64)
+    crosses = (s0 - 0.5) * (s1 - 0.5) < 0
+    t = np.divide(s0 - 0.5, s0 - s1, out=np.full_like(s0, 0.5), where=crosses)
+    p = np.array(faces, dtype=np.float64)
+    p[a] += t
+    return p
+
+
+def _feret_by_owner(points: np.ndarray, owners: np.ndarray, count: int) -> np.ndarray:
+    """Largest distance between the points of each owner."""
+    order = np.argsort(owners, kind="stable")
+    points = points[order]
+    bounds = np.searchsorted(owners[order], np.arange(count + 1))
+    out = np.zeros(count)
+    for k in range(count):
+        out[k] = max_distance(points[bounds[k]:bounds[k + 1]])
+    return out
+
+
+def max_distance(points: np.ndarray) -> float:
+    """Largest distance between two of ``points`` (n, 3), exactly.
+
+    A first guess ``L0`` is the longest distance among the points extreme along
+    32 directions. A pair longer than ``L0`` needs both ends farther than
+    ``L0 - R`` from the centroid (``R`` the largest such distance), since
+    ``|x - y| <= |x - c| + |y - c|``; only those few points are compared pairwise.
+    """
+    if len(points) < 2:
+        return 0.0
+    centred = points - points.mean(axis=0)
+    projection = centred @ _DIRECTIONS
+    candidates = np.unique(np.concatenate([projection.argmax(axis=0), projection.argmin(axis=0)]))
+    guess = float(pdist(centred[candidates]).max()) if len(candidates) > 1 else 0.0
+    radius = np.sqrt(np.einsum("ij,ij->i", centred, centred))
+    rest = centred[radius > guess - radius.max()]
+    if len(rest) < 2:
+        return guess
+    if len(rest) > 2000:
+        try:
+            rest = rest[ConvexHull(rest).vertices]
+        except (QhullError, ValueError):
+            pass  # flat point sets: compare them all, in blocks
+    return max(guess, _blocked_max_distance(rest))
+
+
+def _blocked_max_distance(points: np.ndarray, block: int = 2000) -> float:
+    """Largest pairwise distance, in blocks so that memory stays bounded."""
+    best = 0.0
+    for start in range(0, len(points), block):
+        chunk = points[start:start + block]
+        best = max(best, float(cdist(chunk, points[start:]).max()))
+    return best
+
+
+def surface_area(mask: np.ndarray, spacing) -> float:
+    """Surface area in mm^2 of the particle in ``mask`` (voxels beyond the array are outside)."""
+    mask = np.asarray(mask, dtype=bool)
+    if not mask.any():
+        return 0.0
+    return float(shape_metrics(mask.astype(np.uint8), [tuple(slice(0, s) for s in mask.shape)], [1], spacing)[0][0])
+
+
+def feret_max(mask: np.ndarray, spacing) -> float:
+    """Maximum Feret diameter in mm of the particle in ``mask``."""
+    mask = np.asarray(mask, dtype=bool)
+    if not mask.any():
+        return 0.0
+    return float(shape_metrics(mask.astype(np.uint8), [tuple(slice(0, s) for s in mask.shape)], [1], spacing)[1][0])
+
+
+def surface_mesh(mask: np.ndarray, spacing, sigma_vox: float = FERET_SIGMA_VOX):
+    """Marching-cubes mesh (mm, crop frame) of ``mask`` smoothed by ``sigma_vox`` voxels.
+
+    Returns ``(vertices, faces)``; both empty when the smoothed mask never
+    reaches 0.5 (a particle of a voxel or two).
+    """
+    from skimage.measure import marching_cubes
+
+    pad = 2 + int(np.ceil(_TRUNCATE * sigma_vox))
+    m = np.pad(np.asarray(mask, dtype=bool), pad).astype(np.float32)
+    if sigma_vox > 0:
+        m = ndi.gaussian_filter(m, sigma_vox, mode="constant", truncate=_TRUNCATE)
+    if m.max() <= 0.5:
+        return np.empty((0, 3)), np.empty((0, 3), dtype=np.int64)
+    vertices, faces, _, _ = marching_cubes(m, 0.5, spacing=tuple(float(s) for s in spacing))
+    return vertices - pad * np.asarray(spacing, float), faces

@@ -1,0 +1,424 @@
+"""Tests of ps3d_toolkit.measure on shapes whose answers are known exactly."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.spatial.transform import Rotation
+from scipy.special import ellipeinc, ellipkinc
+
+import ps3d_toolkit
+from ps3d_toolkit.measure import (
+    liberation_class,
+    measure,
+    particle_mesh,
+    propose_phase_thresholds,
+    save_table,
+)
+from ps3d_toolkit.measure._surface import feret_max, surface_area
+
+CUBE_SPHERICITY = (np.pi / 6) ** (1 / 3)  # 0.806
+
+
+# --------------------------------------------------------------------------- analytic shapes
+
+
+def ellipsoid_labels(semi_axes_mm, spacing, rotation=None, offset_vox=(0, 0, 0), pad=3, label=1):
+    """Digital ellipsoid: voxels whose centre lies inside it (body axes along z, y, x before rotation)."""
+    spacing = np.asarray(spacing, float)
+    semi = np.asarray(semi_axes_mm, float)
+    rot = np.eye(3) if rotation is None else rotation
+    half = np.ceil(semi.max() / spacing).astype(int) + pad
+    grids = [(np.arange(2 * h + 1) - h - o) * s for h, o, s in zip(half, offset_vox, spacing)]
+    points = np.stack(np.meshgrid(*grids, indexing="ij"), axis=-1) @ rot
+    inside = ((points / semi) ** 2).sum(axis=-1) <= 1.0
+    return inside.astype(np.uint32) * np.uint32(label)
+
+
+def ellipsoid_area(a, b, c):
+    """Exact surface area of an ellipsoid (Legendre's formula)."""
+    a, b, c = sorted((a, b, c), reverse=True)
+    if np.isclose(a, c):
+        return 4 * np.pi * a * a
+    phi = np.arccos(c / a)
+    m = (a * a * (b * b - c * c)) / (b * b * (a * a - c * c))
+    return 2 * np.pi * c * c + 2 * np.pi * a * b / np.sin(phi) * (
+        ellipeinc(phi, m) * np.sin(phi) ** 2 + ellipkinc(phi, m) * np.cos(phi) ** 2)
+
+
+def box_labels(sides_vox, pad=3, label=1):
+    shape = tuple(int(s) + 2 * pad for s in sides_vox)
+    labels = np.zeros(shape, np.uint32)
+    labels[tuple(slice(pad, pad + int(s)) for s in sides_vox)] = label
+    return labels
+
+
+def one_row(labels, **kwargs):
+    table = measure(labels, progress=False, **kwargs)
+    assert len(table) == 1
+    return table.iloc[0]
+
+
+def rel(measured, expected):
+    return abs(measured / expected - 1)
+
+
+# --------------------------------------------------------------------------- balls
+
+BALLS = [  # (radius mm, spacing): 6 to 30 voxels, isotropic and anisotropic, made physically round
+    (6.0, (1.0, 1.0, 1.0)),
+    (1.0, (0.1, 0.1, 0.1)),
+    (20.0, (1.0, 1.0, 1.0)),
+    (0.3, (0.01, 0.01, 0.01)),
+    (16.0, (2.0, 1.0, 1.0)),
+    (9.0, (1.0, 0.6, 1.3)),
+    (4.0, (0.5, 0.25, 0.25)),
+]
+
+
+@pytest.mark.parametrize("radius, spacing", BALLS)
+def test_ball_volume_surface_sphericity(radius, spacing):
+    rng = np.random.default_rng(int(radius * 1000))
+    labels = ellipsoid_labels([radius] * 3, spacing, offset_vox=rng.uniform(-0.5, 0.5, 3))
+    row = one_row(labels, spacing=spacing)
+    volume = 4 / 3 * np.pi * radius**3
+    assert rel(row.volume_mm3, volume) < 0.02
+    assert rel(row.eq_diameter_mm, 2 * radius) < 0.01
+    assert rel(row.surface_area_mm2, 4 * np.pi * radius**2) < 0.04
+    assert abs(row.sphericity - 1) < 0.04
+    for column in ("axis_major_mm", "axis_intermediate_mm", "axis_minor_mm"):
+        assert rel(row[column], 2 * radius) < 0.04, column
+    # a ball has a diameter in every direction, and the largest digitisation error
+    # wins: about +0.4 voxel (documented in measure._surface)
+    assert 0 < row.feret_max_mm / (2 * radius) - 1 < 0.05
+    assert row.elongation > 0.95 and row.flatness > 0.95
+
+
+def test_plain_marching_cubes_would_fail_the_ball():
+    """The pitfall the flux estimate avoids: marching cubes on the binary ball is ~9 % over."""
+    from skimage.measure import marching_cubes, mesh_surface_area
+
+    labels = ellipsoid_labels([15.0] * 3, (1, 1, 1))
+    vertices, faces, _, _ = marching_cubes(np.pad(labels, 1).astype(float), 0.5)
+    plain = mesh_surface_area(vertices, faces)
+    exact = 4 * np.pi * 15.0**2
+    assert plain / exact - 1 > 0.05
+    assert rel(surface_area(labels > 0, (1, 1, 1)), exact) < 0.02
+
+
+# --------------------------------------------------------------------------- cubes and boxes
+
+
+@pytest.mark.parametrize("side_vox, spacing", [
+    (8, (1, 1, 1)), (12, (1, 1, 1)), (20, (1, 1, 1)), (40, (1, 1, 1)),
+    (10, (0.05, 0.05, 0.05)), ((10, 20, 20), (2.0, 1.0, 1.0)), ((12, 20, 15), (1.0, 0.6, 0.8)),
+])
+def test_cube_sphericity_and_surface(side_vox, spacing):
+    sides = np.broadcast_to(np.asarray(side_vox), 3)
+    edge = sides * np.asarray(spacing)
+    assert np.allclose(edge, edge[0])  # physically a cube
+    row = one_row(box_labels(sides), spacing=spacing)
+    assert row.volume_mm3 == pytest.approx(edge[0] ** 3)
+    assert rel(row.surface_area_mm2, 6 * edge[0] ** 2) < 0.03
+    assert rel(row.sphericity, CUBE_SPHERICITY) < 0.03
+    # the inertia-equivalent ellipsoid of a cube of side a has axes a * sqrt(5/3)
+    assert row.axis_major_mm == pytest.approx(edge[0] * np.sqrt(5 / 3), rel=1e-9)
+    assert row.elongation == pytest.approx(1.0) and row.flatness == pytest.approx(1.0)
+
+
+def test_box_axes_ratios_and_volume():
+    row = one_row(box_labels((6, 12, 24)), spacing=0.5)
+    assert row.volume_mm3 == pytest.approx(3 * 6 * 12)
+    assert row.axis_major_mm == pytest.approx(12 * np.sqrt(5 / 3))
+    assert row.axis_intermediate_mm == pytest.approx(6 * np.sqrt(5 / 3))
+    assert row.axis_minor_mm == pytest.approx(3 * np.sqrt(5 / 3))
+    assert row.elongation == pytest.approx(0.5) and row.flatness == pytest.approx(0.5)
+    assert rel(row.surface_area_mm2, 2 * (3 * 6 + 6 * 12 + 3 * 12)) < 0.03
+
+
+# --------------------------------------------------------------------------- ellipsoids
+
+
+@pytest.mark.parametrize("semi, spacing", [
+    ((12.0, 8.0, 5.0), (1, 1, 1)),
+    ((18.0, 9.0, 9.0), (1, 1, 1)),
+    ((1.2, 0.6, 0.4), (0.1, 0.05, 0.05)),
+    ((24.0, 12.0, 8.0), (2.0, 1.0, 1.0)),
+])
+def test_ellipsoid_axes_feret_surface(semi, spacing):
+    labels = ellipsoid_labels(semi, spacing, offset_vox=(0.21, -0.13, 0.37))
+    row = one_row(labels, spacing=spacing)
+    a, b, c = semi
+    assert rel(row.volume_mm3, 4 / 3 * np.pi * a * b * c) < 0.02
+    assert rel(row.axis_major_mm, 2 * a) < 0.04
+    assert rel(row.axis_intermediate_mm, 2 * b) < 0.04
+    assert rel(row.axis_minor_mm, 2 * c) < 0.04
+    assert rel(row.feret_max_mm, 2 * a) < 0.04
+    assert rel(row.surface_area_mm2, ellipsoid_area(a, b, c)) < 0.04
+    assert rel(row.elongation, b / a) < 0.05 and rel(row.flatness, c / b) < 0.05
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", range(6))
+def test_held_out_random_rotated_ellipsoids(seed):
+    """Random semi-axes (5-16 voxels), orientation, offset and spacing, drawn with fixed seeds."""
+    rng = np.random.default_rng(1000 + seed)
+    spacing = [(1.0, 1.0, 1.0), (2.0, 1.0, 1.0), (0.8, 0.5, 0.6)][seed % 3]
+    semi = np.sort(rng.uniform(5, 16, 3))[::-1] * max(spacing)
+    rotation = Rotation.random(random_state=int(rng.integers(2**31))).as_matrix()
+    labels = ellipsoid_labels(semi, spacing, rotation=rotation, offset_vox=rng.uniform(-0.5, 0.5, 3))
+    row = one_row(labels, spacing=spacing)
+    a, b, c = semi
+    assert rel(row.volume_mm3, 4 / 3 * np.pi * a * b * c) < 0.02
+    assert rel(row.axis_major_mm, 2 * a) < 0.04
+    assert rel(row.axis_intermediate_mm, 2 * b) < 0.04
+    assert rel(row.axis_minor_mm, 2 * c) < 0.04
+    assert rel(row.feret_max_mm, 2 * a) < 0.04
+    assert rel(row.surface_area_mm2, ellipsoid_area(a, b, c)) < 0.04
+
+
+@pytest.mark.slow
+def test_held_out_random_balls_and_rotated_cubes():
+    rng = np.random.default_rng(7)
+    for _ in range(4):
+        spacing = tuple(rng.choice([0.5, 1.0, 2.0], 3))
+        radius = rng.uniform(6, 20) * max(spacing)
+        row = one_row(ellipsoid_labels([radius] * 3, spacing, offset_vox=rng.uniform(-0.5, 0.5, 3)),
+                      spacing=spacing)
+        assert rel(row.surface_area_mm2, 4 * np.pi * radius**2) < 0.04
+        assert abs(row.sphericity - 1) < 0.04
+        assert rel(row.volume_mm3, 4 / 3 * np.pi * radius**3) < 0.02
+    for _ in range(3):
+        side = rng.uniform(12, 24)
+        rotation = Rotation.random(random_state=int(rng.integers(2**31))).as_matrix()
+        half = int(np.ceil(side * 0.9)) + 2
+        grid = np.arange(-half, half + 1.0)
+        points = np.stack(np.meshgrid(grid, grid, grid, indexing="ij"), axis=-1) @ rotation
+        labels = np.all(np.abs(points) <= side / 2, axis=-1).astype(np.uint32)
+        row = one_row(labels, spacing=1.0)
+        assert rel(row.surface_area_mm2, 6 * side**2) < 0.05
+        assert rel(row.sphericity, CUBE_SPHERICITY) < 0.05
+
+
+# --------------------------------------------------------------------------- several particles at once
+
+
+def test_many_particles_match_each_alone_and_ids_survive():
+    rng = np.random.default_rng(3)
+    labels = np.zeros((60, 60, 60), np.uint32)
+    ids = [5, 17, 900, 2, 40000]
+    centres = [(15, 15, 15), (15, 45, 40), (45, 15, 40), (45, 45, 15), (30, 30, 30)]
+    for lab, c in zip(ids, centres):
+        semi = rng.uniform(4, 8, 3)
+        blob = ellipsoid_labels(semi, (1, 1, 1), Rotation.random(random_state=lab).as_matrix(), pad=0) > 0
+        sl = tuple(slice(ci - s // 2, ci - s // 2 + s) for ci, s in zip(c, blob.shape))
+        labels[sl][blob] = lab
+    table = measure(labels, spacing=(1.5, 1.0, 1.0), progress=False)
+    assert list(table.label) == sorted(ids)
+    for _, row in table.iterrows():
+        mask = labels == row.label
+        assert row.voxel_count == mask.sum()
+        z, y, x = np.nonzero(mask)
+        assert row.centroid_z == pytest.approx(z.mean()) and row.centroid_x_mm == pytest.approx(x.mean())
+        assert (row.bbox_z0, row.bbox_z1) == (z.min(), z.max() + 1)
+        assert (row.bbox_y0, row.bbox_y1, row.bbox_x0, row.bbox_x1) == (y.min(), y.max() + 1, x.min(), x.max() + 1)
+        crop = mask[z.min():z.max() + 1, y.min():y.max() + 1, x.min():x.max() + 1]
+        assert row.surface_area_mm2 == pytest.approx(surface_area(crop, (1.5, 1.0, 1.0)), rel=1e-9)
+        assert row.feret_max_mm == pytest.approx(feret_max(crop, (1.5, 1.0, 1.0)), rel=1e-9)
+
+
+def test_touching_particles_are_measured_separately():
+    labels = box_labels((10, 10, 20))
+    labels[:, :, 13:] = np.where(labels[:, :, 13:] > 0, 2, 0)  # two 10x10x10 cubes sharing a face
+    table = measure(labels, spacing=1.0, progress=False)
+    assert list(table.voxel_count) == [1000, 1000]
+    for _, row in table.iterrows():
+        assert rel(row.sphericity, CUBE_SPHERICITY) < 0.03
+
+
+def test_huge_sparse_label_ids_are_compacted_with_the_same_result():
+    labels = np.zeros((30, 30, 30), np.uint32)
+    labels[2:10, 2:10, 2:10] = 1
+    labels[15:25, 12:20, 3:28] = 2
+    small = measure(labels, spacing=0.5, progress=False)
+    big = measure(np.where(labels == 2, 4_000_000_000, labels).astype(np.uint32), spacing=0.5, progress=False)
+    assert list(big.label) == [1, 4_000_000_000]
+    pd.testing.assert_frame_equal(small.drop(columns="label"), big.drop(columns="label"))
+
+
+def test_empty_and_tiny_particles():
+    empty = measure(np.zeros((5, 5, 5), np.uint8), image=np.ones((5, 5, 5)), progress=False)
+    assert len(empty) == 0 and "surface_area_mm2" in empty and "intensity_mean" in empty
+    labels = np.zeros((6, 6, 6), np.uint32)
+    labels[2, 2, 2] = 1
+    labels[4, 1:5, 1:5] = 2  # one voxel thick
+    table = measure(labels, spacing=1.0, progress=False)
+    assert table.surface_area_mm2.iloc[0] == pytest.approx(6.0)
+    assert np.all(np.isfinite(table[["surface_area_mm2", "feret_max_mm", "axis_minor_mm"]].to_numpy()))
+    assert table.feret_max_mm.iloc[1] > 3
+
+
+def test_shape_false_skips_the_per_particle_loop():
+    table = measure(box_labels((4, 4, 4)), spacing=1.0, shape=False, progress=False)
+    assert np.isnan(table.surface_area_mm2.iloc[0]) and np.isnan(table.feret_max_mm.iloc[0])
+    assert table.volume_mm3.iloc[0] == 64
+
+
+# --------------------------------------------------------------------------- border flags
+
+
+def test_touches_border_at_the_array_edge_and_outside_the_field_of_view():
+    labels = np.zeros((20, 40, 40), np.uint32)
+    labels[0:4, 10:14, 10:14] = 1  # cut by the first slice
+    labels[8:12, 18:22, 18:22] = 2  # in the middle
+    labels[8:12, 18:22, 33:37] = 3  # inside the array, crosses the cylinder wall
+    labels[8:12, 18:22, 29:32] = 4  # inside the cylinder, 2.5 voxels from its wall
+    zz, yy, xx = np.indices(labels.shape)
+    fov = (yy - 19.5) ** 2 + (xx - 19.5) ** 2 <= 15.0**2
+    plain = measure(labels, progress=False).set_index("label").touches_border
+    assert plain.to_dict() == {1: True, 2: False, 3: False, 4: False}
+    with_fov = measure(labels, fov_mask=fov, progress=False).set_index("label").touches_border
+    assert with_fov.to_dict() == {1: True, 2: False, 3: True, 4: False}
+
+
+# --------------------------------------------------------------------------- grey levels and phases
+
+
+def test_intensity_statistics_match_numpy():
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 6, (16, 16, 16)).astype(np.uint32)
+    for dtype in (np.uint16, np.float32):
+        image = (rng.normal(1000, 200, labels.shape)).astype(dtype)
+        table = measure(labels, image, shape=False, progress=False).set_index("label")
+        for lab in range(1, 6):
+            values = image[labels == lab].astype(np.float64)
+            row = table.loc[lab]
+            assert row.intensity_mean == pytest.approx(values.mean())
+            assert row.intensity_std == pytest.approx(values.std())
+            assert row.intensity_min == values.min() and row.intensity_max == values.max()
+            for q in (10, 50, 90):
+                assert row[f"intensity_p{q}"] == pytest.approx(np.percentile(values, q))
+
+
+def test_two_phase_grain_fractions_and_liberation():
+    labels = np.zeros((12, 12, 40), np.uint32)
+    labels[1:11, 1:11, 1:11] = 1  # half bright
+    labels[1:11, 1:11, 14:24] = 2  # 95 % bright
+    labels[1:11, 1:11, 27:37] = 3  # 10 % bright
+    image = np.full(labels.shape, 50.0, np.float32)
+    image[1:6, 1:11, 1:11] = 200
+    image[:, :, 14:24] = 200
+    image[1:6, 1:2, 14:24] = 50  # 5 % of grain 2
+    image[1:2, 1:11, 27:37] = 200
+    phases = {"ore": (120, 255), "gangue": (0, 120)}
+    table = measure(labels, image, phases=phases, shape=False, progress=False).set_index("label")
+    assert table.phase_fraction_ore.to_dict() == pytest.approx({1: 0.5, 2: 0.95, 3: 0.1})
+    assert (table.phase_fraction_ore + table.phase_fraction_gangue).to_numpy() == pytest.approx(1.0)
+    assert list(table.liberation_class.astype(str)) == ["middling", "liberated", "locked"]
+    # the same from a phase map, and with the other phase as the one of interest
+    phase_map = np.where(image > 120, 2, 1).astype(np.uint8)
+    by_map = measure(labels, phases={"ore": 2, "gangue": 1}, phase_map=phase_map, liberation_phase="gangue",
+                     shape=False, progress=False).set_index("label")
+    assert by_map.phase_fraction_ore.to_dict() == pytest.approx({1: 0.5, 2: 0.95, 3: 0.1})
+    assert list(by_map.liberation_class.astype(str)) == ["middling", "locked", "liberated"]  # gangue 50, 5, 90 %
+    auto = measure(labels, image, phases="auto", shape=False, progress=False).set_index("label")
+    assert auto.phase_fraction_phase_2.to_dict() == pytest.approx({1: 0.5, 2: 0.95, 3: 0.1})
+
+
+def test_liberation_class_boundaries():
+    classes = liberation_class([0.0, 0.299, 0.3, 0.899, 0.9, 1.0, np.nan])
+    assert list(classes[:6]) == ["locked", "locked", "middling", "middling", "liberated", "liberated"]
+    assert pd.isna(classes[6])
+    assert list(classes.categories) == ["locked", "middling", "liberated"] and classes.ordered
+    assert list(liberation_class([0.5, 0.85], thresholds=(0.2, 0.8)).astype(str)) == ["middling", "liberated"]
+    with pytest.raises(ValueError, match="thresholds"):
+        liberation_class([0.5], thresholds=(0.9, 0.3))
+
+
+def test_propose_phase_thresholds_splits_a_bimodal_histogram():
+    rng = np.random.default_rng(1)
+    labels = np.zeros((20, 20, 20), np.uint32)
+    labels[2:18, 2:18, 2:18] = 1
+    image = rng.normal(100, 5, labels.shape)
+    image[10:18] = rng.normal(300, 5, (8, 20, 20))
+    image[labels == 0] = 1000  # outside the particles: ignored
+    phases = propose_phase_thresholds(image, labels)
+    (low1, high1), (low2, high2) = phases["phase_1"], phases["phase_2"]
+    assert low1 == -np.inf and high2 == np.inf and high1 == low2
+    assert 130 < high1 < 270
+    named = propose_phase_thresholds(image, labels, n_phases=3, names=["a", "b", "c"])
+    assert list(named) == ["a", "b", "c"]
+    with pytest.raises(ValueError, match="n_phases"):
+        propose_phase_thresholds(image, labels, n_phases=1)
+
+
+# --------------------------------------------------------------------------- API, validation, files
+
+
+def test_package_level_measure_is_callable_twice():
+    labels = box_labels((3, 3, 3))
+    first = ps3d_toolkit.measure(labels, progress=False)
+    second = ps3d_toolkit.measure(labels, progress=False)
+    pd.testing.assert_frame_equal(first, second)
+
+
+def test_columns_and_attrs():
+    table = measure(box_labels((4, 5, 6)), np.ones((10, 11, 12), np.float32), spacing=(1, 2, 3), progress=False)
+    for column in ("label", "voxel_count", "volume_mm3", "eq_diameter_mm", "centroid_z", "centroid_y_mm",
+                   "bbox_x1", "surface_area_mm2", "sphericity", "axis_major_mm", "axis_intermediate_mm",
+                   "axis_minor_mm", "elongation", "flatness", "feret_max_mm", "touches_border",
+                   "intensity_mean", "intensity_std", "intensity_min", "intensity_max", "intensity_p10",
+                   "intensity_p50", "intensity_p90"):
+        assert column in table.columns
+    assert table.attrs["spacing_mm"] == (1.0, 2.0, 3.0)
+    assert table.touches_border.dtype == bool
+
+
+@pytest.mark.parametrize("kwargs, error, match", [
+    (dict(spacing=(0, 1, 1)), ValueError, "spacing"),
+    (dict(spacing="x"), TypeError, "spacing"),
+    (dict(image=np.zeros((2, 2, 2))), ValueError, "same shape"),
+    (dict(phases={"a": (0, 1)}), ValueError, "no image"),
+    (dict(phases={"a": 3}), ValueError, "phase_map"),
+    (dict(phases=[1, 2]), TypeError, "phases"),
+    (dict(phases={"a": (5, 1)}, image=np.zeros((4, 4, 4))), ValueError, "low < high"),
+    (dict(phases={"a": (0, 1)}, image=np.zeros((4, 4, 4)), liberation_phase="b"), ValueError, "liberation_phase"),
+    (dict(fov_mask=np.ones((3, 3, 3), bool)), ValueError, "same shape"),
+])
+def test_invalid_arguments_name_the_argument(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        measure(np.ones((4, 4, 4), np.uint32), progress=False, **kwargs)
+
+
+def test_invalid_labels():
+    with pytest.raises(ValueError, match="labels"):
+        measure(np.ones((4, 4), np.uint32))
+    with pytest.raises(TypeError, match="labels"):
+        measure(np.full((4, 4, 4), 0.5))
+
+
+def test_save_table_round_trip_and_errors(tmp_path):
+    table = measure(box_labels((4, 4, 4)), spacing=0.1, progress=False)
+    csv = save_table(table, tmp_path / "out" / "particles.csv")
+    assert pd.read_csv(csv).volume_mm3.iloc[0] == pytest.approx(0.064)
+    parquet = save_table(table, tmp_path / "particles.parquet")
+    pd.testing.assert_frame_equal(pd.read_parquet(parquet), table, check_dtype=False)
+    with pytest.raises(ValueError, match=r"\.csv"):
+        save_table(table, tmp_path / "particles.xlsx")
+    with pytest.raises(TypeError, match="DataFrame"):
+        save_table({"a": 1}, tmp_path / "x.csv")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "particles.parquet"]
+
+
+def test_particle_mesh_lies_on_the_ball():
+    labels = np.zeros((40, 40, 40), np.uint32)
+    ball = ellipsoid_labels([1.0] * 3, (0.1, 0.1, 0.1), pad=0)
+    labels[5:5 + ball.shape[0], 8:8 + ball.shape[1], 3:3 + ball.shape[2]] = ball * 9
+    vertices, faces = particle_mesh(labels, 9, spacing=0.1)
+    centre = (np.array([5, 8, 3]) + 10) * 0.1
+    radius = np.linalg.norm(vertices - centre, axis=1)
+    assert faces.shape[1] == 3 and len(faces) > 100
+    assert np.all(np.abs(radius - 1.0) < 0.1)
+    with pytest.raises(ValueError, match="label 3"):
+        particle_mesh(labels, 3, spacing=0.1)
