@@ -9,14 +9,15 @@ it adds its parser to the subparsers and sets ``run`` to a function that takes
 the parsed arguments and returns an exit code::
 
     @subcommand
-    def _train(subparsers):
-        parser = subparsers.add_parser("train", help="...", description="...")
+    def _report(subparsers):
+        parser = subparsers.add_parser("report", help="...", description="...")
         parser.add_argument(...)
-        parser.set_defaults(run=_run_train)
+        parser.set_defaults(run=_run_report)   # _run_report(args) -> int
 
 A subcommand whose parser lives in a module that is slow to import (torch)
 is registered with :func:`deferred_subcommand`, so that ``ps3d --help`` and the
-other commands stay fast.
+other commands stay fast: ``ps3d train`` is registered so, with the parser in
+``ps3d_toolkit.model.cli_train``.
 
 Errors a user can cause (a missing or unreadable file, a bad spacing, an
 unknown format or method) end with exit code 2 and one line on stderr,
