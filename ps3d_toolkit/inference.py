@@ -153,7 +153,7 @@ def segment_with_model(image, *, spacing, particle_size_mm=None, weights=None,
     progress : bool
         Show progress bars.
     return_details : bool
-        Also return a dict with timings, the size used and the probabilities' shape.
+        Also return a dict with timings, the size used and the network-grid shape.
 
     Returns
     -------
@@ -187,31 +187,38 @@ def segment_with_model(image, *, spacing, particle_size_mm=None, weights=None,
         probs = predict_probabilities(small, model, roi_size=roi_size, overlap=overlap,
                                       batch_size=batch_size, device=device, tta=tta,
                                       progress=progress)
-        probs = resample_to_shape(probs, image.shape)
-        classes = _classes_from_probabilities(probs)
+        # Trilinear resampling keeps the three probabilities summing to one, so
+        # only core and border need resampling to the scan's grid.
+        core_border = resample_to_shape(probs[1:], image.shape)
+        classes = _classes_from_core_border(core_border)
         voxel_ratio = float(np.prod(zoom))
         labels = border_core_to_instances(
             classes, spacing=spacing,
             min_core_voxels=max(1, int(round(min_core_voxels / voxel_ratio))),
             min_particle_fraction=min_particle_fraction)
-        return labels, probs.shape
+        details["network_shape"] = small.shape
+        return labels
 
-    labels, shape = run(particle_size_mm)
+    labels = run(particle_size_mm)
     if estimated and refine_size:
         measured = _mean_eq_diameter_mm(labels, spacing)
         if measured and abs(measured / particle_size_mm - 1) > 0.15:
             if progress:
                 print(f"ps3d: model measured {measured:.4g} mm; re-running at that size")
             particle_size_mm = measured
-            labels, shape = run(particle_size_mm)
+            labels = run(particle_size_mm)
     details.update(particle_size_mm=particle_size_mm, seconds=time.perf_counter() - t0,
                    n_particles=int(labels.max()))
     return (labels, details) if return_details else labels
 
 
-def _classes_from_probabilities(probs: np.ndarray) -> np.ndarray:
-    """Arg-max of (background, core, border) probabilities as uint8 classes."""
-    return np.argmax(probs, axis=0).astype(np.uint8)
+def _classes_from_core_border(core_border: np.ndarray) -> np.ndarray:
+    """Arg-max classes (0 background, 1 core, 2 border) from core and border probabilities."""
+    core, border = core_border
+    background = 1.0 - core - border
+    classes = np.where(border > core, 2, 1).astype(np.uint8)
+    classes[background >= np.maximum(core, border)] = 0
+    return classes
 
 
 def _mean_eq_diameter_mm(labels: np.ndarray, spacing) -> float | None:
