@@ -65,10 +65,11 @@ voxel each: -5 % on average, improving with size).
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor, as_completed
+
 import numpy as np
 from scipy import ndimage as ndi
 from scipy.spatial import ConvexHull, QhullError
-from scipy.spatial.distance import cdist, pdist
 
 #: Gaussian scale of the normal estimate, in voxels of each axis.
 SIGMA_VOX = 1.25
@@ -94,20 +95,7 @@ _MAX_MAGNITUDE = 1.02 * 2.0 / (np.sqrt(2.0 * np.pi) * SIGMA_VOX)
 _BATCH_VOXELS = 1 << 19
 
 
-def _hemisphere(count: int) -> np.ndarray:
-    """``count`` near-uniform unit vectors (3, count) over a hemisphere (Fibonacci lattice)."""
-    i = np.arange(count) + 0.5
-    z = 1.0 - i / count
-    r = np.sqrt(1.0 - z * z)
-    phi = i * np.pi * (3.0 - np.sqrt(5.0))
-    return np.stack([z, r * np.cos(phi), r * np.sin(phi)])
-
-
-#: Directions along which extreme points give a first guess of the Feret diameter.
-_DIRECTIONS = _hemisphere(32)
-
-
-def shape_metrics(labels: np.ndarray, boxes, values, spacing, progress=None):
+def shape_metrics(labels: np.ndarray, boxes, values, spacing, progress=None, workers: int = 1):
     """Surface area (mm^2) and maximum Feret diameter (mm) of many particles.
 
     Parameters
@@ -122,6 +110,8 @@ def shape_metrics(labels: np.ndarray, boxes, values, spacing, progress=None):
         Voxel size in mm.
     progress : tqdm-like, optional
         Updated by the number of particles done.
+    workers : int
+        Threads working on batches at once (the filters release the GIL).
 
     Returns
     -------
@@ -133,10 +123,35 @@ def shape_metrics(labels: np.ndarray, boxes, values, spacing, progress=None):
     feret = np.zeros(n)
     if not n:
         return area, feret
-    dims = np.array([[s.stop - s.start for s in box] for box in boxes], dtype=np.int64)
-    # batches of particles with similar in-plane size waste little frame
+
+    def run(rows):
+        return rows, _batch([labels[boxes[r]] == values[r] for r in rows], spacing)
+
+    def collect(rows, result):
+        area[rows], feret[rows] = result
+        if progress is not None:
+            progress.update(len(rows))
+
+    batches = _batches(np.array([[s.stop - s.start for s in box] for box in boxes], dtype=np.int64))
+    if workers <= 1 or len(batches) == 1:
+        for rows in batches:
+            collect(*run(rows))
+    else:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            for future in as_completed([pool.submit(run, rows) for rows in batches]):
+                collect(*future.result())
+    return area, feret
+
+
+def _batches(dims: np.ndarray) -> list[np.ndarray]:
+    """Group particles (rows of their bounding-box sizes) into batches of at most ~_BATCH_VOXELS.
+
+    Sorted by in-plane size first, so that the particles of a batch waste little
+    of its common (y, x) frame.
+    """
     order = np.lexsort((dims[:, 0], np.minimum(dims[:, 1], dims[:, 2]), np.maximum(dims[:, 1], dims[:, 2])))
-    start = 0
+    batches = []
+    start, n = 0, len(dims)
     while start < n:
         stop = start + 1
         frame = dims[order[start], 1:] + 2
@@ -147,15 +162,9 @@ def shape_metrics(labels: np.ndarray, boxes, values, spacing, progress=None):
                 break
             frame, depth = grown, depth + dims[order[stop], 0] + _GAP
             stop += 1
-        rows = order[start:stop]
-        masks = [labels[boxes[r]] == values[r] for r in rows]
-        a, f = _batch(masks, spacing)
-        area[rows] = a
-        feret[rows] = f
-        if progress is not None:
-            progress.update(len(rows))
+        batches.append(order[start:stop])
         start = stop
-    return area, feret
+    return batches
 
 
 def _batch(masks, spacing):
@@ -211,27 +220,50 @@ def _gaussian_gradient(f: np.ndarray, sigma: float) -> list[np.ndarray]:
 
 def _face_weights(grad, lo, hi, faces, a, spacing) -> np.ndarray:
     """``|n_a|`` of the edge-preserving normal at every face of axis ``a``."""
-    g = [gi[lo] + gi[hi] for gi in grad]  # twice the face-centre gradient; only ratios matter
-    magnitude = np.sqrt(g[0] * g[0] + g[1] * g[1] + g[2] * g[2])
+    # twice the face-centre gradient (only ratios matter), in voxel units; in-place float32
+    # arithmetic because this runs over every voxel of the batch
+    g = [np.add(gi[lo], gi[hi]) for gi in grad]
+    magnitude = g[0] * g[0]
+    scratch = np.multiply(g[1], g[1])
+    magnitude += scratch
+    np.multiply(g[2], g[2], out=scratch)
+    magnitude += scratch
+    np.sqrt(magnitude, out=magnitude)
+    n_a = np.abs(g[a])
     if len(set(spacing)) > 1:
-        g = [g[i] * np.float32(1.0 / spacing[i]) for i in range(3)]
-        norm = np.sqrt(g[0] * g[0] + g[1] * g[1] + g[2] * g[2])
+        # the normal in mm: divide each component by its spacing
+        inverse = [np.float32(1.0 / s) for s in spacing]
+        norm = np.multiply(g[0], inverse[0])
+        norm *= norm
+        for i in (1, 2):
+            np.multiply(g[i], inverse[i], out=scratch)
+            scratch *= scratch
+            norm += scratch
+        np.sqrt(norm, out=norm)
+        n_a *= inverse[a]
     else:
-        norm = magnitude
-    n_a = np.divide(np.abs(g[a]), norm, out=np.zeros_like(norm), where=norm > 0)
-    own_magnitude = magnitude[faces]
+        norm = magnitude.copy()
+    norm += np.float32(1e-30)
+    n_a /= norm
+    own_magnitude = magnitude[faces].astype(np.float64)
     own_n = n_a[faces].astype(np.float64)
     # One maximum filter finds, for every face, the in-plane neighbour with the
     # steepest gradient and carries that neighbour's |n_a| along in the low bits:
     # key = magnitude (12 bits, of a fixed bound so that a particle's result does
-    # not depend on its batch) * 4096 + |n_a| (12 bits).
+    # not depend on its batch) * 4096 + |n_a| (12 bits); exact in float32 (< 2**24).
     top = _MAX_MAGNITUDE
-    key = np.minimum(magnitude * np.float32(_LEVELS / top), np.float32(_LEVELS)).astype(np.int32)
-    key *= _LEVELS + 1
-    key += (n_a * np.float32(_LEVELS) + np.float32(0.5)).astype(np.int32)
+    key = magnitude
+    key *= np.float32(_LEVELS / top)
+    np.floor(key, out=key)
+    np.minimum(key, np.float32(_LEVELS), out=key)
+    key *= np.float32(_LEVELS + 1)
+    n_a *= np.float32(_LEVELS)
+    n_a += np.float32(0.5)
+    np.floor(n_a, out=n_a)
+    key += n_a
     size = [2 * REACH_VOX + 1] * 3
     size[a] = 1
-    best = ndi.maximum_filter(key, size=size, mode="constant", cval=0)[faces]
+    best = ndi.maximum_filter(key, size=size, mode="constant", cval=0.0)[faces].astype(np.int64)
     best_magnitude = (best // (_LEVELS + 1)) * (top / _LEVELS)
     best_n = (best % (_LEVELS + 1)) / _LEVELS
     # the own magnitude is rounded down like the key's so that a face never "beats" itself
@@ -257,49 +289,81 @@ def _crossings(smooth, lo, hi, faces, a) -> np.ndarray:
 
 
 def _feret_by_owner(points: np.ndarray, owners: np.ndarray, count: int) -> np.ndarray:
-    """Largest distance between the points of each owner."""
+    """Largest distance between the points of each owner, exactly.
+
+    A double sweep (the point farthest from the centroid, the point farthest
+    from it, the point farthest from that) gives a lower bound ``L0`` of each
+    diameter, usually the diameter itself, for all owners at once. A pair
+    longer than ``L0`` needs both ends farther than ``L0 - R`` from the centroid
+    (``R`` the largest such distance), since ``|x - y| <= |x - c| + |y - c|``;
+    only those few points of each owner are then compared pairwise.
+    """
     order = np.argsort(owners, kind="stable")
-    points = points[order]
-    bounds = np.searchsorted(owners[order], np.arange(count + 1))
+    points, owners = points[order], owners[order]
+    bounds = np.searchsorted(owners, np.arange(count + 1))
+    sizes = np.diff(bounds)
     out = np.zeros(count)
-    for k in range(count):
-        out[k] = max_distance(points[bounds[k]:bounds[k + 1]])
+    present = np.flatnonzero(sizes > 0)
+    if not len(present):
+        return out
+    starts = bounds[:-1][present]
+    centre = np.stack([np.bincount(owners, weights=points[:, i], minlength=count) for i in range(3)], axis=1)
+    centre /= np.maximum(sizes, 1)[:, None]
+    centred = points - centre[owners]
+    radius = np.sqrt(np.einsum("ij,ij->i", centred, centred))
+    reach = np.zeros(count)
+    reach[present] = np.maximum.reduceat(radius, starts)
+    far = _segment_argmax(radius, owners, starts, present, count)
+    for _ in range(2):
+        offset = centred - centred[far][owners]
+        distance = np.sqrt(np.einsum("ij,ij->i", offset, offset))
+        far = _segment_argmax(distance, owners, starts, present, count)
+    guess = np.zeros(count)
+    guess[present] = np.maximum.reduceat(distance, starts)
+    keep = radius > (guess - reach)[owners]
+    kept_owners = owners[keep]
+    kept = centred[keep]
+    kept_bounds = np.searchsorted(kept_owners, np.arange(count + 1))
+    for k in present:
+        lo, hi = kept_bounds[k], kept_bounds[k + 1]
+        out[k] = guess[k] if hi - lo < 2 else max(guess[k], _max_pair_distance(kept[lo:hi]))
     return out
 
 
-def max_distance(points: np.ndarray) -> float:
-    """Largest distance between two of ``points`` (n, 3), exactly.
+def _segment_argmax(values, owners, starts, present, count):
+    """Index (into ``values``) of the largest value of each owner's contiguous segment."""
+    top = np.full(count, -np.inf)
+    top[present] = np.maximum.reduceat(values, starts)
+    hits = np.flatnonzero(values >= top[owners])
+    first = np.zeros(count, dtype=np.int64)
+    # the last hit of each owner wins; any of them will do
+    first[owners[hits]] = hits
+    return first
 
-    A first guess ``L0`` is the longest distance among the points extreme along
-    32 directions. A pair longer than ``L0`` needs both ends farther than
-    ``L0 - R`` from the centroid (``R`` the largest such distance), since
-    ``|x - y| <= |x - c| + |y - c|``; only those few points are compared pairwise.
-    """
+
+def max_distance(points: np.ndarray) -> float:
+    """Largest distance between two of ``points`` (n, 3), exactly (see :func:`_feret_by_owner`)."""
+    points = np.asarray(points, dtype=float).reshape(-1, 3)
     if len(points) < 2:
         return 0.0
-    centred = points - points.mean(axis=0)
-    projection = centred @ _DIRECTIONS
-    candidates = np.unique(np.concatenate([projection.argmax(axis=0), projection.argmin(axis=0)]))
-    guess = float(pdist(centred[candidates]).max()) if len(candidates) > 1 else 0.0
-    radius = np.sqrt(np.einsum("ij,ij->i", centred, centred))
-    rest = centred[radius > guess - radius.max()]
-    if len(rest) < 2:
-        return guess
-    if len(rest) > 2000:
+    return float(_feret_by_owner(points, np.zeros(len(points), dtype=np.int64), 1)[0])
+
+
+def _max_pair_distance(points: np.ndarray, block: int = 512) -> float:
+    """Largest pairwise distance by brute force, in blocks so that memory stays bounded."""
+    if len(points) > 4 * block:
         try:
-            rest = rest[ConvexHull(rest).vertices]
+            points = points[ConvexHull(points).vertices]
         except (QhullError, ValueError):
-            pass  # flat point sets: compare them all, in blocks
-    return max(guess, _blocked_max_distance(rest))
-
-
-def _blocked_max_distance(points: np.ndarray, block: int = 2000) -> float:
-    """Largest pairwise distance, in blocks so that memory stays bounded."""
+            pass  # a flat point set: compare them all
     best = 0.0
     for start in range(0, len(points), block):
         chunk = points[start:start + block]
-        best = max(best, float(cdist(chunk, points[start:]).max()))
-    return best
+        others = points[start:]
+        squared = (np.einsum("ij,ij->i", chunk, chunk)[:, None] + np.einsum("ij,ij->i", others, others)[None, :]
+                   - 2.0 * chunk @ others.T)
+        best = max(best, float(squared.max()))
+    return float(np.sqrt(max(best, 0.0)))
 
 
 def surface_area(mask: np.ndarray, spacing) -> float:
