@@ -147,6 +147,34 @@ def _iou_thresholds(text: str) -> tuple:
     return values
 
 
+def _phase_intervals(text: str) -> dict:
+    """``--phases`` value: ``name:low:high`` grey-level intervals separated by commas."""
+    phases = {}
+    for item in text.split(","):
+        try:
+            name, low, high = (part.strip() for part in item.split(":"))
+            low, high = float(low), float(high)
+        except ValueError:
+            name, low, high = "", math.nan, math.nan
+        if not name or name in phases or not low < high:
+            raise argparse.ArgumentTypeError(
+                f"must be name:low:high grey-level intervals (low < high, distinct names) separated by "
+                f"commas, e.g. 'quartz:0:30000,sulphide:30000:inf'; got {text!r}"
+            )
+        phases[name] = (low, high)
+    return phases
+
+
+def _phase_count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 2 <= value <= 5:
+        raise argparse.ArgumentTypeError(f"must be a whole number of phases from 2 to 5, got {text!r}")
+    return value
+
+
 def _add_spacing(parser, what: str) -> None:
     parser.add_argument(
         "--spacing", type=_spacing, metavar="MM",
@@ -194,6 +222,16 @@ def _check_method(method):
     return method
 
 
+def _check_excel(path: Path) -> Path:
+    """Fail before any work when a workbook cannot be written."""
+    _check_output(path, (".xlsx",), "Excel workbook")
+    try:
+        import openpyxl  # noqa: F401
+    except ImportError:
+        raise CLIError("writing an Excel workbook needs openpyxl: pip install openpyxl") from None
+    return path
+
+
 def _say(args, message: str) -> None:
     if not getattr(args, "quiet", False):
         print(message)
@@ -212,12 +250,13 @@ def _method_names():
 def _demo(subparsers):
     parser = subparsers.add_parser(
         "demo",
-        help="segment and measure the bundled sample scan; write labels, a table and an HTML report",
+        help="segment and measure the bundled sample scan; write labels, a table, an HTML report and a workbook",
         description=(
             "Run the whole pipeline on the bundled sample (a 128^3 synthetic micro-CT scan of\n"
             "mineral grains in epoxy, 0.01 mm voxels, with exact ground-truth labels):\n"
-            "segment it, measure every particle, score the result against the ground truth\n"
-            "and write labels.tif, particles.csv and report.html (opens offline) into DIR."
+            "segment it, measure every particle (with two mineral phases split by grey level),\n"
+            "score the result against the ground truth and write labels.tif, particles.csv,\n"
+            "report.html (opens offline) and report.xlsx (every table of the report) into DIR."
         ),
         epilog="example:\n  ps3d demo --output ps3d_demo_output",
         formatter_class=_HelpFormatter,
@@ -236,12 +275,13 @@ def _run_demo(args) -> int:
     from ps3d_toolkit.evaluate import evaluate_instances
     from ps3d_toolkit.io import save_labels
     from ps3d_toolkit.measure import measure, save_table
-    from ps3d_toolkit.report import write_report
+    from ps3d_toolkit.report import export_tables, write_report
     from ps3d_toolkit.segmentation import segment
 
     method = _check_method(args.method)
     if args.output.exists() and not args.output.is_dir():
         raise CLIError(f"--output must be a folder, but {args.output} is a file")
+    _check_excel(args.output / "report.xlsx")
     scan, truth = load_sample()
     _say(args, f"sample: {' x '.join(map(str, scan.shape))} voxels of {scan.spacing[0]:g} mm, "
                f"segmenting with {method}")
@@ -249,17 +289,18 @@ def _run_demo(args) -> int:
     labels = segment(scan.image, spacing=scan.spacing, particle_size_mm=scan.particle_size_mm,
                      method=method, progress=not args.quiet)
     seconds = time.perf_counter() - start
-    table = measure(labels, image=scan.image, spacing=scan.spacing, progress=not args.quiet)
+    table = measure(labels, image=scan.image, spacing=scan.spacing, phases="auto", progress=not args.quiet)
     metrics = evaluate_instances(truth, labels)
+    notes = {"method": method, "segmentation time, s": round(seconds, 1)}
 
     written = {
         "labels": save_labels(labels, args.output / "labels.tif", spacing=scan.spacing),
         "particle table": save_table(table, args.output / "particles.csv"),
         "report": write_report(
             table, args.output / "report.html", scan=scan, labels=labels, metrics=metrics,
-            title="ps3d demo: the bundled sample",
-            notes={"method": method, "segmentation time, s": round(seconds, 1)},
+            title="ps3d demo: the bundled sample", notes=notes,
         ),
+        "tables (Excel)": export_tables(table, args.output / "report.xlsx", scan=scan, notes=notes)[0],
     }
     _say(args, f"found {len(table)} particles ({metrics['n_gt']} in the ground truth) in {seconds:.1f} s; "
                f"F1 at IoU > 0.5 = {metrics['f1_50']:.3f}, PQ = {metrics['pq']:.3f}")
@@ -392,6 +433,119 @@ def _run_evaluate(args) -> int:
         width = max(len(k) for k in metrics)
         for key, value in metrics.items():
             print(f"{key:<{width}}  {value:.4f}" if isinstance(value, float) else f"{key:<{width}}  {value}")
+    return 0
+
+
+@subcommand
+def _report(subparsers):
+    parser = subparsers.add_parser(
+        "report",
+        help="write a self-contained HTML mineralogy report (and Excel/CSV tables) of a label image",
+        description=(
+            "Measure every particle of a label image (or read a particle table made by\n"
+            "'ps3d measure') and write one HTML file that opens offline: summary, particle-size\n"
+            "distribution with d10/d50/d90, shape statistics, phase volumes and liberation\n"
+            "(with --phases or --auto-phases), slices with the particles outlined, and the table.\n"
+            "--excel and --csv write the same tables for a spreadsheet."
+        ),
+        epilog=(
+            "examples:\n"
+            "  ps3d report labels.tif --image scan.tif --auto-phases 2 --excel report.xlsx\n"
+            "  ps3d report labels.tif --image scan.tif --phases 'gangue:0:30000,ore:30000:inf'\n"
+            "  ps3d report --table particles.csv --output report.html"
+        ),
+        formatter_class=_HelpFormatter,
+    )
+    parser.add_argument("labels", type=Path, nargs="?", metavar="LABELS",
+                        help="label image to measure (0 = background); optional with --table")
+    parser.add_argument("--table", type=Path, metavar="TABLE",
+                        help="a particle table (.csv or .parquet from 'ps3d measure') to report on "
+                             "instead of measuring; LABELS and --image then only give the slices")
+    parser.add_argument("--image", type=Path, metavar="SCAN",
+                        help="the grey-value scan: grey levels, phases, slices (and its stored spacing)")
+    _add_spacing(parser, "the scan or label image")
+    phases = parser.add_mutually_exclusive_group()
+    phases.add_argument("--phases", type=_phase_intervals, metavar="NAME:LO:HI[,...]",
+                        help="mineral phases as grey-level intervals [LO, HI) (inf allowed); "
+                             "the first one sets the liberation class column")
+    phases.add_argument("--auto-phases", type=_phase_count, metavar="N",
+                        help="split the particles' grey levels into N phases (2-5) automatically")
+    parser.add_argument("-o", "--output", type=Path, default=Path("report.html"), metavar="HTML",
+                        help="report to write (default: report.html)")
+    parser.add_argument("--excel", type=Path, metavar="XLSX",
+                        help="also write every table as a sheet of this Excel workbook")
+    parser.add_argument("--csv", type=Path, metavar="CSV",
+                        help="also write the particle table to this .csv and each other table beside "
+                             "it as <name>_<table>.csv")
+    parser.add_argument("--title", default="ps3d_toolkit mineralogy report", help="the report's heading")
+    _add_quiet(parser)
+    parser.set_defaults(run=_run_report)
+
+
+def _read_table(path: Path):
+    import pandas as pd
+
+    from ps3d_toolkit.measure import TABLE_FORMATS
+
+    suffix = path.suffix.lower()
+    if suffix not in TABLE_FORMATS:
+        raise CLIError(f"unknown table format for {path}: use one of {', '.join(TABLE_FORMATS)}")
+    table = pd.read_csv(path) if suffix == ".csv" else pd.read_parquet(path)
+    if not {"eq_diameter_mm", "volume_mm3"} <= set(table.columns):
+        raise CLIError(f"{path} is not a particle table: it has no eq_diameter_mm and volume_mm3 columns")
+    return table
+
+
+def _run_report(args) -> int:
+    import numpy as np
+
+    from ps3d_toolkit.io import load_scan
+    from ps3d_toolkit.measure import measure, propose_phase_thresholds
+    from ps3d_toolkit.report import export_tables, write_report
+
+    if args.labels is None and args.table is None:
+        raise CLIError("give a label image LABELS to measure, or --table with a particle table")
+    phase_option = "--phases" if args.phases else "--auto-phases" if args.auto_phases else None
+    if phase_option and args.table is not None:
+        raise CLIError(f"{phase_option} applies when measuring LABELS; it cannot be used with --table")
+    if phase_option and args.image is None:
+        raise CLIError(f"{phase_option} needs --image, the grey values the phases are read from")
+    _check_output(args.output, (".html", ".htm"), "report")
+    if args.excel is not None:
+        _check_excel(args.excel)
+    if args.csv is not None:
+        _check_output(args.csv, (".csv",), "CSV table")
+
+    spacing, scan, labels, notes = args.spacing, None, None, {}
+    if args.image is not None:
+        scan = load_scan(args.image, spacing=spacing)
+        spacing = scan.spacing
+    if args.labels is not None:
+        # the label image's own stored spacing serves when neither is given
+        stored = load_scan(args.labels, spacing=spacing)
+        labels, spacing = np.asarray(stored.image), stored.spacing
+        notes["label image"] = str(args.labels)
+    if args.table is not None:
+        table = _read_table(args.table)
+        if spacing is not None:
+            table.attrs.setdefault("spacing_mm", tuple(spacing))
+        notes["particle table"] = str(args.table)
+    else:
+        phases = args.phases
+        if args.auto_phases:
+            phases = propose_phase_thresholds(scan.image, labels, n_phases=args.auto_phases)
+        table = measure(labels, image=None if scan is None else scan.image, spacing=spacing, phases=phases,
+                        progress=not args.quiet)
+    written = {"report": write_report(table, args.output, scan=scan, labels=labels, title=args.title,
+                                      notes=notes)}
+    if args.excel is not None:
+        written["tables (Excel)"] = export_tables(table, args.excel, scan=scan, notes=notes)[0]
+    if args.csv is not None:
+        paths = export_tables(table, args.csv, scan=scan, notes=notes)
+        written["tables (CSV)"] = ", ".join(str(p) for p in paths)
+    _say(args, f"{len(table)} particles")
+    for what, path in written.items():
+        _say(args, f"wrote {what}: {path}")
     return 0
 
 

@@ -11,10 +11,12 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from ps3d_toolkit import cli
 from ps3d_toolkit.evaluate import evaluate_instances
-from ps3d_toolkit.io import Scan
+from ps3d_toolkit.io import Scan, save_labels, save_scan
 from ps3d_toolkit.measure import measure
-from ps3d_toolkit.report import build_report, write_report
+from ps3d_toolkit.report import build_report, export_tables, liberation_table, summary_table, write_report
+from ps3d_toolkit.stats import percentiles
 
 SPACING = 0.1
 
@@ -45,12 +47,15 @@ def test_report_is_self_contained_with_every_section(cubes, tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["report.html"]  # no temporary file left
     text = path.read_text(encoding="utf-8")
     assert "<title>Two &lt;cubes&gt;</title>" in text
-    for heading in ("Summary", "Accuracy against the ground truth", "Particle-size distribution",
+    for heading in ("Summary", "Accuracy against the ground truth", "Particle-size distribution", "Shape",
                     "Slices", "Particles"):
         assert f"<h2>{heading}</h2>" in text
+    # no phases measured: no phase sections
+    assert "<h2>Phases</h2>" not in text and "<h2>Liberation</h2>" not in text
     # plotly.js is inline (once) and nothing is loaded from elsewhere
     assert text.count("plotly.js v") == 1 and "<script src=" not in text
-    assert text.count("Plotly.newPlot") == 2
+    # cumulative PSD, histograms by volume and number, sphericity against size, Zingg diagram
+    assert text.count("Plotly.newPlot") == 5
     assert "<td>particles</td><td>2</td>" in text
     assert "<td>F1 at IoU &gt; 0.5</td><td>1</td>" in text
     assert "<td>method</td><td>by hand</td>" in text
@@ -114,3 +119,242 @@ def test_table_is_a_dataframe_of_measure(cubes):
     assert isinstance(table, pd.DataFrame)
     assert {"eq_diameter_mm", "volume_mm3"} <= set(table.columns)
     np.testing.assert_allclose(sorted(table["volume_mm3"]), [216 * SPACING**3, 512 * SPACING**3])
+
+
+# --------------------------------------------------------------------------- mineralogy sections and tables
+
+
+def _summary_cells(text: str) -> dict:
+    summary = text.split("<h2>Summary</h2>", 1)[1].split("</section>", 1)[0]
+    return dict(re.findall(r"<tr><td>(.*?)</td><td>(.*?)</td></tr>", summary))
+
+
+@pytest.fixture
+def minerals():
+    """Five particles of two phases, with classes known by construction.
+
+    ore fractions 0, 0.2 (locked), 0.5 (middling), 0.95, 1 (liberated);
+    gangue is the rest: 1 (liberated), 0.8, 0.5 (middling), 0.05, 0 (locked).
+    """
+    volume = np.array([1.0, 2.0, 3.0, 4.0, 10.0])
+    return pd.DataFrame({
+        "label": np.arange(1, 6, dtype=np.uint32),
+        "volume_mm3": volume,
+        "eq_diameter_mm": (6 * volume / np.pi) ** (1 / 3),
+        "phase_fraction_ore": [0.0, 0.2, 0.5, 0.95, 1.0],
+        "phase_fraction_gangue": [1.0, 0.8, 0.5, 0.05, 0.0],
+    })
+
+
+def test_liberation_table_counts_and_volume_shares(minerals):
+    lib = liberation_table(minerals).set_index(["phase", "liberation_class"])
+    assert list(lib.index.get_level_values(0).unique()) == ["ore", "gangue"]
+    np.testing.assert_array_equal(lib.loc["ore", "count"], [2, 1, 2])
+    np.testing.assert_array_equal(lib.loc["gangue", "count"], [2, 2, 1])
+    np.testing.assert_allclose(lib.loc["ore", "count_share"], [0.4, 0.2, 0.4])
+    np.testing.assert_allclose(lib.loc["ore", "particle_volume_mm3"], [3.0, 3.0, 14.0])
+    np.testing.assert_allclose(lib.loc["ore", "particle_volume_share"], [3 / 20, 3 / 20, 14 / 20])
+    # ore volume: 0.2 * 2 locked, 0.5 * 3 middling, 0.95 * 4 + 10 liberated, of 15.7 in all
+    np.testing.assert_allclose(lib.loc["ore", "phase_volume_mm3"], [0.4, 1.5, 13.8])
+    np.testing.assert_allclose(lib.loc["ore", "phase_volume_share"], np.array([0.4, 1.5, 13.8]) / 15.7)
+    np.testing.assert_allclose(lib.loc["gangue", "phase_volume_mm3"], [0.2, 3.1, 1.0])
+    # other thresholds move the boundary particles: gangue 0.8 becomes liberated
+    other = liberation_table(minerals, thresholds=(0.1, 0.75)).set_index(["phase", "liberation_class"])
+    np.testing.assert_array_equal(other.loc["gangue", "count"], [2, 1, 2])
+
+
+def test_liberation_table_keeps_the_tables_own_classes(minerals):
+    # measured with other thresholds: the ore's column wins unless thresholds are given
+    minerals["liberation_class"] = pd.Categorical(["locked", "middling", "liberated", "liberated", "liberated"],
+                                                  categories=["locked", "middling", "liberated"], ordered=True)
+    lib = liberation_table(minerals).set_index(["phase", "liberation_class"])
+    np.testing.assert_array_equal(lib.loc["ore", "count"], [1, 1, 3])
+    np.testing.assert_array_equal(lib.loc["gangue", "count"], [2, 2, 1])
+    again = liberation_table(minerals, thresholds=(0.3, 0.9)).set_index(["phase", "liberation_class"])
+    np.testing.assert_array_equal(again.loc["ore", "count"], [2, 1, 2])
+    with pytest.raises(ValueError, match="phase_fraction"):
+        liberation_table(minerals.drop(columns=["phase_fraction_ore", "phase_fraction_gangue"]))
+
+
+def test_sections_follow_the_columns(minerals):
+    text = build_report(minerals)
+    for heading in ("Summary", "Particle-size distribution", "Phases", "Liberation", "Particles"):
+        assert f"<h2>{heading}</h2>" in text
+    assert "<h2>Shape</h2>" not in text  # no axes or sphericity in the table
+    # cumulative PSD, two histograms, liberation bars; plotly.js once
+    assert text.count("Plotly.newPlot") == 4 and text.count("plotly.js v") == 1
+    liberation = text.split("<h2>Liberation</h2>", 1)[1].split("</section>", 1)[0]
+    assert "<tr><td>ore</td><td>locked</td><td>2</td><td>40</td><td>15</td><td>2.55</td></tr>" in liberation
+    phases = text.split("<h2>Phases</h2>", 1)[1].split("</section>", 1)[0]
+    assert "<td>ore</td><td>15.7</td><td>78.5</td>" in phases  # 15.7 of 20 mm³
+
+    bare = build_report(minerals[["label"]])
+    assert "<h2>Summary</h2>" in bare and "Plotly" not in bare
+    for heading in ("Particle-size distribution", "Shape", "Phases", "Liberation"):
+        assert f"<h2>{heading}</h2>" not in bare
+
+
+def test_summary_d_values_are_the_percentiles(cubes):
+    scan, labels, table = cubes
+    summary = summary_table(table, scan=scan, notes={"method": "by hand"}).set_index("quantity")
+    text = build_report(table, scan=scan, notes={"method": "by hand"})
+    cells = _summary_cells(text)
+    for weight in ("number", "volume"):
+        for name, value in percentiles(table, weight=weight).items():
+            d = name.removesuffix("_mm")
+            assert summary.loc[f"{d}_{weight}_mm", "value"] == value
+            assert cells[f"{d} by {weight}, mm"] == f"{value:.4g}"
+    # two cubes of 6 and 8 voxels a side, 0.1 mm each
+    assert summary.loc["total_volume_mm3", "value"] == pytest.approx(0.216 + 0.512)
+    assert summary.loc["n_particles", "value"] == 2
+    assert cells["voxel size (z × y × x), mm"] == "0.1 × 0.1 × 0.1"
+    assert cells["voxels (z × y × x)"] == "20 × 24 × 28"
+    assert cells["mean sphericity (Wadell)"] == f"{table['sphericity'].mean():.4g}"
+    assert cells["method"] == "by hand"
+    # without the scan, the spacing comes from the table
+    assert _summary_cells(build_report(table))["voxel size (z × y × x), mm"] == "0.1 × 0.1 × 0.1"
+
+
+def test_excel_workbook_round_trips(cubes, minerals, tmp_path):
+    scan, _, table = cubes
+    path = tmp_path / "out" / "report.xlsx"
+    assert export_tables(table, path, scan=scan) == [path]
+    assert [p.name for p in path.parent.iterdir()] == ["report.xlsx"]
+    sheets = pd.read_excel(path, sheet_name=None)
+    assert list(sheets) == ["particles", "summary", "psd", "shape"]
+    pd.testing.assert_frame_equal(sheets["particles"], table, check_dtype=False)
+    summary = sheets["summary"].set_index("quantity")["value"]
+    assert float(summary["d50_volume_mm"]) == pytest.approx(percentiles(table)["d50_mm"])
+    psd = sheets["psd"]
+    assert psd["percent_passing_volume"].iloc[-1] == pytest.approx(100)
+    assert psd["percent_passing_number"].is_monotonic_increasing
+    assert set(sheets["shape"]["quantity"]) >= {"sphericity", "zingg_spheroid"}
+
+    phased = export_tables(minerals, tmp_path / "minerals.xlsx")[0]
+    sheets = pd.read_excel(phased, sheet_name=None)
+    assert list(sheets) == ["particles", "summary", "psd", "phases", "liberation"]
+    pd.testing.assert_frame_equal(sheets["liberation"], liberation_table(minerals), check_dtype=False)
+    assert list(sheets["phases"]["phase"]) == ["ore", "gangue"]
+    assert sheets["phases"]["volume_mm3"].tolist() == pytest.approx([15.7, 4.3])
+
+
+def test_csv_export_beside_the_particle_table(minerals, tmp_path):
+    written = export_tables(minerals, tmp_path / "particles.csv")
+    names = [p.name for p in written]
+    assert names == ["particles.csv", "particles_summary.csv", "particles_psd.csv", "particles_phases.csv",
+                     "particles_liberation.csv"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(names)  # no temporary files left
+    pd.testing.assert_frame_equal(pd.read_csv(written[0]), minerals, check_dtype=False)
+    lib = pd.read_csv(tmp_path / "particles_liberation.csv")
+    assert lib["count"].tolist() == [2, 1, 2, 2, 2, 1]
+    # a stem without extension: every table gets its suffix
+    stem = export_tables(minerals[["label", "volume_mm3", "eq_diameter_mm"]], tmp_path / "sub" / "run1")
+    assert [p.name for p in stem] == ["run1_particles.csv", "run1_summary.csv", "run1_psd.csv"]
+
+
+def test_export_refuses_bad_input(minerals, tmp_path):
+    with pytest.raises(ValueError, match=".xlsx or .csv"):
+        export_tables(minerals, tmp_path / "tables.parquet")
+    with pytest.raises(TypeError, match="DataFrame"):
+        export_tables(minerals.to_dict(), tmp_path / "tables.xlsx")
+    assert not list(tmp_path.iterdir())
+
+
+# --------------------------------------------------------------------------- ps3d report
+
+
+@pytest.fixture(scope="module")
+def scan_files(tmp_path_factory):
+    """Two cubes, the second one half bright, as TIFF scan and labels with their spacing."""
+    labels = np.zeros((20, 24, 28), np.uint32)
+    labels[2:8, 3:9, 4:10] = 1
+    labels[10:18, 12:20, 14:22] = 2
+    image = np.where(labels > 0, 1000, 100).astype(np.uint16)
+    image[10:18, 12:20, 18:22] = 3000
+    folder = tmp_path_factory.mktemp("cli")
+    return {"scan": save_scan(image, folder / "scan.tif", spacing=SPACING),
+            "labels": save_labels(labels, folder / "labels.tif", spacing=SPACING),
+            "folder": folder}
+
+
+def _cli(capsys, *argv):
+    code = cli.main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def _assert_one_line_error(code, err, *fragments):
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("ps3d: error: "), err
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+def test_cli_report_measures_with_phases_and_writes_every_table(capsys, scan_files, tmp_path):
+    out = tmp_path / "r"
+    code, stdout, err = _cli(capsys, "report", scan_files["labels"], "--image", scan_files["scan"],
+                             "--phases", "dark:0:2000,bright:2000:inf", "--output", out / "report.html",
+                             "--excel", out / "report.xlsx", "--csv", out / "particles.csv", "--title", "Cubes")
+    assert code == 0, err
+    assert "2 particles" in stdout and "wrote report" in stdout
+    text = (out / "report.html").read_text()
+    for heading in ("Summary", "Particle-size distribution", "Shape", "Phases", "Liberation", "Slices"):
+        assert f"<h2>{heading}</h2>" in text
+    assert "<title>Cubes</title>" in text
+    sheets = pd.read_excel(out / "report.xlsx", sheet_name=None)
+    assert list(sheets) == ["particles", "summary", "psd", "shape", "phases", "liberation"]
+    # cube 1 is all dark; cube 2 has its x columns 18..21 of 14..21 bright: half of it
+    particles = sheets["particles"].set_index("label")
+    assert particles.loc[1, "phase_fraction_dark"] == 1.0 and particles.loc[2, "phase_fraction_bright"] == 0.5
+    assert (out / "particles_liberation.csv").is_file()
+
+    # the table again, without measuring; --auto-phases splits the two grey levels
+    code, _, err = _cli(capsys, "report", "--table", out / "particles.csv", "-o", out / "again.html", "-q")
+    assert code == 0, err
+    assert "<h2>Liberation</h2>" in (out / "again.html").read_text()
+    code, _, err = _cli(capsys, "report", scan_files["labels"], "--image", scan_files["scan"],
+                        "--auto-phases", "2", "-o", out / "auto.html", "-q")
+    assert code == 0, err
+    assert "<td>phase_2</td>" in (out / "auto.html").read_text()
+
+
+@pytest.mark.parametrize("argv, fragments", [
+    ([], ["LABELS", "--table"]),
+    (["{labels}", "--phases", "ore:1:0"], ["--phases", "name:low:high"]),
+    (["{labels}", "--phases", "ore:0:1", "--auto-phases", "2", "--image", "{scan}"], ["not allowed"]),
+    (["{labels}", "--auto-phases", "9", "--image", "{scan}"], ["2 to 5"]),
+    (["{labels}", "--auto-phases", "2"], ["--image"]),
+    (["--table", "{table}", "--phases", "ore:0:1", "--image", "{scan}"], ["--table"]),
+    (["{labels}", "-o", "{out}/report.pdf"], ["report format", ".html"]),
+    (["{labels}", "--excel", "{out}/report.xls"], ["Excel", ".xlsx"]),
+    (["{labels}", "--csv", "{out}/p.txt"], [".csv"]),
+    (["{out}/missing.tif"], ["missing.tif"]),
+    (["--table", "{scan}"], ["table format"]),
+    (["--table", "{not_a_table}"], ["not a particle table"]),
+    (["{labels}", "--image", "{small}"], ["shape"]),
+])
+def test_cli_report_errors_are_one_line(capsys, scan_files, tmp_path, argv, fragments):
+    folder = scan_files["folder"]
+    (folder / "not_a_table.csv").write_text("a,b\n1,2\n")
+    (folder / "table.csv").write_text("label,volume_mm3,eq_diameter_mm\n1,1.0,1.2\n")
+    if not (folder / "small.tif").exists():
+        save_scan(np.zeros((4, 4, 4), np.uint16), folder / "small.tif", spacing=SPACING)
+    names = {"labels": scan_files["labels"], "scan": scan_files["scan"], "out": tmp_path,
+             "table": folder / "table.csv", "not_a_table": folder / "not_a_table.csv", "small": folder / "small.tif"}
+    code, _, err = _cli(capsys, "report", *(a.format(**names) for a in argv))
+    _assert_one_line_error(code, err, *fragments)
+    assert not (tmp_path / "report.html").exists() and not any(tmp_path.iterdir())
+
+
+@pytest.mark.slow
+def test_demo_writes_the_mineralogy_report_and_workbook(capsys, tmp_path):
+    code, stdout, err = _cli(capsys, "demo", "--output", tmp_path, "--quiet")
+    assert code == 0, err
+    assert f"wrote tables (Excel): {tmp_path / 'report.xlsx'}" in stdout
+    text = (tmp_path / "report.html").read_text()
+    for heading in ("Shape", "Phases", "Liberation", "Accuracy against the ground truth"):
+        assert f"<h2>{heading}</h2>" in text
+    sheets = pd.read_excel(tmp_path / "report.xlsx", sheet_name=None)
+    assert list(sheets) == ["particles", "summary", "psd", "shape", "phases", "liberation"]
+    assert len(sheets["particles"]) == int(_summary_cells(text)["particles"].replace(",", ""))
