@@ -1,0 +1,103 @@
+"""In a real browser: every figure and slice image of the HTML mineralogy report is drawn.
+
+The report of the bundled sample, measured with two mineral phases (so that
+every section is present), is opened from disk in headless Chromium (Debian's
+``chromium`` package at /usr/bin/chromium, never a browser downloaded by
+``playwright install``) driven by Playwright, with nothing fetched from the
+network. The full-page screenshot goes to ``$PS3D_SCREENSHOT_DIR`` when it is
+set (``docs/screenshots/report.png`` is the committed one), else to the test's
+temporary folder. Without Chromium the test is skipped, except in CI (``CI``
+set), where it fails.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = Path("/usr/bin/chromium")
+LAUNCH_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+               "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+_PLOTS_JS = """() => Array.from(document.querySelectorAll('.js-plotly-plot')).map(div => ({
+    title: (div.layout && div.layout.title && div.layout.title.text) || '',
+    traces: (div.data || []).length,
+    svg: div.querySelectorAll('.main-svg').length,
+    drawn: div.querySelectorAll('.trace, .point, .bars path, canvas').length,
+    width: div.getBoundingClientRect().width,
+    height: div.getBoundingClientRect().height}))"""
+
+
+def _unavailable(reason: str):
+    if os.environ.get("CI"):
+        pytest.fail(f"{reason}; CI must run the browser tests (.ci/run installs chromium and playwright)")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not CHROMIUM.is_file():
+        _unavailable(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        _unavailable("playwright is not installed (pip install playwright)")
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS, headless=True)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+@pytest.fixture
+def shots(tmp_path) -> Path:
+    folder = Path(os.environ.get("PS3D_SCREENSHOT_DIR") or tmp_path / "screenshots")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def test_mineralogy_report_renders_every_figure_offline(browser, tmp_path, shots):
+    from ps3d_toolkit.data import load_sample
+    from ps3d_toolkit.measure import measure
+    from ps3d_toolkit.report import write_report
+
+    scan, truth = load_sample()
+    table = measure(truth, scan.image, spacing=scan.spacing, phases="auto", progress=False)
+    path = write_report(table, tmp_path / "report.html", scan=scan, labels=truth,
+                        title="ps3d mineralogy report: the bundled sample",
+                        notes={"labels": "ground truth of the bundled sample"})
+    text = path.read_text(encoding="utf-8")
+    n_figures = text.count("Plotly.newPlot")
+    assert n_figures == 6  # cumulative PSD, 2 histograms, sphericity vs size, Zingg, liberation
+    for heading in ("Summary", "Particle-size distribution", "Shape", "Phases", "Liberation", "Slices",
+                    "Particles"):
+        assert f"<h2>{heading}</h2>" in text
+
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    remote, errors = [], []
+    page.on("request", lambda request: remote.append(request.url)
+            if not request.url.startswith(("file:", "data:", "blob:", "about:")) else None)
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto(path.as_uri())
+    page.wait_for_function(
+        f"() => document.querySelectorAll('.js-plotly-plot .main-svg').length >= {2 * n_figures}",
+        timeout=60_000, polling=200)
+
+    plots = page.evaluate(_PLOTS_JS)
+    assert len(plots) == n_figures, plots
+    for plot in plots:
+        assert plot["traces"] > 0 and plot["svg"] > 0 and plot["drawn"] > 0, plot
+        assert plot["width"] > 300 and plot["height"] > 200, plot
+    titles = " | ".join(p["title"] for p in plots)
+    for expected in ("Cumulative", "by volume", "by number", "Sphericity", "Zingg", "Liberation"):
+        assert expected in titles, titles
+    images = page.evaluate(
+        "() => Array.from(document.querySelectorAll('img.slice')).map(i => [i.complete, i.naturalWidth])")
+    assert len(images) == 2 and all(done and width > 0 for done, width in images), images
+    assert not remote, f"the report fetched from the network: {remote[:3]}"
+    assert not errors, errors
+    page.screenshot(path=str(shots / "report.png"), full_page=True)
+    page.close()
