@@ -240,25 +240,35 @@ def _one_pass(labels, lookup, n, image, phase_map, need_voxels):
     """
     sums = np.zeros((10, n))
     parts = {"index": [], "values": [], "codes": []}
-    step = max(1, _SLAB_VOXELS // max(1, labels[0].size))
-    for z0 in range(0, labels.shape[0], step):
-        block = labels[z0:z0 + step]
-        flat = np.flatnonzero(block)
+    width = labels.shape[2]
+    for z in range(labels.shape[0]):
+        plane = labels[z].reshape(-1)
+        flat = np.flatnonzero(plane)
         if not flat.size:
             continue
-        ids = block.reshape(-1)[flat]
+        ids = plane[flat]
         rows = lookup[ids] if lookup is not None else ids.astype(np.int64) - 1
-        z, y, x = np.unravel_index(flat, block.shape)
-        z = z + z0
-        sums[0] += np.bincount(rows, minlength=n)
-        for k, w in enumerate((z, y, x, z * z, y * y, x * x, z * y, z * x, y * x), start=1):
-            sums[k] += np.bincount(rows, weights=w, minlength=n)
+        y, x = np.divmod(flat, width)
+        # a slice at a time: z is constant, so its sums follow from the in-plane ones
+        count = np.bincount(rows, minlength=n)
+        sum_y = np.bincount(rows, weights=y, minlength=n)
+        sum_x = np.bincount(rows, weights=x, minlength=n)
+        sums[0] += count
+        sums[1] += z * count
+        sums[2] += sum_y
+        sums[3] += sum_x
+        sums[4] += (z * z) * count
+        sums[5] += np.bincount(rows, weights=y * y, minlength=n)
+        sums[6] += np.bincount(rows, weights=x * x, minlength=n)
+        sums[7] += z * sum_y
+        sums[8] += z * sum_x
+        sums[9] += np.bincount(rows, weights=y * x, minlength=n)
         if need_voxels:
             parts["index"].append(rows)
             if image is not None:
-                parts["values"].append(np.asarray(image[z0:z0 + step]).reshape(-1)[flat])
+                parts["values"].append(np.asarray(image[z]).reshape(-1)[flat])
             if phase_map is not None:
-                parts["codes"].append(np.asarray(phase_map[z0:z0 + step]).reshape(-1)[flat])
+                parts["codes"].append(np.asarray(phase_map[z]).reshape(-1)[flat])
     voxels = {k: np.concatenate(v) for k, v in parts.items() if v}
     return sums, voxels
 
