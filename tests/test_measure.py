@@ -259,6 +259,25 @@ def test_empty_and_tiny_particles():
     assert table.feret_max_mm.iloc[1] > 3
 
 
+def test_threads_and_confidence(monkeypatch):
+    from ps3d_toolkit.measure import _surface
+
+    monkeypatch.setattr(_surface, "_BATCH_VOXELS", 6000)  # several batches for the threads to share
+    rng = np.random.default_rng(5)
+    labels = np.zeros((40, 40, 40), np.uint32)
+    for k in range(1, 28):
+        z, y, x = (np.array(np.unravel_index(k - 1, (3, 3, 3))) * 13 + 2)
+        labels[z:z + rng.integers(4, 11), y:y + rng.integers(4, 11), x:x + rng.integers(4, 11)] = k
+    confidence = rng.random(labels.shape).astype(np.float32)
+    one = measure(labels, spacing=(1.0, 0.5, 0.5), confidence=confidence, workers=1, progress=False)
+    two = measure(labels, spacing=(1.0, 0.5, 0.5), confidence=confidence, workers=2, progress=False)
+    pd.testing.assert_frame_equal(one, two)
+    dims = one[["bbox_z1", "bbox_y1", "bbox_x1"]].to_numpy() - one[["bbox_z0", "bbox_y0", "bbox_x0"]].to_numpy()
+    assert len(_surface._batches(dims)) > 3
+    for _, row in one.iterrows():
+        assert row.confidence == pytest.approx(confidence[labels == row.label].mean(), rel=1e-6)
+
+
 def test_shape_false_skips_the_per_particle_loop():
     table = measure(box_labels((4, 4, 4)), spacing=1.0, shape=False, progress=False)
     assert np.isnan(table.surface_area_mm2.iloc[0]) and np.isnan(table.feret_max_mm.iloc[0])
@@ -385,6 +404,10 @@ def test_columns_and_attrs():
     (dict(phases={"a": (5, 1)}, image=np.zeros((4, 4, 4))), ValueError, "low < high"),
     (dict(phases={"a": (0, 1)}, image=np.zeros((4, 4, 4)), liberation_phase="b"), ValueError, "liberation_phase"),
     (dict(fov_mask=np.ones((3, 3, 3), bool)), ValueError, "same shape"),
+    (dict(confidence=np.ones((3, 3, 3))), ValueError, "same shape"),
+    (dict(workers=0), ValueError, "workers"),
+    (dict(phases={"a": (0, 1)}, image=np.zeros((4, 4, 4)), liberation_thresholds=(0.9, 0.1)), ValueError,
+     "thresholds"),
 ])
 def test_invalid_arguments_name_the_argument(kwargs, error, match):
     with pytest.raises(error, match=match):

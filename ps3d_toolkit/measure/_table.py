@@ -24,7 +24,7 @@ TABLE_FORMATS = (".csv", ".parquet")
 
 
 def measure(labels, image=None, *, spacing=1.0, phases=None, phase_map=None, fov_mask=None,
-            liberation_phase: str | None = None, liberation_thresholds=(0.3, 0.9),
+            liberation_phase: str | None = None, liberation_thresholds=(0.3, 0.9), confidence=None,
             shape: bool = True, workers: int | None = None, progress: bool = True) -> pd.DataFrame:
     """Measure every particle of a label image: one table row per particle.
 
@@ -61,6 +61,9 @@ def measure(labels, image=None, *, spacing=1.0, phases=None, phase_map=None, fov
         first key of ``phases``.
     liberation_thresholds : (float, float)
         See :func:`liberation_class`; default locked < 30 % <= middling < 90 % <= liberated.
+    confidence : array_like of float, 3D, optional
+        Per-voxel model confidence (e.g. the predicted probability of the voxel's
+        class); its mean over each particle becomes the ``confidence`` column.
     shape : bool
         Compute ``surface_area_mm2``, ``sphericity`` and ``feret_max_mm`` (the
         per-particle loop). ``False`` leaves them NaN and is several times faster.
@@ -90,7 +93,8 @@ def measure(labels, image=None, *, spacing=1.0, phases=None, phase_map=None, fov
         - ``elongation`` (intermediate / major), ``flatness`` (minor / intermediate);
         - ``feret_max_mm``, ``touches_border``;
         - with ``image``: ``intensity_mean/std/min/max/p10/p50/p90``;
-        - with ``phases``: ``phase_fraction_<name>`` per phase and ``liberation_class``.
+        - with ``phases``: ``phase_fraction_<name>`` per phase and ``liberation_class``;
+        - with ``confidence``: ``confidence``.
 
         ``table.attrs["spacing_mm"]`` holds the spacing used.
 
@@ -105,7 +109,7 @@ def measure(labels, image=None, *, spacing=1.0, phases=None, phase_map=None, fov
     >>> labels = np.zeros((20, 20, 20), np.uint32)
     >>> labels[5:15, 5:15, 5:15] = 1
     >>> row = measure(labels, spacing=0.1, progress=False).iloc[0]
-    >>> round(row.volume_mm3, 3), round(row.sphericity, 2)
+    >>> round(float(row.volume_mm3), 3), round(float(row.sphericity), 2)
     (1.0, 0.81)
     """
     labels = check_labels(labels, "labels")
@@ -128,14 +132,19 @@ def measure(labels, image=None, *, spacing=1.0, phases=None, phase_map=None, fov
             liberation_phase = next(iter(phases))
         elif liberation_phase not in phases:
             raise ValueError(f"liberation_phase must be one of {list(phases)}, got {liberation_phase!r}")
+        _intensity.liberation_class([], liberation_thresholds)  # checks the thresholds now, not at the end
     if fov_mask is not None:
         fov_mask = check_volume(fov_mask, "fov_mask").astype(bool, copy=False)
         check_same_shape(labels, fov_mask, "labels", "fov_mask")
+    if confidence is not None:
+        confidence = check_volume(confidence, "confidence")
+        check_same_shape(labels, confidence, "labels", "confidence")
+    workers = _workers(workers)
 
     ids, lookup, labels = _label_ids(labels)
     n = len(ids)
-    need_voxels = image is not None or phases is not None
-    sums, voxels = _one_pass(labels, lookup, n, image, phase_map if phases else None, need_voxels)
+    need_voxels = image is not None or phases is not None or confidence is not None
+    sums, voxels = _one_pass(labels, lookup, n, image, phase_map if phases else None, confidence, need_voxels)
     counts = sums[0]
     voxel_volume = float(np.prod(spacing))
     table = {"label": ids, "voxel_count": counts.astype(np.int64), "volume_mm3": counts * voxel_volume}
@@ -158,7 +167,7 @@ def measure(labels, image=None, *, spacing=1.0, phases=None, phase_map=None, fov
         values = ids if lookup is not None else np.arange(1, n + 1)
         with tqdm(total=n, desc="measure", unit="particle", disable=not progress) as bar:
             area, feret = _surface.shape_metrics(labels, slices, values, spacing, progress=bar,
-                                                 workers=_workers(workers))
+                                                 workers=workers)
     table["surface_area_mm2"] = area
     with np.errstate(invalid="ignore", divide="ignore"):
         table["sphericity"] = np.pi ** (1 / 3) * (6.0 * table["volume_mm3"]) ** (2 / 3) / area
@@ -182,6 +191,10 @@ def measure(labels, image=None, *, spacing=1.0, phases=None, phase_map=None, fov
                 table[f"phase_fraction_{name}"] = np.bincount(index, weights=inside, minlength=n) / counts
         table["liberation_class"] = _intensity.liberation_class(
             table[f"phase_fraction_{liberation_phase}"], liberation_thresholds)
+    if confidence is not None:
+        weights = voxels.get("confidence", np.zeros(0)).astype(np.float64)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            table["confidence"] = np.bincount(index, weights=weights, minlength=n) / counts
     frame = pd.DataFrame(table)
     frame.attrs["spacing_mm"] = tuple(spacing)
     if phases is not None:
@@ -230,16 +243,16 @@ def _label_ids(labels: np.ndarray):
     return ids.astype(np.int64), None, compact
 
 
-def _one_pass(labels, lookup, n, image, phase_map, need_voxels):
+def _one_pass(labels, lookup, n, image, phase_map, confidence, need_voxels):
     """Moments up to second order of every particle, and its voxels' values.
 
     Returns ``(sums, voxels)`` where ``sums`` is a (10, n) array of the voxel
     count and the sums of z, y, x, zz, yy, xx, zy, zx, yx (voxel indices), and
     ``voxels`` holds ``index`` (row of every particle voxel), ``values`` (grey
-    value) and ``codes`` (phase id) when asked for.
+    value), ``codes`` (phase id) and ``confidence`` when asked for.
     """
     sums = np.zeros((10, n))
-    parts = {"index": [], "values": [], "codes": []}
+    parts = {"index": [], "values": [], "codes": [], "confidence": []}
     width = labels.shape[2]
     for z in range(labels.shape[0]):
         plane = labels[z].reshape(-1)
@@ -269,6 +282,8 @@ def _one_pass(labels, lookup, n, image, phase_map, need_voxels):
                 parts["values"].append(np.asarray(image[z]).reshape(-1)[flat])
             if phase_map is not None:
                 parts["codes"].append(np.asarray(phase_map[z]).reshape(-1)[flat])
+            if confidence is not None:
+                parts["confidence"].append(np.asarray(confidence[z]).reshape(-1)[flat])
     voxels = {k: np.concatenate(v) for k, v in parts.items() if v}
     return sums, voxels
 
