@@ -68,7 +68,8 @@ def shapes(rng, quick):
         for r in (4, 6, 10, 20, 30):
             for _ in range(repeats):
                 radius = r * big
-                yield "ball", ellipsoid([radius] * 3, spacing, eye, rng.uniform(-.5, .5, 3)), spacing, {
+                kind = "ball, radius 4-6 voxels" if r <= 6 else "ball, radius 10-30 voxels"
+                yield kind, ellipsoid([radius] * 3, spacing, eye, rng.uniform(-.5, .5, 3)), spacing, {
                     "volume": 4 / 3 * np.pi * radius**3, "area": 4 * np.pi * radius**2, "sphericity": 1.0,
                     "axes": [2 * radius] * 3, "feret": 2 * radius}
         for _ in range(4 if quick else 10):
@@ -86,7 +87,7 @@ def shapes(rng, quick):
             mask[tuple(slice(3, 3 + c) for c in counts)] = True
             volume = float(np.prod(sides))
             area = 2 * (sides[0] * sides[1] + sides[1] * sides[2] + sides[0] * sides[2])
-            yield "cube (aligned)", mask, spacing, {
+            yield "cube (aligned), side 8 voxels" if n == 8 else "cube (aligned), side 12-40 voxels", mask, spacing, {
                 "volume": volume, "area": area, "sphericity": np.pi ** (1 / 3) * (6 * volume) ** (2 / 3) / area,
                 "feret": float(np.linalg.norm(sides))}
         for _ in range(2 if quick else 4):
