@@ -299,9 +299,12 @@ def test_linked_explorer_selection_highlights_grains_and_moves_the_viewer(two_ba
     np.testing.assert_allclose(z_plane[16, 28], 0.3 * 255 + 0.7 * np.array(HIGHLIGHT_RGB), atol=1)
     fig3d = explorer.fig_selection_3d()
     assert [t.name for t in fig3d.data] == ["particle 2"]
+    assert explorer.viewer.selected == 2 and "voxel_count" in explorer.viewer.info_html()
     assert explorer.select([1, 2, 99]).tolist() == [1, 2]      # unknown ids are ignored
+    assert list(scatter.data[0].selectedpoints) == [0, 1]      # a selection from code shows in the plot
     explorer.select([])
     assert explorer.viewer.highlight == set() and "No grains" in explorer.summary_html()
+    assert scatter.data[0].selectedpoints is None
     with pytest.raises(ValueError, match="no grains"):
         explorer.fig_selection_3d()
 
@@ -404,3 +407,21 @@ def test_tuner_widget_slider_runs_the_preview(grains_in_epoxy):
     assert len(tuner._figure.data[1].x) == 8            # the size histogram shows them
     tuner.set_preview_index(0)
     assert tuner.preview_rgb().shape == (64, 64, 3)
+
+
+def test_tuner_controls_follow_updates_from_code_and_method_changes(grains_in_epoxy):
+    image, truth = grains_in_epoxy
+    tuner = SegmentationTuner(image, spacing=0.01, particle_size_mm=0.11, method="otsu-watershed")
+    tuner.widget
+    controls = {c.description: c for c in tuner._options_box.children}
+    assert controls["n_classes"].label == "auto"                     # None shows as "auto", not blank
+    controls["n_classes"].value = controls["n_classes"].options[2][1]   # the user picks "3"
+    assert tuner.params["n_classes"] == 3
+    tuner.update(min_distance_fraction=1.1, particle_size_mm=0.12)
+    assert controls["min_distance_fraction"].value == pytest.approx(1.1)
+    assert tuner._controls["particle_size_mm"].value == pytest.approx(0.12, rel=0.05)
+    tuner._controls["method"].value = "snow"                          # the method dropdown
+    assert tuner.params["method"] == "snow" and tuner.result["n_particles"] == 8
+    assert [c.description for c in tuner._options_box.children] == list(PARAMETERS["snow"])
+    tuner.update(method="otsu-watershed")
+    assert [c.description for c in tuner._options_box.children] == list(PARAMETERS["otsu-watershed"])

@@ -183,25 +183,40 @@ class LinkedExplorer:
     def select(self, ids) -> np.ndarray:
         """What a selection does: highlight these grains and move the viewer to the largest.
 
+        A selection made from code is also marked in the scatter.
+
         Returns
         -------
         np.ndarray of uint32
             The selected ids that are particles of the table.
         """
+        return self._select(ids, mark_scatter=True)
+
+    def _select(self, ids, mark_scatter: bool) -> np.ndarray:
         ids = np.asarray(list(ids) if not isinstance(ids, np.ndarray) else ids, dtype=np.int64).ravel()
         known = self.table["label"].to_numpy().astype(np.int64)
         self.selected = np.unique(ids[np.isin(ids, known)]).astype(np.uint32)
-        self.viewer.set_highlight(self.selected)
+        viewer = self.viewer
+        viewer.highlight = {int(i) for i in self.selected}
+        target = None
         if self.selected.size:
             rows = self.table[self.table["label"].isin(self.selected)]
-            size_column = "voxel_count" if "voxel_count" in rows else None
-            row = rows.loc[rows[size_column].idxmax()] if size_column else rows.iloc[0]
+            row = rows.loc[rows["voxel_count"].idxmax()] if "voxel_count" in rows else rows.iloc[0]
+            viewer.selected = int(row["label"])
             if all(f"centroid_{a}" in row for a in "zyx"):
-                target = [int(round(row[f"centroid_{a}"])) for a in "zyx"]
-                # A concave grain's centroid may lie outside it; fall back to one of its voxels.
-                if self.labels[tuple(target)] != row["label"]:
-                    target = np.argwhere(self.labels == row["label"])[0]
-                self.viewer.set_position(*target)
+                target = tuple(int(round(row[f"centroid_{a}"])) for a in "zyx")
+            # A concave grain's centroid may lie outside it: then go to one of its voxels.
+            if target is None or self.labels[target] != viewer.selected:
+                target = tuple(np.argwhere(self.labels == viewer.selected)[0])
+        if target is not None:
+            viewer.set_position(*target)      # redraws with the new highlight
+        else:
+            viewer.set_highlight([])
+        if mark_scatter and self._scatter is not None:
+            with self._scatter.batch_update():
+                for trace in self._selectable_traces():
+                    chosen = np.flatnonzero(np.isin(point_labels(trace, self.table), self.selected))
+                    trace.selectedpoints = chosen.tolist() if self.selected.size else None
         self._refresh_summary()
         return self.selected
 
@@ -235,8 +250,11 @@ class LinkedExplorer:
     def _on_selection_factory(self, trace_index: int):
         def on_selection(trace, points, selector):
             ids = selection_to_labels(points, point_labels(trace, self.table))
-            self.select(ids)
+            self._select(ids, mark_scatter=False)
         return on_selection
+
+    def _selectable_traces(self):
+        return [t for t in self._scatter.data if getattr(t, "type", "") in ("scatter", "scattergl")]
 
     def _refresh_summary(self) -> None:
         if self._widget is not None:
@@ -259,9 +277,8 @@ class LinkedExplorer:
             import plotly.graph_objects as go
 
             self._scatter = go.FigureWidget(self._source_figure)
-            for k, trace in enumerate(self._scatter.data):
-                if getattr(trace, "type", "") in ("scatter", "scattergl"):
-                    trace.on_selection(self._on_selection_factory(k))
+            for k, trace in enumerate(self._selectable_traces()):
+                trace.on_selection(self._on_selection_factory(k))
             if not self._scatter.layout.dragmode:
                 self._scatter.layout.dragmode = "select"
         return self._scatter

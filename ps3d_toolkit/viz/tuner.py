@@ -162,6 +162,8 @@ class SegmentationTuner:
         self.preview_index = self.crop.shape[0] // 2
         self._widget = None
         self._building = False
+        self._controls: dict = {}
+        self._options_method = None
 
     # --- logic ---------------------------------------------------------------------------------
     @staticmethod
@@ -245,7 +247,8 @@ class SegmentationTuner:
             ``labels`` (the preview's labels), ``n_particles``,
             ``n_inside`` (particles not touching the preview's edge),
             ``eq_diameter_mm`` (array, particles not touching the edge),
-            ``d10_mm``, ``d50_mm``, ``d90_mm`` (number-weighted, NaN when none),
+            ``d10_mm``, ``d50_mm``, ``d90_mm`` (volume-weighted, of those
+            particles; NaN when none),
             ``seconds`` and, with a ground truth, ``scores``
             (:func:`ps3d_toolkit.evaluate.evaluate_instances`).
         """
@@ -264,6 +267,7 @@ class SegmentationTuner:
     def _run(self) -> dict:
         from ps3d_toolkit.measure import measure
         from ps3d_toolkit.segmentation import segment
+        from ps3d_toolkit.stats import percentiles
 
         options = self.settings()
         method = options.pop("method")
@@ -273,16 +277,18 @@ class SegmentationTuner:
                          **options)
         seconds = time.perf_counter() - start
         result = {"labels": labels, "n_particles": int(labels.max()), "seconds": seconds}
-        diameters = np.zeros(0)
+        inside = None
         if labels.any():
             table = measure(labels, spacing=self.spacing, shape=False, progress=False)
             # Grains cut by the preview's edge look smaller than they are.
-            inside = ~table["touches_border"].to_numpy(dtype=bool)
-            diameters = table["eq_diameter_mm"].to_numpy()[inside]
+            inside = table[~table["touches_border"].to_numpy(dtype=bool)]
+        diameters = inside["eq_diameter_mm"].to_numpy() if inside is not None else np.zeros(0)
         result["eq_diameter_mm"] = diameters
         result["n_inside"] = int(diameters.size)
-        quantiles = np.percentile(diameters, [10, 50, 90]) if diameters.size else [np.nan] * 3
-        result.update(d10_mm=float(quantiles[0]), d50_mm=float(quantiles[1]), d90_mm=float(quantiles[2]))
+        if diameters.size:
+            result.update(percentiles(inside, weight="volume"))
+        else:
+            result.update(d10_mm=np.nan, d50_mm=np.nan, d90_mm=np.nan)
         if self.truth is not None:
             from ps3d_toolkit.evaluate import evaluate_instances
 
@@ -298,7 +304,7 @@ class SegmentationTuner:
         text = (f"<b>{r['n_particles']}</b> particles in the {shape} preview "
                 f"({r['n_inside']} not cut by its edge), {r['seconds']:.2f} s")
         if r["n_inside"]:
-            text += (f"<br>equivalent diameter d10 / d50 / d90: {r['d10_mm']:.4g} / {r['d50_mm']:.4g} / "
+            text += (f"<br>equivalent diameter d10 / d50 / d90 by volume: {r['d10_mm']:.4g} / {r['d50_mm']:.4g} / "
                      f"{r['d90_mm']:.4g} mm")
         if "scores" in r:
             s = r["scores"]
@@ -324,7 +330,7 @@ class SegmentationTuner:
         self._refresh()
 
     # --- widgets -------------------------------------------------------------------------------
-    def _slider(self, name: str, spec):
+    def _control(self, name: str, spec):
         import ipywidgets as w
 
         kind, default, low, high, help_text = spec
@@ -344,22 +350,33 @@ class SegmentationTuner:
         elif kind == "bool":
             control = w.Checkbox(value=value, description=name, style=style, indent=False)
         else:
-            options = [("auto" if c is None else str(c), c) for c in low]
-            control = w.Dropdown(options=options, value=value, description=name, style=style)
+            # A dropdown's value None means "nothing chosen", so the choices travel as positions.
+            options = [("auto" if c is None else str(c), k) for k, c in enumerate(low)]
+            control = w.Dropdown(options=options, value=low.index(value), description=name, style=style)
         control.tooltip = help_text
         control.observe(lambda change: self._on_change(name, change["new"]), names="value")
         return control
 
+    def _control_value(self, name: str):
+        """The value a control shows for the current ``params`` (positions for choices)."""
+        value = self.params[name]
+        spec = PARAMETERS[self.params["method"]].get(name)
+        return spec[2].index(value) if spec is not None and spec[0] == "choice" else value
+
     def _option_controls(self):
-        return [self._slider(name, spec) for name, spec in PARAMETERS[self.params["method"]].items()]
+        self._options_method = self.params["method"]
+        controls = {name: self._control(name, spec) for name, spec in PARAMETERS[self._options_method].items()}
+        self._controls = {name: c for name, c in self._controls.items() if name in ("method", "particle_size_mm")}
+        self._controls.update(controls)
+        return list(controls.values())
 
     def _on_change(self, name, value) -> None:
         if self._building:
             return
-        if name == "method":
-            self.update(method=value)
-            self._options_box.children = self._option_controls()
-        elif self._auto.value:
+        spec = PARAMETERS[self.params["method"]].get(name)
+        if spec is not None and spec[0] == "choice":
+            value = spec[2][value]
+        if name == "method" or self._auto.value:
             self.update(**{name: value})
         else:
             self.params[name] = self._check_change(name, value, self.params["method"])
@@ -383,13 +400,14 @@ class SegmentationTuner:
                                 description="particle_size_mm", readout_format=".3g", style=style,
                                 layout=w.Layout(width="420px"), continuous_update=False)
         size.observe(lambda change: self._on_change("particle_size_mm", change["new"]), names="value")
+        self._controls = {"method": method, "particle_size_mm": size}
         self._options_box = w.VBox(self._option_controls())
         self._auto = w.Checkbox(value=True, description="update on every change", indent=False)
         run = w.Button(description="preview", icon="play")
         run.on_click(lambda _button: self.update())
-        index = w.IntSlider(value=self.preview_index, min=0, max=self.crop.shape[0] - 1, description="slice",
-                            continuous_update=False)
-        index.observe(lambda change: self.set_preview_index(change["new"]), names="value")
+        self._index = w.IntSlider(value=self.preview_index, min=0, max=self.crop.shape[0] - 1,
+                                  description="slice", continuous_update=False)
+        self._index.observe(lambda change: self.set_preview_index(change["new"]), names="value")
 
         fig = make_subplots(rows=1, cols=2, column_widths=[0.5, 0.5], horizontal_spacing=0.12,
                             subplot_titles=["preview slice", "equivalent diameter (not cut by the edge)"])
@@ -407,7 +425,7 @@ class SegmentationTuner:
         self._code = w.Textarea(value=self.settings_code(), description="settings",
                                 layout=w.Layout(width="95%", height="9em"), style=style)
         controls = w.VBox([method, size, self._options_box, w.HBox([self._auto, run])])
-        self._widget = w.VBox([controls, index, self._figure, self._summary, self._code])
+        self._widget = w.VBox([controls, self._index, self._figure, self._summary, self._code])
         self._building = False
         self._refresh()
 
@@ -416,6 +434,18 @@ class SegmentationTuner:
             return
         from ps3d_toolkit.viz.viewer import png_data_uri
 
+        # Settings changed from code (update(...)) show in the controls; no control fires meanwhile.
+        self._building = True
+        try:
+            if self._options_method != self.params["method"]:
+                self._options_box.children = self._option_controls()
+            for name, control in self._controls.items():
+                value = self._control_value(name)
+                if control.value != value:
+                    control.value = value
+            self._index.value = self.preview_index
+        finally:
+            self._building = False
         with self._figure.batch_update():
             self._figure.data[0].source = png_data_uri(self.preview_rgb())
             self._figure.data[1].x = self.result["eq_diameter_mm"] if self.result is not None else []

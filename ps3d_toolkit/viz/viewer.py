@@ -289,7 +289,7 @@ def particle_row(table, label: int):
 
 
 def _row_html(row, columns=None) -> str:
-    """A particle's row as a two-column HTML table (name, value)."""
+    """A particle's row as a compact grid of name: value pairs (a table has ~40 columns)."""
     if row is None or len(row) == 0:
         return ""
     series = row.iloc[0]
@@ -298,8 +298,9 @@ def _row_html(row, columns=None) -> str:
     for name in names:
         value = series[name]
         text = f"{value:.4g}" if isinstance(value, (float, np.floating)) else str(value)
-        cells.append(f"<tr><td>{html.escape(str(name))}</td><td style='text-align:right'>{html.escape(text)}</td></tr>")
-    return "<table style='font-size:0.85em'>" + "".join(cells) + "</table>"
+        cells.append(f"<span><span style='color:#666'>{html.escape(str(name))}</span> {html.escape(text)}</span>")
+    return ("<div style='display:grid;grid-template-columns:repeat(auto-fill,minmax(15em,1fr));"
+            "gap:0 1em;font-size:0.85em;line-height:1.4'>" + "".join(cells) + "</div>")
 
 
 class SliceViewer:
@@ -342,7 +343,7 @@ class SliceViewer:
     """
 
     def __init__(self, image, labels=None, *, spacing=1.0, table=None, position=None, window=None,
-                 opacity: float = 0.4, outline: bool = False, height_px: int = 360):
+                 opacity: float = 0.4, outline: bool = False, height_px: int = 400):
         self.image = _check_lazy_volume(image, "image")
         if labels is not None:
             labels = check_labels(labels, "labels")
@@ -454,7 +455,7 @@ class SliceViewer:
         from plotly.subplots import make_subplots
 
         shape = self.image.shape
-        fig = make_subplots(rows=1, cols=3, horizontal_spacing=0.06,
+        fig = make_subplots(rows=1, cols=3, horizontal_spacing=0.08,
                             subplot_titles=[f"{p} = {self.position[i]}" for i, p in enumerate(PLANES)])
         for k, rgb in enumerate(self.render()):
             dy, dx = self._plane_extent(k)
