@@ -1,0 +1,666 @@
+"""Write the tutorial notebooks (without outputs) from the cell texts below.
+
+Edit the text here, then run ``python notebooks/build_notebooks.py``; the
+``.ipynb`` files are generated, so that diffs stay readable and every notebook
+shares the same set-up. ``tests/test_notebooks.py`` runs each one top to
+bottom on the bundled sample.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nbformat
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+HERE = Path(__file__).resolve().parent
+
+
+def md(text: str):
+    return new_markdown_cell(text.strip("\n"))
+
+
+def code(text: str):
+    return new_code_cell(text.strip("\n"))
+
+
+SETUP = code("""
+import time
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+
+from ps3d_toolkit.data import load_sample
+
+# Everything this notebook writes goes into a fresh temporary folder; use your own.
+workdir = Path(tempfile.mkdtemp(prefix="ps3d_tutorial_"))
+scan, truth = load_sample()
+scan
+""")
+
+# --------------------------------------------------------------------------- 01
+NB01 = [
+    md("""
+# 1 · Load and explore a scan
+
+This first tutorial opens a micro-CT scan and looks at it from every side. You will learn
+
+* what a scan is for ps3d_toolkit: a 3D grey-value volume with a **voxel size in millimetres**,
+* how to read your own scans (TIFF stacks, zarr, NIfTI, npy),
+* how to browse it with the interactive **slice viewer** (three orthogonal planes, contrast window,
+  particle overlay, click a grain),
+* how to look at single grains in **3D**.
+
+Everything runs on the small sample that ships with the toolkit: a 128³ synthetic scan of mineral
+grains in an epoxy cylinder, with the exact answer (every grain's label) known, so that later
+tutorials can score themselves.
+"""),
+    SETUP,
+    md("""
+`load_sample()` returns a `Scan` (the grey values plus their metadata) and the ground-truth label
+image. With your own data you would write
+
+```python
+from ps3d_toolkit.io import load_scan
+scan = load_scan("my_scan.tif", spacing=0.01)            # spacing in mm, (z, y, x) or one number
+scan = load_scan("slices_folder/")                       # a folder of 2D TIFF slices
+scan = load_scan("big_scan.zarr")                        # read lazily, chunk by chunk
+```
+
+Arrays are always ordered **(z, y, x)**. The spacing travels with the scan and every measurement
+later comes out in millimetres.
+"""),
+    code("""
+z, y, x = scan.shape
+size_mm = [n * s for n, s in zip(scan.shape, scan.spacing)]
+print(f"{z} x {y} x {x} voxels of {scan.dtype}, voxel size {scan.spacing} mm")
+print(f"field of view {size_mm[0]:.2f} x {size_mm[1]:.2f} x {size_mm[2]:.2f} mm, "
+      f"{scan.image.nbytes / 1e6:.1f} MB in memory")
+print(f"mean particle diameter stored with the scan: {scan.particle_size_mm:.3f} mm "
+      f"= {scan.particle_size_mm / scan.spacing[0]:.1f} voxels")
+"""),
+    md("""
+## The grey-value histogram
+
+A scan of grains in epoxy holds three kinds of material: **air** around the sample (darkest),
+**epoxy** (middle) and the **grains** (brightest; minerals of different density give different
+grey levels). The histogram shows them as peaks; every segmentation method starts by telling them
+apart.
+"""),
+    code("""
+counts, edges = np.histogram(scan.image[::2, ::2, ::2], bins=128)
+centres = (edges[:-1] + edges[1:]) / 2
+fig = go.Figure(go.Bar(x=centres, y=counts, marker_color="#4c78a8"))
+fig.update_layout(title="grey values (every 8th voxel)", xaxis_title="grey value",
+                  yaxis_title="voxels", yaxis_type="log", height=320, bargap=0)
+fig
+"""),
+    md("""
+## The slice viewer
+
+`SliceViewer` shows three orthogonal planes through one voxel: the **z** plane (y across, x along),
+the **y** plane and the **x** plane, all to scale in mm.
+
+* the **z / y / x sliders** move the planes;
+* **contrast** sets which grey values map to black and white (narrow it to see faint differences
+  between mineral phases);
+* with a label image, **overlay** sets how strongly particles are coloured (each particle keeps its
+  colour everywhere) and **outlines** draws their boundaries;
+* **click** a grain in any plane: the other planes jump there and the text below names the
+  particle (and, with a particle table, shows its measurements — see tutorial 3).
+
+Here the overlay is the ground truth.
+"""),
+    code("""
+from ps3d_toolkit.viz import SliceViewer
+
+viewer = SliceViewer(scan.image, truth, spacing=scan.spacing, opacity=0.35)
+viewer
+"""),
+    md("""
+Every control calls a plain method, so you can drive the viewer from code too; this is exactly what
+a click on the pixel in row 64, column 64 of the z plane does:
+"""),
+    code("""
+label = viewer.click("z", 64, 64)
+print(f"clicked particle {label}; the planes now go through voxel {viewer.position}")
+viewer.set_highlight([label])
+"""),
+    md("""
+## The label image
+
+A segmentation (and this ground truth) is a **label image**: same shape as the scan, `uint32`,
+0 for background and one id per particle. A few numbers straight from it:
+"""),
+    code("""
+voxels = np.bincount(truth.ravel())[1:]
+voxels = voxels[voxels > 0]
+eq_diameter_mm = np.cbrt(6 * voxels * np.prod(scan.spacing) / np.pi)
+print(f"{voxels.size} particles; equivalent diameter {eq_diameter_mm.min():.3f} to "
+      f"{eq_diameter_mm.max():.3f} mm, median {np.median(eq_diameter_mm):.3f} mm")
+print(f"particles fill {100 * np.count_nonzero(truth) / truth.size:.1f} % of the volume")
+"""),
+    md("""
+## Grains in 3D
+
+`fig_particles_3d` draws the surface of one or a few particles (marching cubes, in mm, same colours
+as in the viewer). Drag to rotate, scroll to zoom. Here: the three largest grains and the one you
+clicked.
+"""),
+    code("""
+from ps3d_toolkit.viz import fig_particles_3d
+
+largest = np.argsort(np.bincount(truth.ravel())[1:])[::-1][:3] + 1
+fig_particles_3d(truth, [*largest, label], spacing=scan.spacing, opacity=0.9)
+"""),
+    md("""
+**Next:** tutorial 2 finds the particles without being told: segmentation.
+"""),
+]
+
+# --------------------------------------------------------------------------- 02
+NB02 = [
+    md("""
+# 2 · Segment the particles
+
+Segmentation turns the grey values into a label image: one id per particle. ps3d_toolkit has one
+entry point, `segment()`, and three methods behind it:
+
+| method | what it does |
+|---|---|
+| `"model"` | the border-core 3D U-Net (ParticleSeg3D's method): predicts particle *cores* and *borders*, so touching grains stay apart. Default when its weights ship with the package. |
+| `"otsu-watershed"` | the classic pipeline: Otsu threshold, distance transform, watershed. |
+| `"snow"` | porespy's SNOW partitioning of the same thresholded grains. |
+
+The model runs on a **GPU when one is present** (CUDA or Apple MPS, with mixed precision) and on
+the CPU otherwise; this notebook times each method so you know what to expect on your machine.
+"""),
+    SETUP,
+    code("""
+import torch
+
+from ps3d_toolkit.segmentation import METHODS, default_method
+from ps3d_toolkit.model import weights_available
+
+device = "cuda" if torch.cuda.is_available() else ("mps" if torch.backends.mps.is_available() else "cpu")
+print(f"torch {torch.__version__}, running on: {device}"
+      + (f" ({torch.cuda.get_device_name()})" if device == "cuda" else f", {torch.get_num_threads()} CPU threads"))
+print(f"model weights shipped: {weights_available()}; default method: {default_method()!r}")
+"""),
+    md("""
+## The particle size
+
+Every method needs a rough **mean particle diameter** (in mm): the model rescales the scan so that
+grains have the size it was trained on, the watershed uses it to space its seeds. The sample stores
+it; for a scan without it, `estimate_particle_size` finds it from the distance map and says how sure
+it is (a relative spread above ~0.6 means: check it).
+"""),
+    code("""
+from ps3d_toolkit.preprocess import estimate_particle_size
+
+estimate = estimate_particle_size(scan.image, spacing=scan.spacing)
+print(estimate)
+print(f"stored with the scan: {scan.particle_size_mm:.4g} mm")
+"""),
+    md("""
+## Segment with the default method
+
+One call. `progress=True` (the default) shows a progress bar; the timing includes everything
+(normalisation, inference, turning predictions into particles).
+"""),
+    code("""
+from ps3d_toolkit.segmentation import segment
+
+method = default_method()
+options = {"device": device} if method == "model" else {}
+start = time.perf_counter()
+labels = segment(scan.image, spacing=scan.spacing, particle_size_mm=scan.particle_size_mm,
+                 method=method, **options)
+seconds = time.perf_counter() - start
+print(f"{method}: {labels.max()} particles in {seconds:.1f} s "
+      f"({scan.image.size / seconds / 1e6:.2f} million voxels per second on {device})")
+"""),
+    md("""
+## How good is it? Compare the methods
+
+Because the sample is synthetic we know the right answer. `evaluate_instances` matches predicted to
+true particles and reports the **instance F1** at IoU > 0.5 and > 0.75 (a particle counts as found
+when it overlaps its true self by more than half / three quarters) and the **panoptic quality** PQ.
+We run every available method on the same scan.
+"""),
+    code("""
+from ps3d_toolkit.evaluate import evaluate_instances
+
+methods = [m for m in METHODS if m != "model" or weights_available()]
+results, times, rows = {method: labels}, {method: seconds}, []   # the default method ran above
+for name in methods:
+    if name not in results:
+        opts = {"device": device} if name == "model" else {}
+        start = time.perf_counter()
+        results[name] = segment(scan.image, spacing=scan.spacing, particle_size_mm=scan.particle_size_mm,
+                                method=name, progress=False, **opts)
+        times[name] = time.perf_counter() - start
+    scores = evaluate_instances(truth, results[name])
+    rows.append({"method": name, "seconds": round(times[name], 2), "particles": int(results[name].max()),
+                 "true particles": int(truth.max()), "F1@0.5": scores["f1_50"], "F1@0.75": scores["f1_75"],
+                 "PQ": scores["pq"]})
+comparison = pd.DataFrame(rows).set_index("method")
+best = comparison["F1@0.5"].idxmax()
+comparison.style.format(precision=3)
+"""),
+    md("""
+## Save the labels
+
+Here we keep the labels of the best method. Label images are written atomically (a crash never leaves a half-written file) in the format the
+extension names; the spacing goes with them. The same from a terminal:
+
+```
+ps3d segment my_scan.tif --spacing 0.01 --particle-size 0.17 --output labels.tif
+```
+"""),
+    code("""
+from ps3d_toolkit.io import load_labels, save_labels
+
+path = save_labels(results[best], workdir / "labels.tif", spacing=scan.spacing)
+print(path, path.stat().st_size // 1024, "KiB;", "reads back identical:",
+      np.array_equal(load_labels(path), results[best]))
+"""),
+    md("""
+## Look at the result
+
+Same viewer as in tutorial 1, now with the segmentation of the best method. Narrow the contrast
+window and switch on **outlines** to judge the boundaries; click a grain that looks wrongly split or
+merged to get its id.
+"""),
+    code("""
+from ps3d_toolkit.viz import SliceViewer
+
+print(f"showing {best}")
+SliceViewer(scan.image, results[best], spacing=scan.spacing, outline=True)
+"""),
+    md("""
+**On a GPU**, pass `device="cuda"` (the default `"auto"` picks it); the sliding-window inference then
+runs in mixed precision, and `tta=True` (average over mirrored copies, 8x the work) becomes
+affordable. **Large scans** (several GB) are read lazily from zarr.
+
+**Next:** tutorial 3 measures every particle.
+"""),
+]
+
+# --------------------------------------------------------------------------- 03
+NB03 = [
+    md("""
+# 3 · Measure particles and explore their shapes
+
+Once every grain has its label, `measure()` computes one table row per particle: size, shape,
+position, grey levels and mineral-phase composition, all in physical units. This tutorial
+
+* builds the particle table and explains its columns,
+* draws the **size distribution** (number- and volume-weighted, d10/d50/d90) and **shape
+  distributions** (sphericity, Zingg diagram),
+* links a scatter plot to the scan: **select grains in the plot, see them in the scan and in 3D**.
+"""),
+    SETUP,
+    code("""
+from ps3d_toolkit.segmentation import segment
+
+labels = segment(scan.image, spacing=scan.spacing, particle_size_mm=scan.particle_size_mm, progress=False)
+print(f"{labels.max()} particles")
+"""),
+    md("""
+## Mineral phases
+
+The grains of this sample are made of two minerals of different density. `propose_phase_thresholds`
+splits the grey values of the particle voxels into phases (multi-level Otsu); `measure` then reports
+each particle's **phase fractions** and its **liberation class** (locked / middling / liberated with
+respect to the first phase). Name the phases after your minerals.
+"""),
+    code("""
+from ps3d_toolkit.measure import measure, propose_phase_thresholds
+
+phases = propose_phase_thresholds(scan.image, labels, n_phases=2, names=["light", "dense"])
+phases
+"""),
+    code("""
+table = measure(labels, scan.image, spacing=scan.spacing, phases=phases, liberation_phase="dense")
+print(f"{len(table)} particles x {table.shape[1]} columns")
+table.head()
+"""),
+    md("""
+The main columns:
+
+* `volume_mm3`, `eq_diameter_mm` (diameter of the sphere of equal volume), `surface_area_mm2`
+  (marching cubes), `sphericity` (Wadell: 1 for a ball, ~0.81 for a cube);
+* `axis_major_mm`, `axis_intermediate_mm`, `axis_minor_mm` (from the inertia tensor), `elongation`
+  = intermediate / major and `flatness` = minor / intermediate (Zingg ratios), `feret_max_mm`;
+* `centroid_*`, `bbox_*` (position), `touches_border` (cut by the field of view: its size is
+  unreliable);
+* grey-level statistics and `phase_fraction_*`, `liberation_class`.
+
+Save it as CSV or Parquet for your own analysis:
+"""),
+    code("""
+from ps3d_toolkit.measure import save_table
+
+print(save_table(table, workdir / "particles.csv"))
+table[["eq_diameter_mm", "sphericity", "elongation", "flatness", "feret_max_mm"]].describe().round(3)
+"""),
+    md("""
+## Size distribution
+
+The particle-size distribution (PSD) as a histogram and as cumulative curves. *Number-weighted*
+counts every grain once; *volume-weighted* (what a sieve analysis gives) weights each grain by its
+volume. d10 / d50 / d90 are the sizes below which 10 / 50 / 90 % lie.
+"""),
+    code("""
+from ps3d_toolkit import stats
+
+pd.DataFrame({weight: stats.percentiles(table, weight=weight) for weight in ("number", "volume")})
+"""),
+    code("""
+stats.fig_size_histogram(table)
+"""),
+    code("""
+stats.fig_cumulative_psd(table)
+"""),
+    md("""
+## Shape distributions
+
+Sphericity against size shows whether small grains are shaped differently from large ones (crushing
+often makes fines flakier). The **Zingg diagram** plots flatness against elongation: its four
+quadrants are spheres/cubes (top right), rods, discs and blades.
+"""),
+    code("""
+stats.fig_sphericity_vs_size(table)
+"""),
+    code("""
+stats.fig_zingg(table)
+"""),
+    md("""
+## Select grains in a plot, see them in the scan
+
+`LinkedExplorer` puts a scatter of the table above the slice viewer. **Drag a box or a lasso** over
+some points: those grains are highlighted in yellow in the scan, the viewer jumps to the largest
+one, and **show in 3D** draws them. Clicking a grain in the viewer shows its row of the table.
+
+The scatter can be any figure whose points carry particle labels: here the sphericity-against-size
+plot from above; `figure=stats.fig_zingg(table)` links the Zingg diagram instead, and without
+`figure` you get any two columns (`x=`, `y=`).
+"""),
+    code("""
+from ps3d_toolkit.viz import LinkedExplorer
+
+explorer = LinkedExplorer(scan.image, labels, table, figure=stats.fig_sphericity_vs_size(table))
+explorer
+"""),
+    md("""
+A selection can also come from code: here, the five least spherical grains that are not cut by the
+edge of the scan (often two grains wrongly merged into one — worth a look).
+"""),
+    code("""
+odd = table[~table["touches_border"]].nsmallest(5, "sphericity")
+explorer.select(odd["label"])
+print(f"selected {list(explorer.selected)}; viewer at voxel {explorer.viewer.position}")
+explorer.fig_selection_3d()
+"""),
+    md("""
+**Next:** tutorial 4 tunes the segmentation parameters; tutorial 6 writes all of this into a report.
+"""),
+]
+
+# --------------------------------------------------------------------------- 04
+NB04 = [
+    md("""
+# 4 · Tune the segmentation parameters
+
+The defaults work for typical scans, but a new material (very irregular grains, a wide size range,
+low contrast) may need other settings. `SegmentationTuner` makes this quick: sliders for the
+parameters that matter, and a **live preview** on a slab of the scan a few particles thick, with the
+particle count, the size distribution and — when you have a ground truth for a small region — the
+F1 score. When you are happy, copy the settings out as Python or as a command line.
+
+The parameters:
+
+* **particle_size_mm** — the mean particle diameter: the most important one. Too small splits grains,
+  too large merges neighbours.
+* **min_particle_fraction** — particles smaller than this fraction of the mean volume are dropped
+  (debris, noise).
+* **n_classes** (classic methods) — how many grey-level classes the Otsu threshold finds (the
+  threshold between epoxy and grain); *auto* adapts to one or two mineral phases.
+* **min_distance_fraction** (otsu-watershed) — how far apart two seeds must be, as a fraction of the
+  mean radius: lower splits more, higher merges more.
+* **sigma** (snow) — smoothing of the distance map before the peak search.
+* **min_core_voxels**, **overlap**, **tta** (model) — the smallest predicted core that seeds a
+  particle, the overlap of the sliding windows and test-time mirroring.
+"""),
+    SETUP,
+    code("""
+from ps3d_toolkit.viz import SegmentationTuner
+
+tuner = SegmentationTuner(scan.image, spacing=scan.spacing, particle_size_mm=scan.particle_size_mm,
+                          truth=truth)
+tuner.update()          # a first preview with the default settings
+tuner
+"""),
+    md("""
+## What a slider does
+
+Each slider calls `tuner.update(name=value)`, which segments the preview region again and returns
+the numbers shown under the preview. So a small parameter study is a loop: here the seed spacing of
+the watershed against the F1 score on the preview.
+"""),
+    code("""
+rows = []
+for fraction in [0.3, 0.6, 0.9, 1.2]:
+    result = tuner.update(method="otsu-watershed", min_distance_fraction=fraction)
+    rows.append({"min_distance_fraction": fraction, "particles": result["n_particles"],
+                 "F1@0.5": result["scores"]["f1_50"], "F1@0.75": result["scores"]["f1_75"],
+                 "d50_mm": result["d50_mm"]})
+sweep = pd.DataFrame(rows)
+fig = go.Figure([go.Scatter(x=sweep["min_distance_fraction"], y=sweep[c], mode="lines+markers", name=c)
+                 for c in ["F1@0.5", "F1@0.75"]])
+fig.update_layout(title="seed spacing against instance F1 (preview region)",
+                  xaxis_title="min_distance_fraction", yaxis_title="F1", height=320)
+fig
+"""),
+    md("""
+The particle size matters most: a size 40 % too small or too large against the stored one.
+"""),
+    code("""
+best = sweep.loc[sweep["F1@0.5"].idxmax(), "min_distance_fraction"]
+for factor in [0.6, 1.0, 1.4]:
+    result = tuner.update(min_distance_fraction=best, particle_size_mm=factor * scan.particle_size_mm)
+    print(f"size x{factor}: {result['n_particles']:3d} particles, F1@0.5 {result['scores']['f1_50']:.3f}")
+tuner.update(particle_size_mm=scan.particle_size_mm)
+"""),
+    md("""
+## Copy the settings out
+
+`settings()` gives the keyword arguments of `segment()`; `settings_code()` the same as code to paste
+(and the command line, for the options it takes). Then segment the whole scan with them:
+"""),
+    code("""
+print(tuner.settings_code())
+"""),
+    code("""
+from ps3d_toolkit.evaluate import evaluate_instances
+from ps3d_toolkit.segmentation import segment
+
+labels = segment(scan.image, spacing=scan.spacing, progress=False, **tuner.settings())
+scores = evaluate_instances(truth, labels)
+print(f"whole scan: {labels.max()} particles (truth {truth.max()}), F1@0.5 {scores['f1_50']:.3f}, "
+      f"F1@0.75 {scores['f1_75']:.3f}")
+"""),
+    md("""
+The tuner, where you left it — move the sliders (the preview updates on every change; untick
+*update on every change* for the slow model method and press *preview*):
+"""),
+    code("""
+tuner
+"""),
+    md("""
+**Next:** when no setting is good enough, teach the model your material: tutorial 5.
+"""),
+]
+
+# --------------------------------------------------------------------------- 05
+NB05 = [
+    md("""
+# 5 · Fine-tune the model on your own labels
+
+The shipped model was trained on synthetic scans. When your grains look different (other shapes,
+textures, contrast), label a few small scans — or correct the toolkit's own output — and
+**fine-tune**: continue training from the shipped weights on your labels. A few hundred steps on a
+handful of 128³ crops usually suffice; on a GPU that takes minutes.
+
+This notebook goes through the mechanics on the bundled sample, with only **20 training steps** on
+small 32³ patches so that it runs in a minute on a CPU: the point is the workflow, not the score.
+For real work keep the default 64³ patches and train a few hundred steps or more.
+"""),
+    SETUP,
+    md("""
+## A label set
+
+The training code reads a folder with one sub-folder per labelled scan:
+
+```
+my_labels/
+    scan_a/  scan.tif   labels.tif   metadata.json   (spacing, particle_size_mm)
+    scan_b/  ...
+```
+
+Any format `load_scan` reads works (`.tif`, `.zarr`, `.nii.gz`, `.npy`). Here we write the sample
+with its ground truth as a one-scan label set.
+"""),
+    code("""
+from ps3d_toolkit.io import save_labels, save_scan, write_metadata
+from ps3d_toolkit.model.training import load_label_set
+
+label_set = workdir / "my_labels"
+(label_set / "sample").mkdir(parents=True)
+save_scan(scan.image, label_set / "sample" / "scan.tif", spacing=scan.spacing,
+          particle_size_mm=scan.particle_size_mm)
+save_labels(truth, label_set / "sample" / "labels.tif", spacing=scan.spacing)
+write_metadata(label_set / "sample" / "metadata.json", spacing=scan.spacing,
+               particle_size_mm=scan.particle_size_mm)
+[(s["name"], s["image"].shape, round(s["particle_size_mm"], 4)) for s in load_label_set(label_set)]
+"""),
+    md("""
+## Train
+
+`TrainingConfig` holds every setting of a run (it is stored inside the weight file, with the command
+that made it). The important ones for fine-tuning:
+
+* `init_weights="default"` — start from the shipped model (without shipped weights this notebook
+  trains from scratch, which needs thousands of steps to be useful);
+* `data_dirs=[...]` — your label sets; `synthetic_fraction` — the share of synthetic scans mixed in
+  (0 here: only your data; ~0.3 guards against forgetting);
+* `steps`, `patch_size`, `batch_size`, `learning_rate`.
+
+A run can be stopped and resumed: it continues from `output_dir/last.pt`. From a terminal:
+
+```
+ps3d train --data my_labels --init default --steps 300 --output runs/mine
+```
+"""),
+    code("""
+from ps3d_toolkit.model import weights_available
+from ps3d_toolkit.model.training import TrainingConfig, train
+
+config = TrainingConfig(
+    output_dir=str(workdir / "finetune"),
+    steps=20,
+    batch_size=2,
+    patch_size=32,
+    learning_rate=5e-4,
+    init_weights="default" if weights_available() else None,
+    data_dirs=[str(label_set)],
+    synthetic_fraction=0.0,
+    pool_size=2,
+    val_every=0,
+    checkpoint_every=10,
+)
+start = time.perf_counter()
+weights = train(config)
+print(f"trained {config.steps} steps in {time.perf_counter() - start:.0f} s -> {weights}")
+"""),
+    md("""
+## The loss curve
+
+Every step is logged to `log.jsonl` in the run folder (loss, learning rate, elapsed time, and the
+validation scores when `val_every` is set).
+"""),
+    code("""
+log = pd.read_json(workdir / "finetune" / "log.jsonl", lines=True)
+fig = go.Figure(go.Scatter(x=log["step"], y=log["loss"], mode="lines+markers", name="loss"))
+fig.update_layout(title="training loss (Dice + cross-entropy)", xaxis_title="step", yaxis_title="loss",
+                  height=320)
+fig
+"""),
+    md("""
+## Use the fine-tuned weights
+
+Pass the weight file to `segment(..., method="model", weights=...)` (or `ps3d segment ...` with the
+model once it is the default). We score it against the ground truth — and the shipped model too,
+when it exists, for comparison. After only 20 steps do not expect an improvement; the mechanics are
+what count here.
+"""),
+    code("""
+from ps3d_toolkit.evaluate import evaluate_instances
+from ps3d_toolkit.segmentation import segment
+
+candidates = {"fine-tuned (20 steps)": weights}
+if weights_available():
+    candidates["shipped model"] = None
+rows, labels = [], {}
+for name, path in candidates.items():
+    start = time.perf_counter()
+    labels[name] = segment(scan.image, spacing=scan.spacing, particle_size_mm=scan.particle_size_mm,
+                           method="model", weights=path, progress=False)
+    scores = evaluate_instances(truth, labels[name])
+    rows.append({"weights": name, "seconds": round(time.perf_counter() - start, 1),
+                 "particles": int(labels[name].max()), "F1@0.5": scores["f1_50"], "F1@0.75": scores["f1_75"]})
+pd.DataFrame(rows).set_index("weights").style.format(precision=3)
+"""),
+    code("""
+from ps3d_toolkit.viz import SliceViewer
+
+SliceViewer(scan.image, labels["fine-tuned (20 steps)"], spacing=scan.spacing, outline=True)
+"""),
+    md("""
+To make these weights your default, keep the file and pass `weights=` — or train longer with
+`val_every` set, so that the run also keeps `best.pt`, the weights with the best validation F1.
+"""),
+]
+
+NOTEBOOKS = {
+    "01_load_and_explore.ipynb": NB01,
+    "02_segment.ipynb": NB02,
+    "03_measure_and_shapes.ipynb": NB03,
+    "04_tune_parameters.ipynb": NB04,
+    "05_fine_tune.ipynb": NB05,
+}
+
+
+def build(folder: Path = HERE) -> list:
+    """Write every notebook (no outputs, python3 kernel) into ``folder``; return their paths."""
+    written = []
+    for name, cells in NOTEBOOKS.items():
+        nb = new_notebook(cells=[nbformat.from_dict(dict(c)) for c in cells])
+        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+        nb.metadata["language_info"] = {"name": "python"}
+        for index, cell in enumerate(nb.cells):
+            cell["id"] = f"{name[:2]}-{index:02d}"
+        nbformat.validate(nb)
+        path = folder / name
+        nbformat.write(nb, path)
+        written.append(path)
+    return written
+
+
+if __name__ == "__main__":
+    for path in build():
+        print(path)
