@@ -425,3 +425,18 @@ def test_tuner_controls_follow_updates_from_code_and_method_changes(grains_in_ep
     assert [c.description for c in tuner._options_box.children] == list(PARAMETERS["snow"])
     tuner.update(method="otsu-watershed")
     assert [c.description for c in tuner._options_box.children] == list(PARAMETERS["otsu-watershed"])
+
+
+def test_tuner_model_options_reach_the_model(grains_in_epoxy, tmp_path):
+    from ps3d_toolkit.model.network import DEFAULT_CONFIG, build_network, save_weights
+
+    image, truth = grains_in_epoxy
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    weights = save_weights(build_network(DEFAULT_CONFIG), tmp_path / "untrained.pt", dict(DEFAULT_CONFIG))
+    tuner = SegmentationTuner(image, spacing=0.01, particle_size_mm=0.11, method="model", weights=weights)
+    assert "model" in tuner.methods
+    result = tuner.update(min_core_voxels=20, overlap=0.1, min_particle_fraction=0.01)
+    assert result["labels"].shape == tuner.crop.shape and result["labels"].dtype == np.uint32
+    assert tuner.settings()["weights"] == str(weights)
+    assert f"weights={str(weights)!r}" in tuner.settings_code()

@@ -118,7 +118,8 @@ class SegmentationTuner:
     region : tuple of 3 slice, optional
         The sub-volume to preview; default :func:`preview_region`.
     weights : str or Path, optional
-        Model weights for ``method="model"`` (default: the shipped ones).
+        Model weights for ``method="model"`` (default: the shipped ones);
+        with them the model is offered even when no weights ship.
 
     Attributes
     ----------
@@ -145,6 +146,8 @@ class SegmentationTuner:
             particle_size_mm = estimate_particle_size(image, spacing=self.spacing).particle_size_mm
         particle_size_mm = check_positive(particle_size_mm, "particle_size_mm")
         self.methods = available_methods()
+        if weights is not None and "model" not in self.methods:
+            self.methods = ("model", *self.methods)
         method = method or default_method()
         if method not in self.methods:
             raise ValueError(f"method must be one of {self.methods}, got {method!r}")
