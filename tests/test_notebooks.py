@@ -27,10 +27,15 @@ sys.path.remove(str(NOTEBOOKS))
 CELL_TIMEOUT = 600
 
 
-def execute(path: Path, *, store_widget_state: bool = False):
-    """Run a notebook in a fresh python3 kernel and return it with its outputs."""
+def execute(path: Path, *, tmp_dir: Path | None = None, store_widget_state: bool = False):
+    """Run a notebook in a fresh python3 kernel and return it with its outputs.
+
+    ``tmp_dir`` becomes the kernel's TMPDIR, where the notebooks write their files.
+    """
     nb = nbformat.read(path, as_version=4)
     env = {**os.environ, "OMP_NUM_THREADS": "2", "MKL_NUM_THREADS": "2", "TQDM_DISABLE": "1"}
+    if tmp_dir is not None:
+        env["TMPDIR"] = str(tmp_dir)
     client = nbclient.NotebookClient(nb, timeout=CELL_TIMEOUT, kernel_name="python3",
                                      resources={"metadata": {"path": str(path.parent)}},
                                      store_widget_state=store_widget_state)
@@ -50,8 +55,8 @@ def test_notebooks_are_generated_and_stored_without_outputs():
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(SOURCES))
-def test_notebook_runs(name):
-    nb = execute(NOTEBOOKS / name)
+def test_notebook_runs(name, tmp_path):
+    nb = execute(NOTEBOOKS / name, tmp_dir=tmp_path)
     code_cells = [c for c in nb.cells if c.cell_type == "code"]
     errors = [o for c in code_cells for o in c.outputs if o.output_type == "error"]
     assert not errors
