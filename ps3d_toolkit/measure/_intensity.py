@@ -61,14 +61,30 @@ def intensity_columns(values: np.ndarray, index: np.ndarray, counts: np.ndarray)
 
 
 def _sorted_by_particle(values: np.ndarray, index: np.ndarray) -> np.ndarray:
-    """Return ``values`` sorted by particle index, then by value."""
-    if np.issubdtype(values.dtype, np.integer) and values.size:
+    """Return ``values`` sorted by particle index, then by value.
+
+    One sort of packed 64-bit (particle, value) keys beats a two-key lexsort by
+    several times; integer values up to 32 bits and float32 values (through the
+    order-preserving map of their bit patterns to unsigned integers) are packed,
+    anything else falls back to the lexsort.
+    """
+    if not values.size or int(index.max()) >= 2**31:
+        return values[np.lexsort((values, index))]
+    if np.issubdtype(values.dtype, np.integer):
         low, high = int(values.min()), int(values.max())
-        if high - low < 2**31 and index.size and int(index.max()) < 2**31:
-            # one sort of packed (particle, value) keys beats a two-key lexsort
-            key = (index.astype(np.int64) << 32) | (values.astype(np.int64) - low)
+        if high - low < 2**32:
+            key = (index.astype(np.uint64) << np.uint64(32)) | (values.astype(np.int64) - low).astype(np.uint64)
             key.sort()
-            return (key & 0xFFFFFFFF) + low
+            return (key & np.uint64(0xFFFFFFFF)).astype(np.int64) + low
+    elif values.dtype == np.float32 and not np.isnan(values).any():
+        bits = values.view(np.uint32)
+        # negative floats: flip all bits; positive: flip the sign bit -> unsigned order = float order
+        ordered = np.where(bits >> np.uint32(31), ~bits, bits | np.uint32(0x80000000))
+        key = (index.astype(np.uint64) << np.uint64(32)) | ordered.astype(np.uint64)
+        key.sort()
+        low = (key & np.uint64(0xFFFFFFFF)).astype(np.uint32)
+        back = np.where(low >> np.uint32(31), low & np.uint32(0x7FFFFFFF), ~low)
+        return back.view(np.float32)
     return values[np.lexsort((values, index))]
 
 
