@@ -219,57 +219,56 @@ def _gaussian_gradient(f: np.ndarray, sigma: float) -> list[np.ndarray]:
 
 
 def _face_weights(grad, lo, hi, faces, a, spacing) -> np.ndarray:
-    """``|n_a|`` of the edge-preserving normal at every face of axis ``a``."""
-    # twice the face-centre gradient (only ratios matter), in voxel units; in-place float32
-    # arithmetic because this runs over every voxel of the batch
+    """``|n_a|`` of the edge-preserving normal at every face of axis ``a``.
+
+    Works on squared magnitudes and squared components (no square roots over the
+    whole batch), in place and in float32, because this runs over every voxel.
+    """
+    # twice the face-centre gradient (only ratios matter), in voxel units
     g = [np.add(gi[lo], gi[hi]) for gi in grad]
-    magnitude = g[0] * g[0]
-    scratch = np.multiply(g[1], g[1])
-    magnitude += scratch
-    np.multiply(g[2], g[2], out=scratch)
-    magnitude += scratch
-    np.sqrt(magnitude, out=magnitude)
-    n_a = np.abs(g[a])
+    for gi in g:
+        gi *= gi
+    magnitude2 = g[0] + g[1]
+    magnitude2 += g[2]
     if len(set(spacing)) > 1:
-        # the normal in mm: divide each component by its spacing
-        inverse = [np.float32(1.0 / s) for s in spacing]
-        norm = np.multiply(g[0], inverse[0])
-        norm *= norm
+        # the normal in mm: each component divided by its spacing
+        weights = [np.float32(1.0 / s**2) for s in spacing]
+        norm2 = g[0] * weights[0]
         for i in (1, 2):
-            np.multiply(g[i], inverse[i], out=scratch)
-            scratch *= scratch
-            norm += scratch
-        np.sqrt(norm, out=norm)
-        n_a *= inverse[a]
+            g[i] *= weights[i]
+            norm2 += g[i]
+        component2 = g[a] if a else g[0] * weights[0]
     else:
-        norm = magnitude.copy()
-    norm += np.float32(1e-30)
-    n_a /= norm
-    own_magnitude = magnitude[faces].astype(np.float64)
-    own_n = n_a[faces].astype(np.float64)
+        norm2 = magnitude2.copy()
+        component2 = g[a]
+    norm2 += np.float32(1e-30)
+    component2 /= norm2  # n_a^2
+    own_magnitude2 = magnitude2[faces].astype(np.float64)
+    own_n = np.sqrt(component2[faces].astype(np.float64))
     # One maximum filter finds, for every face, the in-plane neighbour with the
-    # steepest gradient and carries that neighbour's |n_a| along in the low bits:
-    # key = magnitude (12 bits, of a fixed bound so that a particle's result does
-    # not depend on its batch) * 4096 + |n_a| (12 bits); exact in float32 (< 2**24).
-    top = _MAX_MAGNITUDE
-    key = magnitude
-    key *= np.float32(_LEVELS / top)
+    # steepest gradient and carries that neighbour's n_a^2 along in the low bits:
+    # key = |grad|^2 (12 bits, of a fixed bound so that a particle's result does not
+    # depend on its batch) * 4096 + n_a^2 (12 bits); exact in float32 (< 2**24).
+    top2 = _MAX_MAGNITUDE**2
+    key = magnitude2
+    key *= np.float32(_LEVELS / top2)
     np.floor(key, out=key)
     np.minimum(key, np.float32(_LEVELS), out=key)
     key *= np.float32(_LEVELS + 1)
-    n_a *= np.float32(_LEVELS)
-    n_a += np.float32(0.5)
-    np.floor(n_a, out=n_a)
-    key += n_a
+    component2 *= np.float32(_LEVELS)
+    component2 += np.float32(0.5)
+    np.floor(component2, out=component2)
+    key += component2
     for axis in range(3):
         if axis != a:
             key = _window_max(key, axis, REACH_VOX)
     best = key[faces].astype(np.int64)
-    best_magnitude = (best // (_LEVELS + 1)) * (top / _LEVELS)
-    best_n = (best % (_LEVELS + 1)) / _LEVELS
+    best_magnitude2 = (best // (_LEVELS + 1)) * (top2 / _LEVELS)
+    best_n = np.sqrt((best % (_LEVELS + 1)) / _LEVELS)
     # the own magnitude is rounded down like the key's so that a face never "beats" itself
-    own_rounded = np.minimum(np.floor(own_magnitude * (_LEVELS / top)), _LEVELS) * (top / _LEVELS)
-    return np.where(best_magnitude > (1.0 + EDGE_JUMP) * own_rounded, np.maximum(best_n, own_n), own_n)
+    own_rounded = np.minimum(np.floor(own_magnitude2 * (_LEVELS / top2)), _LEVELS) * (top2 / _LEVELS)
+    steeper = best_magnitude2 > (1.0 + EDGE_JUMP) ** 2 * own_rounded
+    return np.where(steeper, np.maximum(best_n, own_n), own_n)
 
 
 def _window_max(values: np.ndarray, axis: int, reach: int) -> np.ndarray:
