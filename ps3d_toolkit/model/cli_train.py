@@ -53,7 +53,11 @@ def run_train(args) -> int:
         data_dirs=list(args.data), synthetic_fraction=args.synthetic_fraction,
         init_weights=args.init, pool_size=args.pool_size, refresh_every=args.refresh_every,
         val_every=args.val_every, threads=args.threads, device=args.device)
-    command = "ps3d " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    # `ps3d train ARGS` and `python -m ps3d_toolkit.model ARGS` record the same command
+    words = sys.argv[1:]
+    if words[:1] != ["train"]:
+        words = ["train", *words]
+    command = "ps3d " + " ".join(shlex.quote(a) for a in words)
     path = train(config, progress=not args.quiet, command=command)
     print(f"ps3d train: wrote {path}")
     return 0
