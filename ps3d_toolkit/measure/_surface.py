@@ -31,9 +31,9 @@ the ``a`` component of the *estimated* unit normal there, so that a staircase
 tilted by any angle contributes the area of the plane it digitises rather than
 its (up to 1.7 times larger) face count.
 
-The normals are the gradient of the mask smoothed by a gaussian of
-``SIGMA_VOX`` voxels (per axis, so that anisotropic voxels are smoothed at their
-own digitisation scale), converted to physical units. Smoothing alone would tilt
+The normals are the gradient (central differences) of the mask smoothed by a
+gaussian of ``SIGMA_VOX`` voxels (per axis, so that anisotropic voxels are
+smoothed at their own digitisation scale), converted to physical units. Smoothing alone would tilt
 the normals within ~2 sigma of a sharp edge (a cube would lose ~0.6/side of its
 area); so each face also looks at the faces of its axis within ``REACH_VOX``
 voxels in its own plane and, when one of them has a gradient magnitude more
@@ -206,16 +206,21 @@ def _batch(masks, spacing):
 def _gaussian_gradient(f: np.ndarray, sigma: float) -> list[np.ndarray]:
     """Gradient (d/dz, d/dy, d/dx) of ``f`` smoothed by a gaussian, in voxel units.
 
-    Eight 1D passes instead of nine: the x-smoothed image serves both d/dz and d/dy.
+    Central differences of the smoothed image: three filter passes instead of
+    the eight of derivative-of-gaussian kernels, for the same areas. The image
+    is smoothed with a one-voxel margin so that the differences at its edges
+    see the blur beyond them.
     """
-    def g(x, axis, order):
-        return ndi.gaussian_filter1d(x, sigma, axis=axis, order=order, mode="constant", truncate=_TRUNCATE)
-
-    along_x = g(f, 2, 0)
-    dz = g(g(along_x, 1, 0), 0, 1)
-    dy = g(g(along_x, 1, 1), 0, 0)
-    dx = g(g(g(f, 2, 1), 1, 0), 0, 0)
-    return [dz, dy, dx]
+    smooth = ndi.gaussian_filter(np.pad(f, 1), sigma, mode="constant", truncate=_TRUNCATE)
+    inner = (slice(1, -1),) * 3
+    gradient = []
+    for axis in range(3):
+        ahead = tuple(slice(2, None) if i == axis else inner[i] for i in range(3))
+        behind = tuple(slice(0, -2) if i == axis else inner[i] for i in range(3))
+        out = np.subtract(smooth[ahead], smooth[behind])
+        out *= np.float32(0.5)
+        gradient.append(out)
+    return gradient
 
 
 def _face_weights(grad, lo, hi, faces, a, spacing) -> np.ndarray:
