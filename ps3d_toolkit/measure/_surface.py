@@ -15,18 +15,18 @@ estimator                          balls          rotated         aligned cubes
 =================================  =============  ==============  ==============
 marching cubes, binary mask        +7.4 .. +12.8  +7.9 .. +14.1   -7.5 .. -0.9
 marching cubes, gaussian sigma 1   -14.3 .. +0.5  -3.4 .. +0.1    -23.3 .. -2.7
-this module                        +0.2 .. +2.2   +0.0 .. +1.9    -1.2 .. -0.3
+this module                        +0.0 .. +2.2   -0.1 .. +2.1    -1.6 .. -0.4
 =================================  =============  ==============  ==============
 
-(this module, further: rotated cubes -2.4 .. +1.2 %, rotated cylinders
--2.3 .. +1.9 %, plates 3 voxels thick -3.3 .. -2.0 %.)
+(this module, further: rotated cubes -2.3 .. +1.0 %, rotated cylinders
+-2.0 .. +1.6 %, plates 3 voxels thick -3.4 .. -2.5 %.)
 
 The estimate is a flux: the area of a closed surface is the flux of its unit
 normal field through it, and the flux may be taken through any surface that
 encloses the same voxel centres -- here the voxel-face boundary (the faces
 between inside and outside voxels; the binary marching-cubes surface has the
-same projections onto the three axis planes, so this is also the projected flux
-through that mesh). A face of axis ``a`` contributes its area times ``|n_a|``,
+same projections onto the three axis planes to within ~0.5 %, so this is also,
+nearly, the projected flux through that mesh). A face of axis ``a`` contributes its area times ``|n_a|``,
 the ``a`` component of the *estimated* unit normal there, so that a staircase
 tilted by any angle contributes the area of the plane it digitises rather than
 its (up to 1.7 times larger) face count.
