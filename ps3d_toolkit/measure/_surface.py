@@ -92,7 +92,7 @@ _LEVELS = 4095
 # Bound of |grad(G * mask)| for a gaussian G and a 0/1 mask (attained at a plane), twice
 # that for the sum of two voxels' gradients at a face, with room for truncation.
 _MAX_MAGNITUDE = 1.02 * 2.0 / (np.sqrt(2.0 * np.pi) * SIGMA_VOX)
-_BATCH_VOXELS = 1 << 17
+_BATCH_VOXELS = 1 << 16
 
 
 def shape_metrics(labels: np.ndarray, boxes, values, spacing, progress=None, workers: int = 1):
@@ -279,27 +279,30 @@ def _face_weights(grad, lo, hi, faces, a, spacing) -> np.ndarray:
 def _window_max(values: np.ndarray, axis: int, reach: int) -> np.ndarray:
     """Maximum over ``[i - reach, i + reach]`` along ``axis`` (zeros beyond the ends).
 
-    Windows of 1, 2, 4, ... are combined by doubling, a few whole-array maxima
-    instead of a per-element running filter (several times faster than
-    :func:`scipy.ndimage.maximum_filter1d` here).
+    The array is copied with ``reach`` zeros on both sides along ``axis``; in
+    that layout a shift along ``axis`` is a shift of the flat array that never
+    reaches another line's data, so windows of 1, 2, 4, ... are combined by
+    doubling with maxima of contiguous 1D arrays (many times faster than
+    :func:`scipy.ndimage.maximum_filter1d`, or than shifting 3D views along a
+    short innermost axis).
     """
     width = 2 * reach + 1
     shape = list(values.shape)
     shape[axis] += 2 * reach
     padded = np.zeros(shape, dtype=values.dtype)
-    inner = [slice(None)] * values.ndim
-    inner[axis] = slice(reach, reach + values.shape[axis])
-    padded[tuple(inner)] = values
+    padded[tuple(slice(reach, reach + n) if i == axis else slice(None) for i, n in enumerate(values.shape))] = values
+    stride = int(np.prod(shape[axis + 1:], dtype=np.int64))
+    flat = padded.reshape(-1)
     span = 1
     while span < width:
-        step = min(span, width - span)
-        head = [slice(None)] * values.ndim
-        tail = [slice(None)] * values.ndim
-        head[axis] = slice(0, padded.shape[axis] - step)
-        tail[axis] = slice(step, None)
-        padded = np.maximum(padded[tuple(head)], padded[tuple(tail)])
-        span += step
-    return padded
+        step = min(span, width - span) * stride
+        flat = np.maximum(flat[:-step], flat[step:])
+        span += min(span, width - span)
+    # flat[k] is now the maximum over padded.flat[k], ..., padded.flat[k + 2 * reach * stride]: the window
+    # centred on the original element whose padded index along ``axis`` is that of k plus ``reach``
+    itemsize = flat.itemsize
+    strides = [itemsize * int(np.prod(shape[i + 1:], dtype=np.int64)) for i in range(len(shape))]
+    return np.lib.stride_tricks.as_strided(flat, shape=values.shape, strides=strides, writeable=False)
 
 
 def _crossings(smooth, lo, hi, faces, a) -> np.ndarray:
