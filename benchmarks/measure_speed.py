@@ -276,7 +276,10 @@ def main():
         f"Command: `OMP_NUM_THREADS=1 python benchmarks/measure_speed.py --write` "
         f"(threads: OMP/OpenBLAS/MKL/numba = 1; all three tools run single-threaded).  ",
         f"Machine: {machine()}; shared with other jobs: load average {load_before[0]:.1f} before, "
-        f"{load_after[0]:.1f} after the timings.  ",
+        f"{load_after[0]:.1f} after the timings"
+        + (f" (other jobs kept about {min(cores, round(load_before[0] - 1))} of the {cores} cores busy, so the "
+           "threaded run had no idle core to use and single-thread ratios are the comparison that holds).  "
+           if load_before[0] >= 1.5 else ".  "),
         f"Versions: ps3d_toolkit {ps3d_toolkit.__version__}, numpy {np.__version__}, scipy {scipy.__version__}, "
         f"scikit-image {skimage.__version__}, porespy {porespy.__version__}, Python {platform.python_version()}.",
         "",
