@@ -159,7 +159,6 @@ def test_ellipsoid_axes_feret_surface(semi, spacing):
     assert rel(row.elongation, b / a) < 0.05 and rel(row.flatness, c / b) < 0.05
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("seed", range(6))
 def test_held_out_random_rotated_ellipsoids(seed):
     """Random semi-axes (5-16 voxels), orientation, offset and spacing, drawn with fixed seeds."""
@@ -178,7 +177,6 @@ def test_held_out_random_rotated_ellipsoids(seed):
     assert rel(row.surface_area_mm2, ellipsoid_area(a, b, c)) < 0.04
 
 
-@pytest.mark.slow
 def test_held_out_random_balls_and_rotated_cubes():
     rng = np.random.default_rng(7)
     for _ in range(4):
