@@ -118,7 +118,8 @@ def predict_probabilities(normalized, model, *, roi_size=96, overlap: float = 0.
 def segment_with_model(image, *, spacing, particle_size_mm=None, weights=None,
                        overlap: float = 0.25, batch_size: int = 2, roi_size: int = 96,
                        device="auto", tta: bool = False, min_particle_fraction: float = 0.005,
-                       min_core_voxels: int = 8, refine_size: bool = True,
+                       min_core_voxels: int = 8, core_threshold: float | None = None,
+                       refine_size: bool = True,
                        target_diameter_vox: float | None = None,
                        progress: bool = True, return_details: bool = False):
     """Segment particles with the border-core U-Net.
@@ -144,6 +145,9 @@ def segment_with_model(image, *, spacing, particle_size_mm=None, weights=None,
         Drop particles below this fraction of the mean particle volume.
     min_core_voxels : int
         Smallest core (in network voxels) that seeds a particle.
+    core_threshold : float, optional
+        Core probability above which a voxel seeds a particle; default: the
+        value stored with the weights (chosen on the validation scans).
     refine_size : bool
         When the size was estimated, re-run once at the size measured on the
         first result if the two differ by more than 15 %.
@@ -168,6 +172,10 @@ def segment_with_model(image, *, spacing, particle_size_mm=None, weights=None,
         model, config = weights[0].to(device).eval(), weights[1]
     else:
         model, config, _ = load_model(weights, device=device)
+    if core_threshold is None:
+        core_threshold = float(config.get("core_threshold", 0.5))
+    if not 0 < core_threshold < 1:
+        raise ValueError(f"core_threshold must be in (0, 1), got {core_threshold!r}")
     details: dict = {"device": str(device)}
     t0 = time.perf_counter()
     low, high = config["intensity_percentiles"]
@@ -190,7 +198,7 @@ def segment_with_model(image, *, spacing, particle_size_mm=None, weights=None,
         # Trilinear resampling keeps the three probabilities summing to one, so
         # only core and border need resampling to the scan's grid.
         core_border = resample_to_shape(probs[1:], image.shape)
-        classes = _classes_from_core_border(core_border)
+        classes = _classes_from_core_border(core_border, core_threshold)
         voxel_ratio = float(np.prod(zoom))
         labels = border_core_to_instances(
             classes, spacing=spacing,
@@ -212,12 +220,19 @@ def segment_with_model(image, *, spacing, particle_size_mm=None, weights=None,
     return (labels, details) if return_details else labels
 
 
-def _classes_from_core_border(core_border: np.ndarray) -> np.ndarray:
-    """Arg-max classes (0 background, 1 core, 2 border) from core and border probabilities."""
+def _classes_from_core_border(core_border: np.ndarray, core_threshold: float = 0.5) -> np.ndarray:
+    """Classes (0 background, 1 core, 2 border) from core and border probabilities.
+
+    A voxel is foreground when core + border > 0.5 (background is less likely
+    than not); it is core when its core probability
+    exceeds ``core_threshold``. A threshold above 0.5 keeps only confident cores,
+    which splits touching grains that an arg-max would merge.
+    """
     core, border = core_border
-    background = 1.0 - core - border
-    classes = np.where(border > core, 2, 1).astype(np.uint8)
-    classes[background >= np.maximum(core, border)] = 0
+    classes = np.zeros(core.shape, np.uint8)
+    foreground = (core + border) > 0.5
+    classes[foreground] = 2
+    classes[foreground & (core > core_threshold)] = 1
     return classes
 
 
