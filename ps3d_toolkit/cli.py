@@ -336,6 +336,13 @@ def _segment(subparsers):
     parser.add_argument("--method", choices=_method_names(), default=None,
                         help="segmentation method (default: the model when its weights ship, "
                              "otherwise otsu-watershed)")
+    model = parser.add_argument_group("model options (with the default method)")
+    model.add_argument("--weights", type=Path, metavar="PT", default=None,
+                       help="weight file, e.g. a fine-tuned runs/mine/model.pt (default: shipped)")
+    model.add_argument("--device", default="auto", help="auto (GPU when present), cpu, cuda or mps")
+    model.add_argument("--overlap", type=float, default=0.25,
+                       help="sliding-window overlap in [0, 1) (default 0.25)")
+    model.add_argument("--tta", action="store_true", help="average over 8 mirrorings (8x slower)")
     _add_quiet(parser)
     parser.set_defaults(run=_run_segment)
 
@@ -349,8 +356,13 @@ def _run_segment(args) -> int:
     scan = load_scan(args.scan, spacing=args.spacing)
     size = args.particle_size_mm or scan.particle_size_mm
     start = time.perf_counter()
+    options = {}
+    if method == "model":
+        options = dict(weights=args.weights, device=args.device, overlap=args.overlap, tta=args.tta)
+    elif args.weights is not None or args.tta:
+        raise ValueError(f"--weights and --tta apply to the model, not to --method {method}")
     labels = segment(scan.image, spacing=scan.spacing, particle_size_mm=size,
-                     method=method, progress=not args.quiet)
+                     method=method, progress=not args.quiet, **options)
     seconds = time.perf_counter() - start
     path = save_labels(labels, args.output, spacing=scan.spacing)
     _say(args, f"{method}: {int(labels.max())} particles in {seconds:.1f} s; wrote {path}")
