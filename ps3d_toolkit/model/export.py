@@ -20,7 +20,7 @@ from .network import load_weights, save_weights
 
 __all__ = ["choose_core_threshold", "export_weights"]
 
-CORE_THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.9)
+CORE_THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
 
 
 def choose_core_threshold(model, config, scans, thresholds=CORE_THRESHOLDS) -> tuple[float, dict]:
