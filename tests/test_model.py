@@ -114,3 +114,15 @@ def test_load_label_set_errors(tmp_path):
         load_label_set(tmp_path / "nope")
     with pytest.raises(ValueError, match="no scan/labels pairs"):
         load_label_set(tmp_path)
+
+
+def test_shipped_model_card_travels_with_the_weights():
+    """The card in the package is the card in docs/ (so they cannot drift apart)."""
+    from pathlib import Path
+
+    from ps3d_toolkit.model import DEFAULT_WEIGHTS
+
+    card = DEFAULT_WEIGHTS.with_suffix(".md")
+    docs = Path(__file__).resolve().parents[1] / "docs" / "model_card.md"
+    assert card.is_file() and card.read_text() == docs.read_text()
+    assert "Exact commands" in card.read_text()
