@@ -27,41 +27,10 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from _browser import browser, shots, unavailable  # noqa: F401 (fixtures)
 
 ROOT = Path(__file__).resolve().parent.parent
-CHROMIUM = Path("/usr/bin/chromium")
-LAUNCH_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-               "--disable-component-update", "--disable-sync", "--no-first-run"]
 LAB_NOTEBOOKS = ("03_measure_and_shapes.ipynb", "04_tune_parameters.ipynb")
-
-
-def _unavailable(reason: str):
-    if os.environ.get("CI"):
-        pytest.fail(f"{reason}; CI must run the browser tests (.ci/run installs chromium and playwright)")
-    pytest.skip(reason)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not CHROMIUM.is_file():
-        _unavailable(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        _unavailable("playwright is not installed (pip install playwright)")
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS, headless=True)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
-
-
-@pytest.fixture
-def shots(tmp_path) -> Path:
-    folder = Path(os.environ.get("PS3D_SCREENSHOT_DIR") or tmp_path / "screenshots")
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
 
 
 _PLOTS_JS = """() => Array.from(document.querySelectorAll('.js-plotly-plot')).map(div => ({
@@ -92,7 +61,7 @@ def _free_port() -> int:
 def jupyterlab(tmp_path_factory):
     """A JupyterLab server on a free port, serving copies of the notebooks run in it."""
     if shutil.which("jupyter", path=str(Path(sys.executable).parent)) is None:
-        _unavailable("JupyterLab is not installed (pip install -e .[notebooks])")
+        unavailable("JupyterLab is not installed (pip install -e .[notebooks])")
     tmp_path = tmp_path_factory.mktemp("jupyterlab")
     root = tmp_path / "lab"
     root.mkdir()

@@ -12,14 +12,7 @@ set), where it fails.
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
-import pytest
-
-CHROMIUM = Path("/usr/bin/chromium")
-LAUNCH_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-               "--disable-component-update", "--disable-sync", "--no-first-run"]
+from _browser import browser, shots  # noqa: F401 (fixtures)
 
 _PLOTS_JS = """() => Array.from(document.querySelectorAll('.js-plotly-plot')).map(div => ({
     title: (div.layout && div.layout.title && div.layout.title.text) || '',
@@ -28,35 +21,6 @@ _PLOTS_JS = """() => Array.from(document.querySelectorAll('.js-plotly-plot')).ma
     drawn: div.querySelectorAll('.trace, .point, .bars path, canvas').length,
     width: div.getBoundingClientRect().width,
     height: div.getBoundingClientRect().height}))"""
-
-
-def _unavailable(reason: str):
-    if os.environ.get("CI"):
-        pytest.fail(f"{reason}; CI must run the browser tests (.ci/run installs chromium and playwright)")
-    pytest.skip(reason)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not CHROMIUM.is_file():
-        _unavailable(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        _unavailable("playwright is not installed (pip install playwright)")
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS, headless=True)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
-
-
-@pytest.fixture
-def shots(tmp_path) -> Path:
-    folder = Path(os.environ.get("PS3D_SCREENSHOT_DIR") or tmp_path / "screenshots")
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
 
 
 def test_mineralogy_report_renders_every_figure_offline(browser, tmp_path, shots):
