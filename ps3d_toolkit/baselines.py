@@ -107,6 +107,19 @@ def _distance(mask: np.ndarray, spacing) -> np.ndarray:
     return ndimage.distance_transform_edt(mask, sampling=sampling).astype(np.float32)
 
 
+def _mask_and_distance(image: np.ndarray, spacing, n_classes: int | None, bar) -> tuple[np.ndarray, np.ndarray]:
+    """Otsu grain mask and its distance map, the first steps of both segmenters.
+
+    ``bar`` (a tqdm bar) names each step and is advanced after the threshold; the
+    caller advances it after the distance step, which it completes with its own work.
+    """
+    bar.set_postfix_str("threshold")
+    mask = _foreground_mask(image, n_classes=n_classes)
+    bar.update()
+    bar.set_postfix_str("distance transform")
+    return mask, _distance(mask, spacing)
+
+
 def _radius_vox(distance: np.ndarray, mask: np.ndarray, spacing, particle_size_mm) -> float:
     """Mean particle radius in finest-voxel units, given or estimated from the distance map."""
     if particle_size_mm is not None:
@@ -187,11 +200,7 @@ def otsu_watershed(
     image, spacing, particle_size_mm = _check_common(image, spacing, particle_size_mm, min_particle_fraction)
     min_distance_fraction = check_positive(min_distance_fraction, "min_distance_fraction")
     with tqdm(total=5, desc="otsu-watershed", disable=not progress) as bar:
-        bar.set_postfix_str("threshold")
-        mask = _foreground_mask(image, n_classes=n_classes)
-        bar.update()
-        bar.set_postfix_str("distance transform")
-        distance = _distance(mask, spacing)
+        mask, distance = _mask_and_distance(image, spacing, n_classes, bar)
         radius = _radius_vox(distance, mask, spacing, particle_size_mm)
         bar.update()
         bar.set_postfix_str("seeds")
@@ -278,11 +287,7 @@ def snow(
     if not sigma >= 0:
         raise ValueError(f"sigma must be a non-negative number of voxels, got {sigma!r}")
     with tqdm(total=3, desc="snow", disable=not progress) as bar:
-        bar.set_postfix_str("threshold")
-        mask = _foreground_mask(image, n_classes=n_classes)
-        bar.update()
-        bar.set_postfix_str("distance transform")
-        distance = _distance(mask, spacing)
+        mask, distance = _mask_and_distance(image, spacing, n_classes, bar)
         if r_max is None:
             radius = _radius_vox(distance, mask, spacing, particle_size_mm)
             r_max = max(2, int(round(0.5 * radius)))
