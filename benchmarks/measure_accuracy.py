@@ -19,10 +19,10 @@ from collections import defaultdict
 import numpy as np
 from scipy import ndimage as ndi
 from scipy.spatial.transform import Rotation
-from scipy.special import ellipeinc, ellipkinc
 from skimage.measure import marching_cubes, mesh_surface_area
 
 from ps3d_toolkit.measure import measure
+from ps3d_toolkit.measure._surface import ellipsoid_area
 
 SPACINGS = [(1.0, 1.0, 1.0), (2.0, 1.0, 1.0), (1.0, 0.6, 1.3)]
 
@@ -47,16 +47,6 @@ def box(sides, spacing, rotation, offset):
 def cylinder(radius, height, spacing, rotation, offset):
     p = grid_points(np.hypot(radius, height / 2), spacing, offset, rotation)
     return (np.abs(p[..., 0]) <= height / 2) & (p[..., 1] ** 2 + p[..., 2] ** 2 <= radius**2)
-
-
-def ellipsoid_area(a, b, c):
-    a, b, c = sorted((a, b, c), reverse=True)
-    if np.isclose(a, c):
-        return 4 * np.pi * a * a
-    phi = np.arccos(c / a)
-    m = (a * a * (b * b - c * c)) / (b * b * (a * a - c * c))
-    return 2 * np.pi * c * c + 2 * np.pi * a * b / np.sin(phi) * (
-        ellipeinc(phi, m) * np.sin(phi) ** 2 + ellipkinc(phi, m) * np.cos(phi) ** 2)
 
 
 def shapes(rng, quick):

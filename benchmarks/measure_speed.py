@@ -37,7 +37,6 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 from scipy.spatial.transform import Rotation  # noqa: E402
-from scipy.special import ellipeinc, ellipkinc  # noqa: E402
 
 SECTION = "## Measurement speed"
 DOC = Path(__file__).resolve().parent.parent / "docs" / "performance.md"
@@ -73,16 +72,6 @@ def random_ellipsoids(shape=(192, 192, 192), count=1000, semi_axes=(4.0, 9.0), s
         centres[placed], radii[placed], axes[placed] = centre, semi[0], semi
         placed += 1
     return labels, axes[:placed]
-
-
-def ellipsoid_area(a, b, c):
-    a, b, c = sorted((a, b, c), reverse=True)
-    if np.isclose(a, c):
-        return 4 * np.pi * a * a
-    phi = np.arccos(c / a)
-    m = (a * a * (b * b - c * c)) / (b * b * (a * a - c * c))
-    return 2 * np.pi * c * c + 2 * np.pi * a * b / np.sin(phi) * (
-        ellipeinc(phi, m) * np.sin(phi) ** 2 + ellipkinc(phi, m) * np.cos(phi) ** 2)
 
 
 def timed(function, repeats, warm_up=True):
@@ -141,6 +130,8 @@ def machine() -> str:
 
 def accuracy(ours, porespy_rows, axes, inside):
     """Median and 95th percentile of |relative error| against the analytic ellipsoids (interior particles)."""
+    from ps3d_toolkit.measure._surface import ellipsoid_area
+
     a, b, c = axes.T
     truth = {
         "volume": 4 / 3 * np.pi * a * b * c,

@@ -6,7 +6,6 @@ import numpy as np
 import pandas as pd
 import pytest
 from scipy.spatial.transform import Rotation
-from scipy.special import ellipeinc, ellipkinc
 
 import ps3d_toolkit
 from ps3d_toolkit.measure import (
@@ -16,7 +15,7 @@ from ps3d_toolkit.measure import (
     propose_phase_thresholds,
     save_table,
 )
-from ps3d_toolkit.measure._surface import feret_max, surface_area
+from ps3d_toolkit.measure._surface import ellipsoid_area, feret_max, surface_area
 
 CUBE_SPHERICITY = (np.pi / 6) ** (1 / 3)  # 0.806
 
@@ -34,17 +33,6 @@ def ellipsoid_labels(semi_axes_mm, spacing, rotation=None, offset_vox=(0, 0, 0),
     points = np.stack(np.meshgrid(*grids, indexing="ij"), axis=-1) @ rot
     inside = ((points / semi) ** 2).sum(axis=-1) <= 1.0
     return inside.astype(np.uint32) * np.uint32(label)
-
-
-def ellipsoid_area(a, b, c):
-    """Exact surface area of an ellipsoid (Legendre's formula)."""
-    a, b, c = sorted((a, b, c), reverse=True)
-    if np.isclose(a, c):
-        return 4 * np.pi * a * a
-    phi = np.arccos(c / a)
-    m = (a * a * (b * b - c * c)) / (b * b * (a * a - c * c))
-    return 2 * np.pi * c * c + 2 * np.pi * a * b / np.sin(phi) * (
-        ellipeinc(phi, m) * np.sin(phi) ** 2 + ellipkinc(phi, m) * np.cos(phi) ** 2)
 
 
 def box_labels(sides_vox, pad=3, label=1):
