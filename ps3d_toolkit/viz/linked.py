@@ -14,6 +14,7 @@ import html
 import numpy as np
 
 from ps3d_toolkit._validation import check_labels
+from ps3d_toolkit.viz.viewer import _NotebookView
 
 __all__ = ["LinkedExplorer", "fig_scatter", "point_labels", "selection_mask", "selection_to_labels"]
 
@@ -139,7 +140,7 @@ def selection_mask(labels, ids) -> np.ndarray:
     return np.isin(labels, ids[ids > 0])
 
 
-class LinkedExplorer:
+class LinkedExplorer(_NotebookView):
     """A particle-table scatter linked to a slice viewer and a 3D view.
 
     Select points (box or lasso) in the scatter: the viewer highlights those
@@ -296,8 +297,3 @@ class LinkedExplorer:
             self._widget = w.VBox([self.scatter, w.HBox([button, self._summary]), self.viewer.widget,
                                    self._output])
         return self._widget
-
-    def _ipython_display_(self):
-        from IPython.display import display
-
-        display(self.widget)

@@ -19,6 +19,7 @@ import time
 import numpy as np
 
 from ps3d_toolkit._validation import check_labels, check_positive, check_same_shape, check_spacing, check_volume
+from ps3d_toolkit.viz.viewer import _NotebookView
 
 __all__ = ["PARAMETERS", "SegmentationTuner", "available_methods", "preview_region"]
 
@@ -100,7 +101,7 @@ def preview_region(shape, particle_size_vox: float, *, max_voxels: int = 1_500_0
     return (centred(depth, shape[0]), centred(side_y, shape[1]), centred(side_x, shape[2]))
 
 
-class SegmentationTuner:
+class SegmentationTuner(_NotebookView):
     """Sliders for the segmentation parameters that matter, with a live preview.
 
     Parameters
@@ -461,11 +462,6 @@ class SegmentationTuner:
         if self._widget is None:
             self._build()
         return self._widget
-
-    def _ipython_display_(self):
-        from IPython.display import display
-
-        display(self.widget)
 
 
 def _python_literal(value) -> str:

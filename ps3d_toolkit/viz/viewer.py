@@ -303,7 +303,16 @@ def _row_html(row, columns=None) -> str:
             "gap:0 1em;font-size:0.85em;line-height:1.4'>" + "".join(cells) + "</div>")
 
 
-class SliceViewer:
+class _NotebookView:
+    """Base of the interactive views: a view that is the value of a notebook cell shows its ``widget``."""
+
+    def _ipython_display_(self):
+        from IPython.display import display
+
+        display(self.widget)
+
+
+class SliceViewer(_NotebookView):
     """Three orthogonal slices of a scan, with sliders, a contrast window and a label overlay.
 
     Click a particle in any plane to move the other planes there and to see its
@@ -541,8 +550,3 @@ class SliceViewer:
         if self._widget is None:
             self._build()
         return self._widget
-
-    def _ipython_display_(self):
-        from IPython.display import display
-
-        display(self.widget)
