@@ -28,6 +28,7 @@ import numpy as np
 import porespy
 import scipy
 import skimage
+from _machine import cpu_model
 
 from ps3d_toolkit._atomic import atomic_path
 from ps3d_toolkit.baselines import BASELINES
@@ -94,14 +95,7 @@ def summary_rows(rows):
 
 
 def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_model(platform.processor() or platform.machine())
     threads = os.environ.get("OMP_NUM_THREADS", "unset")
     return (
         f"{cpu}, {os.cpu_count()} logical CPUs visible (OMP_NUM_THREADS={threads}), "

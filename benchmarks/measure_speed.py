@@ -38,6 +38,8 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 from scipy.spatial.transform import Rotation  # noqa: E402
 
+from _machine import cpu_model  # noqa: E402
+
 SECTION = "## Measurement speed"
 DOC = Path(__file__).resolve().parent.parent / "docs" / "performance.md"
 
@@ -117,14 +119,7 @@ def run_porespy(labels, feret=False):
 
 
 def machine() -> str:
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_model(platform.processor() or "unknown CPU")
     return f"{cpu}, {os.cpu_count()} logical cores, {platform.system()} {platform.release()}"
 
 
