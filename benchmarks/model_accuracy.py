@@ -46,6 +46,8 @@ def main(argv=None) -> int:
     parser.add_argument("--output", default=str(ROOT / "docs" / "model_accuracy.md"))
     parser.add_argument("--json", default=None, help="also write the raw rows as JSON")
     parser.add_argument("--only", nargs="*", help="run only scans whose name contains one of these")
+    parser.add_argument("--target-diameter", type=float, default=None,
+                        help="override the model's target diameter in voxels (trade-off study)")
     args = parser.parse_args(argv)
 
     import torch
@@ -68,9 +70,11 @@ def main(argv=None) -> int:
         runs = {
             "model": lambda: segment_with_model(scan.image, spacing=scan.spacing,
                                                 particle_size_mm=scan.particle_size_mm,
-                                                weights=args.weights, progress=False),
+                                                weights=args.weights, progress=False,
+                                                target_diameter_vox=args.target_diameter),
             "model_no_size": lambda: segment_with_model(scan.image, spacing=scan.spacing,
-                                                        weights=args.weights, progress=False),
+                                                        weights=args.weights, progress=False,
+                                                        target_diameter_vox=args.target_diameter),
             "otsu": lambda: otsu_watershed(scan.image, spacing=scan.spacing,
                                            particle_size_mm=scan.particle_size_mm, progress=False),
         }
