@@ -321,6 +321,11 @@ def test_two_phase_grain_fractions_and_liberation():
     assert table.phase_fraction_ore.to_dict() == pytest.approx({1: 0.5, 2: 0.95, 3: 0.1})
     assert (table.phase_fraction_ore + table.phase_fraction_gangue).to_numpy() == pytest.approx(1.0)
     assert list(table.liberation_class.astype(str)) == ["middling", "liberated", "locked"]
+    assert table.attrs["liberation_thresholds"] == (0.3, 0.9)
+    strict = measure(labels, image, phases=phases, liberation_thresholds=(0.2, 0.97), shape=False,
+                     progress=False).set_index("label")
+    assert strict.attrs["liberation_thresholds"] == (0.2, 0.97)
+    assert list(strict.liberation_class.astype(str)) == ["middling", "middling", "locked"]
     # the same from a phase map, and with the other phase as the one of interest
     phase_map = np.where(image > 120, 2, 1).astype(np.uint8)
     by_map = measure(labels, phases={"ore": 2, "gangue": 1}, phase_map=phase_map, liberation_phase="gangue",

@@ -96,7 +96,8 @@ def measure(labels, image=None, *, spacing=1.0, phases=None, phase_map=None, fov
         - with ``phases``: ``phase_fraction_<name>`` per phase and ``liberation_class``;
         - with ``confidence``: ``confidence``.
 
-        ``table.attrs["spacing_mm"]`` holds the spacing used.
+        ``table.attrs["spacing_mm"]`` holds the spacing used (and, with phases,
+        ``attrs["liberation_thresholds"]`` the liberation thresholds).
 
     Raises
     ------
@@ -200,6 +201,8 @@ def measure(labels, image=None, *, spacing=1.0, phases=None, phase_map=None, fov
     if phases is not None:
         frame.attrs["phases"] = {k: list(v) if isinstance(v, tuple) else v for k, v in phases.items()}
         frame.attrs["liberation_phase"] = liberation_phase
+        # the report classes every phase with the thresholds actually used
+        frame.attrs["liberation_thresholds"] = tuple(liberation_thresholds)
     return frame
 
 
