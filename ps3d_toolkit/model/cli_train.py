@@ -38,6 +38,9 @@ def add_train_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--refresh-every", type=int, default=8,
                         help="steps between replacing one pool volume with a fresh one")
     parser.add_argument("--val-every", type=int, default=250, help="validation interval (0 = never)")
+    parser.add_argument("--preset-weights", type=float, nargs=3, default=(0.2, 0.4, 0.4),
+                        metavar=("EASY", "MEDIUM", "HARD"),
+                        help="how often synthetic scans come from each difficulty preset")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -52,7 +55,8 @@ def run_train(args) -> int:
         patch_size=args.patch_size, learning_rate=args.lr, seed=args.seed,
         data_dirs=list(args.data), synthetic_fraction=args.synthetic_fraction,
         init_weights=args.init, pool_size=args.pool_size, refresh_every=args.refresh_every,
-        val_every=args.val_every, threads=args.threads, device=args.device)
+        val_every=args.val_every, threads=args.threads, device=args.device,
+        preset_weights=tuple(args.preset_weights))
     # `ps3d train ARGS` and `python -m ps3d_toolkit.model ARGS` record the same command
     words = sys.argv[1:]
     if words[:1] != ["train"]:

@@ -66,6 +66,8 @@ class TrainingConfig:
         torch CPU threads.
     device : str
         "auto", "cpu", "cuda" or "mps".
+    preset_weights : tuple of 3 float
+        How often synthetic scans are drawn from the easy, medium and hard presets.
     """
 
     output_dir: str = "runs/default"
@@ -84,6 +86,7 @@ class TrainingConfig:
     network: dict = field(default_factory=dict)
     threads: int | None = None
     device: str = "auto"
+    preset_weights: tuple = (0.2, 0.4, 0.4)
 
 
 # --------------------------------------------------------------------------- data
@@ -100,14 +103,19 @@ def _prepare(image, labels, spacing, particle_size_mm, network, size_error=1.0):
     return small.astype(np.float32), targets
 
 
-def make_training_volume(rng: np.random.Generator, network: dict) -> tuple[np.ndarray, np.ndarray]:
+def make_training_volume(rng: np.random.Generator, network: dict,
+                         preset_weights=(0.2, 0.4, 0.4)) -> tuple[np.ndarray, np.ndarray]:
     """Generate one synthetic scan and bring it to the model's scale.
 
     Half the scans are generated near the target size, half at a native size
-    of 12-48 voxels and downsampled, as users' scans will be.
+    of 12-48 voxels and downsampled, as users' scans will be. The difficulty
+    preset is drawn with ``preset_weights`` (easy, medium, hard).
     """
     target = network["target_diameter_vox"]
-    preset = str(rng.choice(["easy", "medium", "hard"], p=[0.2, 0.4, 0.4]))
+    weights = np.asarray(preset_weights, dtype=float)
+    if weights.shape != (3,) or np.any(weights < 0) or weights.sum() <= 0:
+        raise ValueError(f"preset_weights must be 3 non-negative numbers (easy, medium, hard), got {preset_weights!r}")
+    preset = str(rng.choice(["easy", "medium", "hard"], p=weights / weights.sum()))
     if rng.random() < 0.5:
         diameter = float(target * rng.uniform(0.8, 1.4))
     else:
@@ -297,7 +305,7 @@ def train(config: TrainingConfig | None = None, *, progress: bool = True,
             return _prepare(sample["image"], sample["labels"], sample["spacing"],
                             sample["particle_size_mm"], network,
                             size_error=float(np.exp(rng.uniform(np.log(0.85), np.log(1.18)))))
-        return make_training_volume(rng, network)
+        return make_training_volume(rng, network, config.preset_weights)
 
     pool_size = max(1, config.pool_size)
     pool = [draw_volume() for _ in tqdm(range(pool_size), desc="training pool", disable=not progress)]
