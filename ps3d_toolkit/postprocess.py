@@ -115,7 +115,6 @@ def border_core_to_instances(classes, *, spacing=1.0, min_core_voxels: int = 8,
         _fill_within_components(labels, cores, components, foreground)
     else:
         labels = np.zeros(classes.shape, np.uint32)
-    labels[~foreground] = 0
 
     # Foreground left unassigned (components without a core) become particles.
     orphan = foreground & (labels == 0)
