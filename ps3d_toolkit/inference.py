@@ -9,7 +9,6 @@ native resolution are as smooth as the network's output.
 from __future__ import annotations
 
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -18,8 +17,8 @@ import torch
 from ._validation import check_positive, check_spacing, check_volume
 from .model.network import load_weights
 from .postprocess import border_core_to_instances
-from .preprocess import (estimate_particle_size, normalize_intensity, resample_image,
-                         resample_to_shape, zoom_factors)
+from .preprocess import (estimate_particle_size, mean_particle_diameter_mm, normalize_intensity,
+                         resample_image, resample_to_shape, zoom_factors)
 
 __all__ = ["select_device", "load_model", "predict_probabilities", "segment_with_model"]
 
@@ -209,7 +208,7 @@ def segment_with_model(image, *, spacing, particle_size_mm=None, weights=None,
 
     labels = run(particle_size_mm)
     if estimated and refine_size:
-        measured = _mean_eq_diameter_mm(labels, spacing)
+        measured = mean_particle_diameter_mm(labels, spacing=spacing)
         if measured and abs(measured / particle_size_mm - 1) > 0.15:
             if progress:
                 print(f"ps3d: model measured {measured:.4g} mm; re-running at that size")
@@ -234,15 +233,3 @@ def _classes_from_core_border(core_border: np.ndarray, core_threshold: float = 0
     classes[foreground] = 2
     classes[foreground & (core > core_threshold)] = 1
     return classes
-
-
-def _mean_eq_diameter_mm(labels: np.ndarray, spacing) -> float | None:
-    """Mean equivalent-sphere diameter of the particles in mm (None if none)."""
-    counts = np.bincount(labels.ravel())[1:]
-    counts = counts[counts > 0]
-    if counts.size == 0:
-        return None
-    volumes = counts * float(np.prod(spacing))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return float(np.mean(np.cbrt(6 * volumes / np.pi)))

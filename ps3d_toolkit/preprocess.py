@@ -25,6 +25,7 @@ __all__ = [
     "resample_to_shape",
     "SizeEstimate",
     "estimate_particle_size",
+    "mean_particle_diameter_mm",
 ]
 
 # Percentile sample: a strided subsample of a few million voxels gives the same
@@ -123,6 +124,16 @@ def resample_labels(labels, zoom=None, *, shape=None) -> np.ndarray:
     index = [np.minimum(((np.arange(n) + 0.5) * (m / n)).astype(np.int64), m - 1)
              for n, m in zip(shape, labels.shape)]
     return labels[np.ix_(*index)]
+
+
+def mean_particle_diameter_mm(labels, *, spacing) -> float | None:
+    """Mean equivalent-sphere diameter of the labelled particles in mm (None if none)."""
+    counts = np.bincount(np.asarray(labels).ravel())[1:]
+    counts = counts[counts > 0]
+    if counts.size == 0:
+        return None
+    volumes = counts * float(np.prod(check_spacing(spacing)))
+    return float(np.mean(np.cbrt(6 * volumes / np.pi)))
 
 
 @dataclass

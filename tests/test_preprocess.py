@@ -68,3 +68,14 @@ def test_size_estimate_within_30_percent(preset, diameter, seed):
 def test_size_estimate_on_empty_scan_errors():
     with pytest.raises(ValueError, match="no particles"):
         estimate_particle_size(np.zeros((16, 16, 16), np.float32), spacing=0.01)
+
+
+def test_mean_particle_diameter_mm():
+    from ps3d_toolkit.preprocess import mean_particle_diameter_mm
+
+    labels = np.zeros((10, 10, 10), np.uint32)
+    labels[:2, :2, :2] = 1   # 8 voxels
+    labels[5:9, 5:9, 5:9] = 4  # 64 voxels; ids need not be consecutive
+    expected = np.mean(np.cbrt(6 * np.array([8, 64]) * 0.001 / np.pi))
+    assert mean_particle_diameter_mm(labels, spacing=0.1) == pytest.approx(expected)
+    assert mean_particle_diameter_mm(np.zeros((3, 3, 3), np.uint32), spacing=1) is None

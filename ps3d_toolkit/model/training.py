@@ -22,7 +22,8 @@ import numpy as np
 import torch
 
 from .._atomic import atomic_path
-from ..preprocess import normalize_intensity, resample_image, resample_labels, zoom_factors
+from ..preprocess import (mean_particle_diameter_mm, normalize_intensity, resample_image,
+                          resample_labels, zoom_factors)
 from ..synthetic import generate_scan
 from .augment import augment_batch
 from .network import DEFAULT_CONFIG, build_network, load_weights, save_weights
@@ -170,11 +171,9 @@ def load_label_set(folder) -> list[dict]:
             raise ValueError(f"{label_path} has shape {labels.shape} but {scan_path} has {image.shape}")
         size = scan.particle_size_mm
         if size is None:
-            counts = np.bincount(labels.ravel())[1:]
-            counts = counts[counts > 0]
-            if counts.size == 0:
+            size = mean_particle_diameter_mm(labels, spacing=scan.spacing)
+            if size is None:
                 raise ValueError(f"{label_path} holds no particles")
-            size = float(np.mean(np.cbrt(6 * counts * np.prod(scan.spacing) / np.pi)))
         samples.append(dict(name=name, image=image, labels=labels, spacing=scan.spacing,
                             particle_size_mm=size))
     return samples
