@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 
 from ps3d_toolkit._validation import check_positive, check_spacing, check_volume
 
-__all__ = ["otsu_watershed", "snow", "BASELINES"]
+__all__ = ["otsu_watershed", "snow", "grain_threshold", "otsu_sample", "BASELINES"]
 
 # Otsu on a strided subsample: the histogram of a few million voxels is as good as
 # that of a billion, and the full-volume histogram dominates the run time otherwise.
@@ -51,8 +51,27 @@ def _check_n_classes(n_classes):
     return int(n_classes)
 
 
-def _grain_threshold(sample: np.ndarray, n_classes: int | None) -> float:
-    """Grey value above which a voxel is grain (see :func:`_foreground_mask`)."""
+def otsu_sample(image: np.ndarray) -> np.ndarray:
+    """A strided sub-sample of ~2 M voxels on which the Otsu thresholds are computed."""
+    stride = max(1, int(np.ceil((image.size / _OTSU_SAMPLE) ** (1 / 3))))
+    return image[::stride, ::stride, ::stride]
+
+
+def grain_threshold(sample: np.ndarray, n_classes: int | None = None) -> float:
+    """Grey value above which a voxel is grain (see :func:`_foreground_mask`).
+
+    Parameters
+    ----------
+    sample : np.ndarray
+        Grey values (e.g. :func:`otsu_sample` of a lightly smoothed scan).
+    n_classes : int or None
+        Otsu classes; ``None`` chooses 3 or 4 from the histogram.
+
+    Returns
+    -------
+    float
+    """
+    n_classes = _check_n_classes(n_classes)
     if n_classes is not None:
         thresholds = threshold_multiotsu(sample, classes=n_classes)
         return float(thresholds[1] if n_classes >= 3 else thresholds[0])
@@ -92,11 +111,10 @@ def _foreground_mask(image: np.ndarray, *, n_classes: int | None = None, smooth_
     image = image.astype(np.float32, copy=False)
     if smooth_sigma > 0:
         image = ndimage.gaussian_filter(image, smooth_sigma)
-    stride = max(1, int(np.ceil((image.size / _OTSU_SAMPLE) ** (1 / 3))))
-    sample = image[::stride, ::stride, ::stride]
+    sample = otsu_sample(image)
     if np.ptp(sample) == 0:
         return np.zeros(image.shape, bool)
-    mask = image > _grain_threshold(sample, n_classes)
+    mask = image > grain_threshold(sample, n_classes)
     mask = ndimage.binary_opening(mask, structure=ndimage.generate_binary_structure(3, 1))
     return ndimage.binary_fill_holes(mask)
 

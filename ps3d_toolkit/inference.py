@@ -8,6 +8,7 @@ native resolution are as smooth as the network's output.
 
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 
@@ -116,9 +117,9 @@ def predict_probabilities(normalized, model, *, roi_size=96, overlap: float = 0.
 
 def segment_with_model(image, *, spacing, particle_size_mm=None, weights=None,
                        overlap: float = 0.25, batch_size: int = 2, roi_size: int = 96,
-                       device="auto", tta: bool = False, min_particle_fraction: float = 0.005,
+                       device="auto", tta: bool = False, min_particle_fraction: float = 0.02,
                        min_core_voxels: int = 8, core_threshold: float | None = None,
-                       refine_size: bool = True,
+                       refine_size: bool = False,
                        target_diameter_vox: float | None = None,
                        progress: bool = True, return_details: bool = False):
     """Segment particles with the border-core U-Net.
@@ -141,7 +142,12 @@ def segment_with_model(image, *, spacing, particle_size_mm=None, weights=None,
     device : {"auto", "cpu", "cuda", "mps"}
         Where the network runs; ``"auto"`` prefers a GPU.
     min_particle_fraction : float
-        Drop particles below this fraction of the mean particle volume.
+        Drop particles below this fraction of the mean particle volume that
+        the particle size (given or estimated) implies. 0.02 (a grain of 0.27x
+        the mean diameter) removes the specks of foreground that ring
+        artefacts and noise leave, which ParticleSeg3D's 0.005 of the
+        measured mean let through (development scans: mean F1@0.5 0.869 ->
+        0.889 on 12, 0.904 -> 0.911 on 12 others).
     min_core_voxels : int
         Smallest core (in network voxels) that seeds a particle.
     core_threshold : float, optional
@@ -149,7 +155,10 @@ def segment_with_model(image, *, spacing, particle_size_mm=None, weights=None,
         value stored with the weights (chosen on the validation scans).
     refine_size : bool
         When the size was estimated, re-run once at the size measured on the
-        first result if the two differ by more than 15 %.
+        first result if the two differ by more than 15 %. Off by default: since
+        the estimate is flattened for cupping and calibrated, the re-run made
+        24 development scans worse (mean F1@0.5 0.880 -> 0.868), because at a
+        wrong scale the model can split grains and measure them smaller still.
     target_diameter_vox : float, optional
         Override the model's target particle diameter (speed/accuracy
         trade-off studies; the model was trained for its own).
@@ -202,7 +211,8 @@ def segment_with_model(image, *, spacing, particle_size_mm=None, weights=None,
         labels = border_core_to_instances(
             classes, spacing=spacing,
             min_core_voxels=max(1, int(round(min_core_voxels / voxel_ratio))),
-            min_particle_fraction=min_particle_fraction)
+            min_particle_fraction=min_particle_fraction,
+            expected_particle_voxels=math.pi / 6 * size_mm**3 / float(np.prod(spacing)))
         details["network_shape"] = small.shape
         return labels
 

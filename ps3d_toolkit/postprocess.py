@@ -19,8 +19,11 @@ __all__ = ["border_core_to_instances", "drop_small_particles"]
 
 
 def drop_small_particles(labels: np.ndarray, min_fraction: float = 0.005,
-                         min_voxels: int = 0) -> np.ndarray:
-    """Remove particles below ``min_fraction`` of the mean volume (or ``min_voxels``).
+                         min_voxels: int = 0, reference_volume: float | None = None) -> np.ndarray:
+    """Remove particles below ``min_fraction`` of a reference volume (or ``min_voxels``).
+
+    The reference is ``reference_volume`` (voxels) when given, else the mean
+    particle volume.
 
     Returns consecutive uint32 labels 1..n.
     """
@@ -30,7 +33,8 @@ def drop_small_particles(labels: np.ndarray, min_fraction: float = 0.005,
     sizes[0] = 0
     keep = sizes > 0
     if keep.any():
-        keep &= sizes >= max(min_fraction * sizes[keep].mean(), min_voxels)
+        reference = sizes[keep].mean() if reference_volume is None else float(reference_volume)
+        keep &= sizes >= max(min_fraction * reference, min_voxels)
     lut = np.zeros(sizes.size, np.uint32)
     lut[keep] = np.arange(1, np.count_nonzero(keep) + 1, dtype=np.uint32)
     return lut[labels]
@@ -64,7 +68,8 @@ def _fill_within_components(labels, cores, components, foreground) -> None:
 
 
 def border_core_to_instances(classes, *, spacing=1.0, min_core_voxels: int = 8,
-                             min_particle_fraction: float = 0.005) -> np.ndarray:
+                             min_particle_fraction: float = 0.005,
+                             expected_particle_voxels: float | None = None) -> np.ndarray:
     """Turn a border-core class map into uint32 instance labels.
 
     Parameters
@@ -78,6 +83,12 @@ def border_core_to_instances(classes, *, spacing=1.0, min_core_voxels: int = 8,
     min_particle_fraction : float
         Drop particles smaller than this fraction of the mean particle volume
         (ParticleSeg3D: 0.005).
+    expected_particle_voxels : float, optional
+        Mean particle volume in voxels known beforehand (from the particle size
+        the scan was normalised with); it is then the reference of
+        ``min_particle_fraction``. Without it the reference is the mean volume
+        of the particles that grew from a core, so that hundreds of specks of
+        foreground without a core (ring artefacts, noise) cannot lower it.
 
     Returns
     -------
@@ -121,4 +132,8 @@ def border_core_to_instances(classes, *, spacing=1.0, min_core_voxels: int = 8,
     if orphan.any():
         extra = cc3d.connected_components(orphan, connectivity=6, out_dtype=np.uint32)
         labels[orphan] = extra[orphan] + np.uint32(n_cores)
-    return drop_small_particles(labels, min_particle_fraction)
+    reference = expected_particle_voxels
+    if reference is None and n_cores:
+        cored = np.bincount(labels.ravel(), minlength=n_cores + 1)[1:n_cores + 1]
+        reference = cored[cored > 0].mean() if (cored > 0).any() else None
+    return drop_small_particles(labels, min_particle_fraction, reference_volume=reference)

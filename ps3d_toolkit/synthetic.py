@@ -453,6 +453,8 @@ def _bubbles(rng, shape, cylinder, labels, mean_diameter_vox, fraction):
                       cylinder.center[1] + rr * math.cos(th)])
         lo = np.maximum(np.floor(c - r - 1).astype(int), 0)
         hi = np.minimum(np.ceil(c + r + 2).astype(int), shape)
+        if np.any(hi <= lo):
+            continue  # a cylinder wider than the field of view: centre outside the volume
         box = tuple(slice(a, b) for a, b in zip(lo, hi))
         grid = np.indices(tuple(hi - lo), dtype=np.float32) + lo[:, None, None, None]
         ball = np.sum((grid - c[:, None, None, None]) ** 2, axis=0) <= r**2

@@ -126,3 +126,21 @@ def test_shipped_model_card_travels_with_the_weights():
     docs = Path(__file__).resolve().parents[1] / "docs" / "model_card.md"
     assert card.is_file() and card.read_text() == docs.read_text()
     assert "Exact commands" in card.read_text()
+
+
+def test_stress_scans_push_past_the_hard_preset():
+    from ps3d_toolkit.model.training import make_training_volume, stress_overrides
+    from ps3d_toolkit.synthetic import PRESETS
+
+    rng = np.random.default_rng(0)
+    draws = [stress_overrides(rng) for _ in range(200)]
+    contrasts = [d["contrast"] for d in draws if "contrast" in d]
+    rings = [d["ring_strength"] for d in draws if "ring_strength" in d]
+    assert 60 < len(contrasts) < 140  # each setting pushed about half the time
+    assert min(contrasts) < PRESETS["hard"]["contrast"][0]
+    assert max(rings) > PRESETS["hard"]["ring_strength"][1]
+    network = dict(DEFAULT_CONFIG, target_diameter_vox=12)
+    volume, targets = make_training_volume(np.random.default_rng(1), network, stress_fraction=1.0)
+    assert volume.shape == targets.shape and set(np.unique(targets)) <= {0, 1, 2}
+    with pytest.raises(ValueError, match="stress_fraction"):
+        make_training_volume(rng, network, stress_fraction=1.5)

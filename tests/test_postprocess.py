@@ -104,3 +104,30 @@ def test_drop_small_particles():
 def test_empty_input():
     out = border_core_to_instances(np.zeros((4, 4, 4), np.uint8))
     assert out.dtype == np.uint32 and out.max() == 0
+
+
+def test_specks_without_core_cannot_lower_the_size_floor():
+    # Two grains of ~4,000 voxels and 300 isolated 2-voxel specks of foreground
+    # (as ring artefacts leave): the specks' own mean would put the 2 % floor at
+    # ~1 voxel; the mean of the cored particles keeps it at ~80.
+    classes = np.zeros((40, 80, 80), np.uint8)
+    classes[5:21, 5:21, 5:21] = 2
+    classes[7:19, 7:19, 7:19] = 1
+    classes[5:21, 40:56, 40:56] = 2
+    classes[7:19, 42:54, 42:54] = 1
+    rng = np.random.default_rng(0)
+    for z, y, x in zip(rng.integers(25, 39, 300), rng.integers(0, 78, 300), rng.integers(0, 78, 300)):
+        classes[z, y, x:x + 2] = 2
+    labels = border_core_to_instances(classes, min_particle_fraction=0.02)
+    assert labels.max() == 2
+    # a known particle volume sets the floor instead
+    assert border_core_to_instances(classes, min_particle_fraction=0.02,
+                                    expected_particle_voxels=50).max() > 2
+
+
+def test_drop_small_particles_reference_volume():
+    labels = np.zeros((1, 1, 30), np.uint32)
+    labels[0, 0, :10] = 1
+    labels[0, 0, 10:12] = 2
+    assert drop_small_particles(labels, 0.1, reference_volume=100).max() == 1  # floor 10: keep 10
+    assert drop_small_particles(labels, 0.1, reference_volume=10).max() == 2  # floor 1

@@ -111,3 +111,13 @@ def test_presets_and_errors():
         generate_scan((32, 32), 8)
     with pytest.raises(ValueError, match="mean_diameter_vox"):
         generate_scan((32, 32, 32), -1)
+
+
+def test_sample_wider_than_the_field_of_view_with_bubbles():
+    # A holder wider than the field of view (local tomography): bubble centres may
+    # fall outside the volume, which once crashed the generator.
+    for seed in (6, 7):  # seed 7 crashed
+        scan = generate_scan((32, 64, 64), 16, seed=seed, preset="hard",
+                             cylinder_radius_fraction=0.66, bubble_fraction=0.02)
+        assert scan.labels.max() > 0
+        assert not (scan.image.min() < scan.image[scan.labels == 0].min() - 1)  # no air column

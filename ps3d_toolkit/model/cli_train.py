@@ -41,6 +41,9 @@ def add_train_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--preset-weights", type=float, nargs=3, default=(0.2, 0.4, 0.4),
                         metavar=("EASY", "MEDIUM", "HARD"),
                         help="how often synthetic scans come from each difficulty preset")
+    parser.add_argument("--stress-fraction", type=float, default=0.0,
+                        help="share of synthetic scans pushed past the hard preset "
+                             "(lower contrast, stronger rings/cupping, wider holders, one shape)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -56,7 +59,7 @@ def run_train(args) -> int:
         data_dirs=list(args.data), synthetic_fraction=args.synthetic_fraction,
         init_weights=args.init, pool_size=args.pool_size, refresh_every=args.refresh_every,
         val_every=args.val_every, threads=args.threads, device=args.device,
-        preset_weights=tuple(args.preset_weights))
+        preset_weights=tuple(args.preset_weights), stress_fraction=args.stress_fraction)
     # `ps3d train ARGS` and `python -m ps3d_toolkit.model ARGS` record the same command
     words = sys.argv[1:]
     if words[:1] != ["train"]:

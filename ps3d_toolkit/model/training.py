@@ -30,7 +30,7 @@ from .network import DEFAULT_CONFIG, build_network, load_weights, save_weights
 from .targets import border_core_targets
 
 __all__ = ["TrainingConfig", "train", "load_label_set", "make_training_volume",
-           "validation_scans"]
+           "stress_overrides", "validation_scans"]
 
 
 @dataclass
@@ -69,6 +69,10 @@ class TrainingConfig:
         "auto", "cpu", "cuda" or "mps".
     preset_weights : tuple of 3 float
         How often synthetic scans are drawn from the easy, medium and hard presets.
+    stress_fraction : float
+        Share of synthetic scans drawn as "stress" scans: the hard preset with
+        contrast, noise, rings, cupping, cylinder width and grain shapes pushed
+        past its ranges (see :func:`stress_overrides`).
     """
 
     output_dir: str = "runs/default"
@@ -88,6 +92,7 @@ class TrainingConfig:
     threads: int | None = None
     device: str = "auto"
     preset_weights: tuple = (0.2, 0.4, 0.4)
+    stress_fraction: float = 0.0
 
 
 # --------------------------------------------------------------------------- data
@@ -104,19 +109,57 @@ def _prepare(image, labels, spacing, particle_size_mm, network, size_error=1.0):
     return small.astype(np.float32), targets
 
 
+def stress_overrides(rng: np.random.Generator) -> dict:
+    """Draw phantom settings beyond the hard preset's ranges.
+
+    Real scans come with lower contrast, stronger rings and cupping, wider
+    sample holders and grain populations of a single awkward shape more often
+    than the presets draw them. Each setting is pushed only with probability
+    one half, so that a stress scan is hard in a few ways at once, not all.
+
+    Parameters
+    ----------
+    rng : numpy.random.Generator
+        Source of randomness.
+
+    Returns
+    -------
+    dict
+        Keyword overrides for :func:`ps3d_toolkit.synthetic.generate_scan`
+        (used with ``preset="hard"``).
+    """
+    draws = dict(
+        contrast=lambda: float(rng.uniform(0.08, 0.3)),
+        noise=lambda: float(rng.uniform(0.1, 0.25)),
+        ring_strength=lambda: float(rng.uniform(0.06, 0.14)),
+        cupping=lambda: float(rng.uniform(0.2, 0.4)),
+        cylinder_radius_fraction=lambda: float(rng.uniform(0.55, 0.66)),
+        shape_weights=lambda: {str(rng.choice(["angular", "flaky", "irregular"])): 1.0,
+                               str(rng.choice(["angular", "flaky"])): 1.0},
+    )
+    return {key: draw() for key, draw in draws.items() if rng.random() < 0.5}
+
+
 def make_training_volume(rng: np.random.Generator, network: dict,
-                         preset_weights=(0.2, 0.4, 0.4)) -> tuple[np.ndarray, np.ndarray]:
+                         preset_weights=(0.2, 0.4, 0.4),
+                         stress_fraction: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """Generate one synthetic scan and bring it to the model's scale.
 
     Half the scans are generated near the target size, half at a native size
     of 12-48 voxels and downsampled, as users' scans will be. The difficulty
-    preset is drawn with ``preset_weights`` (easy, medium, hard).
+    preset is drawn with ``preset_weights`` (easy, medium, hard); a share
+    ``stress_fraction`` of the scans are hard scans with :func:`stress_overrides`.
     """
     target = network["target_diameter_vox"]
     weights = np.asarray(preset_weights, dtype=float)
     if weights.shape != (3,) or np.any(weights < 0) or weights.sum() <= 0:
         raise ValueError(f"preset_weights must be 3 non-negative numbers (easy, medium, hard), got {preset_weights!r}")
+    if not 0.0 <= stress_fraction <= 1.0:
+        raise ValueError(f"stress_fraction must lie in [0, 1], got {stress_fraction!r}")
     preset = str(rng.choice(["easy", "medium", "hard"], p=weights / weights.sum()))
+    overrides = {}
+    if stress_fraction and rng.random() < stress_fraction:
+        preset, overrides = "hard", stress_overrides(rng)
     if rng.random() < 0.5:
         diameter = float(target * rng.uniform(0.8, 1.4))
     else:
@@ -124,7 +167,7 @@ def make_training_volume(rng: np.random.Generator, network: dict,
     # Edge chosen so the size-normalised volume is >= ~80 voxels, capped for speed.
     edge = int(np.clip(diameter / target * 96, 80, 176))
     shape = (int(rng.integers(max(64, edge * 3 // 4), edge + 1)), edge, edge)
-    scan = generate_scan(shape, diameter, seed=int(rng.integers(2**31)), preset=preset)
+    scan = generate_scan(shape, diameter, seed=int(rng.integers(2**31)), preset=preset, **overrides)
     return _prepare(scan.image, scan.labels, scan.spacing, scan.particle_size_mm, network,
                     size_error=float(np.exp(rng.uniform(np.log(0.8), np.log(1.25)))))
 
@@ -304,7 +347,7 @@ def train(config: TrainingConfig | None = None, *, progress: bool = True,
             return _prepare(sample["image"], sample["labels"], sample["spacing"],
                             sample["particle_size_mm"], network,
                             size_error=float(np.exp(rng.uniform(np.log(0.85), np.log(1.18)))))
-        return make_training_volume(rng, network, config.preset_weights)
+        return make_training_volume(rng, network, config.preset_weights, config.stress_fraction)
 
     pool_size = max(1, config.pool_size)
     pool = [draw_volume() for _ in tqdm(range(pool_size), desc="training pool", disable=not progress)]
