@@ -32,6 +32,7 @@ CONFIGS = [
     ("model, overlap 0.125", dict(method="model", overlap=0.125, roi_size=96)),
     ("model, overlap 0.5", dict(method="model", overlap=0.5, roi_size=96)),
     ("model, roi 128", dict(method="model", overlap=0.25, roi_size=128)),
+    ("model, auto windows, overlap 0.125", dict(method="model", overlap=0.125, roi_size="auto")),
     ("model, mirroring TTA", dict(method="model", overlap=0.25, roi_size=96, tta=True)),
     ("model at 14-voxel target", dict(method="model", overlap=0.25, roi_size=96,
                                       target_diameter_vox=14)),

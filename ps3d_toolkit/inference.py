@@ -55,6 +55,36 @@ def load_model(weights=None, device="cpu"):
     return _MODEL_CACHE[key]
 
 
+def window_sizes(shape, *, overlap: float = 0.125, smallest: int = 64, largest: int = 96) -> tuple:
+    """Sliding-window edge per axis that covers the scan with the least work.
+
+    Along each axis MONAI places ``ceil((n - w) / int(w * (1 - overlap))) + 1``
+    windows of edge ``w``; the edge between ``smallest`` and ``largest`` (in
+    steps of 8, the network's total stride) that minimises windows x edge is
+    chosen, the larger one on ties. An axis no longer than ``largest`` gets a
+    single window. With the instance-normalised network, windows near the
+    64-voxel training patches keep their statistics close to training's.
+
+    Examples
+    --------
+    >>> window_sizes((118, 142, 142))
+    (64, 80, 80)
+    """
+    sizes = []
+    for n in shape:
+        n = int(n)
+        if n <= largest:
+            sizes.append(max(8, -(-n // 8) * 8))
+            continue
+        best = None
+        for w in range(smallest, largest + 1, 8):
+            count = math.ceil((n - w) / max(1, int(w * (1 - overlap)))) + 1
+            cost = (count * w, -w)
+            best = min(best, (cost, w)) if best else (cost, w)
+        sizes.append(best[1])
+    return tuple(sizes)
+
+
 def predict_probabilities(normalized, model, *, roi_size=96, overlap: float = 0.25,
                           batch_size: int = 2, device="cpu", tta: bool = False,
                           progress: bool = True) -> np.ndarray:
@@ -66,8 +96,9 @@ def predict_probabilities(normalized, model, *, roi_size=96, overlap: float = 0.
         Intensity- and size-normalised scan (z, y, x).
     model : torch.nn.Module
         The border-core network.
-    roi_size : int or tuple of 3 int
-        Sliding-window size in voxels.
+    roi_size : int, tuple of 3 int or "auto"
+        Sliding-window size in voxels; "auto" picks per axis the window that
+        covers the scan with the least work (see :func:`window_sizes`).
     overlap : float
         Fraction of overlap between neighbouring windows, in [0, 1).
     batch_size : int
@@ -91,6 +122,10 @@ def predict_probabilities(normalized, model, *, roi_size=96, overlap: float = 0.
     if int(batch_size) < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
     device = torch.device(device)
+    if isinstance(roi_size, str):
+        if roi_size != "auto":
+            raise ValueError(f"roi_size must be a number, 3 numbers or 'auto', got {roi_size!r}")
+        roi_size = window_sizes(normalized.shape, overlap=overlap)
     roi = (roi_size,) * 3 if np.isscalar(roi_size) else tuple(roi_size)
     # Window edges must be multiples of the network's total stride (8); a scan
     # smaller than a window gets a smaller one (MONAI pads it up to that).

@@ -113,8 +113,8 @@ def border_core_to_instances(classes, *, spacing=1.0, min_core_voxels: int = 8,
 
     n_cores = int(cores.max())
     if n_cores:
-        _, nearest = ndimage.distance_transform_edt(cores == 0, sampling=spacing,
-                                                    return_indices=True)
+        nearest = ndimage.distance_transform_edt(cores == 0, sampling=spacing,
+                                                 return_distances=False, return_indices=True)
         labels = cores[tuple(nearest)]
         del nearest
         # A voxel may only join a core of its own foreground component: a core

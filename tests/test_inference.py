@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from ps3d_toolkit.inference import (load_model, predict_probabilities, segment_with_model,
-                                    select_device)
+                                    select_device, window_sizes)
 from ps3d_toolkit.model import DEFAULT_WEIGHTS
 from ps3d_toolkit.model.network import DEFAULT_CONFIG, build_network
 
@@ -70,6 +70,26 @@ def test_predict_probabilities_sum_to_one_and_tta():
         predict_probabilities(x, model, overlap=1.0, progress=False)
     with pytest.raises(ValueError, match="batch_size"):
         predict_probabilities(x, model, batch_size=0, progress=False)
+
+
+def test_window_sizes_cover_the_scan_with_least_work():
+    import math
+
+    def work(n, w, overlap):
+        return w if n <= w else (math.ceil((n - w) / int(w * (1 - overlap))) + 1) * w
+
+    assert window_sizes((50, 90, 96)) == (56, 96, 96)  # one window per axis, multiple of 8
+    for n in (100, 118, 142, 200, 333):
+        (w,) = window_sizes((n,), overlap=0.125)
+        assert 64 <= w <= 96 and w % 8 == 0
+        assert work(n, w, 0.125) == min(work(n, c, 0.125) for c in range(64, 97, 8))
+    torch.manual_seed(0)
+    model = build_network().eval()
+    x = np.random.default_rng(0).normal(size=(20, 24, 100)).astype(np.float32)
+    probs = predict_probabilities(x, model, roi_size="auto", overlap=0.125, progress=False)
+    assert probs.shape == (3, 20, 24, 100) and np.allclose(probs.sum(0), 1, atol=1e-4)
+    with pytest.raises(ValueError, match="roi_size"):
+        predict_probabilities(x, model, roi_size="big", progress=False)
 
 
 def test_segment_with_loaded_model_pair_keeps_shape():
