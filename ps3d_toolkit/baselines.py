@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 
 from ps3d_toolkit._validation import check_positive, check_spacing, check_volume
 
-__all__ = ["otsu_watershed", "snow", "grain_threshold", "otsu_sample", "BASELINES"]
+__all__ = ["otsu_watershed", "snow", "grain_threshold", "otsu_sample", "distance_map", "BASELINES"]
 
 # Otsu on a strided subsample: the histogram of a few million voxels is as good as
 # that of a billion, and the full-volume histogram dominates the run time otherwise.
@@ -119,10 +119,30 @@ def _foreground_mask(image: np.ndarray, *, n_classes: int | None = None, smooth_
     return ndimage.binary_fill_holes(mask)
 
 
-def _distance(mask: np.ndarray, spacing) -> np.ndarray:
-    """Euclidean distance to the background in units of the finest voxel side."""
-    sampling = np.asarray(spacing) / min(spacing)
-    return ndimage.distance_transform_edt(mask, sampling=sampling).astype(np.float32)
+def distance_map(mask: np.ndarray, spacing) -> np.ndarray:
+    """Euclidean distance to the background in units of the finest voxel side.
+
+    Computed with the ``edt`` package (the same values as
+    ``scipy.ndimage.distance_transform_edt``, ~3x faster, float32); the volume's
+    edge does not count as background.
+
+    Parameters
+    ----------
+    mask : np.ndarray of bool
+        Foreground.
+    spacing : tuple of 3 float
+        Voxel size.
+
+    Returns
+    -------
+    np.ndarray
+        float32 distances, 0 on the background.
+    """
+    import edt
+
+    anisotropy = tuple(float(s) / min(spacing) for s in spacing)
+    return edt.edt(np.ascontiguousarray(mask, dtype=bool), anisotropy=anisotropy,
+                   black_border=False, parallel=1).astype(np.float32, copy=False)
 
 
 def _mask_and_distance(image: np.ndarray, spacing, n_classes: int | None, bar) -> tuple[np.ndarray, np.ndarray]:
@@ -135,7 +155,7 @@ def _mask_and_distance(image: np.ndarray, spacing, n_classes: int | None, bar) -
     mask = _foreground_mask(image, n_classes=n_classes)
     bar.update()
     bar.set_postfix_str("distance transform")
-    return mask, _distance(mask, spacing)
+    return mask, distance_map(mask, spacing)
 
 
 def _radius_vox(distance: np.ndarray, mask: np.ndarray, spacing, particle_size_mm) -> float:

@@ -279,6 +279,8 @@ def estimate_particle_size(image, *, spacing, foreground=None) -> SizeEstimate:
     """
     from skimage.feature import peak_local_max
 
+    from .baselines import distance_map
+
     image = check_volume(image, "image")
     spacing = check_spacing(spacing)
     if foreground is None:
@@ -288,7 +290,7 @@ def estimate_particle_size(image, *, spacing, foreground=None) -> SizeEstimate:
         raise ValueError("estimate_particle_size found no particles in the scan "
                          "(no voxel brighter than the epoxy); pass particle_size_mm")
     unit = min(spacing)
-    distance = ndimage.distance_transform_edt(foreground, sampling=np.asarray(spacing) / unit)
+    distance = distance_map(foreground, spacing)
     depth = float(np.percentile(distance[foreground], 95))
     min_distance = max(2, int(0.8 * depth))
     peaks = peak_local_max(distance, min_distance=min_distance, labels=foreground.astype(np.uint8),

@@ -124,3 +124,15 @@ def test_validation_errors_name_the_argument(method):
 def test_snow_rejects_a_bad_r_max():
     with pytest.raises(ValueError, match="r_max"):
         snow(np.zeros((8, 8, 8), np.float32), spacing=0.1, r_max=0, progress=False)
+
+
+def test_distance_map_matches_scipy_with_anisotropy():
+    from scipy import ndimage
+
+    from ps3d_toolkit.baselines import distance_map
+
+    mask = np.random.default_rng(0).random((20, 24, 28)) > 0.2
+    for spacing in ((1.0, 1.0, 1.0), (2.0, 1.0, 1.0), (0.5, 0.25, 0.25)):
+        expected = ndimage.distance_transform_edt(mask, sampling=np.asarray(spacing) / min(spacing))
+        got = distance_map(mask, spacing)
+        assert got.dtype == np.float32 and np.allclose(got, expected, atol=1e-4)
