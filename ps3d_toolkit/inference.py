@@ -70,19 +70,17 @@ def window_sizes(shape, *, overlap: float = 0.125, smallest: int = 64, largest: 
     >>> window_sizes((118, 142, 142))
     (64, 80, 80)
     """
-    sizes = []
-    for n in shape:
-        n = int(n)
+    def edge(n: int) -> int:
         if n <= largest:
-            sizes.append(max(8, -(-n // 8) * 8))
-            continue
-        best = None
-        for w in range(smallest, largest + 1, 8):
-            count = math.ceil((n - w) / max(1, int(w * (1 - overlap)))) + 1
-            cost = (count * w, -w)
-            best = min(best, (cost, w)) if best else (cost, w)
-        sizes.append(best[1])
-    return tuple(sizes)
+            return max(8, -(-n // 8) * 8)
+
+        def work(w: int) -> tuple:
+            windows = math.ceil((n - w) / max(1, int(w * (1 - overlap)))) + 1
+            return windows * w, -w
+
+        return min(range(smallest, largest + 1, 8), key=work)
+
+    return tuple(edge(int(n)) for n in shape)
 
 
 def predict_probabilities(normalized, model, *, roi_size=96, overlap: float = 0.25,

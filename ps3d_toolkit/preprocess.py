@@ -232,9 +232,10 @@ def _grain_mask_for_size(image: np.ndarray) -> np.ndarray:
     The grey values are first freed of cupping (:func:`flatten_radial_trend`),
     which otherwise puts the centre's grains below the rim's epoxy on
     low-contrast scans. The threshold is the baselines' one
-    (:func:`ps3d_toolkit.baselines.grain_threshold`); the mask is cleaned here with a 5-voxel majority filter rather than an opening: noisy,
-    low-contrast scans leave holes in the grains that shrink the distance map
-    (0.58x estimates). When filling the holes would make the mask swallow more
+    (:func:`ps3d_toolkit.baselines.grain_threshold`); the mask is cleaned here
+    with a 5-voxel majority filter rather than an opening: noisy, low-contrast
+    scans leave holes in the grains that shrink the distance map (0.58x
+    estimates). When filling the holes would make the mask swallow more
     than 90 % of the sample (the cut lies in the epoxy, whose speckle forms a
     closed network on cupped, low-contrast scans), the holes are left open.
     """

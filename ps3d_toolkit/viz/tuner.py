@@ -38,7 +38,7 @@ PARAMETERS: dict = {
         "sigma": ("float", 0.4, 0.0, 2.0, "blur of the distance map (voxels) before the peak search"),
     },
     "model": {
-        "min_particle_fraction": ("log", 0.02, 1e-4, 0.3, "drop particles below this fraction of the mean volume"),
+        "min_particle_fraction": ("log", 0.02, 1e-4, 0.3, "drop particles below this fraction of the expected volume"),
         "min_core_voxels": ("int", 8, 1, 200, "smallest core (network voxels) that seeds a particle"),
         "overlap": ("float", 0.25, 0.0, 0.75, "overlap of the sliding windows"),
         "tta": ("bool", False, None, None, "average over mirrored inputs (8x slower)"),
