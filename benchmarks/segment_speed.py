@@ -6,7 +6,8 @@ Reports seconds, voxels of scan per second, peak resident memory and the
 accuracy (F1 against the exact labels) of each, and writes the table into the
 "## Segmentation speed" section of docs/performance.md.
 
-Run: ``python benchmarks/segment_speed.py`` (add ``--device cuda`` on a GPU).
+Run: ``python benchmarks/segment_speed.py`` (on a GPU: ``--device cuda --warmup
+--section "## Segmentation speed on a GPU"``, which also reports peak GPU memory).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import os
 import platform
 import re
 import resource
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -32,6 +34,7 @@ CONFIGS = [
     ("model, overlap 0.125", dict(method="model", overlap=0.125, roi_size=96)),
     ("model, overlap 0.5", dict(method="model", overlap=0.5, roi_size=96)),
     ("model, roi 128", dict(method="model", overlap=0.25, roi_size=128)),
+    ("model, batch 8", dict(method="model", overlap=0.25, roi_size=96, batch_size=8)),
     ("model, auto windows, overlap 0.125", dict(method="model", overlap=0.125, roi_size="auto")),
     ("model, mirroring TTA", dict(method="model", overlap=0.25, roi_size=96, tta=True)),
     ("model at 14-voxel target", dict(method="model", overlap=0.25, roi_size=96,
@@ -42,7 +45,7 @@ CONFIGS = [
 ]
 
 
-def worker(scan_dir: str, options: dict, threads: int, device: str) -> dict:
+def worker(scan_dir: str, options: dict, threads: int, device: str, warmup: bool = False) -> dict:
     """Run one configuration and return its timings (called in a child process)."""
     import numpy as np
     import torch
@@ -58,12 +61,18 @@ def worker(scan_dir: str, options: dict, threads: int, device: str) -> dict:
     size = None if options.pop("no_size", False) else meta["particle_size_mm"]
     if options.get("method") == "model":
         options["device"] = device
+    if warmup:
+        segment(image, spacing=meta["spacing"], particle_size_mm=size, progress=False, **options)
+    if device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
     start = time.perf_counter()
     labels = segment(image, spacing=meta["spacing"], particle_size_mm=size, progress=False, **options)
     seconds = time.perf_counter() - start
     metrics = evaluate_instances(truth, labels)
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    gpu_mb = torch.cuda.max_memory_allocated() / 2**20 if device.startswith("cuda") else None
     return {"seconds": seconds, "mvox_per_s": image.size / seconds / 1e6, "peak_rss_mb": peak_mb,
+            "peak_gpu_mb": gpu_mb,
             "f1_50": metrics["f1_50"], "f1_75": metrics["f1_75"], "pq": metrics["pq"],
             "n_particles": int(labels.max())}
 
@@ -77,12 +86,17 @@ def main(argv=None) -> int:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--only", nargs="*", help="run only configurations whose name contains one of these")
     parser.add_argument("--output", default=str(ROOT / "docs" / "performance.md"))
+    parser.add_argument("--section", default="## Segmentation speed",
+                        help="heading of the section of --output that the table replaces")
+    parser.add_argument("--warmup", action="store_true",
+                        help="run each configuration once untimed first (on a GPU: leaves out "
+                             "CUDA start-up and cuDNN's autotuning)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
     if args.worker:
         scan_dir, options = json.loads(args.worker)
-        print(json.dumps(worker(scan_dir, options, args.threads, args.device)))
+        print(json.dumps(worker(scan_dir, options, args.threads, args.device, args.warmup)))
         return 0
 
     import numpy as np
@@ -104,7 +118,7 @@ def main(argv=None) -> int:
         if args.only and not any(key in name for key in args.only):
             continue
         cmd = [sys.executable, __file__, "--threads", str(args.threads), "--device", args.device,
-               "--worker", json.dumps([tmp, options])]
+               *(["--warmup"] if args.warmup else []), "--worker", json.dumps([tmp, options])]
         done = subprocess.run(cmd, capture_output=True, text=True, env=env)
         if done.returncode != 0:
             print(f"{name}: FAILED\n{done.stderr[-2000:]}")
@@ -115,31 +129,46 @@ def main(argv=None) -> int:
               f"{result['peak_rss_mb']:7.0f} MB  F1@0.5 {result['f1_50']:.3f} F1@0.75 {result['f1_75']:.3f}")
 
     baseline = next((r for n, r in rows if n == "otsu-watershed"), None)
+    gpu = any(r.get("peak_gpu_mb") is not None for _, r in rows)
+    command = " ".join(["python benchmarks/segment_speed.py", *map(shlex.quote, sys.argv[1:])])
     lines = [
-        "## Segmentation speed",
+        args.section,
         "",
-        f"Command: `python benchmarks/segment_speed.py{' --device ' + args.device if args.device != 'cpu' else ''}`"
+        f"Command: `{command}`"
         f" ({time.strftime('%Y-%m-%d')}). Machine: {platform.processor() or platform.machine()}, "
-        f"{os.cpu_count()} cores, {args.threads} torch/OpenMP threads, device {args.device}; "
+        f"{os.cpu_count()} cores, {args.threads} torch/OpenMP threads, device {_device_name(args.device)}; "
         "a shared machine, so compare ratios within this table rather than across runs.",
         f"Scan: synthetic, {' x '.join(map(str, scan.image.shape))} voxels "
         f"({scan.image.size / 1e6:.1f} Mvoxel), {int(scan.labels.max())} grains, measured mean "
         f"diameter {scan.mean_diameter_vox:.1f} voxels, preset medium, seed 777. End-to-end time of "
         "`segment()` (normalisation, resampling, network, resampling back, instances), each in a "
-        "fresh process; peak memory is that process's maximum resident set.",
+        "fresh process" + (" after one untimed warm-up run" if args.warmup else "") +
+        "; peak memory is that process's maximum resident set" +
+        (", peak GPU memory PyTorch's maximum allocation." if gpu else "."),
         "",
-        "| configuration | seconds | Mvoxel/s of scan | speed vs otsu-watershed | peak memory (MB) | F1@0.5 | F1@0.75 | PQ | particles |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| configuration | seconds | Mvoxel/s of scan | speed vs otsu-watershed | peak memory (MB) | "
+        + ("peak GPU memory (MB) | " if gpu else "") + "F1@0.5 | F1@0.75 | PQ | particles |",
+        "|---|---:|---:|---:|---:|" + ("---:|" if gpu else "") + "---:|---:|---:|---:|",
     ]
     for name, r in rows:
         ratio = (baseline["seconds"] / r["seconds"]) if baseline else float("nan")
+        gpu_cell = (f"{r['peak_gpu_mb']:.0f} | " if r.get("peak_gpu_mb") is not None else "- | ") if gpu else ""
         lines.append(f"| {name} | {r['seconds']:.1f} | {r['mvox_per_s']:.2f} | {ratio:.2f}x | "
-                     f"{r['peak_rss_mb']:.0f} | {r['f1_50']:.3f} | {r['f1_75']:.3f} | {r['pq']:.3f} | "
-                     f"{r['n_particles']} |")
+                     f"{r['peak_rss_mb']:.0f} | {gpu_cell}{r['f1_50']:.3f} | {r['f1_75']:.3f} | "
+                     f"{r['pq']:.3f} | {r['n_particles']} |")
     lines.append(f"\nGround truth: {int(scan.labels.max())} grains.\n")
-    _replace_section(Path(args.output), "## Segmentation speed", "\n".join(lines))
+    _replace_section(Path(args.output), args.section, "\n".join(lines))
     print(f"wrote {args.output}")
     return 0
+
+
+def _device_name(device: str) -> str:
+    """The device as named in the table: 'cpu', or 'cuda (NVIDIA H100 ...)'."""
+    if not device.startswith("cuda"):
+        return device
+    import torch
+
+    return f"{device} ({torch.cuda.get_device_name(0)}, torch {torch.__version__})"
 
 
 def _replace_section(path: Path, heading: str, text: str) -> None:

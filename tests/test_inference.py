@@ -54,6 +54,7 @@ def test_model_without_particle_size(sample):
                                          device="cpu", progress=False, return_details=True)
     assert "size_estimate" in details
     assert 0.7 < details["particle_size_mm"] / scan.particle_size_mm < 1.3
+    assert 0 < details["network_seconds"] < details["seconds"]
     assert evaluate_instances(truth, labels)["f1_50"] >= SAMPLE_F1_50_FLOOR - 0.05
 
 

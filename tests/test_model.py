@@ -88,6 +88,47 @@ def test_tiny_training_run_and_resume(tmp_path):
 
 
 @pytest.mark.slow
+def test_generator_workers_give_the_same_run_every_time(tmp_path):
+    def run(name):
+        config = TrainingConfig(output_dir=str(tmp_path / name), steps=3, batch_size=1,
+                                patch_size=32, pool_size=2, refresh_every=1, val_every=0,
+                                seed=5, threads=1, workers=2)
+        train(config, progress=False)
+        return [json.loads(line)["loss"] for line in
+                (tmp_path / name / "log.jsonl").read_text().splitlines()]
+
+    first = run("a")
+    assert len(first) == 3 and all(np.isfinite(first))
+    # volumes are taken in the order they were asked for, whichever worker finishes first
+    assert run("b") == first
+
+
+def test_time_limit_stops_the_run_and_sets_the_schedule(tmp_path):
+    from ps3d_toolkit.model.training import _learning_rate
+
+    config = TrainingConfig(steps=10_000, learning_rate=1e-3, time_limit_s=100.0)
+    # the cosine decay follows the time when it is further along than the steps
+    assert _learning_rate(500, config, elapsed_s=50.0) == pytest.approx(1e-3 * (0.02 + 0.98 * 0.5))
+    assert _learning_rate(500, config, elapsed_s=100.0) == pytest.approx(1e-3 * 0.02)
+    assert _learning_rate(500, config, elapsed_s=0.0) > 0.9e-3
+    with pytest.raises(ValueError, match="time_limit_s"):
+        train(TrainingConfig(output_dir=str(tmp_path / "x"), time_limit_s=0.0), progress=False)
+    with pytest.raises(ValueError, match="workers"):
+        train(TrainingConfig(output_dir=str(tmp_path / "x"), workers=-1), progress=False)
+
+
+@pytest.mark.slow
+def test_time_limited_run_ends_with_weights(tmp_path):
+    config = TrainingConfig(output_dir=str(tmp_path / "run"), steps=10_000, batch_size=1,
+                            patch_size=32, pool_size=1, val_every=0, seed=2, threads=1,
+                            time_limit_s=1e-3)
+    final = train(config, progress=False)
+    _, _, meta = load_weights(final)
+    # the limit is checked after each step: one step, then the final weights
+    assert meta["step"] == 1
+
+
+@pytest.mark.slow
 def test_fine_tune_on_user_label_set(tmp_path):
     from ps3d_toolkit.io import save_labels, save_scan, write_metadata
     from ps3d_toolkit.synthetic import generate_scan

@@ -44,6 +44,12 @@ def add_train_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--stress-fraction", type=float, default=0.0,
                         help="share of synthetic scans pushed past the hard preset "
                              "(lower contrast, stronger rings/cupping, wider holders, one shape)")
+    parser.add_argument("--workers", type=int, default=0,
+                        help="processes generating synthetic scans ahead of the training loop "
+                             "(default 0: in the loop; use most CPU cores when training on a GPU)")
+    parser.add_argument("--max-minutes", type=float, default=None,
+                        help="stop after this much training time; the learning rate decays over "
+                             "whichever of --steps and this is reached first")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -59,7 +65,9 @@ def run_train(args) -> int:
         data_dirs=list(args.data), synthetic_fraction=args.synthetic_fraction,
         init_weights=args.init, pool_size=args.pool_size, refresh_every=args.refresh_every,
         val_every=args.val_every, threads=args.threads, device=args.device,
-        preset_weights=tuple(args.preset_weights), stress_fraction=args.stress_fraction)
+        preset_weights=tuple(args.preset_weights), stress_fraction=args.stress_fraction,
+        workers=args.workers,
+        time_limit_s=None if args.max_minutes is None else 60.0 * args.max_minutes)
     # `ps3d train ARGS` and `python -m ps3d_toolkit.model ARGS` record the same command
     words = sys.argv[1:]
     if words[:1] != ["train"]:
