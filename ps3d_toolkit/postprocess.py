@@ -44,27 +44,33 @@ def _fill_within_components(labels, cores, components, foreground) -> None:
     """Assign voxels whose nearest core lay in another component (in place).
 
     Such voxels are rare (a thin arm of one grain closer to a neighbouring
-    grain's core across a gap); a watershed restricted to their component's
-    bounding box grows that component's own cores into them.
+    grain's core across a gap). Each connected patch of them takes, step by
+    face-neighbour step, the labels of the assigned voxels it touches: a face
+    neighbour in the foreground is in the same component, so no label crosses
+    a gap. The work stays inside each patch's bounding box (a watershed over
+    the whole component's box took 3.6 s of 8.6 on a 10.5 Mvoxel scan).
     """
-    from skimage.segmentation import watershed
-
     unassigned = foreground & (labels == 0)
     if not unassigned.any():
         return
     with_core = np.zeros(int(components.max()) + 1, bool)
     with_core[components[cores > 0]] = True
-    todo = np.unique(components[unassigned])
-    todo = todo[with_core[todo]]
-    boxes = ndimage.find_objects(components)
-    for comp in todo:
-        box = boxes[comp - 1]
-        mask = components[box] == comp
-        markers = np.where(mask, cores[box], 0)
-        grown = watershed(ndimage.distance_transform_edt(markers == 0), markers=markers, mask=mask)
-        region = labels[box]
-        fill = mask & (region == 0)
-        region[fill] = grown[fill]
+    unassigned &= with_core[components]
+    patches = cc3d.connected_components(unassigned, connectivity=6, out_dtype=np.uint32)
+    cross = ndimage.generate_binary_structure(3, 1)
+    for index, box in enumerate(ndimage.find_objects(patches), start=1):
+        if box is None:
+            continue
+        box = tuple(slice(max(0, b.start - 1), b.stop + 1) for b in box)
+        region = labels[box]  # a view: filling it fills ``labels``
+        todo = patches[box] == index
+        while todo.any():
+            grown = ndimage.grey_dilation(region, footprint=cross)
+            fill = todo & (grown > 0)
+            if not fill.any():  # cannot happen for a component with a core; guards the loop
+                break
+            region[fill] = grown[fill]
+            todo &= ~fill
 
 
 def border_core_to_instances(classes, *, spacing=1.0, min_core_voxels: int = 8,

@@ -82,6 +82,21 @@ def test_core_does_not_grow_across_background():
     assert out[2, 2, 10] > 0
 
 
+def test_arm_closer_to_a_core_across_a_gap_stays_with_its_own_grain():
+    classes = np.zeros((3, 20, 30), np.uint8)
+    classes[:, 0:5, 18:27] = 2        # grain B
+    classes[:, 1:4, 20:25] = 1        # B's core
+    classes[:, 6:16, 1:6] = 2         # grain A: a column ...
+    classes[:, 12:15, 2:5] = 1        # ... with its core at the far end
+    classes[:, 6, 1:29] = 2           # ... and an arm along B, across a one-voxel gap (row 5)
+    out = border_core_to_instances(classes, min_core_voxels=1, min_particle_fraction=0)
+    a, b = out[1, 13, 3], out[1, 2, 22]
+    assert a > 0 and b > 0 and a != b
+    # the arm's far end lies 2 voxels from B's core and ~20 from A's, yet stays A's
+    assert set(np.unique(out[:, 6, 1:29])) == {a}
+    assert np.array_equal(out > 0, classes > 0)
+
+
 def test_tiny_cores_are_ignored_and_small_particles_dropped():
     classes = np.zeros((20, 20, 40), np.uint8)
     classes[2:18, 2:18, 2:18] = 2
