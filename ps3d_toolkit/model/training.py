@@ -233,7 +233,7 @@ class _VolumeQueue:
         self._pending = deque()
         # The first requests start every worker. Each must run its OpenMP and BLAS
         # code on one thread: a worker per core with a full thread pool each ran
-        # slower than one worker alone (2 cores: 2.4 s a volume against 1.4 s).
+        # slower than one worker alone (2 cores: 2.4 s a volume against 1.3 s).
         with _environment(**{name: "1" for name in _THREAD_VARIABLES}):
             self._top_up()
 
