@@ -343,6 +343,9 @@ def _segment(subparsers):
     model.add_argument("--overlap", type=float, default=0.25,
                        help="sliding-window overlap in [0, 1) (default 0.25)")
     model.add_argument("--tta", action="store_true", help="average over 8 mirrorings (8x slower)")
+    model.add_argument("--network-diameter", type=_positive, default=None, metavar="VOX",
+                       help="mean particle diameter in voxels on the network's grid (default: the "
+                            "weights' own, 20 for the shipped model; larger is slower)")
     _add_quiet(parser)
     parser.set_defaults(run=_run_segment)
 
@@ -358,9 +361,11 @@ def _run_segment(args) -> int:
     start = time.perf_counter()
     options = {}
     if method == "model":
-        options = dict(weights=args.weights, device=args.device, overlap=args.overlap, tta=args.tta)
-    elif args.weights is not None or args.tta:
-        raise ValueError(f"--weights and --tta apply to the model, not to --method {method}")
+        options = dict(weights=args.weights, device=args.device, overlap=args.overlap, tta=args.tta,
+                       target_diameter_vox=args.network_diameter)
+    elif args.weights is not None or args.tta or args.network_diameter is not None:
+        raise ValueError("--weights, --tta and --network-diameter apply to the model, not to "
+                         f"--method {method}")
     labels = segment(scan.image, spacing=scan.spacing, particle_size_mm=size,
                      method=method, progress=not args.quiet, **options)
     seconds = time.perf_counter() - start

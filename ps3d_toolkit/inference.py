@@ -193,8 +193,9 @@ def segment_with_model(image, *, spacing, particle_size_mm=None, weights=None,
         24 development scans worse (mean F1@0.5 0.880 -> 0.868), because at a
         wrong scale the model can split grains and measure them smaller still.
     target_diameter_vox : float, optional
-        Override the model's target particle diameter (speed/accuracy
-        trade-off studies; the model was trained for its own).
+        Mean particle diameter in voxels on the network's grid. Default: the
+        weights' ``inference_diameter_vox`` (chosen on development scans), else
+        the diameter the model was trained at.
     progress : bool
         Show progress bars.
     return_details : bool
@@ -232,7 +233,8 @@ def segment_with_model(image, *, spacing, particle_size_mm=None, weights=None,
             print(f"ps3d: {estimate}")
 
     def run(size_mm):
-        zoom = zoom_factors(spacing, size_mm, target_diameter_vox or config["target_diameter_vox"])
+        zoom = zoom_factors(spacing, size_mm, target_diameter_vox
+                            or config.get("inference_diameter_vox") or config["target_diameter_vox"])
         small = resample_image(normalized, zoom)
         t_net = time.perf_counter()
         probs = predict_probabilities(small, model, roi_size=roi_size, overlap=overlap,

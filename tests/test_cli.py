@@ -82,6 +82,22 @@ def test_segment_reads_the_stored_spacing_and_writes_by_extension(capsys, files,
     assert load_scan(out).spacing == (SPACING,) * 3
 
 
+def test_segment_network_diameter_reaches_the_model(capsys, files, tmp_path, monkeypatch):
+    import ps3d_toolkit.inference
+
+    seen = {}
+    original = ps3d_toolkit.inference.segment_with_model
+
+    def spy(image, **options):
+        seen.update(options)
+        return original(image, **options)
+
+    monkeypatch.setattr(ps3d_toolkit.inference, "segment_with_model", spy)
+    out = tmp_path / "labels.npy"
+    assert run(capsys, "segment", files["tif"], "--network-diameter", "16", "-o", out, "-q")[0] == 0
+    assert seen["target_diameter_vox"] == 16.0 and np.load(out).max() > 0
+
+
 def test_segment_same_result_for_every_input_format(capsys, files, tmp_path):
     outputs = []
     for source in ("tif", "zarr"):
@@ -125,6 +141,11 @@ ERROR_CASES = {
     "unknown method": (lambda f, d: ["segment", f["tif"], "--method", "magic"], ["--method", "magic"]),
     "bad particle size": (lambda f, d: ["segment", f["tif"], "--particle-size", "-1"], ["--particle-size"]),
     "corrupt file": (lambda f, d: ["segment", _corrupt(d), "--spacing", "0.01"], ["cannot read", "corrupt.tif"]),
+    "model option with a classic method": (
+        lambda f, d: ["segment", f["tif"], "--method", "otsu-watershed", "--network-diameter", "20"],
+        ["--network-diameter", "otsu-watershed"]),
+    "bad network diameter": (lambda f, d: ["segment", f["tif"], "--network-diameter", "0"],
+                             ["--network-diameter"]),
 }
 
 

@@ -116,3 +116,19 @@ def test_bad_inputs():
     with pytest.raises(FileNotFoundError):
         segment_with_model(np.zeros((8, 8, 8)), spacing=0.01, particle_size_mm=0.1,
                            weights="/nonexistent/w.pt")
+
+
+def test_inference_diameter_sets_the_network_grid():
+    torch.manual_seed(0)
+    model = build_network().eval()
+    image = np.random.default_rng(1).normal(size=(30, 30, 30)).astype(np.float32)
+    shapes = {}
+    for diameter in (None, 27.0):
+        config = dict(DEFAULT_CONFIG, inference_diameter_vox=diameter)
+        _, details = segment_with_model(image, spacing=1.0, particle_size_mm=18.0,
+                                        weights=(model, config), device="cpu", progress=False,
+                                        return_details=True)
+        shapes[diameter] = details["network_shape"]
+    # particles of 18 voxels drawn 18 wide (training target) or 27 wide (1.5x the grid)
+    assert shapes[None] == (30, 30, 30)
+    assert shapes[27.0] == (45, 45, 45)

@@ -185,3 +185,25 @@ def test_stress_scans_push_past_the_hard_preset():
     assert volume.shape == targets.shape and set(np.unique(targets)) <= {0, 1, 2}
     with pytest.raises(ValueError, match="stress_fraction"):
         make_training_volume(rng, network, stress_fraction=1.5)
+
+
+def test_export_sets_the_inference_diameter_and_keeps_its_history(tmp_path, monkeypatch):
+    from ps3d_toolkit.model import training
+    from ps3d_toolkit.model.export import export_weights
+    from ps3d_toolkit.synthetic import generate_scan
+
+    monkeypatch.setattr(training, "validation_scans",
+                        lambda: [generate_scan((32, 32, 32), 10, seed=1, preset="easy")])
+    torch.manual_seed(0)
+    src = save_weights(build_network(), tmp_path / "src.pt", dict(DEFAULT_CONFIG), {"seed": 7})
+    first = export_weights(src, tmp_path / "first.pt", inference_diameter_vox=20)
+    _, config, meta = load_weights(first)
+    assert config["inference_diameter_vox"] == 20.0
+    assert 0 < config["core_threshold"] < 1 and meta["seed"] == 7
+    # re-exporting keeps the diameter unless told otherwise, and the earlier export command
+    second = export_weights(first, tmp_path / "second.pt")
+    _, config, meta = load_weights(second)
+    assert config["inference_diameter_vox"] == 20.0
+    assert len(meta["export_history"]) == 1
+    with pytest.raises(ValueError, match="inference_diameter_vox"):
+        export_weights(src, tmp_path / "bad.pt", inference_diameter_vox=-1)

@@ -48,13 +48,27 @@ def choose_core_threshold(model, config, scans, thresholds=CORE_THRESHOLDS) -> t
     return best, scores
 
 
-def export_weights(src, dst, *, note: str | None = None) -> Path:
-    """Choose the core threshold on the validation scans and write ``dst``."""
+def export_weights(src, dst, *, note: str | None = None,
+                   inference_diameter_vox: float | None = None) -> Path:
+    """Choose the core threshold on the validation scans and write ``dst``.
+
+    ``inference_diameter_vox`` sets the particle diameter on the network's grid
+    at inference (default: keep the source's); the threshold is chosen there.
+    A source that was itself exported keeps its export commands in
+    ``export_history``.
+    """
     from .training import validation_scans
 
     model, config, metadata = load_weights(src)
+    if inference_diameter_vox is not None:
+        if not inference_diameter_vox > 0:
+            raise ValueError(f"inference_diameter_vox must be > 0, got {inference_diameter_vox!r}")
+        config = {**config, "inference_diameter_vox": float(inference_diameter_vox)}
     threshold, scores = choose_core_threshold(model, config, validation_scans())
     config = {**config, "core_threshold": threshold}
+    if "export_command" in metadata:
+        metadata = {**metadata, "export_history": [*metadata.get("export_history", []),
+                                                   metadata["export_command"]]}
     metadata = {**metadata, "exported_from": str(src),
                 "export_command": "python -m ps3d_toolkit.model.export " + " ".join(sys.argv[1:]),
                 "core_threshold_scores": {str(k): v for k, v in scores.items()},
@@ -70,8 +84,12 @@ def main(argv=None) -> int:
     parser.add_argument("src", help="weights from a training run (model.pt or best.pt)")
     parser.add_argument("dst", help="weight file to write")
     parser.add_argument("--note", help="free text stored in the metadata (e.g. how the run went)")
+    parser.add_argument("--inference-diameter", type=float, default=None,
+                        help="particle diameter in voxels on the network's grid at inference "
+                             "(default: the source's, else its training target)")
     args = parser.parse_args(argv)
-    path = export_weights(args.src, args.dst, note=args.note)
+    path = export_weights(args.src, args.dst, note=args.note,
+                          inference_diameter_vox=args.inference_diameter)
     print(f"wrote {path}")
     return 0
 

@@ -24,6 +24,9 @@ DEFAULT_CONFIG: dict = {
     # Mean particle diameter in voxels after size normalisation; see model_card.md
     # for why 18 (speed vs. accuracy).
     "target_diameter_vox": 18.0,
+    # Mean particle diameter in voxels at which inference runs (None: the target).
+    # Set on export from development scans; see model_card.md.
+    "inference_diameter_vox": None,
     # Border shell thickness in voxels at the target scale.
     "border_vox": 2.0,
     "intensity_percentiles": (0.5, 99.9),
