@@ -48,6 +48,7 @@ for r in A B; do
   d=/tmp/runs/gpu$r
   tail -1 $d/log.jsonl
   grep val_f1 $d/log.jsonl | python3 -c "import sys, json; [print({k: v for k, v in json.loads(l).items() if k in ('step', 'elapsed_s', 'val_f1_50', 'val_f1_75')}) for l in sys.stdin]"
+  python3 -c "import sys, json; r = [json.loads(l) for l in open(sys.argv[1])]; print(f'{len(r)} steps, {r[-1][\"elapsed_s\"] / max(1, len(r)):.3f} s a step, waiting for data {sum(x.get(\"data_s\", 0) for x in r):.1f} s in all')" $d/log.jsonl
   cp $d/log.jsonl "$OUT/${r}_log.jsonl"
   if [ -f $d/model.pt ]; then cp $d/model.pt "$OUT/${r}_model.pt"; else cp $d/last.pt "$OUT/${r}_last.pt"; fi
   [ -f $d/best.pt ] && cp $d/best.pt "$OUT/${r}_best.pt"

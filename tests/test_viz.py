@@ -438,5 +438,7 @@ def test_tuner_model_options_reach_the_model(grains_in_epoxy, tmp_path):
     assert "model" in tuner.methods
     result = tuner.update(min_core_voxels=20, overlap=0.1, min_particle_fraction=0.01)
     assert result["labels"].shape == tuner.crop.shape and result["labels"].dtype == np.uint32
+    assert tuner.update(target_diameter_vox=24)["labels"].shape == tuner.crop.shape
+    assert "target_diameter_vox=24" in tuner.settings_code()
     assert tuner.settings()["weights"] == str(weights)
     assert f"weights={str(weights)!r}" in tuner.settings_code()

@@ -41,6 +41,9 @@ PARAMETERS: dict = {
         "min_particle_fraction": ("log", 0.02, 1e-4, 0.3, "drop particles below this fraction of the expected volume"),
         "min_core_voxels": ("int", 8, 1, 200, "smallest core (network voxels) that seeds a particle"),
         "overlap": ("float", 0.25, 0.0, 0.75, "overlap of the sliding windows"),
+        "target_diameter_vox": ("choice", None, (None, 16, 18, 20, 22, 24), None,
+                                "particle diameter on the network's grid (voxels): auto = the "
+                                "weights' own (20); larger is slower"),
         "tta": ("bool", False, None, None, "average over mirrored inputs (8x slower)"),
     },
 }
