@@ -207,3 +207,17 @@ def test_export_sets_the_inference_diameter_and_keeps_its_history(tmp_path, monk
     assert len(meta["export_history"]) == 1
     with pytest.raises(ValueError, match="inference_diameter_vox"):
         export_weights(src, tmp_path / "bad.pt", inference_diameter_vox=-1)
+
+
+def test_train_command_passes_target_diameter_workers_and_time_limit(monkeypatch, tmp_path):
+    from ps3d_toolkit.model import cli_train
+
+    seen = []
+    monkeypatch.setattr(cli_train, "train", lambda config, **kw: seen.append(config) or tmp_path)
+    assert cli_train.main(["--output", str(tmp_path / "r"), "--target-diameter", "20",
+                           "--workers", "3", "--max-minutes", "1.5", "--quiet"]) == 0
+    config = seen[-1]
+    assert config.network == {"target_diameter_vox": 20.0}
+    assert config.workers == 3 and config.time_limit_s == pytest.approx(90.0)
+    assert cli_train.main(["--output", str(tmp_path / "r"), "--quiet"]) == 0
+    assert seen[-1].network == {}

@@ -44,6 +44,9 @@ def add_train_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--stress-fraction", type=float, default=0.0,
                         help="share of synthetic scans pushed past the hard preset "
                              "(lower contrast, stronger rings/cupping, wider holders, one shape)")
+    parser.add_argument("--target-diameter", type=float, default=None, metavar="VOX",
+                        help="mean particle diameter in voxels that training scans are resampled "
+                             "to (default: 18, or that of the --init weights)")
     parser.add_argument("--workers", type=int, default=0,
                         help="processes generating synthetic scans ahead of the training loop "
                              "(default 0: in the loop; use most CPU cores when training on a GPU)")
@@ -67,6 +70,7 @@ def run_train(args) -> int:
         val_every=args.val_every, threads=args.threads, device=args.device,
         preset_weights=tuple(args.preset_weights), stress_fraction=args.stress_fraction,
         workers=args.workers,
+        network={} if args.target_diameter is None else {"target_diameter_vox": args.target_diameter},
         time_limit_s=None if args.max_minutes is None else 60.0 * args.max_minutes)
     # `ps3d train ARGS` and `python -m ps3d_toolkit.model ARGS` record the same command
     words = sys.argv[1:]
