@@ -22,7 +22,7 @@ import math
 import os
 import time
 from collections import deque
-from contextlib import contextmanager
+import contextlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -202,7 +202,7 @@ def _init_worker() -> None:
 _THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
-@contextmanager
+@contextlib.contextmanager
 def _environment(**variables):
     """Set environment variables for the child processes started inside the block."""
     saved = {name: os.environ.get(name) for name in variables}
@@ -253,6 +253,12 @@ class _VolumeQueue:
         for future in self._pending:
             future.cancel()
         self._executor.shutdown(wait=True, cancel_futures=True)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 def load_label_set(folder) -> list[dict]:
@@ -377,6 +383,8 @@ def train(config: TrainingConfig | None = None, *, progress: bool = True,
         The final weights file ``<output_dir>/model.pt`` (float16, loadable with
         ``torch.load(weights_only=True)``).
     """
+    from tqdm.auto import tqdm
+
     from ..inference import select_device
     from . import DEFAULT_WEIGHTS
 
@@ -439,83 +447,72 @@ def train(config: TrainingConfig | None = None, *, progress: bool = True,
             return queue.get()
         return make_training_volume(rng, network, config.preset_weights, config.stress_fraction)
 
-    queue = _VolumeQueue(config.workers, rng, network, config) if config.workers else None
-    try:
-        return _train_loop(config, model, network, optimizer, loss_fn, device, out, draw_volume,
-                           rng, generator, step, history, best, elapsed_before, progress, command)
-    finally:
-        if queue is not None:
-            queue.close()
+    # the generator processes (if any) are closed however training ends
+    with (_VolumeQueue(config.workers, rng, network, config) if config.workers
+          else contextlib.nullcontext()) as queue:
+        pool_size = max(1, config.pool_size)
+        pool = [draw_volume() for _ in tqdm(range(pool_size), desc="training pool", disable=not progress)]
+        val_scans = validation_scans() if config.val_every else []
+        on_gpu = device.type == "cuda"
+        if on_gpu:
+            torch.backends.cudnn.benchmark = True
 
+        log_path = out / "log.jsonl"
+        bar = tqdm(total=config.steps, initial=step, desc="training", disable=not progress)
+        t_start = time.time()
 
-def _train_loop(config, model, network, optimizer, loss_fn, device, out, draw_volume,
-                rng, generator, step, history, best, elapsed_before, progress, command) -> Path:
-    """The optimisation loop of :func:`train` (pool, steps, validation, checkpoints)."""
-    from tqdm.auto import tqdm
+        def elapsed() -> float:
+            return elapsed_before + time.time() - t_start
 
-    pool_size = max(1, config.pool_size)
-    pool = [draw_volume() for _ in tqdm(range(pool_size), desc="training pool", disable=not progress)]
-    val_scans = validation_scans() if config.val_every else []
-    on_gpu = device.type == "cuda"
-    if on_gpu:
-        torch.backends.cudnn.benchmark = True
+        def out_of_time() -> bool:
+            return bool(config.time_limit_s) and elapsed() >= config.time_limit_s
 
-    log_path = out / "log.jsonl"
-    bar = tqdm(total=config.steps, initial=step, desc="training", disable=not progress)
-    t_start = time.time()
-
-    def elapsed() -> float:
-        return elapsed_before + time.time() - t_start
-
-    def out_of_time() -> bool:
-        return bool(config.time_limit_s) and elapsed() >= config.time_limit_s
-
-    while step < config.steps and not out_of_time():
-        t_data = time.time()
-        if step and step % config.refresh_every == 0:
-            pool[int(rng.integers(len(pool)))] = draw_volume()
-        data_s = time.time() - t_data
-        images, targets = [], []
-        for _ in range(config.batch_size):
-            volume, target = pool[int(rng.integers(len(pool)))]
-            x, y = _random_patch(volume, target, config.patch_size, rng)
-            images.append(torch.from_numpy(np.ascontiguousarray(x))[None])
-            targets.append(torch.from_numpy(np.ascontiguousarray(y)).long()[None])
-        # augment where the network runs: on a GPU the blur and rotations are free there
-        x, y = augment_batch(torch.stack(images).to(device), torch.stack(targets).to(device), generator)
-        for group in optimizer.param_groups:
-            group["lr"] = _learning_rate(step, config, elapsed())
-        optimizer.zero_grad(set_to_none=True)
-        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=on_gpu):
-            prediction = model(x)
-        loss = loss_fn(prediction.float(), y)
-        loss.backward()
-        optimizer.step()
-        step += 1
-        finished = step == config.steps or out_of_time()
-        record = {"step": step, "loss": float(loss.detach()), "lr": optimizer.param_groups[0]["lr"],
-                  "elapsed_s": round(elapsed(), 1),
-                  # time spent waiting for a fresh volume: shows when the generator, not the
-                  # network, sets the pace (add --workers)
-                  "data_s": round(data_s, 3)}
-        if config.val_every and (step % config.val_every == 0 or finished):
-            record.update(_validate(model, network, val_scans, device))
-            if record["val_f1_50"] + record["val_f1_75"] > best:
-                best = record["val_f1_50"] + record["val_f1_75"]
-                save_weights(model, out / "best.pt", network, _metadata(config, step, record, command))
-        history.append(record)
-        with open(log_path, "a") as log:
-            log.write(json.dumps(record) + "\n")
-        bar.update(1)
-        bar.set_postfix(loss=f"{record['loss']:.3f}",
-                        **({"val_f1": f"{record['val_f1_50']:.3f}"} if "val_f1_50" in record else {}))
-        if step % config.checkpoint_every == 0 or finished:
-            state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                     "step": step, "history": history, "best": best, "elapsed_s": elapsed(),
-                     "rng": rng.bit_generator.state, "torch_rng": generator.get_state(),
-                     "config": asdict(config)}
-            with atomic_path(out / "last.pt") as tmp:
-                torch.save(state, tmp)
+        while step < config.steps and not out_of_time():
+            t_data = time.time()
+            if step and step % config.refresh_every == 0:
+                pool[int(rng.integers(len(pool)))] = draw_volume()
+            data_s = time.time() - t_data
+            images, targets = [], []
+            for _ in range(config.batch_size):
+                volume, target = pool[int(rng.integers(len(pool)))]
+                x, y = _random_patch(volume, target, config.patch_size, rng)
+                images.append(torch.from_numpy(np.ascontiguousarray(x))[None])
+                targets.append(torch.from_numpy(np.ascontiguousarray(y)).long()[None])
+            # augment where the network runs: on a GPU the blur and rotations are free there
+            x, y = augment_batch(torch.stack(images).to(device), torch.stack(targets).to(device), generator)
+            for group in optimizer.param_groups:
+                group["lr"] = _learning_rate(step, config, elapsed())
+            optimizer.zero_grad(set_to_none=True)
+            with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=on_gpu):
+                prediction = model(x)
+            loss = loss_fn(prediction.float(), y)
+            loss.backward()
+            optimizer.step()
+            step += 1
+            finished = step == config.steps or out_of_time()
+            record = {"step": step, "loss": float(loss.detach()), "lr": optimizer.param_groups[0]["lr"],
+                      "elapsed_s": round(elapsed(), 1),
+                      # time spent waiting for a fresh volume: shows when the generator, not the
+                      # network, sets the pace (add --workers)
+                      "data_s": round(data_s, 3)}
+            if config.val_every and (step % config.val_every == 0 or finished):
+                record.update(_validate(model, network, val_scans, device))
+                if record["val_f1_50"] + record["val_f1_75"] > best:
+                    best = record["val_f1_50"] + record["val_f1_75"]
+                    save_weights(model, out / "best.pt", network, _metadata(config, step, record, command))
+            history.append(record)
+            with open(log_path, "a") as log:
+                log.write(json.dumps(record) + "\n")
+            bar.update(1)
+            bar.set_postfix(loss=f"{record['loss']:.3f}",
+                            **({"val_f1": f"{record['val_f1_50']:.3f}"} if "val_f1_50" in record else {}))
+            if step % config.checkpoint_every == 0 or finished:
+                state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                         "step": step, "history": history, "best": best, "elapsed_s": elapsed(),
+                         "rng": rng.bit_generator.state, "torch_rng": generator.get_state(),
+                         "config": asdict(config)}
+                with atomic_path(last) as tmp:
+                    torch.save(state, tmp)
     bar.close()
     final = out / "model.pt"
     last_record = history[-1] if history else {}
