@@ -84,14 +84,20 @@ def grain_threshold(sample: np.ndarray, n_classes: int | None = None) -> float:
     # its mean lies >= 1.5 summed standard deviations above the second class (a
     # Gaussian cut in half gives 1.33, split epoxy ~1.2, distinct phases >= 1.7
     # on our synthetic tuning scans) and it holds >= 0.4 times the volume of the
-    # brightest class (partial-volume shells: 0.2-0.25; phases: >= 0.7).
+    # brightest class (partial-volume shells: 0.2-0.25; phases: >= 0.7). The
+    # second class must also be the epoxy, >= 10 % of the sample: on scans whose
+    # grains barely stand out of the epoxy (contrast ~0.08 of the grey range),
+    # four classes split off a thin shell of air/epoxy partial-volume voxels as
+    # the "second" class and put the cut below the epoxy, so that the whole
+    # sample counts as grain (a 4.5x particle-size estimate on one such scan).
     thresholds = threshold_multiotsu(sample, classes=4)
     edges = np.concatenate([[-np.inf], thresholds, [np.inf]])
     classes = [sample[(sample > edges[i]) & (sample <= edges[i + 1])] for i in range(4)]
     if min(c.size for c in classes) > 1:
         second, third, brightest = classes[1:]
         separation = (third.mean() - second.mean()) / (second.std() + third.std() + 1e-12)
-        if separation >= 1.5 and third.size >= 0.4 * brightest.size:
+        epoxy_share = second.size / (second.size + third.size + brightest.size)
+        if separation >= 1.5 and third.size >= 0.4 * brightest.size and epoxy_share >= 0.1:
             return float(thresholds[1])
     return float(threshold_multiotsu(sample, classes=3)[1])
 
