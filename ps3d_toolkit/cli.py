@@ -342,7 +342,9 @@ def _segment(subparsers):
     model.add_argument("--device", default="auto", help="auto (GPU when present), cpu, cuda or mps")
     model.add_argument("--overlap", type=float, default=0.25,
                        help="sliding-window overlap in [0, 1) (default 0.25)")
-    model.add_argument("--tta", action="store_true", help="average over 8 mirrorings (8x slower)")
+    model.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
+                       help="average over 8 mirrorings of the scan (default: on a GPU only; "
+                            "8x the network time)")
     model.add_argument("--network-diameter", type=_positive, default=None, metavar="VOX",
                        help="mean particle diameter in voxels on the network's grid (default: the "
                             "weights' own, 20 for the shipped model; larger is slower)")
@@ -361,9 +363,10 @@ def _run_segment(args) -> int:
     start = time.perf_counter()
     options = {}
     if method == "model":
-        options = dict(weights=args.weights, device=args.device, overlap=args.overlap, tta=args.tta,
+        options = dict(weights=args.weights, device=args.device, overlap=args.overlap,
+                       tta="auto" if args.tta is None else args.tta,
                        target_diameter_vox=args.network_diameter)
-    elif args.weights is not None or args.tta or args.network_diameter is not None:
+    elif args.weights is not None or args.tta is not None or args.network_diameter is not None:
         raise ValueError("--weights, --tta and --network-diameter apply to the model, not to "
                          f"--method {method}")
     labels = segment(scan.image, spacing=scan.spacing, particle_size_mm=size,

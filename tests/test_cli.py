@@ -183,6 +183,29 @@ def test_model_method_without_weights_is_a_clear_error(capsys, files, tmp_path, 
     assert_one_line_error(code, err, "model", "otsu-watershed")
 
 
+@pytest.mark.parametrize("flag, expected", [(None, "auto"), ("--tta", True), ("--no-tta", False)])
+def test_tta_flag_reaches_the_model(capsys, files, tmp_path, monkeypatch, flag, expected):
+    import ps3d_toolkit.segmentation
+
+    seen = {}
+
+    def fake_segment(image, **kwargs):
+        seen.update(kwargs)
+        return np.zeros(image.shape, np.uint32)
+
+    monkeypatch.setattr(ps3d_toolkit.segmentation, "segment", fake_segment)
+    argv = ["segment", files["tif"], "--method", "model", "-o", tmp_path / "l.npy"]
+    code, _, err = run(capsys, *argv, *([flag] if flag else []))
+    assert code == 0, err
+    assert seen["tta"] == expected
+
+
+def test_tta_with_a_baseline_is_a_clear_error(capsys, files, tmp_path):
+    code, _, err = run(capsys, "segment", files["tif"], "--method", "otsu-watershed", "--no-tta",
+                       "-o", tmp_path / "l.npy")
+    assert_one_line_error(code, err, "--tta", "otsu-watershed")
+
+
 def test_usage_errors_are_one_line(capsys):
     assert_one_line_error(*run(capsys)[::2], "COMMAND")
     assert_one_line_error(*run(capsys, "segment", "scan.tif")[::2], "--output")

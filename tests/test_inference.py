@@ -52,7 +52,7 @@ def test_model_without_particle_size(sample):
     scan, truth = sample
     labels, details = segment_with_model(np.asarray(scan.image), spacing=scan.spacing,
                                          device="cpu", progress=False, return_details=True)
-    assert "size_estimate" in details
+    assert "size_estimate" in details and "model_mask_estimate" in details
     assert 0.7 < details["particle_size_mm"] / scan.particle_size_mm < 1.3
     assert 0 < details["network_seconds"] < details["seconds"]
     assert evaluate_instances(truth, labels)["f1_50"] >= SAMPLE_F1_50_FLOOR - 0.05
@@ -91,6 +91,44 @@ def test_window_sizes_cover_the_scan_with_least_work():
     assert probs.shape == (3, 20, 24, 100) and np.allclose(probs.sum(0), 1, atol=1e-4)
     with pytest.raises(ValueError, match="roi_size"):
         predict_probabilities(x, model, roi_size="big", progress=False)
+
+
+@pytest.mark.slow
+def test_too_small_size_estimate_is_corrected_from_the_model_mask(sample, monkeypatch):
+    # Noise fragments the Otsu mask and the first estimate comes out too small;
+    # the estimate on the model's own particle mask sends the model back near the truth.
+    import ps3d_toolkit.inference as inference
+    from ps3d_toolkit.evaluate import evaluate_instances
+    from ps3d_toolkit.preprocess import SizeEstimate
+
+    scan, truth = sample
+    real = inference.estimate_particle_size
+
+    def fragmented_first_estimate(image, *, spacing, foreground=None, **kwargs):
+        if foreground is None:
+            return SizeEstimate(0.5 * scan.particle_size_mm, 0.3, 100)
+        return real(image, spacing=spacing, foreground=foreground, **kwargs)
+
+    monkeypatch.setattr(inference, "estimate_particle_size", fragmented_first_estimate)
+    f1 = {}
+    for refine in (False, True):
+        labels, details = segment_with_model(np.asarray(scan.image), spacing=scan.spacing,
+                                             device="cpu", progress=False, refine_size=refine,
+                                             return_details=True)
+        f1[refine] = evaluate_instances(truth, labels)["f1_50"]
+    assert 0.85 < details["particle_size_mm"] / scan.particle_size_mm < 1.2, details
+    assert f1[True] >= SAMPLE_F1_50_FLOOR and f1[True] > f1[False] + 0.05, f1
+
+
+def test_tta_is_automatic_on_a_gpu_only():
+    model = build_network().eval()
+    image = np.random.default_rng(2).normal(size=(16, 16, 16)).astype(np.float32)
+    run = dict(spacing=1.0, particle_size_mm=18.0, weights=(model, DEFAULT_CONFIG), device="cpu",
+               progress=False, return_details=True)
+    assert segment_with_model(image, **run)[1]["tta"] is False
+    assert segment_with_model(image, tta=True, **run)[1]["tta"] is True
+    with pytest.raises(ValueError, match="tta"):
+        segment_with_model(image, tta="sometimes", **run)
 
 
 def test_segment_with_loaded_model_pair_keeps_shape():
