@@ -209,9 +209,9 @@ def segment_with_model(image, *, spacing, particle_size_mm=None, weights=None,
         make the first estimate too small (0.7x), which the model's mask
         corrects; a too-large first estimate comes from touching grains, which
         both masks merge alike. On 56 development scans (24 of the benchmark's
-        kinds, 32 low-contrast / ring / angular stress scans) the re-run
-        changed mean F1@0.5 by -0.001, +0.020 and +0.003 (one scan +0.18), and
-        re-ran on 4, 5 and 4 of them. An earlier check that measured the
+        kinds; 2 x 16 low-contrast / ring / angular stress scans) it changed
+        mean F1@0.5 by -0.0015, +0.020 (one scan +0.18) and +0.0025, re-running
+        on 4, 5 and 2 of them. An earlier check that measured the
         particles' own sizes instead made scans worse: at a wrong scale the
         model can split grains and measure them smaller still.
     target_diameter_vox : float, optional
