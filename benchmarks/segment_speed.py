@@ -26,6 +26,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _machine import cpu_model  # noqa: E402
 
 CONFIGS = [
     ("otsu-watershed", dict(method="otsu-watershed")),
@@ -135,7 +137,7 @@ def main(argv=None) -> int:
         args.section,
         "",
         f"Command: `{command}`"
-        f" ({time.strftime('%Y-%m-%d')}). Machine: {platform.processor() or platform.machine()}, "
+        f" ({time.strftime('%Y-%m-%d')}). Machine: {cpu_model(platform.machine())}, "
         f"{os.cpu_count()} cores, {args.threads} torch/OpenMP threads, device {_device_name(args.device)}; "
         "a shared machine, so compare ratios within this table rather than across runs.",
         f"Scan: synthetic, {' x '.join(map(str, scan.image.shape))} voxels "
