@@ -283,8 +283,9 @@ SliceViewer(scan.image, results[best], spacing=scan.spacing, outline=True)
 """),
     md("""
 **On a GPU**, pass `device="cuda"` (the default `"auto"` picks it); the sliding-window inference then
-runs in mixed precision, and `tta=True` (average over mirrored copies, 8x the work) becomes
-affordable. **Large scans** (several GB) are read lazily from zarr.
+runs in mixed precision and, by default (`tta="auto"`), averages over the 8 mirrored copies of
+the scan (test-time augmentation: +0.006 F1@0.5 on our development scans, +0.2 s on a GPU; on a
+CPU it is off unless you pass `tta=True`). **Large scans** (several GB) are read lazily from zarr.
 
 **Next:** tutorial 3 measures every particle.
 """),
