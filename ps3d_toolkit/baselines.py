@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 
 from ps3d_toolkit._validation import check_positive, check_spacing, check_volume
 
-__all__ = ["otsu_watershed", "snow", "grain_threshold", "otsu_sample", "distance_map", "BASELINES"]
+__all__ = ["otsu_watershed", "snow", "grain_threshold", "threshold_grains", "otsu_sample", "distance_map", "BASELINES"]
 
 # Otsu on a strided subsample: the histogram of a few million voxels is as good as
 # that of a billion, and the full-volume histogram dominates the run time otherwise.
@@ -102,6 +102,21 @@ def grain_threshold(sample: np.ndarray, n_classes: int | None = None) -> float:
     return float(threshold_multiotsu(sample, classes=3)[1])
 
 
+def threshold_grains(smooth: np.ndarray, n_classes: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Voxels of a (smoothed) scan above :func:`grain_threshold`, and the sub-sample it used.
+
+    Returns
+    -------
+    mask, sample
+        Boolean grain mask (all False for a scan of one grey value) and the
+        :func:`otsu_sample` the threshold was computed on.
+    """
+    sample = otsu_sample(smooth)
+    if np.ptp(sample) == 0:
+        return np.zeros(smooth.shape, bool), sample
+    return smooth > grain_threshold(sample, n_classes), sample
+
+
 def _foreground_mask(image: np.ndarray, *, n_classes: int | None = None, smooth_sigma: float = 0.5) -> np.ndarray:
     """Grain voxels: brighter than the epoxy, found by multi-level Otsu.
 
@@ -117,10 +132,9 @@ def _foreground_mask(image: np.ndarray, *, n_classes: int | None = None, smooth_
     image = image.astype(np.float32, copy=False)
     if smooth_sigma > 0:
         image = ndimage.gaussian_filter(image, smooth_sigma)
-    sample = otsu_sample(image)
+    mask, sample = threshold_grains(image, n_classes)
     if np.ptp(sample) == 0:
-        return np.zeros(image.shape, bool)
-    mask = image > grain_threshold(sample, n_classes)
+        return mask
     mask = ndimage.binary_opening(mask, structure=ndimage.generate_binary_structure(3, 1))
     return ndimage.binary_fill_holes(mask)
 

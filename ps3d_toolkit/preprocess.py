@@ -232,7 +232,7 @@ def _grain_mask_for_size(image: np.ndarray) -> np.ndarray:
     The grey values are first freed of cupping (:func:`flatten_radial_trend`),
     which otherwise puts the centre's grains below the rim's epoxy on
     low-contrast scans. The threshold is the baselines' one
-    (:func:`ps3d_toolkit.baselines.grain_threshold`); the mask is cleaned here
+    (:func:`ps3d_toolkit.baselines.threshold_grains`); the mask is cleaned here
     with a 5-voxel majority filter rather than an opening: noisy, low-contrast
     scans leave holes in the grains that shrink the distance map (0.58x
     estimates). When filling the holes would make the mask swallow more
@@ -241,13 +241,12 @@ def _grain_mask_for_size(image: np.ndarray) -> np.ndarray:
     """
     from skimage.filters import threshold_otsu
 
-    from .baselines import grain_threshold, otsu_sample
+    from .baselines import threshold_grains
 
     smooth = ndimage.gaussian_filter(flatten_radial_trend(image), 0.5)
-    sample_values = otsu_sample(smooth)
+    mask, sample_values = threshold_grains(smooth)
     if np.ptp(sample_values) == 0:
-        return np.zeros(image.shape, bool)
-    mask = smooth > grain_threshold(sample_values)
+        return mask
     # A binary median (majority) filter is a box mean above one half.
     mask = ndimage.uniform_filter(mask.astype(np.float32), 5) > 0.5
     filled = ndimage.binary_fill_holes(mask)
