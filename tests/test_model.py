@@ -187,7 +187,7 @@ def test_stress_scans_push_past_the_hard_preset():
         make_training_volume(rng, network, stress_fraction=1.5)
 
 
-def test_export_sets_the_inference_diameter_and_keeps_its_history(tmp_path, monkeypatch):
+def test_export_sets_diameter_and_threshold_and_keeps_its_history(tmp_path, monkeypatch):
     from ps3d_toolkit.model import training
     from ps3d_toolkit.model.export import export_weights
     from ps3d_toolkit.synthetic import generate_scan
@@ -207,6 +207,13 @@ def test_export_sets_the_inference_diameter_and_keeps_its_history(tmp_path, monk
     assert len(meta["export_history"]) == 1
     with pytest.raises(ValueError, match="inference_diameter_vox"):
         export_weights(src, tmp_path / "bad.pt", inference_diameter_vox=-1)
+    # a threshold chosen elsewhere is kept, and the validation scans are scored at it
+    third = export_weights(second, tmp_path / "third.pt", core_threshold=0.77)
+    _, config, meta = load_weights(third)
+    assert config["core_threshold"] == 0.77 and list(meta["core_threshold_scores"]) == ["0.77"]
+    assert len(meta["export_history"]) == 2
+    with pytest.raises(ValueError, match="core_threshold"):
+        export_weights(src, tmp_path / "bad.pt", core_threshold=1.5)
 
 
 def test_train_command_passes_target_diameter_workers_and_time_limit(monkeypatch, tmp_path):

@@ -49,13 +49,16 @@ def choose_core_threshold(model, config, scans, thresholds=CORE_THRESHOLDS) -> t
 
 
 def export_weights(src, dst, *, note: str | None = None,
-                   inference_diameter_vox: float | None = None) -> Path:
+                   inference_diameter_vox: float | None = None,
+                   core_threshold: float | None = None) -> Path:
     """Choose the core threshold on the validation scans and write ``dst``.
 
     ``inference_diameter_vox`` sets the particle diameter on the network's grid
     at inference (default: keep the source's); the threshold is chosen there.
-    A source that was itself exported keeps its export commands in
-    ``export_history``.
+    ``core_threshold`` sets the threshold instead of choosing it (e.g. one
+    chosen on a larger development set, ``benchmarks/dev_core_threshold.py``);
+    the validation scans are then scored at it. A source that was itself
+    exported keeps its export commands in ``export_history``.
     """
     from .training import validation_scans
 
@@ -64,7 +67,12 @@ def export_weights(src, dst, *, note: str | None = None,
         if not inference_diameter_vox > 0:
             raise ValueError(f"inference_diameter_vox must be > 0, got {inference_diameter_vox!r}")
         config = {**config, "inference_diameter_vox": float(inference_diameter_vox)}
-    threshold, scores = choose_core_threshold(model, config, validation_scans())
+    thresholds = CORE_THRESHOLDS
+    if core_threshold is not None:
+        if not 0 < core_threshold < 1:
+            raise ValueError(f"core_threshold must be in (0, 1), got {core_threshold!r}")
+        thresholds = (float(core_threshold),)
+    threshold, scores = choose_core_threshold(model, config, validation_scans(), thresholds)
     config = {**config, "core_threshold": threshold}
     if "export_command" in metadata:
         metadata = {**metadata, "export_history": [*metadata.get("export_history", []),
@@ -87,9 +95,12 @@ def main(argv=None) -> int:
     parser.add_argument("--inference-diameter", type=float, default=None,
                         help="particle diameter in voxels on the network's grid at inference "
                              "(default: the source's, else its training target)")
+    parser.add_argument("--core-threshold", type=float, default=None,
+                        help="set the core threshold instead of choosing it on the validation scans")
     args = parser.parse_args(argv)
     path = export_weights(args.src, args.dst, note=args.note,
-                          inference_diameter_vox=args.inference_diameter)
+                          inference_diameter_vox=args.inference_diameter,
+                          core_threshold=args.core_threshold)
     print(f"wrote {path}")
     return 0
 
