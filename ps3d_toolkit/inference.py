@@ -186,7 +186,7 @@ def segment_with_model(image, *, spacing, particle_size_mm=None, weights=None,
         Average over the 8 mirrorings of the scan. ``"auto"``: on a GPU, where
         it costs little (+0.2 s on a 5.9 Mvoxel scan, H100), not on a CPU
         (8x the network time). On 24 development scans it raised mean F1@0.5
-        from 0.923 to 0.929 and F1@0.75 from 0.844 to 0.857.
+        from 0.923 to 0.929 and F1@0.75 from 0.844 to 0.857 (core threshold 0.9).
     device : {"auto", "cpu", "cuda", "mps"}
         Where the network runs; ``"auto"`` prefers a GPU.
     min_particle_fraction : float
@@ -211,7 +211,7 @@ def segment_with_model(image, *, spacing, particle_size_mm=None, weights=None,
         both masks merge alike. On 56 development scans (24 of the benchmark's
         kinds; 2 x 16 low-contrast / ring / angular stress scans) it changed
         mean F1@0.5 by -0.0015, +0.020 (one scan +0.18) and +0.0025, re-running
-        on 4, 5 and 2 of them. An earlier check that measured the
+        on 4, 5 and 2 of them (core threshold 0.9). An earlier check that measured the
         particles' own sizes instead made scans worse: at a wrong scale the
         model can split grains and measure them smaller still.
     target_diameter_vox : float, optional
