@@ -21,7 +21,8 @@ from tqdm.auto import tqdm
 
 from ps3d_toolkit._validation import check_positive, check_spacing, check_volume
 
-__all__ = ["otsu_watershed", "snow", "grain_threshold", "threshold_grains", "otsu_sample", "distance_map", "BASELINES"]
+__all__ = ["otsu_watershed", "snow", "grain_threshold", "threshold_grains", "otsu_sample",
+           "distance_map", "BASELINES"]
 
 # Otsu on a strided subsample: the histogram of a few million voxels is as good as
 # that of a billion, and the full-volume histogram dominates the run time otherwise.
