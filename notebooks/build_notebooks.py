@@ -434,8 +434,10 @@ The parameters:
 * **min_distance_fraction** (otsu-watershed) — how far apart two seeds must be, as a fraction of the
   mean radius: lower splits more, higher merges more.
 * **sigma** (snow) — smoothing of the distance map before the peak search.
-* **min_core_voxels**, **overlap**, **tta** (model) — the smallest predicted core that seeds a
-  particle, the overlap of the sliding windows and test-time mirroring.
+* **core_threshold**, **min_core_voxels**, **overlap**, **tta** (model) — the core probability
+  above which a voxel seeds a particle (higher splits touching grains, lower keeps small ones), the
+  smallest predicted core that seeds a particle, the overlap of the sliding windows and test-time
+  mirroring.
 """),
     SETUP,
     code("""

@@ -440,5 +440,7 @@ def test_tuner_model_options_reach_the_model(grains_in_epoxy, tmp_path):
     assert result["labels"].shape == tuner.crop.shape and result["labels"].dtype == np.uint32
     assert tuner.update(target_diameter_vox=24)["labels"].shape == tuner.crop.shape
     assert "target_diameter_vox=24" in tuner.settings_code()
+    assert tuner.update(core_threshold=0.6)["labels"].shape == tuner.crop.shape
+    assert "core_threshold=0.6" in tuner.settings_code()
     assert tuner.settings()["weights"] == str(weights)
     assert f"weights={str(weights)!r}" in tuner.settings_code()

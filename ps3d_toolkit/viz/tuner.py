@@ -44,6 +44,9 @@ PARAMETERS: dict = {
         "target_diameter_vox": ("choice", None, (None, 16, 18, 20, 22, 24), None,
                                 "particle diameter on the network's grid (voxels): auto = the "
                                 "weights' own (20); larger is slower"),
+        "core_threshold": ("choice", None, (None, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9), None,
+                           "core probability that seeds a particle: auto = the weights' own "
+                           "(0.75); higher splits touching grains, lower keeps small ones"),
         "tta": ("bool", False, None, None, "average over mirrored inputs (8x slower)"),
     },
 }
