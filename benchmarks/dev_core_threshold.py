@@ -13,7 +13,6 @@ Run: ``python benchmarks/dev_core_threshold.py [--thresholds 0.6 0.7 ...]``
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 import time
 from pathlib import Path
@@ -68,13 +67,13 @@ def main(argv=None) -> int:
 
     torch.set_num_threads(args.threads)
     from ps3d_toolkit.evaluate import evaluate_instances
-    from ps3d_toolkit.inference import _classes_from_core_border, load_model, predict_probabilities
-    from ps3d_toolkit.postprocess import border_core_to_instances
+    from ps3d_toolkit.inference import (instances_from_core_border, load_model, network_diameter,
+                                        predict_probabilities)
     from ps3d_toolkit.preprocess import (normalize_intensity, resample_image, resample_to_shape,
                                          zoom_factors)
 
     model, config, _ = load_model(args.weights, device="cpu")
-    diameter = config.get("inference_diameter_vox") or config["target_diameter_vox"]
+    diameter = network_diameter(config)
     rows = []
     for n, (group, name, scan) in enumerate(development_scans()):
         if args.limit is not None and n >= args.limit:
@@ -87,12 +86,9 @@ def main(argv=None) -> int:
         core_border = resample_to_shape(probs[1:], scan.image.shape)
         row = {"group": group, "name": name}
         for threshold in args.thresholds:
-            labels = border_core_to_instances(
-                _classes_from_core_border(core_border, threshold), spacing=scan.spacing,
-                min_core_voxels=max(1, int(round(8 / float(np.prod(zoom))))),
-                min_particle_fraction=0.02,
-                expected_particle_voxels=math.pi / 6 * scan.particle_size_mm**3
-                / float(np.prod(scan.spacing)))
+            labels = instances_from_core_border(
+                core_border, spacing=scan.spacing, zoom=zoom,
+                particle_size_mm=scan.particle_size_mm, core_threshold=threshold)
             metrics = evaluate_instances(scan.labels, labels)
             row[threshold] = (metrics["f1_50"], metrics["f1_75"])
         rows.append(row)

@@ -260,8 +260,7 @@ def segment_with_model(image, *, spacing, particle_size_mm=None, weights=None,
             print(f"ps3d: {estimate}")
 
     def run(size_mm):
-        zoom = zoom_factors(spacing, size_mm, target_diameter_vox
-                            or config.get("inference_diameter_vox") or config["target_diameter_vox"])
+        zoom = zoom_factors(spacing, size_mm, network_diameter(config, target_diameter_vox))
         small = resample_image(normalized, zoom)
         t_net = time.perf_counter()
         probs = predict_probabilities(small, model, roi_size=roi_size, overlap=overlap,
@@ -271,13 +270,10 @@ def segment_with_model(image, *, spacing, particle_size_mm=None, weights=None,
         # Trilinear resampling keeps the three probabilities summing to one, so
         # only core and border need resampling to the scan's grid.
         core_border = resample_to_shape(probs[1:], image.shape)
-        classes = _classes_from_core_border(core_border, core_threshold)
-        voxel_ratio = float(np.prod(zoom))
-        labels = border_core_to_instances(
-            classes, spacing=spacing,
-            min_core_voxels=max(1, int(round(min_core_voxels / voxel_ratio))),
-            min_particle_fraction=min_particle_fraction,
-            expected_particle_voxels=math.pi / 6 * size_mm**3 / float(np.prod(spacing)))
+        labels = instances_from_core_border(
+            core_border, spacing=spacing, zoom=zoom, particle_size_mm=size_mm,
+            core_threshold=core_threshold, min_core_voxels=min_core_voxels,
+            min_particle_fraction=min_particle_fraction)
         details["network_shape"] = small.shape
         return labels
 
@@ -295,6 +291,43 @@ def segment_with_model(image, *, spacing, particle_size_mm=None, weights=None,
     details.update(particle_size_mm=particle_size_mm, seconds=time.perf_counter() - t0,
                    n_particles=int(labels.max()))
     return (labels, details) if return_details else labels
+
+
+def network_diameter(config: dict, override: float | None = None) -> float:
+    """Mean particle diameter in voxels on the network's grid: ``override``, else the
+    weights' ``inference_diameter_vox``, else the diameter they were trained at."""
+    return override or config.get("inference_diameter_vox") or config["target_diameter_vox"]
+
+
+def instances_from_core_border(core_border, *, spacing, zoom, particle_size_mm: float,
+                               core_threshold: float, min_core_voxels: int = 8,
+                               min_particle_fraction: float = 0.02) -> np.ndarray:
+    """The instance step of :func:`segment_with_model` on the scan's own grid.
+
+    Parameters
+    ----------
+    core_border : np.ndarray
+        (2, z, y, x) core and border probabilities, resampled to the scan's grid.
+    spacing : tuple of 3 float
+        Voxel size in mm.
+    zoom : tuple of 3 float
+        Scan-to-network zoom factors (``min_core_voxels`` is in network voxels).
+    particle_size_mm : float
+        Mean particle diameter the scan was normalised with; the reference
+        volume of ``min_particle_fraction``.
+    core_threshold, min_core_voxels, min_particle_fraction
+        See :func:`segment_with_model`.
+
+    Returns
+    -------
+    np.ndarray
+        uint32 labels.
+    """
+    return border_core_to_instances(
+        _classes_from_core_border(core_border, core_threshold), spacing=spacing,
+        min_core_voxels=max(1, int(round(min_core_voxels / float(np.prod(zoom))))),
+        min_particle_fraction=min_particle_fraction,
+        expected_particle_voxels=math.pi / 6 * particle_size_mm**3 / float(np.prod(spacing)))
 
 
 def _classes_from_core_border(core_border: np.ndarray, core_threshold: float = 0.5) -> np.ndarray:

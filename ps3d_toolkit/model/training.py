@@ -17,12 +17,12 @@ workers.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import time
 from collections import deque
-import contextlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -244,7 +244,6 @@ class _VolumeQueue:
 
     def get(self):
         """The oldest requested volume (waits for it if it is not ready yet)."""
-        self._top_up()
         volume = self._pending.popleft().result()
         self._top_up()
         return volume
