@@ -1,9 +1,9 @@
 """Benchmark the classic baselines on synthetic scans with exact ground truth.
 
 Generates a handful of scans of different difficulty with
-``ps3d_toolkit.synthetic.generate_scan``, segments each with every baseline
+``ps3d_toolkit.data.synthetic.generate_scan``, segments each with every baseline
 (Otsu + distance-transform watershed, porespy SNOW), scores the result with
-``ps3d_toolkit.evaluate.evaluate_instances`` and writes one table to
+``ps3d_toolkit.analysis.evaluate.evaluate_instances`` and writes one table to
 ``docs/baselines.md`` (and prints it).
 
 Run from the repository root::
@@ -30,10 +30,10 @@ import scipy
 import skimage
 from _machine import cpu_model
 
-from ps3d_toolkit._atomic import atomic_path
-from ps3d_toolkit.baselines import BASELINES
-from ps3d_toolkit.evaluate import evaluate_instances
-from ps3d_toolkit.synthetic import generate_scan
+from ps3d_toolkit.core.atomic import atomic_path
+from ps3d_toolkit.segmentation.classic import BASELINES
+from ps3d_toolkit.analysis.evaluate import evaluate_instances
+from ps3d_toolkit.data.synthetic import generate_scan
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -137,8 +137,8 @@ def report(rows, command: str, load: str) -> str:
     lines = [
         "# Classic baselines on synthetic scans",
         "",
-        "Instance scores of the two classic segmenters in `ps3d_toolkit.baselines` against the exact",
-        "labels of phantoms from `ps3d_toolkit.synthetic.generate_scan`. A predicted particle matches a",
+        "Instance scores of the two classic segmenters in `ps3d_toolkit.segmentation.classic` against the exact",
+        "labels of phantoms from `ps3d_toolkit.data.synthetic.generate_scan`. A predicted particle matches a",
         "true one when their IoU is strictly above the threshold; PQ (panoptic quality) is at IoU > 0.5.",
         "Both methods get the true mean particle size (`particle_size_mm`) and otherwise their defaults;",
         "the seed-distance defaults were chosen on other seeds (1 and 2). One caveat: the automatic",

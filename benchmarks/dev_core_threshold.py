@@ -26,7 +26,7 @@ from model_accuracy import SCANS  # noqa: E402
 
 def development_scans():
     """Yield ``(group, name, scan)`` for the 56 development scans."""
-    from ps3d_toolkit.synthetic import generate_scan
+    from ps3d_toolkit.data.synthetic import generate_scan
 
     for base in (7000, 7100):
         for i, (name, preset, diameter, overrides) in enumerate(SCANS):
@@ -66,10 +66,10 @@ def main(argv=None) -> int:
     import torch
 
     torch.set_num_threads(args.threads)
-    from ps3d_toolkit.evaluate import evaluate_instances
-    from ps3d_toolkit.inference import (instances_from_core_border, load_model, network_diameter,
+    from ps3d_toolkit.analysis.evaluate import evaluate_instances
+    from ps3d_toolkit.segmentation.model.inference import (instances_from_core_border, load_model, network_diameter,
                                         predict_probabilities)
-    from ps3d_toolkit.preprocess import (normalize_intensity, resample_image, resample_to_shape,
+    from ps3d_toolkit.segmentation.normalize import (normalize_intensity, resample_image, resample_to_shape,
                                          zoom_factors)
 
     model, config, _ = load_model(args.weights, device="cpu")

@@ -1,4 +1,4 @@
-"""Accuracy of ps3d_toolkit.measure on digital shapes with exact answers.
+"""Accuracy of ps3d_toolkit.measurement on digital shapes with exact answers.
 
 For balls, ellipsoids, cubes, boxes, cylinders, plates and rotated cubes at
 several sizes and voxel spacings (isotropic and anisotropic), with random
@@ -21,8 +21,8 @@ from scipy import ndimage as ndi
 from scipy.spatial.transform import Rotation
 from skimage.measure import marching_cubes, mesh_surface_area
 
-from ps3d_toolkit.measure import measure
-from ps3d_toolkit.measure._surface import ellipsoid_area
+from ps3d_toolkit.measurement import measure
+from ps3d_toolkit.measurement.surface import ellipsoid_area
 
 SPACINGS = [(1.0, 1.0, 1.0), (2.0, 1.0, 1.0), (1.0, 0.6, 1.3)]
 

@@ -1,10 +1,10 @@
-"""Speed of ps3d_toolkit.measure against scikit-image and porespy on the same labels.
+"""Speed of ps3d_toolkit.measurement against scikit-image and porespy on the same labels.
 
 A 192^3 label volume holds ~1,000 randomly oriented ellipsoids (semi-axes 4-9
 voxels, seeded, not touching each other), so every particle's true volume,
 surface area, sphericity and axes are known. In one run, on those labels:
 
-- ``ps3d_toolkit.measure.measure`` (the full table, and with ``shape=False``);
+- ``ps3d_toolkit.measurement.measure`` (the full table, and with ``shape=False``);
 - ``skimage.measure.regionprops_table`` with label, area, centroid, bbox,
   inertia_tensor_eigvals (fewer properties: no surface, no Feret);
 - ``porespy.metrics.regionprops_3D`` (porespy 3.x takes the label image only,
@@ -88,13 +88,13 @@ def timed(function, repeats, warm_up=True):
 
 
 def run_ours(labels, workers=1):
-    from ps3d_toolkit.measure import measure
+    from ps3d_toolkit.measurement import measure
 
     return measure(labels, spacing=1.0, workers=workers, progress=False)
 
 
 def run_ours_no_shape(labels):
-    from ps3d_toolkit.measure import measure
+    from ps3d_toolkit.measurement import measure
 
     return measure(labels, spacing=1.0, shape=False, progress=False)
 
@@ -125,7 +125,7 @@ def machine() -> str:
 
 def accuracy(ours, porespy_rows, axes, inside):
     """Median and 95th percentile of |relative error| against the analytic ellipsoids (interior particles)."""
-    from ps3d_toolkit.measure._surface import ellipsoid_area
+    from ps3d_toolkit.measurement.surface import ellipsoid_area
 
     a, b, c = axes.T
     truth = {
@@ -162,7 +162,7 @@ def accuracy(ours, porespy_rows, axes, inside):
 def write_section(text: str, path: Path = DOC) -> None:
     """Replace (or append) the measurement section of docs/performance.md, atomically."""
     sys.path.insert(0, str(path.parent.parent))
-    from ps3d_toolkit._atomic import atomic_path
+    from ps3d_toolkit.core.atomic import atomic_path
 
     old = path.read_text(encoding="utf-8") if path.exists() else "# Performance\n"
     pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.S | re.M)

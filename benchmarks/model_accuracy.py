@@ -53,10 +53,10 @@ def main(argv=None) -> int:
     import torch
 
     torch.set_num_threads(args.threads)
-    from ps3d_toolkit.baselines import otsu_watershed
-    from ps3d_toolkit.evaluate import evaluate_instances
-    from ps3d_toolkit.inference import segment_with_model
-    from ps3d_toolkit.synthetic import generate_scan
+    from ps3d_toolkit.segmentation.classic import otsu_watershed
+    from ps3d_toolkit.analysis.evaluate import evaluate_instances
+    from ps3d_toolkit.segmentation.model.inference import segment_with_model
+    from ps3d_toolkit.data.synthetic import generate_scan
 
     rows = []
     for i, (name, preset, diameter, overrides) in enumerate(SCANS):

@@ -53,7 +53,7 @@ def worker(scan_dir: str, options: dict, threads: int, device: str, warmup: bool
     import torch
 
     torch.set_num_threads(threads)
-    from ps3d_toolkit.evaluate import evaluate_instances
+    from ps3d_toolkit.analysis.evaluate import evaluate_instances
     from ps3d_toolkit.segmentation import segment
 
     image = np.load(Path(scan_dir) / "image.npy")
@@ -103,7 +103,7 @@ def main(argv=None) -> int:
 
     import numpy as np
 
-    from ps3d_toolkit.synthetic import generate_scan
+    from ps3d_toolkit.data.synthetic import generate_scan
 
     scan = generate_scan(tuple(args.shape), args.diameter, seed=777, preset="medium")
     tmp = tempfile.mkdtemp(prefix="ps3d_speed_")
@@ -175,7 +175,7 @@ def _device_name(device: str) -> str:
 
 def _replace_section(path: Path, heading: str, text: str) -> None:
     """Replace one '## ' section of a markdown file (or append it)."""
-    from ps3d_toolkit._atomic import atomic_path
+    from ps3d_toolkit.core.atomic import atomic_path
 
     old = path.read_text() if path.exists() else "# Performance\n"
     pattern = re.compile(rf"^{re.escape(heading)}\n.*?(?=^## |\Z)", re.S | re.M)

@@ -13,7 +13,7 @@ import argparse
 import json
 from pathlib import Path
 
-from ps3d_toolkit._atomic import atomic_path
+from ps3d_toolkit.core.atomic import atomic_path
 from ps3d_toolkit.data import make_sample
 from ps3d_toolkit.io import save_labels, save_scan
 

@@ -183,7 +183,7 @@ the CPU otherwise; this notebook times each method so you know what to expect on
 import torch
 
 from ps3d_toolkit.segmentation import METHODS, default_method
-from ps3d_toolkit.model import weights_available
+from ps3d_toolkit.segmentation.model import weights_available
 
 device = "cuda" if torch.cuda.is_available() else ("mps" if torch.backends.mps.is_available() else "cpu")
 print(f"torch {torch.__version__}, running on: {device}"
@@ -199,7 +199,7 @@ it; for a scan without it, `estimate_particle_size` finds it from the distance m
 it is (a relative spread above ~0.6 means: check it).
 """),
     code("""
-from ps3d_toolkit.preprocess import estimate_particle_size
+from ps3d_toolkit.segmentation.normalize import estimate_particle_size
 
 estimate = estimate_particle_size(scan.image, spacing=scan.spacing)
 print(estimate)
@@ -232,7 +232,7 @@ when it overlaps its true self by more than half / three quarters) and the **pan
 We run every available method on the same scan.
 """),
     code("""
-from ps3d_toolkit.evaluate import evaluate_instances
+from ps3d_toolkit.analysis.evaluate import evaluate_instances
 
 methods = [m for m in METHODS if m != "model" or weights_available()]
 results, times, rows = {method: labels}, {method: seconds}, []   # the default method ran above
@@ -320,7 +320,7 @@ each particle's **phase fractions** and its **liberation class** (locked / middl
 respect to the first phase). Name the phases after your minerals.
 """),
     code("""
-from ps3d_toolkit.measure import measure, propose_phase_thresholds
+from ps3d_toolkit.measurement import measure, propose_phase_thresholds
 
 phases = propose_phase_thresholds(scan.image, labels, n_phases=2, names=["light", "dense"])
 phases
@@ -344,7 +344,7 @@ The main columns:
 Save it as CSV or Parquet for your own analysis:
 """),
     code("""
-from ps3d_toolkit.measure import save_table
+from ps3d_toolkit.measurement import save_table
 
 print(save_table(table, workdir / "particles.csv"))
 table[["eq_diameter_mm", "sphericity", "elongation", "flatness", "feret_max_mm"]].describe().round(3)
@@ -357,7 +357,7 @@ counts every grain once; *volume-weighted* (what a sieve analysis gives) weights
 volume. d10 / d50 / d90 are the sizes below which 10 / 50 / 90 % lie.
 """),
     code("""
-from ps3d_toolkit import stats
+from ps3d_toolkit.analysis import stats
 
 pd.DataFrame({weight: stats.percentiles(table, weight=weight) for weight in ("number", "volume")})
 """),
@@ -489,7 +489,7 @@ tuner.update(particle_size_mm=scan.particle_size_mm)
 print(tuner.settings_code())
 """),
     code("""
-from ps3d_toolkit.evaluate import evaluate_instances
+from ps3d_toolkit.analysis.evaluate import evaluate_instances
 from ps3d_toolkit.segmentation import segment
 
 labels = segment(scan.image, spacing=scan.spacing, progress=False, **tuner.settings())
@@ -540,7 +540,7 @@ with its ground truth as a one-scan label set.
 """),
     code("""
 from ps3d_toolkit.io import save_labels, save_scan, write_metadata
-from ps3d_toolkit.model.training import load_label_set
+from ps3d_toolkit.training.loop import load_label_set
 
 label_set = workdir / "my_labels"
 (label_set / "sample").mkdir(parents=True)
@@ -570,8 +570,8 @@ ps3d train --data my_labels --init default --steps 300 --output runs/mine
 ```
 """),
     code("""
-from ps3d_toolkit.model import weights_available
-from ps3d_toolkit.model.training import TrainingConfig, train
+from ps3d_toolkit.segmentation.model import weights_available
+from ps3d_toolkit.training.loop import TrainingConfig, train
 
 config = TrainingConfig(
     output_dir=str(workdir / "finetune"),
@@ -612,7 +612,7 @@ when it exists, for comparison. After only 20 steps do not expect an improvement
 what count here.
 """),
     code("""
-from ps3d_toolkit.evaluate import evaluate_instances
+from ps3d_toolkit.analysis.evaluate import evaluate_instances
 from ps3d_toolkit.segmentation import segment
 
 candidates = {"fine-tuned (20 steps)": weights}
@@ -666,7 +666,7 @@ For the phases, `propose_phase_thresholds` splits the grey levels inside the par
 minerals and pass your own intervals where you know better.
 """),
     code("""
-from ps3d_toolkit.measure import measure, propose_phase_thresholds
+from ps3d_toolkit.measurement import measure, propose_phase_thresholds
 from ps3d_toolkit.segmentation import segment
 
 start = time.perf_counter()
@@ -696,7 +696,7 @@ liberation_table(table)
 Both writes are atomic: an interrupted run never leaves a half-written file that looks complete.
 """),
     code("""
-from ps3d_toolkit.evaluate import evaluate_instances
+from ps3d_toolkit.analysis.evaluate import evaluate_instances
 from ps3d_toolkit.report import export_tables, write_report
 
 report = write_report(table, workdir / "report.html", scan=scan, labels=labels,
@@ -720,7 +720,7 @@ from IPython.display import HTML
 HTML(f'<iframe srcdoc="{html.escape(report.read_text())}" style="width:100%;height:600px;border:1px solid #ccc"></iframe>')
 """),
     code("""
-from ps3d_toolkit.stats import fig_cumulative_psd
+from ps3d_toolkit.analysis.stats import fig_cumulative_psd
 
 fig_cumulative_psd(table)
 """),

@@ -15,9 +15,9 @@ _EXPORTS = {
     "save_labels": "ps3d_toolkit.io",
     "Scan": "ps3d_toolkit.io",
     "segment": "ps3d_toolkit.segmentation",
-    "measure": "ps3d_toolkit.measure",
-    "evaluate_instances": "ps3d_toolkit.evaluate",
-    "generate_scan": "ps3d_toolkit.synthetic",
+    "measure": "ps3d_toolkit.measurement",
+    "evaluate_instances": "ps3d_toolkit.analysis.evaluate",
+    "generate_scan": "ps3d_toolkit.data.synthetic",
     "load_sample": "ps3d_toolkit.data",
 }
 

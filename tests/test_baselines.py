@@ -1,12 +1,12 @@
-"""Tests for ps3d_toolkit.baselines on small phantoms with known particles."""
+"""Tests for ps3d_toolkit.segmentation.classic on small phantoms with known particles."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from ps3d_toolkit.baselines import BASELINES, _foreground_mask, otsu_watershed, snow
-from ps3d_toolkit.evaluate import match_instances
+from ps3d_toolkit.segmentation.classic import BASELINES, _foreground_mask, otsu_watershed, snow
+from ps3d_toolkit.analysis.evaluate import match_instances
 
 SHAPE = (40, 48, 56)
 CENTRES = [(20, 24, 18), (20, 24, 37)]  # 19 voxels apart: radius-10 balls overlap by 2
@@ -129,7 +129,7 @@ def test_snow_rejects_a_bad_r_max():
 def test_distance_map_matches_scipy_with_anisotropy():
     from scipy import ndimage
 
-    from ps3d_toolkit.baselines import distance_map
+    from ps3d_toolkit.segmentation.classic import distance_map
 
     mask = np.random.default_rng(0).random((20, 24, 28)) > 0.2
     for spacing in ((1.0, 1.0, 1.0), (2.0, 1.0, 1.0), (0.5, 0.25, 0.25)):

@@ -13,7 +13,7 @@ import pytest
 
 from ps3d_toolkit import cli
 from ps3d_toolkit.io import load_labels, load_scan, save_labels, save_scan
-from ps3d_toolkit.synthetic import generate_scan
+from ps3d_toolkit.data.synthetic import generate_scan
 
 SPACING = 0.01
 
@@ -83,16 +83,16 @@ def test_segment_reads_the_stored_spacing_and_writes_by_extension(capsys, files,
 
 
 def test_segment_network_diameter_reaches_the_model(capsys, files, tmp_path, monkeypatch):
-    import ps3d_toolkit.inference
+    import ps3d_toolkit.segmentation.model.inference
 
     seen = {}
-    original = ps3d_toolkit.inference.segment_with_model
+    original = ps3d_toolkit.segmentation.model.inference.segment_with_model
 
     def spy(image, **options):
         seen.update(options)
         return original(image, **options)
 
-    monkeypatch.setattr(ps3d_toolkit.inference, "segment_with_model", spy)
+    monkeypatch.setattr(ps3d_toolkit.segmentation.model.inference, "segment_with_model", spy)
     out = tmp_path / "labels.npy"
     assert run(capsys, "segment", files["tif"], "--network-diameter", "16", "-o", out, "-q")[0] == 0
     assert seen["target_diameter_vox"] == 16.0 and np.load(out).max() > 0
@@ -176,9 +176,9 @@ def test_unknown_output_extension_fails_before_any_work(capsys, files, tmp_path,
 
 
 def test_model_method_without_weights_is_a_clear_error(capsys, files, tmp_path, monkeypatch):
-    import ps3d_toolkit.model
+    import ps3d_toolkit.segmentation.model
 
-    monkeypatch.setattr(ps3d_toolkit.model, "weights_available", lambda path=None: False)
+    monkeypatch.setattr(ps3d_toolkit.segmentation.model, "weights_available", lambda path=None: False)
     code, _, err = run(capsys, "segment", files["tif"], "--method", "model", "-o", tmp_path / "l.npy")
     assert_one_line_error(code, err, "model", "otsu-watershed")
 

@@ -1,4 +1,4 @@
-"""Tests for ps3d_toolkit.evaluate on label images with answers known by construction."""
+"""Tests for ps3d_toolkit.analysis.evaluate on label images with answers known by construction."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from ps3d_toolkit.evaluate import evaluate_instances, evaluate_many, match_instances
+from ps3d_toolkit.analysis.evaluate import evaluate_instances, evaluate_many, match_instances
 
 SCORES = ("f1_50", "precision_50", "recall_50", "f1_75", "precision_75", "recall_75", "pq", "sq", "rq")
 

@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 import torch
 
-from ps3d_toolkit.inference import (load_model, predict_probabilities, segment_with_model,
+from ps3d_toolkit.segmentation.model.inference import (load_model, predict_probabilities, segment_with_model,
                                     select_device, window_sizes)
-from ps3d_toolkit.model import DEFAULT_WEIGHTS
-from ps3d_toolkit.model.network import DEFAULT_CONFIG, build_network
+from ps3d_toolkit.segmentation.model import DEFAULT_WEIGHTS
+from ps3d_toolkit.segmentation.model.network import DEFAULT_CONFIG, build_network
 
 # The shipped model scores F1@0.5 ~0.99 on the sample (docs/model_card.md); the floor
 # leaves room for CPU/library differences but fails on a broken model or pipeline.
@@ -33,7 +33,7 @@ def test_shipped_weights_exist_and_load():
 
 @pytest.mark.slow
 def test_model_segments_bundled_sample(sample):
-    from ps3d_toolkit.evaluate import evaluate_instances
+    from ps3d_toolkit.analysis.evaluate import evaluate_instances
 
     scan, truth = sample
     labels = segment_with_model(np.asarray(scan.image), spacing=scan.spacing,
@@ -47,7 +47,7 @@ def test_model_segments_bundled_sample(sample):
 
 @pytest.mark.slow
 def test_model_without_particle_size(sample):
-    from ps3d_toolkit.evaluate import evaluate_instances
+    from ps3d_toolkit.analysis.evaluate import evaluate_instances
 
     scan, truth = sample
     labels, details = segment_with_model(np.asarray(scan.image), spacing=scan.spacing,
@@ -97,9 +97,9 @@ def test_window_sizes_cover_the_scan_with_least_work():
 def test_too_small_size_estimate_is_corrected_from_the_model_mask(sample, monkeypatch):
     # Noise fragments the Otsu mask and the first estimate comes out too small;
     # the estimate on the model's own particle mask sends the model back near the truth.
-    import ps3d_toolkit.inference as inference
-    from ps3d_toolkit.evaluate import evaluate_instances
-    from ps3d_toolkit.preprocess import SizeEstimate
+    import ps3d_toolkit.segmentation.model.inference as inference
+    from ps3d_toolkit.analysis.evaluate import evaluate_instances
+    from ps3d_toolkit.segmentation.normalize import SizeEstimate
 
     scan, truth = sample
     real = inference.estimate_particle_size

@@ -1,4 +1,4 @@
-"""Tests of ps3d_toolkit.measure on shapes whose answers are known exactly."""
+"""Tests of ps3d_toolkit.measurement on shapes whose answers are known exactly."""
 
 from __future__ import annotations
 
@@ -8,14 +8,14 @@ import pytest
 from scipy.spatial.transform import Rotation
 
 import ps3d_toolkit
-from ps3d_toolkit.measure import (
+from ps3d_toolkit.measurement import (
     liberation_class,
     measure,
     particle_mesh,
     propose_phase_thresholds,
     save_table,
 )
-from ps3d_toolkit.measure._surface import ellipsoid_area, feret_max, surface_area
+from ps3d_toolkit.measurement.surface import ellipsoid_area, feret_max, surface_area
 
 CUBE_SPHERICITY = (np.pi / 6) ** (1 / 3)  # 0.806
 
@@ -246,7 +246,7 @@ def test_empty_and_tiny_particles():
 
 
 def test_threads_and_confidence(monkeypatch):
-    from ps3d_toolkit.measure import _surface
+    from ps3d_toolkit.measurement import surface as _surface
 
     monkeypatch.setattr(_surface, "_BATCH_VOXELS", 6000)  # several batches for the threads to share
     rng = np.random.default_rng(5)
@@ -368,8 +368,8 @@ def test_propose_phase_thresholds_splits_a_bimodal_histogram():
 
 def test_package_level_measure_is_callable_twice():
     labels = box_labels((3, 3, 3))
-    first = ps3d_toolkit.measure(labels, progress=False)
-    second = ps3d_toolkit.measure(labels, progress=False)
+    first = ps3d_toolkit.measurement(labels, progress=False)
+    second = ps3d_toolkit.measurement(labels, progress=False)
     pd.testing.assert_frame_equal(first, second)
 
 

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from ps3d_toolkit.model.network import DEFAULT_CONFIG, build_network, load_weights, save_weights
-from ps3d_toolkit.model.targets import BORDER, CORE, border_core_targets
-from ps3d_toolkit.model.training import TrainingConfig, load_label_set, train
+from ps3d_toolkit.segmentation.model.network import DEFAULT_CONFIG, build_network, load_weights, save_weights
+from ps3d_toolkit.training.targets import BORDER, CORE, border_core_targets
+from ps3d_toolkit.training.loop import TrainingConfig, load_label_set, train
 
 
 def test_targets_shell_thickness():
@@ -104,7 +104,7 @@ def test_generator_workers_give_the_same_run_every_time(tmp_path):
 
 
 def test_time_limit_stops_the_run_and_sets_the_schedule(tmp_path):
-    from ps3d_toolkit.model.training import _learning_rate
+    from ps3d_toolkit.training.loop import _learning_rate
 
     config = TrainingConfig(steps=10_000, learning_rate=1e-3, time_limit_s=100.0)
     # the cosine decay follows the time when it is further along than the steps
@@ -131,7 +131,7 @@ def test_time_limited_run_ends_with_weights(tmp_path):
 @pytest.mark.slow
 def test_fine_tune_on_user_label_set(tmp_path):
     from ps3d_toolkit.io import save_labels, save_scan, write_metadata
-    from ps3d_toolkit.synthetic import generate_scan
+    from ps3d_toolkit.data.synthetic import generate_scan
 
     scan = generate_scan((40, 48, 48), 12, seed=4, preset="easy")
     folder = tmp_path / "labels" / "grain_a"
@@ -161,7 +161,7 @@ def test_shipped_model_card_travels_with_the_weights():
     """The card in the package is the card in docs/ (so they cannot drift apart)."""
     from pathlib import Path
 
-    from ps3d_toolkit.model import DEFAULT_WEIGHTS
+    from ps3d_toolkit.segmentation.model import DEFAULT_WEIGHTS
 
     card = DEFAULT_WEIGHTS.with_suffix(".md")
     docs = Path(__file__).resolve().parents[1] / "docs" / "model_card.md"
@@ -170,8 +170,8 @@ def test_shipped_model_card_travels_with_the_weights():
 
 
 def test_stress_scans_push_past_the_hard_preset():
-    from ps3d_toolkit.model.training import make_training_volume, stress_overrides
-    from ps3d_toolkit.synthetic import PRESETS
+    from ps3d_toolkit.training.loop import make_training_volume, stress_overrides
+    from ps3d_toolkit.data.synthetic import PRESETS
 
     rng = np.random.default_rng(0)
     draws = [stress_overrides(rng) for _ in range(200)]
@@ -188,9 +188,9 @@ def test_stress_scans_push_past_the_hard_preset():
 
 
 def test_export_sets_diameter_and_threshold_and_keeps_its_history(tmp_path, monkeypatch):
-    from ps3d_toolkit.model import training
-    from ps3d_toolkit.model.export import export_weights
-    from ps3d_toolkit.synthetic import generate_scan
+    from ps3d_toolkit.segmentation.model import training
+    from ps3d_toolkit.training.export import export_weights
+    from ps3d_toolkit.data.synthetic import generate_scan
 
     monkeypatch.setattr(training, "validation_scans",
                         lambda: [generate_scan((32, 32, 32), 10, seed=1, preset="easy")])
@@ -217,7 +217,7 @@ def test_export_sets_diameter_and_threshold_and_keeps_its_history(tmp_path, monk
 
 
 def test_train_command_passes_target_diameter_workers_and_time_limit(monkeypatch, tmp_path):
-    from ps3d_toolkit.model import cli_train
+    from ps3d_toolkit.segmentation.model import cli_train
 
     seen = []
     monkeypatch.setattr(cli_train, "train", lambda config, **kw: seen.append(config) or tmp_path)

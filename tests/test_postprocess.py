@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from ps3d_toolkit.model.targets import border_core_targets
-from ps3d_toolkit.postprocess import border_core_to_instances, drop_small_particles
+from ps3d_toolkit.training.targets import border_core_targets
+from ps3d_toolkit.segmentation.instances import border_core_to_instances, drop_small_particles
 
 
 def _ball(shape, centre, radius):
@@ -40,8 +40,8 @@ def test_two_touching_balls_give_two_labels():
 
 
 def test_round_trip_recovers_many_packed_particles():
-    from ps3d_toolkit.evaluate import evaluate_instances
-    from ps3d_toolkit.synthetic import generate_scan
+    from ps3d_toolkit.analysis.evaluate import evaluate_instances
+    from ps3d_toolkit.data.synthetic import generate_scan
 
     scan = generate_scan((48, 80, 80), mean_diameter_vox=16, seed=2, preset="medium")
     classes = border_core_targets(scan.labels, border_vox=2)

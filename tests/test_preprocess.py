@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from ps3d_toolkit.preprocess import (estimate_particle_size, normalize_intensity, resample_image,
+from ps3d_toolkit.segmentation.normalize import (estimate_particle_size, normalize_intensity, resample_image,
                                      resample_labels, resample_to_shape, zoom_factors)
-from ps3d_toolkit.synthetic import generate_scan
+from ps3d_toolkit.data.synthetic import generate_scan
 
 
 def test_normalize_intensity_is_scale_free():
@@ -71,7 +71,7 @@ def test_size_estimate_on_empty_scan_errors():
 
 
 def test_mean_particle_diameter_mm():
-    from ps3d_toolkit.preprocess import mean_particle_diameter_mm
+    from ps3d_toolkit.segmentation.normalize import mean_particle_diameter_mm
 
     labels = np.zeros((10, 10, 10), np.uint32)
     labels[:2, :2, :2] = 1   # 8 voxels
@@ -82,7 +82,7 @@ def test_mean_particle_diameter_mm():
 
 
 def test_flatten_radial_trend_removes_cupping():
-    from ps3d_toolkit.preprocess import flatten_radial_trend
+    from ps3d_toolkit.segmentation.normalize import flatten_radial_trend
 
     scan = generate_scan((48, 96, 96), 14, seed=3, preset="medium", cupping=0.3, ring_strength=0.0,
                          noise=0.02, cylinder_radius_fraction=0.45)

@@ -12,11 +12,11 @@ import pytest
 from PIL import Image
 
 from ps3d_toolkit import cli
-from ps3d_toolkit.evaluate import evaluate_instances
+from ps3d_toolkit.analysis.evaluate import evaluate_instances
 from ps3d_toolkit.io import Scan, save_labels, save_scan
-from ps3d_toolkit.measure import measure
+from ps3d_toolkit.measurement import measure
 from ps3d_toolkit.report import build_report, export_tables, liberation_table, summary_table, write_report
-from ps3d_toolkit.stats import percentiles
+from ps3d_toolkit.analysis.stats import percentiles
 
 SPACING = 0.1
 

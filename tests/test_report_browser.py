@@ -25,7 +25,7 @@ _PLOTS_JS = """() => Array.from(document.querySelectorAll('.js-plotly-plot')).ma
 
 def test_mineralogy_report_renders_every_figure_offline(browser, tmp_path, shots):
     from ps3d_toolkit.data import load_sample
-    from ps3d_toolkit.measure import measure
+    from ps3d_toolkit.measurement import measure
     from ps3d_toolkit.report import write_report
 
     scan, truth = load_sample()

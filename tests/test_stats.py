@@ -1,4 +1,4 @@
-"""Tests of ps3d_toolkit.stats on tables whose distributions are known by hand."""
+"""Tests of ps3d_toolkit.analysis.stats on tables whose distributions are known by hand."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import pandas as pd
 import plotly.graph_objects as go
 import pytest
 
-from ps3d_toolkit import stats
-from ps3d_toolkit.measure import liberation_class, measure
+from ps3d_toolkit.analysis import stats
+from ps3d_toolkit.measurement import liberation_class, measure
 
 
 def table_of(diameters, **columns):

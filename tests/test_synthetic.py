@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from ps3d_toolkit.synthetic import PRESETS, generate_scan, random_params
+from ps3d_toolkit.data.synthetic import PRESETS, generate_scan, random_params
 
 
 @pytest.fixture(scope="module")

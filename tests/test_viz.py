@@ -428,7 +428,7 @@ def test_tuner_controls_follow_updates_from_code_and_method_changes(grains_in_ep
 
 
 def test_tuner_model_options_reach_the_model(grains_in_epoxy, tmp_path):
-    from ps3d_toolkit.model.network import DEFAULT_CONFIG, build_network, save_weights
+    from ps3d_toolkit.segmentation.model.network import DEFAULT_CONFIG, build_network, save_weights
 
     image, truth = grains_in_epoxy
     torch = pytest.importorskip("torch")

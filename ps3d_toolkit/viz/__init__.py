@@ -17,7 +17,7 @@ The logic behind each control is in plain functions (``orthogonal_slices``,
 ``window_image``, ``overlay_labels``, ``particle_at``, ``selection_to_labels``,
 ``preview_region``, ...) that work without a browser. The distribution figures
 (size histogram, cumulative PSD, sphericity, Zingg) are in
-:mod:`ps3d_toolkit.stats`.
+:mod:`ps3d_toolkit.analysis.stats`.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Linked views: select grains in a scatter of the particle table, see them in the scan.
 
 A box or lasso selection in a scatter plot (particle size against sphericity,
-the Zingg diagram of ``ps3d_toolkit.stats``, or any two table columns) turns
+the Zingg diagram of ``ps3d_toolkit.analysis.stats``, or any two table columns) turns
 into label ids (:func:`selection_to_labels`), those ids into a mask
 (:func:`selection_mask`), and the slice viewer highlights them and moves to the
 largest one; a button shows the selected grains in 3D.
@@ -13,7 +13,7 @@ import html
 
 import numpy as np
 
-from ps3d_toolkit._validation import check_labels
+from ps3d_toolkit.core.checks import check_labels
 from ps3d_toolkit.viz.viewer import _NotebookView
 
 __all__ = ["LinkedExplorer", "fig_scatter", "point_labels", "selection_mask", "selection_to_labels"]
@@ -154,11 +154,11 @@ class LinkedExplorer(_NotebookView):
     labels : array_like of int, 3D
         The labels the table was measured on.
     table : pandas.DataFrame
-        Particle table (``ps3d_toolkit.measure.measure``).
+        Particle table (``ps3d_toolkit.measurement.measure``).
     spacing : float or 3 floats, optional
         Voxel size in mm; default ``table.attrs["spacing_mm"]``.
     figure : plotly figure, optional
-        The scatter to select in, e.g. ``ps3d_toolkit.stats.fig_zingg(table)``;
+        The scatter to select in, e.g. ``ps3d_toolkit.analysis.stats.fig_zingg(table)``;
         default :func:`fig_scatter` of ``x`` against ``y``.
     x, y : str
         Columns of the default scatter.

@@ -1,7 +1,7 @@
 """3D views of individual particles: marching-cubes surfaces as plotly meshes.
 
 The surface of each particle comes from
-:func:`ps3d_toolkit.measure.particle_mesh` (scikit-image's marching cubes on
+:func:`ps3d_toolkit.measurement.particle_mesh` (scikit-image's marching cubes on
 the lightly smoothed mask, in mm), the same surface whose convex hull gives the
 table's Feret diameter; each particle keeps the colour it has in the slice
 viewer (:func:`ps3d_toolkit.viz.viewer.label_colors`).
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ps3d_toolkit._validation import check_labels, check_spacing
+from ps3d_toolkit.core.checks import check_labels, check_spacing
 from ps3d_toolkit.viz.viewer import label_colors
 
 __all__ = ["fig_particles_3d", "mesh_trace"]
@@ -75,7 +75,7 @@ def fig_particles_3d(labels, label_ids, *, spacing=1.0, opacity: float = 1.0, sm
         Surface opacity in (0, 1]; below 1 shows particles behind others.
     smooth_vox : float, optional
         Gaussian smoothing (voxels) of the mask before marching cubes; default:
-        that of :func:`ps3d_toolkit.measure.particle_mesh`.
+        that of :func:`ps3d_toolkit.measurement.particle_mesh`.
     title : str, optional
         Figure title; default lists the particles.
 
@@ -91,7 +91,7 @@ def fig_particles_3d(labels, label_ids, *, spacing=1.0, opacity: float = 1.0, sm
     """
     import plotly.graph_objects as go
 
-    from ps3d_toolkit.measure import particle_mesh
+    from ps3d_toolkit.measurement import particle_mesh
 
     labels = check_labels(labels, "labels")
     spacing = check_spacing(spacing)

@@ -18,7 +18,7 @@ import time
 
 import numpy as np
 
-from ps3d_toolkit._validation import check_labels, check_positive, check_same_shape, check_spacing, check_volume
+from ps3d_toolkit.core.checks import check_labels, check_positive, check_same_shape, check_spacing, check_volume
 from ps3d_toolkit.viz.viewer import _NotebookView
 
 __all__ = ["PARAMETERS", "SegmentationTuner", "available_methods", "preview_region"]
@@ -59,7 +59,7 @@ _SLAB_DIAMETERS = 2.5
 
 def available_methods() -> tuple:
     """The methods the tuner offers: the model only when its weights ship."""
-    from ps3d_toolkit.model import weights_available
+    from ps3d_toolkit.segmentation.model import weights_available
     from ps3d_toolkit.segmentation import METHODS
 
     return tuple(m for m in METHODS if m != "model" or weights_available())
@@ -148,7 +148,7 @@ class SegmentationTuner(_NotebookView):
             truth = check_labels(truth, "truth")
             check_same_shape(image, truth, "image", "truth")
         if particle_size_mm is None:
-            from ps3d_toolkit.preprocess import estimate_particle_size
+            from ps3d_toolkit.segmentation.normalize import estimate_particle_size
 
             particle_size_mm = estimate_particle_size(image, spacing=self.spacing).particle_size_mm
         particle_size_mm = check_positive(particle_size_mm, "particle_size_mm")
@@ -260,7 +260,7 @@ class SegmentationTuner(_NotebookView):
             ``d10_mm``, ``d50_mm``, ``d90_mm`` (volume-weighted, of those
             particles; NaN when none),
             ``seconds`` and, with a ground truth, ``scores``
-            (:func:`ps3d_toolkit.evaluate.evaluate_instances`).
+            (:func:`ps3d_toolkit.analysis.evaluate.evaluate_instances`).
         """
         method = changes.pop("method", self.params["method"])
         if method not in self.methods:
@@ -275,9 +275,9 @@ class SegmentationTuner(_NotebookView):
         return self.result
 
     def _run(self) -> dict:
-        from ps3d_toolkit.measure import measure
+        from ps3d_toolkit.measurement import measure
         from ps3d_toolkit.segmentation import segment
-        from ps3d_toolkit.stats import percentiles
+        from ps3d_toolkit.analysis.stats import percentiles
 
         options = self.settings()
         method = options.pop("method")
@@ -300,7 +300,7 @@ class SegmentationTuner(_NotebookView):
         else:
             result.update(d10_mm=np.nan, d50_mm=np.nan, d90_mm=np.nan)
         if self.truth is not None:
-            from ps3d_toolkit.evaluate import evaluate_instances
+            from ps3d_toolkit.analysis.evaluate import evaluate_instances
 
             result["scores"] = evaluate_instances(self.truth, labels)
         return result

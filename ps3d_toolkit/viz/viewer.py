@@ -13,13 +13,14 @@ can drive the viewer exactly as a user's slider would.
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 
 import numpy as np
 
-from ps3d_toolkit._validation import check_labels, check_same_shape, check_spacing, check_volume
+from ps3d_toolkit.core.arrays import strided_sample
+from ps3d_toolkit.core.checks import check_labels, check_lazy_volume, check_same_shape, check_spacing
+from ps3d_toolkit.viz.slices import (HIGHLIGHT_RGB, default_window, label_colors, overlay_labels, png_data_uri,
+                                     window_image)
 
 __all__ = [
     "HIGHLIGHT_RGB",
@@ -38,13 +39,6 @@ __all__ = [
 
 #: The three planes, named by the axis they cut: plane ``"z"`` shows (y, x) at one z.
 PLANES = ("z", "y", "x")
-#: Colour of highlighted (selected) particles in the overlay.
-HIGHLIGHT_RGB = (255, 230, 0)
-# Spreads successive label ids around the colour wheel (golden-ratio hue steps), so
-# that neighbours, which usually have close ids, get clearly different colours.
-_GOLDEN = 0.618033988749895
-# A few million voxels fix the percentiles of a scan as well as all of them.
-_WINDOW_SAMPLE = 2_000_000
 
 
 def _check_position(position, shape) -> tuple:
@@ -113,160 +107,6 @@ def plane_to_voxel(plane: str, index: int, row: int, col: int) -> tuple:
     return (row, col, index)
 
 
-def default_window(image, percentiles=(0.5, 99.5)) -> tuple:
-    """A contrast window (low, high) from percentiles of the grey values.
-
-    Parameters
-    ----------
-    image : array_like
-        Grey values (any shape); large images are subsampled evenly.
-    percentiles : 2 floats
-        Lower and upper percentile in [0, 100].
-
-    Returns
-    -------
-    tuple of 2 float
-        ``low < high`` (widened by one grey level for a constant image).
-    """
-    low_p, high_p = (float(p) for p in percentiles)
-    if not 0 <= low_p < high_p <= 100:
-        raise ValueError(f"percentiles must be two increasing numbers in [0, 100], got {percentiles!r}")
-    sample = _subsample(image)
-    low, high = np.percentile(sample, [low_p, high_p])
-    if high <= low:
-        low, high = low - 0.5, low + 0.5
-    return float(low), float(high)
-
-
-def _subsample(image) -> np.ndarray:
-    """An even subsample of at most ~2 million values, read without loading a lazy array whole."""
-    array = image if hasattr(image, "shape") and hasattr(image, "__getitem__") else np.asarray(image)
-    ndim = len(array.shape)
-    if ndim == 0:
-        return np.asarray(array, dtype=np.float64).ravel()
-    size = int(np.prod(array.shape))
-    stride = max(1, int(np.ceil((size / _WINDOW_SAMPLE) ** (1 / ndim))))
-    return np.asarray(array[(slice(None, None, stride),) * ndim], dtype=np.float64)
-
-
-def _check_lazy_volume(image, name: str):
-    """A 3D numeric array, kept lazy (zarr, dask) when it is one: the viewer reads planes only."""
-    if isinstance(image, np.ndarray) or not (hasattr(image, "shape") and hasattr(image, "dtype")):
-        return check_volume(image, name)
-    if len(image.shape) != 3 or 0 in tuple(image.shape):
-        raise ValueError(f"{name} must be a non-empty 3D array (z, y, x), got shape {tuple(image.shape)}")
-    if not (np.issubdtype(np.dtype(image.dtype), np.number) or np.dtype(image.dtype) == bool):
-        raise TypeError(f"{name} must hold numbers, got dtype {image.dtype}")
-    return image
-
-
-def window_image(image, low: float, high: float) -> np.ndarray:
-    """Map grey values to 8 bits: ``low`` and below to 0, ``high`` and above to 255.
-
-    Parameters
-    ----------
-    image : array_like
-        Grey values.
-    low, high : float
-        The contrast window, ``low < high``.
-
-    Returns
-    -------
-    np.ndarray of uint8
-        Same shape as ``image``, linear inside the window.
-    """
-    low, high = float(low), float(high)
-    if not high > low:
-        raise ValueError(f"the contrast window needs low < high, got low={low}, high={high}")
-    scaled = (np.asarray(image, dtype=np.float64) - low) * (255.0 / (high - low))
-    return np.clip(np.round(scaled), 0, 255).astype(np.uint8)
-
-
-def label_colors(ids) -> np.ndarray:
-    """A fixed, bright colour per label id; 0 (background) is black.
-
-    The colour depends on the id only, so a particle has the same colour in
-    every plane, in the 3D view and in every figure.
-
-    Parameters
-    ----------
-    ids : array_like of int
-        Label ids.
-
-    Returns
-    -------
-    np.ndarray of uint8, shape (n, 3)
-        RGB per id.
-    """
-    from skimage.color import hsv2rgb
-
-    ids = np.asarray(ids, dtype=np.int64).ravel()
-    hsv = np.empty((ids.size, 1, 3))
-    hsv[:, 0, 0] = (ids * _GOLDEN) % 1.0
-    # Two saturation/value levels alternate so that ids whose hues come close still differ.
-    hsv[:, 0, 1] = np.where(ids % 2 == 0, 0.75, 0.95)
-    hsv[:, 0, 2] = np.where(ids % 3 == 0, 0.85, 1.0)
-    rgb = np.round(hsv2rgb(hsv)[:, 0] * 255).astype(np.uint8)
-    rgb[ids == 0] = 0
-    return rgb
-
-
-def overlay_labels(grey, labels, *, opacity: float = 0.4, highlight=None, outline: bool = False) -> np.ndarray:
-    """Colour particles over a grey-value plane.
-
-    Parameters
-    ----------
-    grey : array_like of uint8, 2D
-        The plane after :func:`window_image`.
-    labels : array_like of int, 2D
-        The label plane of the same shape (0 = background).
-    opacity : float
-        Weight of the particle colour in [0, 1]: 0 shows the grey values only,
-        1 paints particles in flat colour.
-    highlight : iterable of int, optional
-        Particles drawn in :data:`HIGHLIGHT_RGB` at an opacity of at least 0.7,
-        so that a selection stands out whatever the overlay opacity.
-    outline : bool
-        Also draw each particle's boundary pixels in its full colour.
-
-    Returns
-    -------
-    np.ndarray of uint8, shape (rows, cols, 3)
-        RGB image.
-    """
-    grey = np.asarray(grey)
-    labels = np.asarray(labels)
-    if grey.ndim != 2 or labels.shape != grey.shape:
-        raise ValueError(f"grey and labels must be 2D planes of one shape, got {grey.shape} and {labels.shape}")
-    opacity = float(opacity)
-    if not 0 <= opacity <= 1:
-        raise ValueError(f"opacity must be in [0, 1], got {opacity!r}")
-    rgb = np.repeat(grey.astype(np.float64)[..., None], 3, axis=2)
-    ids, inverse = np.unique(labels, return_inverse=True)
-    colors = label_colors(ids)[inverse.reshape(labels.shape)].astype(np.float64)
-    alpha = np.where(labels > 0, opacity, 0.0)
-    if highlight is not None:
-        chosen = np.isin(labels, np.asarray(list(highlight), dtype=np.int64)) & (labels > 0)
-        colors[chosen] = HIGHLIGHT_RGB
-        alpha[chosen] = max(opacity, 0.7)
-    if outline:
-        from skimage.segmentation import find_boundaries
-
-        edge = find_boundaries(labels, mode="inner") & (labels > 0)
-        alpha[edge] = 1.0
-    rgb = rgb * (1 - alpha[..., None]) + colors * alpha[..., None]
-    return np.clip(np.round(rgb), 0, 255).astype(np.uint8)
-
-
-def png_data_uri(rgb) -> str:
-    """An RGB (or grey) uint8 image as a ``data:image/png;base64,...`` URI."""
-    from PIL import Image
-
-    buffer = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(rgb, dtype=np.uint8)).save(buffer, format="PNG")
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
-
-
 def particle_at(labels, position) -> int:
     """The label id at voxel ``position`` (z, y, x); 0 is background."""
     shape = getattr(labels, "shape", None)
@@ -276,7 +116,7 @@ def particle_at(labels, position) -> int:
 
 
 def particle_row(table, label: int):
-    """The row of particle ``label`` in a particle table (see ``ps3d_toolkit.measure``).
+    """The row of particle ``label`` in a particle table (see ``ps3d_toolkit.measurement``).
 
     Returns
     -------
@@ -328,7 +168,7 @@ class SliceViewer(_NotebookView):
     spacing : float or 3 floats
         Voxel size in mm; the planes are drawn to scale, axes in mm.
     table : pandas.DataFrame, optional
-        Particle table (``ps3d_toolkit.measure``) whose row is shown on click.
+        Particle table (``ps3d_toolkit.measurement``) whose row is shown on click.
     position : 3 ints, optional
         Starting voxel; default: the centre.
     window : 2 floats, optional
@@ -353,7 +193,7 @@ class SliceViewer(_NotebookView):
 
     def __init__(self, image, labels=None, *, spacing=1.0, table=None, position=None, window=None,
                  opacity: float = 0.4, outline: bool = False, height_px: int = 400):
-        self.image = _check_lazy_volume(image, "image")
+        self.image = check_lazy_volume(image, "image")
         if labels is not None:
             labels = check_labels(labels, "labels")
             check_same_shape(self.image, labels, "image", "labels")
@@ -485,7 +325,7 @@ class SliceViewer(_NotebookView):
                                continuous_update=False, layout=w.Layout(width="32%")) for k in range(3)]
         for k, slider in enumerate(sliders):
             slider.observe(lambda change, k=k: self._on_slider(k, change["new"]), names="value")
-        sample = _subsample(self.image)
+        sample = strided_sample(self.image)
         lo, hi = float(sample.min()), float(sample.max())
         lo, hi = min(lo, self.window[0]), max(hi, self.window[1])
         window = w.FloatRangeSlider(value=self.window, min=lo, max=hi, step=(hi - lo) / 500 or 1,

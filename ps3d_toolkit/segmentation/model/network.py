@@ -1,0 +1,111 @@
+"""The border-core 3D U-Net and its weight files.
+
+A MONAI ``UNet`` with residual units: strided convolutions down, transposed
+convolutions up, instance norm. Its first convolution already halves the
+resolution, which makes it several times faster on a CPU than a U-Net with a
+full-resolution encoder stage, at no measurable cost for 2-voxel borders
+(see docs/model_card.md).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from monai.networks.nets import UNet
+
+__all__ = ["DEFAULT_CONFIG", "build_network", "save_weights", "load_weights"]
+
+#: Everything inference needs to know besides the weights. Stored in every weight file.
+DEFAULT_CONFIG: dict = {
+    "channels": (16, 32, 64, 128),
+    "strides": (2, 2, 2),
+    "num_res_units": 2,
+    # Mean particle diameter in voxels after size normalisation; see model_card.md
+    # for why 18 (speed vs. accuracy).
+    "target_diameter_vox": 18.0,
+    # Mean particle diameter in voxels at which inference runs (None: the target).
+    # Set on export from development scans; see model_card.md.
+    "inference_diameter_vox": None,
+    # Border shell thickness in voxels at the target scale.
+    "border_vox": 2.0,
+    "intensity_percentiles": (0.5, 99.9),
+    "patch_size": 64,
+}
+
+
+def build_network(config: dict | None = None) -> torch.nn.Module:
+    """Build the U-Net described by ``config`` (defaults: :data:`DEFAULT_CONFIG`)."""
+    cfg = {**DEFAULT_CONFIG, **(config or {})}
+    return UNet(
+        spatial_dims=3,
+        in_channels=1,
+        out_channels=3,
+        channels=tuple(cfg["channels"]),
+        strides=tuple(cfg["strides"]),
+        num_res_units=int(cfg["num_res_units"]),
+    )
+
+
+def save_weights(model: torch.nn.Module, path, config: dict, metadata: dict | None = None,
+                 half: bool = True) -> Path:
+    """Save weights + config in a file that ``torch.load(weights_only=True)`` reads.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The trained network.
+    path : str or Path
+        Destination ``.pt`` file (written atomically).
+    config : dict
+        Network and preprocessing configuration.
+    metadata : dict, optional
+        Training provenance (command, seed, steps, scores); plain values only.
+    half : bool
+        Store float16 weights (halves the file; the network runs in float32).
+    """
+    from ps3d_toolkit.core.atomic import atomic_path
+
+    state = {k: (v.half() if half and v.is_floating_point() else v).clone()
+             for k, v in model.state_dict().items()}
+    payload = {"state_dict": state, "config": _plain(config), "metadata": _plain(metadata or {})}
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+    return Path(path)
+
+
+def load_weights(path, device="cpu") -> tuple[torch.nn.Module, dict, dict]:
+    """Load a weight file written by :func:`save_weights`.
+
+    Returns
+    -------
+    model, config, metadata
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"weights file not found: {path}")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises many types for a corrupt file
+        raise ValueError(f"cannot read weights file {path}: {error}") from None
+    if not isinstance(payload, dict) or "state_dict" not in payload:
+        raise ValueError(f"{path} is not a ps3d_toolkit weights file (no state_dict)")
+    config = {**DEFAULT_CONFIG, **payload.get("config", {})}
+    model = build_network(config)
+    state = {k: v.float() if v.is_floating_point() else v for k, v in payload["state_dict"].items()}
+    model.load_state_dict(state)
+    model.to(device).eval()
+    return model, config, payload.get("metadata", {})
+
+
+def _plain(value):
+    """Plain data for the payload: tuples to lists, other objects to text."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    # anything else (e.g. torch's TorchVersion) as text: weights_only loading
+    # accepts plain data only
+    return str(value)

@@ -1,0 +1,109 @@
+"""Turn a training run's weights into the shipped model file.
+
+Export does two things training does not: it chooses the core-probability
+threshold of the instance step on the validation scans (never on test scans)
+and stores it in the weight file's config, and it records the provenance
+(every command of the run) in the metadata that the model card quotes.
+
+Run: ``python -m ps3d_toolkit.training.export SRC DST [--note TEXT]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from ps3d_toolkit.segmentation.model.network import load_weights, save_weights
+
+__all__ = ["choose_core_threshold", "export_weights"]
+
+CORE_THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
+
+
+def choose_core_threshold(model, config, scans, thresholds=CORE_THRESHOLDS) -> tuple[float, dict]:
+    """The core threshold with the best mean F1@0.5 + F1@0.75 on ``scans``.
+
+    Returns
+    -------
+    threshold, scores
+        ``scores`` maps each threshold to its mean F1@0.5 and F1@0.75.
+    """
+    from ps3d_toolkit.analysis.evaluate import evaluate_instances
+    from ps3d_toolkit.segmentation.model.inference import segment_with_model
+
+    scores = {}
+    for threshold in thresholds:
+        f1 = [evaluate_instances(scan.labels, segment_with_model(
+            scan.image, spacing=scan.spacing, particle_size_mm=scan.particle_size_mm,
+            weights=(model, config), device="cpu", core_threshold=threshold, progress=False))
+            for scan in scans]
+        scores[threshold] = {"val_f1_50": float(np.mean([m["f1_50"] for m in f1])),
+                             "val_f1_75": float(np.mean([m["f1_75"] for m in f1]))}
+        print(f"core threshold {threshold}: F1@0.5 {scores[threshold]['val_f1_50']:.3f} "
+              f"F1@0.75 {scores[threshold]['val_f1_75']:.3f}")
+    best = max(scores, key=lambda t: scores[t]["val_f1_50"] + scores[t]["val_f1_75"])
+    return best, scores
+
+
+def export_weights(src, dst, *, note: str | None = None,
+                   inference_diameter_vox: float | None = None,
+                   core_threshold: float | None = None) -> Path:
+    """Choose the core threshold on the validation scans and write ``dst``.
+
+    ``inference_diameter_vox`` sets the particle diameter on the network's grid
+    at inference (default: keep the source's); the threshold is chosen there.
+    ``core_threshold`` sets the threshold instead of choosing it (e.g. one
+    chosen on a larger development set, ``benchmarks/dev_core_threshold.py``);
+    the validation scans are then scored at it. A source that was itself
+    exported keeps its export commands in ``export_history``.
+    """
+    from ps3d_toolkit.training.loop import validation_scans
+
+    model, config, metadata = load_weights(src)
+    if inference_diameter_vox is not None:
+        if not inference_diameter_vox > 0:
+            raise ValueError(f"inference_diameter_vox must be > 0, got {inference_diameter_vox!r}")
+        config = {**config, "inference_diameter_vox": float(inference_diameter_vox)}
+    thresholds = CORE_THRESHOLDS
+    if core_threshold is not None:
+        if not 0 < core_threshold < 1:
+            raise ValueError(f"core_threshold must be in (0, 1), got {core_threshold!r}")
+        thresholds = (float(core_threshold),)
+    threshold, scores = choose_core_threshold(model, config, validation_scans(), thresholds)
+    config = {**config, "core_threshold": threshold}
+    if "export_command" in metadata:
+        metadata = {**metadata, "export_history": [*metadata.get("export_history", []),
+                                                   metadata["export_command"]]}
+    metadata = {**metadata, "exported_from": str(src),
+                "export_command": "python -m ps3d_toolkit.training.export " + " ".join(sys.argv[1:]),
+                "core_threshold_scores": {str(k): v for k, v in scores.items()},
+                "validation_scores": scores[threshold]}
+    if note:
+        metadata["note"] = note
+    return save_weights(model, dst, config, metadata)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m ps3d_toolkit.training.export",
+                                     description=__doc__.splitlines()[0])
+    parser.add_argument("src", help="weights from a training run (model.pt or best.pt)")
+    parser.add_argument("dst", help="weight file to write")
+    parser.add_argument("--note", help="free text stored in the metadata (e.g. how the run went)")
+    parser.add_argument("--inference-diameter", type=float, default=None,
+                        help="particle diameter in voxels on the network's grid at inference "
+                             "(default: the source's, else its training target)")
+    parser.add_argument("--core-threshold", type=float, default=None,
+                        help="set the core threshold instead of choosing it on the validation scans")
+    args = parser.parse_args(argv)
+    path = export_weights(args.src, args.dst, note=args.note,
+                          inference_diameter_vox=args.inference_diameter,
+                          core_threshold=args.core_threshold)
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,201 @@
+"""Rendering of 2D slices: contrast window, label colours, overlays, PNG encoding.
+
+Shared by the notebook viewers (:mod:`ps3d_toolkit.viz.viewer`, the tuner) and
+the HTML report, so that a particle has the same colour and outline everywhere.
+Plain functions on numpy arrays, testable without a browser.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+
+import numpy as np
+
+from ps3d_toolkit.core.arrays import strided_sample
+
+__all__ = ["HIGHLIGHT_RGB", "default_window", "label_colors", "outlined_slice", "overlay_labels",
+           "png_base64", "png_data_uri", "window_image"]
+
+#: Colour of highlighted (selected) particles in the overlay.
+HIGHLIGHT_RGB = (255, 230, 0)
+# Spreads successive label ids around the colour wheel (golden-ratio hue steps), so
+# that neighbours, which usually have close ids, get clearly different colours.
+_GOLDEN = 0.618033988749895
+# A few million voxels fix the percentiles of a scan as well as all of them.
+_WINDOW_SAMPLE = 2_000_000
+
+
+def default_window(image, percentiles=(0.5, 99.5)) -> tuple:
+    """A contrast window (low, high) from percentiles of the grey values.
+
+    Parameters
+    ----------
+    image : array_like
+        Grey values (any shape); large images are subsampled evenly.
+    percentiles : 2 floats
+        Lower and upper percentile in [0, 100].
+
+    Returns
+    -------
+    tuple of 2 float
+        ``low < high`` (widened by one grey level for a constant image).
+    """
+    low_p, high_p = (float(p) for p in percentiles)
+    if not 0 <= low_p < high_p <= 100:
+        raise ValueError(f"percentiles must be two increasing numbers in [0, 100], got {percentiles!r}")
+    sample = np.asarray(strided_sample(image, _WINDOW_SAMPLE), dtype=np.float64)
+    low, high = np.percentile(sample, [low_p, high_p])
+    if high <= low:
+        low, high = low - 0.5, low + 0.5
+    return float(low), float(high)
+
+
+
+def window_image(image, low: float, high: float) -> np.ndarray:
+    """Map grey values to 8 bits: ``low`` and below to 0, ``high`` and above to 255.
+
+    Parameters
+    ----------
+    image : array_like
+        Grey values.
+    low, high : float
+        The contrast window, ``low < high``.
+
+    Returns
+    -------
+    np.ndarray of uint8
+        Same shape as ``image``, linear inside the window.
+    """
+    low, high = float(low), float(high)
+    if not high > low:
+        raise ValueError(f"the contrast window needs low < high, got low={low}, high={high}")
+    scaled = (np.asarray(image, dtype=np.float64) - low) * (255.0 / (high - low))
+    return np.clip(np.round(scaled), 0, 255).astype(np.uint8)
+
+
+
+def label_colors(ids) -> np.ndarray:
+    """A fixed, bright colour per label id; 0 (background) is black.
+
+    The colour depends on the id only, so a particle has the same colour in
+    every plane, in the 3D view and in every figure.
+
+    Parameters
+    ----------
+    ids : array_like of int
+        Label ids.
+
+    Returns
+    -------
+    np.ndarray of uint8, shape (n, 3)
+        RGB per id.
+    """
+    from skimage.color import hsv2rgb
+
+    ids = np.asarray(ids, dtype=np.int64).ravel()
+    hsv = np.empty((ids.size, 1, 3))
+    hsv[:, 0, 0] = (ids * _GOLDEN) % 1.0
+    # Two saturation/value levels alternate so that ids whose hues come close still differ.
+    hsv[:, 0, 1] = np.where(ids % 2 == 0, 0.75, 0.95)
+    hsv[:, 0, 2] = np.where(ids % 3 == 0, 0.85, 1.0)
+    rgb = np.round(hsv2rgb(hsv)[:, 0] * 255).astype(np.uint8)
+    rgb[ids == 0] = 0
+    return rgb
+
+
+
+def overlay_labels(grey, labels, *, opacity: float = 0.4, highlight=None, outline: bool = False) -> np.ndarray:
+    """Colour particles over a grey-value plane.
+
+    Parameters
+    ----------
+    grey : array_like of uint8, 2D
+        The plane after :func:`window_image`.
+    labels : array_like of int, 2D
+        The label plane of the same shape (0 = background).
+    opacity : float
+        Weight of the particle colour in [0, 1]: 0 shows the grey values only,
+        1 paints particles in flat colour.
+    highlight : iterable of int, optional
+        Particles drawn in :data:`HIGHLIGHT_RGB` at an opacity of at least 0.7,
+        so that a selection stands out whatever the overlay opacity.
+    outline : bool
+        Also draw each particle's boundary pixels in its full colour.
+
+    Returns
+    -------
+    np.ndarray of uint8, shape (rows, cols, 3)
+        RGB image.
+    """
+    grey = np.asarray(grey)
+    labels = np.asarray(labels)
+    if grey.ndim != 2 or labels.shape != grey.shape:
+        raise ValueError(f"grey and labels must be 2D planes of one shape, got {grey.shape} and {labels.shape}")
+    opacity = float(opacity)
+    if not 0 <= opacity <= 1:
+        raise ValueError(f"opacity must be in [0, 1], got {opacity!r}")
+    rgb = np.repeat(grey.astype(np.float64)[..., None], 3, axis=2)
+    ids, inverse = np.unique(labels, return_inverse=True)
+    colors = label_colors(ids)[inverse.reshape(labels.shape)].astype(np.float64)
+    alpha = np.where(labels > 0, opacity, 0.0)
+    if highlight is not None:
+        chosen = np.isin(labels, np.asarray(list(highlight), dtype=np.int64)) & (labels > 0)
+        colors[chosen] = HIGHLIGHT_RGB
+        alpha[chosen] = max(opacity, 0.7)
+    if outline:
+        from skimage.segmentation import find_boundaries
+
+        edge = find_boundaries(labels, mode="inner") & (labels > 0)
+        alpha[edge] = 1.0
+    rgb = rgb * (1 - alpha[..., None]) + colors * alpha[..., None]
+    return np.clip(np.round(rgb), 0, 255).astype(np.uint8)
+
+
+
+def png_base64(rgb, *, optimize: bool = False) -> str:
+    """An RGB (or grey) uint8 image as base64-encoded PNG bytes.
+
+    ``optimize`` makes the file smaller (for reports) at a little more time.
+    """
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(rgb, dtype=np.uint8)).save(buffer, format="PNG", optimize=optimize)
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def png_data_uri(rgb) -> str:
+    """An RGB (or grey) uint8 image as a ``data:image/png;base64,...`` URI."""
+    return "data:image/png;base64," + png_base64(rgb)
+
+
+def outlined_slice(grey, labels, *, outline_rgb=(255, 60, 60), min_size_px: int = 0) -> np.ndarray:
+    """A 2D slice in grey with each particle's boundary drawn in one colour.
+
+    Parameters
+    ----------
+    grey : array_like, 2D, optional
+        Grey values; windowed at their 0.5 and 99.5 percentiles. None draws black.
+    labels : array_like of int, 2D, optional
+        Labels of the same plane; None draws no outline.
+    outline_rgb : 3 int
+        Colour of the outlines.
+    min_size_px : int
+        Enlarge by pixel repetition until the longer side has at least this many pixels.
+
+    Returns
+    -------
+    np.ndarray of uint8, shape (rows, cols, 3)
+    """
+    from skimage.segmentation import find_boundaries
+
+    if grey is None:
+        rgb = np.zeros(np.shape(labels) + (3,), np.uint8)
+    else:
+        grey = window_image(grey, *default_window(grey))
+        rgb = np.repeat(grey[..., None], 3, axis=2)
+    if labels is not None:
+        rgb[find_boundaries(np.asarray(labels), mode="inner")] = outline_rgb
+    factor = max(1, int(np.ceil(min_size_px / max(rgb.shape[:2]))))
+    return np.repeat(np.repeat(rgb, factor, axis=0), factor, axis=1)
