@@ -42,7 +42,7 @@ def sample_path() -> Path | None:
     Path or None
         The folder holding ``scan.tif``, ``labels.tif`` and ``metadata.json``.
     """
-    folder = Path(__file__).resolve().parent.parent / "data" / "sample"
+    folder = Path(__file__).resolve().parents[2] / "data" / "sample"
     if all((folder / name).is_file() for name in (_SCAN_FILE, _LABELS_FILE, _METADATA_FILE)):
         return folder
     return None
