@@ -30,7 +30,6 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMB
 import argparse  # noqa: E402
 import platform  # noqa: E402
 import re  # noqa: E402
-import statistics  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -39,6 +38,9 @@ import numpy as np  # noqa: E402
 from scipy.spatial.transform import Rotation  # noqa: E402
 
 from _machine import cpu_model  # noqa: E402
+
+# the analytic reference formulas live with the tests that use them too
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 SECTION = "## Measurement speed"
 DOC = Path(__file__).resolve().parent.parent / "docs" / "performance.md"
@@ -125,14 +127,16 @@ def machine() -> str:
 
 def accuracy(ours, porespy_rows, axes, inside):
     """Median and 95th percentile of |relative error| against the analytic ellipsoids (interior particles)."""
-    from ps3d_toolkit.measurement.surface import ellipsoid_area
+    from analytic_shapes import ellipsoid_area
+
+    from ps3d_toolkit.core.geometry import wadell_sphericity
 
     a, b, c = axes.T
     truth = {
         "volume": 4 / 3 * np.pi * a * b * c,
         "surface area": np.array([ellipsoid_area(*s) for s in axes]),
     }
-    truth["sphericity"] = np.pi ** (1 / 3) * (6 * truth["volume"]) ** (2 / 3) / truth["surface area"]
+    truth["sphericity"] = wadell_sphericity(truth["volume"], truth["surface area"])
     truth["major axis"] = 2 * a
     truth["Feret max"] = 2 * a
     measured = {
@@ -262,8 +266,8 @@ def main():
         "leaves out each voxel's own second moment; its Feret diameter is scikit-image's "
         "`feret_diameter_max` on the marching-cubes vertices of the binary mask.)",
         "",
-        f"Command: `OMP_NUM_THREADS=1 python benchmarks/measure_speed.py --write` "
-        f"(threads: OMP/OpenBLAS/MKL/numba = 1; all three tools run single-threaded).  ",
+        "Command: `OMP_NUM_THREADS=1 python benchmarks/measure_speed.py --write` "
+        "(threads: OMP/OpenBLAS/MKL/numba = 1; all three tools run single-threaded).  ",
         f"Machine: {machine()}; shared with other jobs: load average {load_before[0]:.1f} before, "
         f"{load_after[0]:.1f} after the timings"
         + (" (besides this benchmark, other jobs kept at least one core busy, so the threaded run had "

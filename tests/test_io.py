@@ -7,6 +7,7 @@ import warnings
 
 import nibabel as nib
 import numpy as np
+import pandas as pd
 import pytest
 import tifffile
 import zarr
@@ -19,8 +20,10 @@ from ps3d_toolkit.io import (
     load_labels,
     load_scan,
     read_metadata,
+    read_table,
     save_labels,
     save_scan,
+    save_table,
     write_metadata,
 )
 
@@ -407,7 +410,7 @@ def test_failed_tiff_write_keeps_old_file_and_leaves_no_temp(tmp_path, monkeypat
 def test_failed_zarr_write_midway_keeps_old_store(tmp_path, monkeypatch):
     image = np.ones((130, 3, 4), np.uint8)
     path = save_scan(image, tmp_path / "s.zarr", spacing=SPACING)
-    real_slabs = io._slabs
+    real_slabs = io.writers._slabs
 
     def failing_slabs(*args, **kwargs):
         for count, item in enumerate(real_slabs(*args, **kwargs)):
@@ -415,7 +418,7 @@ def test_failed_zarr_write_midway_keeps_old_store(tmp_path, monkeypatch):
                 raise RuntimeError("interrupted")
             yield item
 
-    monkeypatch.setattr(io, "_slabs", failing_slabs)
+    monkeypatch.setattr(io.writers, "_slabs", failing_slabs)
     with pytest.raises(RuntimeError, match="interrupted"):
         save_scan(image * 2, path, spacing=SPACING)
     np.testing.assert_array_equal(np.asarray(load_scan(path).image), image)
@@ -455,3 +458,38 @@ def test_scan_unpacks_and_has_short_repr():
     assert "demo" in repr(scan) and "array" not in repr(scan)
     with pytest.raises(ValueError, match="spacing"):
         Scan(image=_grey(), spacing=(1, -1, 1))
+
+
+# --------------------------------------------------------------------------- particle tables
+
+
+def _particle_table():
+    return pd.DataFrame({"label": [3, 9], "volume_mm3": [0.064, 1.5], "eq_diameter_mm": [0.4966, 1.4205],
+                         "touches_border": [False, True]})
+
+
+def test_save_table_and_read_table_round_trip(tmp_path):
+    table = _particle_table()
+    csv = save_table(table, tmp_path / "out" / "particles.csv")
+    assert csv == tmp_path / "out" / "particles.csv"
+    assert csv.read_text().splitlines()[0] == "label,volume_mm3,eq_diameter_mm,touches_border"
+    pd.testing.assert_frame_equal(read_table(csv), table)
+    parquet = save_table(table, tmp_path / "particles.parquet")
+    pd.testing.assert_frame_equal(read_table(parquet), table)
+    assert _no_temp_left(tmp_path) == [] and _no_temp_left(tmp_path / "out") == []
+
+
+def test_table_errors_name_the_problem(tmp_path):
+    table = _particle_table()
+    with pytest.raises(ValueError, match=r"\.csv, \.parquet"):
+        save_table(table, tmp_path / "particles.xlsx")
+    with pytest.raises(TypeError, match="DataFrame"):
+        save_table({"a": 1}, tmp_path / "x.csv")
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(ValueError, match="unknown table format"):
+        read_table(tmp_path / "particles.xlsx")
+    with pytest.raises(FileNotFoundError, match="particles.csv"):
+        read_table(tmp_path / "particles.csv")
+    save_table(table.drop(columns="volume_mm3"), tmp_path / "other.csv")
+    with pytest.raises(ValueError, match="not a particle table"):
+        read_table(tmp_path / "other.csv")

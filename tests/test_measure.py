@@ -8,38 +8,13 @@ import pytest
 from scipy.spatial.transform import Rotation
 
 import ps3d_toolkit
-from ps3d_toolkit.measurement import (
-    liberation_class,
-    measure,
-    particle_mesh,
-    propose_phase_thresholds,
-    save_table,
-)
-from ps3d_toolkit.measurement.surface import ellipsoid_area, feret_max, surface_area
+from analytic_shapes import box_labels, ellipsoid_area, ellipsoid_labels, feret_max, surface_area
+from ps3d_toolkit.measurement import liberation_class, measure, particle_mesh, propose_phase_thresholds
 
 CUBE_SPHERICITY = (np.pi / 6) ** (1 / 3)  # 0.806
 
 
 # --------------------------------------------------------------------------- analytic shapes
-
-
-def ellipsoid_labels(semi_axes_mm, spacing, rotation=None, offset_vox=(0, 0, 0), pad=3, label=1):
-    """Digital ellipsoid: voxels whose centre lies inside it (body axes along z, y, x before rotation)."""
-    spacing = np.asarray(spacing, float)
-    semi = np.asarray(semi_axes_mm, float)
-    rot = np.eye(3) if rotation is None else rotation
-    half = np.ceil(semi.max() / spacing).astype(int) + pad
-    grids = [(np.arange(2 * h + 1) - h - o) * s for h, o, s in zip(half, offset_vox, spacing)]
-    points = np.stack(np.meshgrid(*grids, indexing="ij"), axis=-1) @ rot
-    inside = ((points / semi) ** 2).sum(axis=-1) <= 1.0
-    return inside.astype(np.uint32) * np.uint32(label)
-
-
-def box_labels(sides_vox, pad=3, label=1):
-    shape = tuple(int(s) + 2 * pad for s in sides_vox)
-    labels = np.zeros(shape, np.uint32)
-    labels[tuple(slice(pad, pad + int(s)) for s in sides_vox)] = label
-    return labels
 
 
 def one_row(labels, **kwargs):
@@ -368,19 +343,31 @@ def test_propose_phase_thresholds_splits_a_bimodal_histogram():
 
 def test_package_level_measure_is_callable_twice():
     labels = box_labels((3, 3, 3))
-    first = ps3d_toolkit.measurement(labels, progress=False)
-    second = ps3d_toolkit.measurement(labels, progress=False)
+    first = ps3d_toolkit.measure(labels, progress=False)
+    second = ps3d_toolkit.measure(labels, progress=False)
     pd.testing.assert_frame_equal(first, second)
 
 
 def test_columns_and_attrs():
-    table = measure(box_labels((4, 5, 6)), np.ones((10, 11, 12), np.float32), spacing=(1, 2, 3), progress=False)
-    for column in ("label", "voxel_count", "volume_mm3", "eq_diameter_mm", "centroid_z", "centroid_y_mm",
-                   "bbox_x1", "surface_area_mm2", "sphericity", "axis_major_mm", "axis_intermediate_mm",
-                   "axis_minor_mm", "elongation", "flatness", "feret_max_mm", "touches_border",
-                   "intensity_mean", "intensity_std", "intensity_min", "intensity_max", "intensity_p10",
-                   "intensity_p50", "intensity_p90"):
-        assert column in table.columns
+    image = np.full((10, 11, 12), 7.0, np.float32)
+    table = measure(box_labels((4, 5, 6)), image, spacing=(1, 2, 3), progress=False)
+    assert list(table.columns) == [
+        "label", "voxel_count", "volume_mm3", "eq_diameter_mm", "centroid_z", "centroid_y", "centroid_x",
+        "centroid_z_mm", "centroid_y_mm", "centroid_x_mm", "bbox_z0", "bbox_y0", "bbox_x0", "bbox_z1",
+        "bbox_y1", "bbox_x1", "surface_area_mm2", "sphericity", "axis_major_mm", "axis_intermediate_mm",
+        "axis_minor_mm", "elongation", "flatness", "feret_max_mm", "touches_border", "intensity_mean",
+        "intensity_std", "intensity_min", "intensity_max", "intensity_p10", "intensity_p50", "intensity_p90"]
+    row = table.iloc[0]
+    # a 4 x 5 x 6 voxel box at offset 3 of voxels 1 x 2 x 3 mm: a 4 x 10 x 18 mm box
+    assert (row.label, row.voxel_count, row.volume_mm3) == (1, 120, 720.0)
+    assert row.eq_diameter_mm == pytest.approx((6 * 720 / np.pi) ** (1 / 3))
+    assert (row.centroid_z, row.centroid_y, row.centroid_x) == (4.5, 5.0, 5.5)
+    assert (row.centroid_z_mm, row.centroid_y_mm, row.centroid_x_mm) == (4.5, 10.0, 16.5)
+    assert [row[f"bbox_{a}"] for a in ("z0", "y0", "x0", "z1", "y1", "x1")] == [3, 3, 3, 7, 8, 9]
+    assert row.axis_major_mm == pytest.approx(18 * np.sqrt(5 / 3))
+    assert row.axis_minor_mm == pytest.approx(4 * np.sqrt(5 / 3))
+    assert row.intensity_mean == 7.0 and row.intensity_std == 0.0 and row.intensity_p90 == 7.0
+    assert not row.touches_border
     assert table.attrs["spacing_mm"] == (1.0, 2.0, 3.0)
     assert table.touches_border.dtype == bool
 
@@ -410,19 +397,6 @@ def test_invalid_labels():
         measure(np.ones((4, 4), np.uint32))
     with pytest.raises(TypeError, match="labels"):
         measure(np.full((4, 4, 4), 0.5))
-
-
-def test_save_table_round_trip_and_errors(tmp_path):
-    table = measure(box_labels((4, 4, 4)), spacing=0.1, progress=False)
-    csv = save_table(table, tmp_path / "out" / "particles.csv")
-    assert pd.read_csv(csv).volume_mm3.iloc[0] == pytest.approx(0.064)
-    parquet = save_table(table, tmp_path / "particles.parquet")
-    pd.testing.assert_frame_equal(pd.read_parquet(parquet), table, check_dtype=False)
-    with pytest.raises(ValueError, match=r"\.csv"):
-        save_table(table, tmp_path / "particles.xlsx")
-    with pytest.raises(TypeError, match="DataFrame"):
-        save_table({"a": 1}, tmp_path / "x.csv")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "particles.parquet"]
 
 
 def test_particle_mesh_lies_on_the_ball():

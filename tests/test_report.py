@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import html.parser
 import io
 import re
 
@@ -11,7 +12,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from ps3d_toolkit import cli
+from conftest import assert_one_line_error
 from ps3d_toolkit.analysis.evaluate import evaluate_instances
 from ps3d_toolkit.io import Scan, save_labels, save_scan
 from ps3d_toolkit.measurement import measure
@@ -38,6 +39,48 @@ def _pngs(text: str) -> list:
             for data in re.findall(r'<img class="slice"[^>]*src="data:image/png;base64,([A-Za-z0-9+/=]+)"', text)]
 
 
+class _Report(html.parser.HTMLParser):
+    """The parsed page: its title and, per section heading, the rows of its tables (cell texts)."""
+
+    def __init__(self, text: str):
+        super().__init__()
+        self.title, self.sections = "", {}
+        self._tag, self._heading, self._row = None, None, None
+        self.feed(text)
+        self.close()
+
+    def handle_starttag(self, tag, attrs):
+        if tag in ("title", "h2", "td", "th"):
+            self._tag = tag
+            if tag in ("td", "th") and self._row is not None:
+                self._row.append("")
+        elif tag == "table" and self._heading is not None:
+            self.sections[self._heading].append([])
+        elif tag == "tr" and self._heading is not None:
+            self._row = []
+
+    def handle_endtag(self, tag):
+        if tag == "tr" and self._row is not None:
+            self.sections[self._heading][-1].append(self._row)
+            self._row = None
+        if tag == self._tag:
+            self._tag = None
+
+    def handle_data(self, data):
+        if self._tag == "title":
+            self.title += data
+        elif self._tag == "h2":
+            self._heading = data
+            self.sections[data] = []
+        elif self._tag in ("td", "th") and self._row is not None:
+            self._row[-1] += data
+
+
+def _summary_cells(text: str) -> dict:
+    """The Summary section's key-value table, as the reader sees it (entities decoded)."""
+    return {row[0]: row[1] for row in _Report(text).sections["Summary"][0]}
+
+
 def test_report_is_self_contained_with_every_section(cubes, tmp_path):
     scan, labels, table = cubes
     metrics = evaluate_instances(labels, labels)
@@ -46,19 +89,23 @@ def test_report_is_self_contained_with_every_section(cubes, tmp_path):
     assert path == tmp_path / "report.html"
     assert [p.name for p in tmp_path.iterdir()] == ["report.html"]  # no temporary file left
     text = path.read_text(encoding="utf-8")
-    assert "<title>Two &lt;cubes&gt;</title>" in text
-    for heading in ("Summary", "Accuracy against the ground truth", "Particle-size distribution", "Shape",
-                    "Slices", "Particles"):
-        assert f"<h2>{heading}</h2>" in text
-    # no phases measured: no phase sections
-    assert "<h2>Phases</h2>" not in text and "<h2>Liberation</h2>" not in text
+    page = _Report(text)
+    assert page.title == "Two <cubes>"
+    # in this order, and no phases measured: no phase sections
+    assert list(page.sections) == ["Summary", "Accuracy against the ground truth", "Particle-size distribution",
+                                   "Shape", "Slices", "Particles"]
     # plotly.js is inline (once) and nothing is loaded from elsewhere
     assert text.count("plotly.js v") == 1 and "<script src=" not in text
     # cumulative PSD, histograms by volume and number, sphericity against size, Zingg diagram
     assert text.count("Plotly.newPlot") == 5
-    assert "<td>particles</td><td>2</td>" in text
-    assert "<td>F1 at IoU &gt; 0.5</td><td>1</td>" in text
-    assert "<td>method</td><td>by hand</td>" in text
+    summary = _summary_cells(text)
+    assert summary["particles"] == "2" and summary["method"] == "by hand"
+    accuracy = {row[0]: row[1] for row in page.sections["Accuracy against the ground truth"][0]}
+    assert accuracy["F1 at IoU > 0.5"] == "1" and accuracy["particles found"] == "2"
+    # the sieve table: 100 % of the volume passes the largest aperture
+    sieve = page.sections["Particle-size distribution"][1]
+    assert sieve[0] == ["aperture, mm", "% passing by volume", "% passing by number"]
+    assert sieve[-1][1:] == ["100", "100"] and sieve[1][1:] == ["0", "0"]
 
 
 def test_slice_images_show_the_outlines(cubes, tmp_path):
@@ -81,15 +128,14 @@ def test_slice_images_show_the_outlines(cubes, tmp_path):
 def test_report_without_scan_labels_or_metrics(cubes, tmp_path):
     _, _, table = cubes
     text = write_report(table, tmp_path / "r.html").read_text()
-    assert "<h2>Accuracy" not in text and "<h2>Slices" not in text
-    assert "<h2>Particle-size distribution</h2>" in text
+    assert list(_Report(text).sections) == ["Summary", "Particle-size distribution", "Shape", "Particles"]
 
 
 def test_empty_table_still_makes_a_report(tmp_path):
     empty = measure(np.zeros((8, 8, 8), np.uint32), spacing=SPACING, progress=False)
     text = write_report(empty, tmp_path / "r.html").read_text()
-    assert "<td>particles</td><td>0</td>" in text
-    assert "Plotly" not in text
+    assert _summary_cells(text)["particles"] == "0"
+    assert list(_Report(text).sections) == ["Summary"] and "Plotly" not in text
 
 
 def test_sections_are_pluggable(cubes):
@@ -123,10 +169,6 @@ def test_table_is_a_dataframe_of_measure(cubes):
 
 # --------------------------------------------------------------------------- mineralogy sections and tables
 
-
-def _summary_cells(text: str) -> dict:
-    summary = text.split("<h2>Summary</h2>", 1)[1].split("</section>", 1)[0]
-    return dict(re.findall(r"<tr><td>(.*?)</td><td>(.*?)</td></tr>", summary))
 
 
 @pytest.fixture
@@ -179,19 +221,19 @@ def test_liberation_table_keeps_the_tables_own_classes(minerals):
 def test_sections_follow_the_columns(minerals):
     text = build_report(minerals)
     for heading in ("Summary", "Particle-size distribution", "Phases", "Liberation", "Particles"):
-        assert f"<h2>{heading}</h2>" in text
-    assert "<h2>Shape</h2>" not in text  # no axes or sphericity in the table
+        assert heading in _Report(text).sections
+    assert "Shape" not in _Report(text).sections  # no axes or sphericity in the table
     # cumulative PSD, two histograms, liberation bars; plotly.js once
     assert text.count("Plotly.newPlot") == 4 and text.count("plotly.js v") == 1
-    liberation = text.split("<h2>Liberation</h2>", 1)[1].split("</section>", 1)[0]
-    assert "<tr><td>ore</td><td>locked</td><td>2</td><td>40</td><td>15</td><td>2.55</td></tr>" in liberation
-    phases = text.split("<h2>Phases</h2>", 1)[1].split("</section>", 1)[0]
-    assert "<td>ore</td><td>15.7</td><td>78.5</td>" in phases  # 15.7 of 20 mm³
+    page = _Report(text)
+    assert ["ore", "locked", "2", "40", "15", "2.55"] in page.sections["Liberation"][0]
+    ore = next(row for row in page.sections["Phases"][0] if row[0] == "ore")
+    assert ore[-4:-2] == ["15.7", "78.5"]  # 15.7 of 20 mm³
 
     bare = build_report(minerals[["label"]])
-    assert "<h2>Summary</h2>" in bare and "Plotly" not in bare
+    assert "Summary" in _Report(bare).sections and "Plotly" not in bare
     for heading in ("Particle-size distribution", "Shape", "Phases", "Liberation"):
-        assert f"<h2>{heading}</h2>" not in bare
+        assert heading not in _Report(bare).sections
 
 
 def test_summary_d_values_are_the_percentiles(cubes):
@@ -277,31 +319,17 @@ def scan_files(tmp_path_factory):
             "folder": folder}
 
 
-def _cli(capsys, *argv):
-    code = cli.main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def _assert_one_line_error(code, err, *fragments):
-    assert code == 2
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("ps3d: error: "), err
-    for fragment in fragments:
-        assert fragment in lines[0]
-
-
-def test_cli_report_measures_with_phases_and_writes_every_table(capsys, scan_files, tmp_path):
+def test_cli_report_measures_with_phases_and_writes_every_table(ps3d, scan_files, tmp_path):
     out = tmp_path / "r"
-    code, stdout, err = _cli(capsys, "report", scan_files["labels"], "--image", scan_files["scan"],
+    code, stdout, err = ps3d("report", scan_files["labels"], "--image", scan_files["scan"],
                              "--phases", "dark:0:2000,bright:2000:inf", "--output", out / "report.html",
                              "--excel", out / "report.xlsx", "--csv", out / "particles.csv", "--title", "Cubes")
     assert code == 0, err
     assert "2 particles" in stdout and "wrote report" in stdout
     text = (out / "report.html").read_text()
     for heading in ("Summary", "Particle-size distribution", "Shape", "Phases", "Liberation", "Slices"):
-        assert f"<h2>{heading}</h2>" in text
-    assert "<title>Cubes</title>" in text
+        assert heading in _Report(text).sections
+    assert _Report(text).title == "Cubes"
     sheets = pd.read_excel(out / "report.xlsx", sheet_name=None)
     assert list(sheets) == ["particles", "summary", "psd", "shape", "phases", "liberation"]
     # cube 1 is all dark; cube 2 has its x columns 18..21 of 14..21 bright: half of it
@@ -310,13 +338,13 @@ def test_cli_report_measures_with_phases_and_writes_every_table(capsys, scan_fil
     assert (out / "particles_liberation.csv").is_file()
 
     # the table again, without measuring; --auto-phases splits the two grey levels
-    code, _, err = _cli(capsys, "report", "--table", out / "particles.csv", "-o", out / "again.html", "-q")
+    code, _, err = ps3d("report", "--table", out / "particles.csv", "-o", out / "again.html", "-q")
     assert code == 0, err
-    assert "<h2>Liberation</h2>" in (out / "again.html").read_text()
-    code, _, err = _cli(capsys, "report", scan_files["labels"], "--image", scan_files["scan"],
+    assert "Liberation" in _Report((out / "again.html").read_text()).sections
+    code, _, err = ps3d("report", scan_files["labels"], "--image", scan_files["scan"],
                         "--auto-phases", "2", "-o", out / "auto.html", "-q")
     assert code == 0, err
-    assert "<td>phase_2</td>" in (out / "auto.html").read_text()
+    assert ["phase_2"] == [row[0] for row in _Report((out / "auto.html").read_text()).sections["Phases"][0] if row[0] == "phase_2"]
 
 
 @pytest.mark.parametrize("argv, fragments", [
@@ -334,7 +362,7 @@ def test_cli_report_measures_with_phases_and_writes_every_table(capsys, scan_fil
     (["--table", "{not_a_table}"], ["not a particle table"]),
     (["{labels}", "--image", "{small}"], ["shape"]),
 ])
-def test_cli_report_errors_are_one_line(capsys, scan_files, tmp_path, argv, fragments):
+def test_cli_report_errors_are_one_line(ps3d, scan_files, tmp_path, argv, fragments):
     folder = scan_files["folder"]
     (folder / "not_a_table.csv").write_text("a,b\n1,2\n")
     (folder / "table.csv").write_text("label,volume_mm3,eq_diameter_mm\n1,1.0,1.2\n")
@@ -342,19 +370,19 @@ def test_cli_report_errors_are_one_line(capsys, scan_files, tmp_path, argv, frag
         save_scan(np.zeros((4, 4, 4), np.uint16), folder / "small.tif", spacing=SPACING)
     names = {"labels": scan_files["labels"], "scan": scan_files["scan"], "out": tmp_path,
              "table": folder / "table.csv", "not_a_table": folder / "not_a_table.csv", "small": folder / "small.tif"}
-    code, _, err = _cli(capsys, "report", *(a.format(**names) for a in argv))
-    _assert_one_line_error(code, err, *fragments)
+    code, _, err = ps3d("report", *(a.format(**names) for a in argv))
+    assert_one_line_error(code, err, *fragments)
     assert not (tmp_path / "report.html").exists() and not any(tmp_path.iterdir())
 
 
 @pytest.mark.slow
-def test_demo_writes_the_mineralogy_report_and_workbook(capsys, tmp_path):
-    code, stdout, err = _cli(capsys, "demo", "--output", tmp_path, "--quiet")
+def test_demo_writes_the_mineralogy_report_and_workbook(ps3d, tmp_path):
+    code, stdout, err = ps3d("demo", "--output", tmp_path, "--quiet")
     assert code == 0, err
     assert f"wrote tables (Excel): {tmp_path / 'report.xlsx'}" in stdout
     text = (tmp_path / "report.html").read_text()
     for heading in ("Shape", "Phases", "Liberation", "Accuracy against the ground truth"):
-        assert f"<h2>{heading}</h2>" in text
+        assert heading in _Report(text).sections
     sheets = pd.read_excel(tmp_path / "report.xlsx", sheet_name=None)
     assert list(sheets) == ["particles", "summary", "psd", "shape", "phases", "liberation"]
     assert len(sheets["particles"]) == int(_summary_cells(text)["particles"].replace(",", ""))

@@ -4,20 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-import plotly.graph_objects as go
 import pytest
 
+from analytic_shapes import sphere_table as table_of
 from ps3d_toolkit.analysis import stats
 from ps3d_toolkit.measurement import liberation_class, measure
-
-
-def table_of(diameters, **columns):
-    d = np.asarray(diameters, float)
-    frame = pd.DataFrame({"label": np.arange(1, len(d) + 1), "eq_diameter_mm": d,
-                          "volume_mm3": np.pi / 6 * d**3})
-    for name, values in columns.items():
-        frame[name] = values
-    return frame
 
 
 # --------------------------------------------------------------------------- percentiles
@@ -37,8 +28,8 @@ def test_number_weighted_percentiles_and_order_independence():
     table = table_of([3.0, 1.0, 2.0])  # unsorted on purpose
     values = stats.percentiles(table, weight="number")
     assert values == pytest.approx({"d10_mm": 1.0, "d50_mm": 1.5, "d90_mm": 2 + (0.9 - 2 / 3) * 3})
-    # the report's spelling
-    assert stats.percentiles(table, weighting="number") == values
+    with pytest.raises(TypeError):  # one name per idea: no "weighting" alias
+        stats.percentiles(table, weighting="number")
     assert list(stats.percentiles(table, points=(25, 75))) == ["d25_mm", "d75_mm"]
 
 
@@ -146,29 +137,32 @@ def test_phase_summary_volumes_and_liberation():
         stats.phase_summary(table_of([1.0]))
 
 
-# --------------------------------------------------------------------------- figures
+# --------------------------------------------------------------------------- cumulative distribution
 
 
-def test_figures_are_plotly_and_carry_labels():
-    rng = np.random.default_rng(2)
-    n = 50
-    table = table_of(rng.lognormal(0, 0.4, n), sphericity=rng.uniform(0.6, 1, n),
-                     elongation=rng.uniform(0.2, 1, n), flatness=rng.uniform(0.2, 1, n))
-    for make in (stats.fig_size_histogram, stats.fig_cumulative_psd, stats.fig_sphericity_vs_size, stats.fig_zingg):
-        fig = make(table)
-        assert isinstance(fig, go.Figure) and len(fig.data) >= 1
-    histogram = stats.fig_size_histogram(table, weight="volume")
-    assert sum(histogram.data[0].y) == pytest.approx(100)
-    zingg = stats.fig_zingg(table)
-    shown = np.concatenate([np.asarray(t.customdata) for t in zingg.data])
-    assert sorted(shown) == list(range(1, n + 1))
-    assert {s.x0 for s in zingg.layout.shapes if s.x0 is not None} >= {2 / 3}
-    psd = stats.fig_cumulative_psd(table)
-    assert {t.name for t in psd.data} >= {"by number", "by volume"}
-    assert max(psd.data[1].y) == pytest.approx(100)
+def test_cumulative_distribution_by_hand():
+    table = table_of([3.0, 1.0, 2.0, np.nan])
+    by_volume = stats.cumulative_distribution(table)
+    assert by_volume["size_mm"].tolist() == [1.0, 2.0, 3.0]  # sorted, NaN size left out
+    assert by_volume["fraction_passing"].to_numpy() == pytest.approx([1 / 36, 9 / 36, 1.0])
+    by_number = stats.cumulative_distribution(table, weight="number")
+    assert by_number["fraction_passing"].to_numpy() == pytest.approx([1 / 3, 2 / 3, 1.0])
+    empty = stats.cumulative_distribution(table_of([]))
+    assert list(empty.columns) == ["size_mm", "fraction_passing"] and len(empty) == 0
 
 
-def test_figures_accept_an_empty_table():
-    empty = table_of([], sphericity=[], elongation=[], flatness=[])
-    for make in (stats.fig_size_histogram, stats.fig_cumulative_psd, stats.fig_sphericity_vs_size, stats.fig_zingg):
-        assert isinstance(make(empty), go.Figure)
+# --------------------------------------------------------------------------- liberation
+
+
+def test_liberation_table_by_hand():
+    table = pd.DataFrame({"label": [1, 2, 3, 4], "volume_mm3": [1.0, 2.0, 3.0, 4.0],
+                          "phase_fraction_ore": [0.95, 0.5, 0.1, 0.0]})
+    frame = stats.liberation_table(table).set_index("liberation_class")
+    # ore volumes 0.95, 1.0, 0.3, 0 of 2.25: liberated, middling, locked, locked
+    assert frame["count"].to_dict() == {"locked": 2, "middling": 1, "liberated": 1}
+    assert frame["particle_volume_share"].to_numpy() == pytest.approx([0.7, 0.2, 0.1])
+    assert frame["phase_volume_share"].to_numpy() == pytest.approx([0.3 / 2.25, 1.0 / 2.25, 0.95 / 2.25])
+    strict = stats.liberation_table(table, thresholds=(0.05, 0.99)).set_index("liberation_class")
+    assert strict["count"].to_dict() == {"locked": 1, "middling": 3, "liberated": 0}
+    with pytest.raises(ValueError, match="phase_fraction"):
+        stats.liberation_table(table_of([1.0]))

@@ -16,27 +16,9 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from ps3d_toolkit.core.checks import check_labels, check_same_shape
+from ps3d_toolkit.core.labels import compact_ids
 
 __all__ = ["evaluate_instances", "evaluate_many", "match_instances"]
-
-# Below this largest label id a lookup table (O(n), one bincount) relabels faster than
-# np.unique (a sort); above it the table would cost too much memory.
-_LUT_MAX_LABEL = 1 << 24
-
-
-def _compact(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Map label ids to 0..n-1 in sorted order; return (ids, compact values)."""
-    if values.size == 0:
-        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
-    top = int(values.max())
-    if top < _LUT_MAX_LABEL:
-        present = np.bincount(values.astype(np.int64, copy=False), minlength=top + 1) > 0
-        ids = np.flatnonzero(present)
-        lut = np.cumsum(present, dtype=np.int64) - 1
-        return ids, lut[values]
-    ids, inverse = np.unique(values, return_inverse=True)
-    return ids.astype(np.int64), inverse.reshape(-1).astype(np.int64)
-
 
 def _overlaps(gt: np.ndarray, pred: np.ndarray):
     """Sizes of every particle and IoU of every overlapping (gt, pred) pair.
@@ -51,8 +33,8 @@ def _overlaps(gt: np.ndarray, pred: np.ndarray):
     p_vals = pred[fg]
     # Background (0) takes part in the compaction so that the encoding stays dense;
     # its row and column are dropped afterwards.
-    g_ids, g = _compact(g_vals)
-    p_ids, p = _compact(p_vals)
+    g_ids, g = compact_ids(g_vals)
+    p_ids, p = compact_ids(p_vals)
     g_size = np.bincount(g, minlength=g_ids.size).astype(np.int64)
     p_size = np.bincount(p, minlength=p_ids.size).astype(np.int64)
     both = (g_vals != 0) & (p_vals != 0)

@@ -1,4 +1,4 @@
-"""Distributions of the particle table: sizes, shapes, phases, and their figures.
+"""Distributions of the particle table: sizes, shapes, phases (numbers; figures are in viz.figures).
 
 Every function takes the table from :func:`ps3d_toolkit.measurement.measure` (or
 any DataFrame with the same columns) first. Sizes default to the
@@ -13,16 +13,19 @@ sieve analysis.
 
 from __future__ import annotations
 
+from typing import Literal
+
 import numpy as np
 import pandas as pd
 
+from ps3d_toolkit.core.checks import check_table
+
 __all__ = [
     "ZINGG_BOUNDARY",
-    "fig_cumulative_psd",
-    "fig_size_histogram",
-    "fig_sphericity_vs_size",
-    "fig_zingg",
+    "cumulative_distribution",
+    "liberation_table",
     "percentiles",
+    "phase_names",
     "phase_summary",
     "shape_summary",
     "sieve_curve",
@@ -32,33 +35,20 @@ __all__ = [
 
 #: Class boundary of the Zingg diagram on both ratios.
 ZINGG_BOUNDARY = 2.0 / 3.0
+#: How particles count in a distribution: one each, or by their volume.
+Weight = Literal["number", "volume"]
 _WEIGHTS = ("number", "volume")
+_PHASE_PREFIX = "phase_fraction_"
+#: measure()'s default classes: locked below 30 %, liberated from 90 % of the phase
+_LIBERATION_THRESHOLDS = (0.3, 0.9)
 
 
-# --------------------------------------------------------------------------- checks
-
-
-def _check_table(table, columns=()) -> pd.DataFrame:
-    if not isinstance(table, pd.DataFrame):
-        raise TypeError(f"table must be a pandas DataFrame of particles, got {type(table).__name__}")
-    missing = [c for c in columns if c not in table.columns]
-    if missing:
-        raise ValueError(f"table lacks the column(s) {missing}; expected the output of ps3d_toolkit.measurement()")
-    return table
-
-
-def _check_weight(weight, weighting=None) -> str:
-    if weighting is not None:
-        weight = weighting
+def _sizes_and_weights(table, size: str, weight: Weight):
+    """Check the table and ``weight``; return finite sizes and their weights, sorted by size."""
     if weight not in _WEIGHTS:
         raise ValueError(f"weight must be 'number' or 'volume', got {weight!r}")
-    return weight
-
-
-def _sizes_and_weights(table, size, weight):
-    """Finite sizes and their weights (sorted by size)."""
     columns = [size] + (["volume_mm3"] if weight == "volume" else [])
-    table = _check_table(table, columns)
+    table = check_table(table, columns)
     sizes = table[size].to_numpy(dtype=float)
     weights = table["volume_mm3"].to_numpy(dtype=float) if weight == "volume" else np.ones(len(sizes))
     keep = np.isfinite(sizes) & np.isfinite(weights) & (weights >= 0)
@@ -70,8 +60,7 @@ def _sizes_and_weights(table, size, weight):
 # --------------------------------------------------------------------------- distributions
 
 
-def size_distribution(table, weight: str = "number", bins=20, *, size: str = "eq_diameter_mm",
-                      weighting: str | None = None) -> pd.DataFrame:
+def size_distribution(table, weight: Weight = "number", bins=20, *, size: str = "eq_diameter_mm") -> pd.DataFrame:
     """Particle-size distribution: the share of particles (or volume) per size class.
 
     Parameters
@@ -85,8 +74,6 @@ def size_distribution(table, weight: str = "number", bins=20, *, size: str = "eq
         size (size distributions are read on a log scale), or the class edges in mm.
     size : str
         Size column (mm).
-    weighting : str, optional
-        Alias of ``weight``.
 
     Returns
     -------
@@ -97,7 +84,6 @@ def size_distribution(table, weight: str = "number", bins=20, *, size: str = "eq
         below ``size_high_mm``), ``density_per_mm`` (fraction / class width).
         Classes are ``[low, high)``, the last one closed.
     """
-    weight = _check_weight(weight, weighting)
     sizes, weights = _sizes_and_weights(table, size, weight)
     edges = _edges(sizes, bins)
     count, _ = np.histogram(sizes, bins=edges)
@@ -134,8 +120,39 @@ def _edges(sizes: np.ndarray, bins) -> np.ndarray:
     return edges
 
 
-def percentiles(table, weight: str = "volume", *, size: str = "eq_diameter_mm", points=(10, 50, 90),
-                weighting: str | None = None) -> dict:
+def cumulative_distribution(table, weight: Weight = "volume", *, size: str = "eq_diameter_mm") -> pd.DataFrame:
+    """The cumulative size distribution through the particles (the sieve curve at their own sizes).
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        The particle table.
+    weight : {"number", "volume"}
+        Count particles, or weigh them by volume (the default).
+    size : str
+        Size column (mm).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per particle with a finite size, in increasing size:
+        ``size_mm`` and ``fraction_passing``, the share of the weight in that
+        particle and all smaller ones (0 throughout when the total weight is 0).
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> table = pd.DataFrame({"eq_diameter_mm": [2.0, 1.0], "volume_mm3": [3.0, 1.0]})
+    >>> cumulative_distribution(table)["fraction_passing"].tolist()
+    [0.25, 1.0]
+    """
+    sizes, weights = _sizes_and_weights(table, size, weight)
+    total = weights.sum()
+    passing = np.cumsum(weights) / total if total > 0 else np.zeros(len(sizes))
+    return pd.DataFrame({"size_mm": sizes, "fraction_passing": passing})
+
+
+def percentiles(table, weight: Weight = "volume", *, size: str = "eq_diameter_mm", points=(10, 50, 90)) -> dict:
     """Characteristic sizes d10, d50, d90 (mm) of the number or volume distribution.
 
     The cumulative distribution is the sieve curve through the particles: with the
@@ -158,15 +175,12 @@ def percentiles(table, weight: str = "volume", *, size: str = "eq_diameter_mm", 
         Size column (mm).
     points : sequence of float
         Percentages to report.
-    weighting : str, optional
-        Alias of ``weight``.
 
     Returns
     -------
     dict
         ``{"d10_mm": ..., "d50_mm": ..., "d90_mm": ...}`` (NaN for an empty table).
     """
-    weight = _check_weight(weight, weighting)
     sizes, weights = _sizes_and_weights(table, size, weight)
     points = [float(p) for p in np.atleast_1d(points)]
     if any(not 0 <= p <= 100 for p in points):
@@ -179,8 +193,7 @@ def percentiles(table, weight: str = "volume", *, size: str = "eq_diameter_mm", 
     return {name: float(np.interp(p / 100.0, passing, sizes)) for name, p in zip(names, points)}
 
 
-def sieve_curve(table, sizes_mm=None, *, weight: str = "volume", size: str = "eq_diameter_mm",
-                weighting: str | None = None) -> pd.DataFrame:
+def sieve_curve(table, sizes_mm=None, *, weight: Weight = "volume", size: str = "eq_diameter_mm") -> pd.DataFrame:
     """Cumulative percentage passing at a series of sieve sizes.
 
     Parameters
@@ -195,8 +208,6 @@ def sieve_curve(table, sizes_mm=None, *, weight: str = "volume", size: str = "eq
         Percent of particles or of volume (mass for one density); volume by default.
     size : str
         Size column (mm) compared with the aperture.
-    weighting : str, optional
-        Alias of ``weight``.
 
     Returns
     -------
@@ -205,7 +216,6 @@ def sieve_curve(table, sizes_mm=None, *, weight: str = "volume", size: str = "eq
         weight in particles with ``size <= size_mm``; ``percent_retained`` on the
         sieve (between it and the next smaller one).
     """
-    weight = _check_weight(weight, weighting)
     sizes, weights = _sizes_and_weights(table, size, weight)
     if sizes_mm is None:
         if not len(sizes) or sizes.max() <= 0:
@@ -237,7 +247,11 @@ def zingg_class(table) -> pd.Categorical:
     ``rod`` (elongation < 2/3, flatness >= 2/3), ``blade`` (both < 2/3); NaN
     ratios give NaN.
     """
-    table = _check_table(table, ["elongation", "flatness"])
+    table = check_table(table, ["elongation", "flatness"])
+    return _zingg_class(table)
+
+
+def _zingg_class(table) -> pd.Categorical:
     e = table["elongation"].to_numpy(dtype=float)
     f = table["flatness"].to_numpy(dtype=float)
     equant_e, equant_f = e >= ZINGG_BOUNDARY, f >= ZINGG_BOUNDARY
@@ -260,7 +274,7 @@ def shape_summary(table) -> pd.DataFrame:
         ``std``, ``p10``, ``median``, ``p90``; then rows ``zingg_<class>`` whose
         ``count`` is the number of particles in the class and ``mean`` their share.
     """
-    table = _check_table(table, ["sphericity", "elongation", "flatness", "axis_major_mm", "axis_minor_mm"])
+    table = check_table(table, ["sphericity", "elongation", "flatness", "axis_major_mm", "axis_minor_mm"])
     with np.errstate(invalid="ignore", divide="ignore"):
         series = {
             "sphericity": table["sphericity"],
@@ -277,7 +291,7 @@ def shape_summary(table) -> pd.DataFrame:
             rows[name] = [len(v), v.mean(), v.std(ddof=1) if len(v) > 1 else 0.0, p10, median, p90]
         else:
             rows[name] = [0] + [np.nan] * 5
-    classes = zingg_class(table)
+    classes = _zingg_class(table)
     known = int(np.sum(classes.codes >= 0))
     counts = np.bincount(classes.codes[classes.codes >= 0], minlength=len(classes.categories))
     for name, count in zip(classes.categories, counts):
@@ -311,16 +325,15 @@ def phase_summary(table) -> pd.DataFrame:
     ValueError
         If the table has no ``phase_fraction_*`` column.
     """
-    table = _check_table(table, ["volume_mm3"])
-    prefix = "phase_fraction_"
-    names = [c[len(prefix):] for c in table.columns if c.startswith(prefix)]
+    table = check_table(table, ["volume_mm3"])
+    names = phase_names(table)
     if not names:
         raise ValueError("table has no phase_fraction_<name> columns; measure it with phases=")
     volume = table["volume_mm3"].to_numpy(dtype=float)
     total = volume.sum()
     rows = []
     for name in names:
-        fraction = table[prefix + name].to_numpy(dtype=float)
+        fraction = table[_PHASE_PREFIX + name].to_numpy(dtype=float)
         phase_volume = np.nansum(fraction * volume)
         rows.append({
             "phase": name,
@@ -330,141 +343,94 @@ def phase_summary(table) -> pd.DataFrame:
             "particles_with_phase": int(np.sum(fraction > 0)),
         })
     frame = pd.DataFrame(rows).set_index("phase")
-    if "liberation_class" in table.columns:
-        from ps3d_toolkit.measurement import LIBERATION_CLASSES
-
-        target = table.attrs.get("liberation_phase", names[0])
-        if target in names:
-            fraction = table[prefix + target].to_numpy(dtype=float)
-            classes = table["liberation_class"].astype(str).to_numpy()
-            phase_volume = np.nansum(fraction * volume)
-            for cls in LIBERATION_CLASSES:
-                inside = classes == cls
-                frame.loc[target, f"n_{cls}"] = int(inside.sum())
-                frame.loc[target, f"phase_volume_fraction_{cls}"] = (
-                    np.nansum(fraction[inside] * volume[inside]) / phase_volume if phase_volume > 0 else np.nan
-                )
+    target = table.attrs.get("liberation_phase", names[0])
+    if "liberation_class" in table.columns and target in names:
+        # the table's own classes: liberation_table keeps them for the phase that set them
+        liberation = _liberation_rows(table, names, None)
+        rows = liberation[liberation["phase"] == target]
+        for cls, count, share in zip(rows["liberation_class"], rows["count"], rows["phase_volume_share"]):
+            frame.loc[target, f"n_{cls}"] = int(count)
+            frame.loc[target, f"phase_volume_fraction_{cls}"] = share
     return frame
 
 
-# --------------------------------------------------------------------------- figures
+def liberation_table(table, *, thresholds=None) -> pd.DataFrame:
+    """Particles and phase volume per liberation class, for every phase of the table.
 
+    For each phase, each particle is classed by the volume fraction of that
+    phase inside it (:func:`ps3d_toolkit.measurement.liberation_class`): locked,
+    middling or liberated.
 
-def _size_label(size: str) -> str:
-    names = {"eq_diameter_mm": "equivalent diameter", "feret_max_mm": "max Feret diameter",
-             "axis_major_mm": "major axis", "axis_intermediate_mm": "intermediate axis",
-             "axis_minor_mm": "minor axis"}
-    return f"{names.get(size, size.removesuffix('_mm'))} (mm)"
-
-
-def fig_size_histogram(table, weight: str = "number", bins=30, *, size: str = "eq_diameter_mm",
-                       weighting: str | None = None):
-    """Histogram of particle sizes on a log axis (number or volume share per class).
-
-    Returns
-    -------
-    plotly.graph_objects.Figure
-    """
-    import plotly.graph_objects as go
-
-    weight = _check_weight(weight, weighting)
-    dist = size_distribution(table, weight=weight, bins=bins, size=size)
-    fig = go.Figure(go.Bar(
-        x=dist["size_mid_mm"], y=100 * dist["fraction"], width=dist["size_high_mm"] - dist["size_low_mm"],
-        customdata=np.stack([dist["size_low_mm"], dist["size_high_mm"], dist["count"]], axis=1),
-        hovertemplate="%{customdata[0]:.3g}-%{customdata[1]:.3g} mm<br>%{y:.2f} %<br>%{customdata[2]} particles"
-                      "<extra></extra>",
-        marker_line_width=0.5, name=f"by {weight}",
-    ))
-    fig.update_layout(
-        title=f"Particle-size distribution by {weight} ({len(table)} particles)",
-        xaxis_title=_size_label(size), yaxis_title=f"{weight} share (%)", bargap=0.0, template="plotly_white",
-    )
-    if len(dist) and np.all(dist["size_low_mm"] > 0):
-        fig.update_xaxes(type="log")
-    return fig
-
-
-def fig_cumulative_psd(table, *, size: str = "eq_diameter_mm"):
-    """Cumulative size distributions (percent passing) by number and by volume, with d10/d50/d90.
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        A particle table measured with ``phases=`` (``phase_fraction_<name>`` columns).
+    thresholds : (float, float), optional
+        ``(locked_below, liberated_from)``. By default the table's
+        ``attrs["liberation_thresholds"]``, else (0.3, 0.9) as in
+        :func:`~ps3d_toolkit.measurement.measure`; and the phase behind the
+        table's own ``liberation_class`` column (``attrs["liberation_phase"]``,
+        else the first phase) keeps that column's classes.
 
     Returns
     -------
-    plotly.graph_objects.Figure
+    pandas.DataFrame
+        One row per phase and class (locked, middling, liberated): ``phase``,
+        ``liberation_class``, ``count`` (particles), ``count_share`` (of all
+        particles), ``particle_volume_mm3`` and ``particle_volume_share`` (of
+        all particle volume), ``phase_volume_mm3`` (volume of the phase in
+        those particles) and ``phase_volume_share`` (of the phase's whole
+        volume; sums to 1 over the classes of a phase that is present).
+
+    Raises
+    ------
+    TypeError
+        If ``table`` is not a DataFrame.
+    ValueError
+        If the table lacks ``volume_mm3`` or has no ``phase_fraction_*``
+        column, or the thresholds are out of order.
     """
-    import plotly.graph_objects as go
-
-    fig = go.Figure()
-    for weight, dash in (("number", "dot"), ("volume", "solid")):
-        sizes, weights = _sizes_and_weights(table, size, weight)
-        total = weights.sum()
-        passing = 100 * np.cumsum(weights) / total if total > 0 else np.zeros(len(sizes))
-        fig.add_trace(go.Scatter(x=sizes, y=passing, mode="lines", line_shape="hv", line_dash=dash,
-                                 name=f"by {weight}",
-                                 hovertemplate="%{x:.3g} mm: %{y:.1f} % passing<extra>" + weight + "</extra>"))
-    marks = percentiles(table, weight="volume", size=size)
-    for (name, value), pct in zip(marks.items(), (10, 50, 90)):
-        if np.isfinite(value):
-            fig.add_trace(go.Scatter(x=[value], y=[pct], mode="markers+text", text=[name.removesuffix("_mm")],
-                                     textposition="middle right", marker_size=8, showlegend=False,
-                                     hovertemplate=f"{name.removesuffix('_mm')} (volume) = %{{x:.3g}} mm<extra></extra>"))
-    fig.update_layout(title="Cumulative particle-size distribution", xaxis_title=_size_label(size),
-                      yaxis_title="cumulative % passing", yaxis_range=[0, 102], template="plotly_white")
-    if len(table) and np.nanmin(table[size].to_numpy(dtype=float)) > 0:
-        fig.update_xaxes(type="log")
-    return fig
+    table = check_table(table)
+    names = phase_names(table)
+    if not names or "volume_mm3" not in table.columns:
+        raise ValueError("table must have volume_mm3 and phase_fraction_<name> columns; measure it with phases=")
+    return _liberation_rows(table, names, thresholds)
 
 
-def fig_sphericity_vs_size(table, *, size: str = "eq_diameter_mm"):
-    """Sphericity against size, one marker per particle (hover shows the label).
-
-    Returns
-    -------
-    plotly.graph_objects.Figure
-    """
-    import plotly.graph_objects as go
-
-    table = _check_table(table, [size, "sphericity", "label"])
-    fig = go.Figure(go.Scattergl(
-        x=table[size], y=table["sphericity"], mode="markers", marker=dict(size=5, opacity=0.6),
-        customdata=table["label"], hovertemplate="label %{customdata}<br>%{x:.3g} mm<br>sphericity %{y:.3f}"
-                                                 "<extra></extra>",
-    ))
-    fig.add_hline(y=1.0, line_dash="dot", line_color="grey")
-    fig.update_layout(title="Sphericity against size", xaxis_title=_size_label(size),
-                      yaxis_title="sphericity (Wadell)", template="plotly_white")
-    if len(table) and np.nanmin(table[size].to_numpy(dtype=float)) > 0:
-        fig.update_xaxes(type="log")
-    return fig
+def phase_names(table) -> list:
+    """The mineral phases of a particle table: ``<name>`` of every ``phase_fraction_<name>`` column."""
+    return [c[len(_PHASE_PREFIX):] for c in table.columns if c.startswith(_PHASE_PREFIX)]
 
 
-def fig_zingg(table):
-    """Zingg diagram: flatness (S/I) against elongation (I/L), with the 2/3 class boundaries.
+def _liberation_rows(table, names, thresholds) -> pd.DataFrame:
+    """:func:`liberation_table` of a checked table with ``volume_mm3`` and the phases ``names``."""
+    from ps3d_toolkit.measurement import LIBERATION_CLASSES, liberation_class
 
-    Returns
-    -------
-    plotly.graph_objects.Figure
-    """
-    import plotly.graph_objects as go
-
-    table = _check_table(table, ["elongation", "flatness", "label"])
-    classes = zingg_class(table)
-    fig = go.Figure()
-    for name in classes.categories:
-        inside = np.asarray(classes == name)
-        fig.add_trace(go.Scattergl(
-            x=table["elongation"][inside], y=table["flatness"][inside], mode="markers", name=name,
-            marker=dict(size=5, opacity=0.7), customdata=table["label"][inside],
-            hovertemplate="label %{customdata}<br>I/L %{x:.2f}, S/I %{y:.2f}<extra>" + name + "</extra>",
-        ))
-    b = ZINGG_BOUNDARY
-    fig.add_vline(x=b, line_color="grey", line_dash="dash")
-    fig.add_hline(y=b, line_color="grey", line_dash="dash")
-    # the classic quadrant names, at the centre of each quadrant
-    for x, y, text in ((b / 2, b / 2, "blade"), (b / 2, (1 + b) / 2, "rod"),
-                       ((1 + b) / 2, b / 2, "disc"), ((1 + b) / 2, (1 + b) / 2, "spheroid")):
-        fig.add_annotation(x=x, y=y, text=text, showarrow=False, font=dict(color="grey", size=14), opacity=0.6)
-    fig.update_layout(title="Zingg diagram", xaxis_title="elongation I/L (intermediate / major)",
-                      yaxis_title="flatness S/I (minor / intermediate)", xaxis_range=[0, 1.02],
-                      yaxis_range=[0, 1.02], template="plotly_white")
-    return fig
+    own_classes = thresholds is None and "liberation_class" in table.columns
+    if thresholds is None:
+        thresholds = table.attrs.get("liberation_thresholds", _LIBERATION_THRESHOLDS)
+    own_phase = table.attrs.get("liberation_phase", names[0])
+    volume = table["volume_mm3"].to_numpy(dtype=float)
+    total_volume = np.nansum(volume)
+    rows = []
+    for name in names:
+        fraction = table[_PHASE_PREFIX + name].to_numpy(dtype=float)
+        classes = table["liberation_class"] if own_classes and name == own_phase else liberation_class(
+            fraction, thresholds)
+        # NaN (no class) becomes "nan", which matches no class
+        classes = np.asarray(pd.Series(classes).astype(str))
+        phase_volume = fraction * volume
+        phase_total = np.nansum(phase_volume)
+        for cls in LIBERATION_CLASSES:
+            inside = classes == cls
+            rows.append({
+                "phase": name,
+                "liberation_class": cls,
+                "count": int(inside.sum()),
+                "count_share": inside.sum() / len(table) if len(table) else np.nan,
+                "particle_volume_mm3": float(np.nansum(volume[inside])),
+                "particle_volume_share": np.nansum(volume[inside]) / total_volume if total_volume > 0 else np.nan,
+                "phase_volume_mm3": float(np.nansum(phase_volume[inside])),
+                "phase_volume_share": np.nansum(phase_volume[inside]) / phase_total if phase_total > 0 else np.nan,
+            })
+    return pd.DataFrame(rows)

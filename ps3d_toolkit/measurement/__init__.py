@@ -5,28 +5,37 @@ Public API
 measure(labels, image=None, *, spacing, phases, ...) -> pandas.DataFrame
     The particle table (volumes, centroids, bounding boxes, surface area,
     sphericity, axes, Feret diameter, border flags, grey levels, phases).
-save_table(table, path) -> Path
-    Write it to CSV or Parquet, atomically.
+    Save and read it with :func:`ps3d_toolkit.io.save_table` and
+    :func:`ps3d_toolkit.io.read_table`.
 propose_phase_thresholds(image, labels=None, *, n_phases=2) -> dict
     Grey-level intervals for ``phases=`` from the particles' histogram.
 liberation_class(fraction, thresholds=(0.3, 0.9)) -> pandas.Categorical
     locked / middling / liberated.
 particle_mesh(labels, label, *, spacing) -> (vertices_mm, faces)
     Marching-cubes surface of one particle, for 3D views.
+
+Modules
+-------
+table
+    :func:`measure`, one private function per column group.
+surface
+    Surface area and Feret diameter (the per-particle loop) and particle meshes.
+intensity
+    Grey levels, phase fractions, liberation classes, phase thresholds.
+mesh
+    :func:`particle_mesh`.
 """
 
 from __future__ import annotations
 
 from ps3d_toolkit.measurement.intensity import LIBERATION_CLASSES, liberation_class, propose_phase_thresholds
 from ps3d_toolkit.measurement.mesh import particle_mesh
-from ps3d_toolkit.measurement.table import TABLE_FORMATS, measure, save_table
+from ps3d_toolkit.measurement.table import measure
 
 __all__ = [
     "LIBERATION_CLASSES",
-    "TABLE_FORMATS",
     "liberation_class",
     "measure",
     "particle_mesh",
     "propose_phase_thresholds",
-    "save_table",
 ]

@@ -375,14 +375,6 @@ def _segment_argmax(values, owners, starts, present, count):
     return first
 
 
-def max_distance(points: np.ndarray) -> float:
-    """Largest distance between two of ``points`` (n, 3), exactly (see :func:`_feret_by_owner`)."""
-    points = np.asarray(points, dtype=float).reshape(-1, 3)
-    if len(points) < 2:
-        return 0.0
-    return float(_feret_by_owner(points, np.zeros(len(points), dtype=np.int64), 1)[0])
-
-
 def _max_pair_distance(points: np.ndarray, block: int = 512) -> float:
     """Largest pairwise distance by brute force, in blocks so that memory stays bounded."""
     if len(points) > 4 * block:
@@ -398,22 +390,6 @@ def _max_pair_distance(points: np.ndarray, block: int = 512) -> float:
                    - 2.0 * chunk @ others.T)
         best = max(best, float(squared.max()))
     return float(np.sqrt(max(best, 0.0)))
-
-
-def surface_area(mask: np.ndarray, spacing) -> float:
-    """Surface area in mm^2 of the particle in ``mask`` (voxels beyond the array are outside)."""
-    mask = np.asarray(mask, dtype=bool)
-    if not mask.any():
-        return 0.0
-    return float(shape_metrics(mask.astype(np.uint8), [tuple(slice(0, s) for s in mask.shape)], [1], spacing)[0][0])
-
-
-def feret_max(mask: np.ndarray, spacing) -> float:
-    """Maximum Feret diameter in mm of the particle in ``mask``."""
-    mask = np.asarray(mask, dtype=bool)
-    if not mask.any():
-        return 0.0
-    return float(shape_metrics(mask.astype(np.uint8), [tuple(slice(0, s) for s in mask.shape)], [1], spacing)[1][0])
 
 
 def surface_mesh(mask: np.ndarray, spacing, sigma_vox: float = FERET_SIGMA_VOX):
@@ -432,20 +408,3 @@ def surface_mesh(mask: np.ndarray, spacing, sigma_vox: float = FERET_SIGMA_VOX):
         return np.empty((0, 3)), np.empty((0, 3), dtype=np.int64)
     vertices, faces, _, _ = marching_cubes(m, 0.5, spacing=tuple(float(s) for s in spacing))
     return vertices - pad * np.asarray(spacing, float), faces
-
-
-def ellipsoid_area(a: float, b: float, c: float) -> float:
-    """Exact surface area of the ellipsoid of semi-axes ``a``, ``b``, ``c`` (Legendre's formula).
-
-    The analytic answer that the tests and ``benchmarks/measure_*.py`` hold the
-    estimate of this module against; any order of the semi-axes, any unit.
-    """
-    from scipy.special import ellipeinc, ellipkinc
-
-    a, b, c = sorted((a, b, c), reverse=True)
-    if np.isclose(a, c):
-        return 4 * np.pi * a * a
-    phi = np.arccos(c / a)
-    m = (a * a * (b * b - c * c)) / (b * b * (a * a - c * c))
-    return 2 * np.pi * c * c + 2 * np.pi * a * b / np.sin(phi) * (
-        ellipeinc(phi, m) * np.sin(phi) ** 2 + ellipkinc(phi, m) * np.cos(phi) ** 2)

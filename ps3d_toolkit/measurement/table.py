@@ -1,26 +1,30 @@
-"""The per-particle table: :func:`measure` and :func:`save_table`."""
+"""The per-particle table: :func:`measure`, one private function per column group.
+
+Every column group (ids and counts, centroids, bounding boxes, surface and
+sphericity, axes and Zingg ratios, Feret diameter, border flags, grey levels,
+phases and liberation, confidence) is a short function that returns its columns
+as a dict; :func:`measure` checks its arguments once and composes them. The
+groups share one vectorised pass over the volume (:func:`_one_pass`) and the
+per-particle loop of :mod:`ps3d_toolkit.measurement.surface`.
+"""
 
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from scipy import ndimage as ndi
 from tqdm.auto import tqdm
 
-from ps3d_toolkit.core.atomic import atomic_path
 from ps3d_toolkit.core.checks import check_labels, check_same_shape, check_spacing, check_volume
+from ps3d_toolkit.core.geometry import equivalent_diameter, wadell_sphericity
+from ps3d_toolkit.core.labels import LUT_MAX_LABEL, compact_ids
 from ps3d_toolkit.measurement import intensity as _intensity, surface as _surface
 
-# Below this largest label id, label ids map to rows through a lookup table and
-# find_objects; above it (sparse huge ids) the label image is compacted first.
-_LUT_MAX_LABEL = 1 << 24
-# z-slices per slab of the one pass over the volume (bounds the temporary memory)
+# z-slices per slab of the scan for present label ids (bounds the temporary memory)
 _SLAB_VOXELS = 1 << 24
-
-TABLE_FORMATS = (".csv", ".parquet")
+_BBOX_COLUMNS = ("bbox_z0", "bbox_y0", "bbox_x0", "bbox_z1", "bbox_y1", "bbox_x1")
 
 
 def measure(labels, image=None, *, spacing=1.0, phases=None, phase_map=None, fov_mask=None,
@@ -111,8 +115,45 @@ def measure(labels, image=None, *, spacing=1.0, phases=None, phase_map=None, fov
     >>> labels[5:15, 5:15, 5:15] = 1
     >>> row = measure(labels, spacing=0.1, progress=False).iloc[0]
     >>> round(float(row.volume_mm3), 3), round(float(row.sphericity), 2)
-    (1.0, 0.81)
+    (1.0, 0.82)
     """
+    labels, image, spacing, phases, phase_map, fov_mask, confidence = _checked_inputs(
+        labels, image, spacing, phases, phase_map, fov_mask, confidence)
+    if phases is not None:
+        liberation_phase = _checked_liberation(phases, liberation_phase, liberation_thresholds)
+    workers = _workers(workers)
+
+    ids, lookup, labels = _label_ids(labels)
+    need_voxels = image is not None or phases is not None or confidence is not None
+    sums, voxels = _one_pass(labels, lookup, len(ids), image, phase_map if phases else None, confidence,
+                             need_voxels)
+    slices = _bounding_boxes(labels, ids, lookup)
+    bbox = np.array([[s.start for s in sl] + [s.stop for s in sl] for sl in slices],
+                    dtype=np.int64).reshape(len(ids), 6)
+    area, feret = _shape_metrics(labels, slices, ids, lookup, spacing, shape, workers, progress)
+
+    table = _count_columns(ids, sums[0], spacing)
+    table.update(_centroid_columns(sums, spacing))
+    table.update(dict(zip(_BBOX_COLUMNS, bbox.T)))
+    table.update(_surface_columns(table["volume_mm3"], area))
+    table.update(_axis_columns(sums, spacing))
+    table["feret_max_mm"] = feret
+    table["touches_border"] = _touches_border(bbox, labels.shape, labels, lookup, len(ids), fov_mask)
+    index = voxels.get("index", np.zeros(0, dtype=np.int64))
+    if image is not None:
+        values = voxels.get("values", np.zeros(0, dtype=image.dtype))
+        table.update(_intensity.intensity_columns(values, index, sums[0]))
+    if phases is not None:
+        table.update(_phase_columns(phases, voxels, index, sums[0], liberation_phase, liberation_thresholds))
+    if confidence is not None:
+        table["confidence"] = _mean_by_particle(voxels.get("confidence", np.zeros(0)), index, sums[0])
+    frame = pd.DataFrame(table)
+    frame.attrs.update(_table_attrs(spacing, phases, liberation_phase, liberation_thresholds))
+    return frame
+
+
+def _checked_inputs(labels, image, spacing, phases, phase_map, fov_mask, confidence):
+    """The door of :func:`measure`: every array argument checked against ``labels``."""
     labels = check_labels(labels, "labels")
     spacing = check_spacing(spacing)
     if image is not None:
@@ -129,81 +170,23 @@ def measure(labels, image=None, *, spacing=1.0, phases=None, phase_map=None, fov
         phases = _intensity.propose_phase_thresholds(image, labels)
     if phases is not None:
         phases = _intensity.check_phases(phases, image, phase_map)
-        if liberation_phase is None:
-            liberation_phase = next(iter(phases))
-        elif liberation_phase not in phases:
-            raise ValueError(f"liberation_phase must be one of {list(phases)}, got {liberation_phase!r}")
-        _intensity.liberation_class([], liberation_thresholds)  # checks the thresholds now, not at the end
     if fov_mask is not None:
         fov_mask = check_volume(fov_mask, "fov_mask").astype(bool, copy=False)
         check_same_shape(labels, fov_mask, "labels", "fov_mask")
     if confidence is not None:
         confidence = check_volume(confidence, "confidence")
         check_same_shape(labels, confidence, "labels", "confidence")
-    workers = _workers(workers)
+    return labels, image, spacing, phases, phase_map, fov_mask, confidence
 
-    ids, lookup, labels = _label_ids(labels)
-    n = len(ids)
-    need_voxels = image is not None or phases is not None or confidence is not None
-    sums, voxels = _one_pass(labels, lookup, n, image, phase_map if phases else None, confidence, need_voxels)
-    counts = sums[0]
-    voxel_volume = float(np.prod(spacing))
-    table = {"label": ids, "voxel_count": counts.astype(np.int64), "volume_mm3": counts * voxel_volume}
-    table["eq_diameter_mm"] = np.cbrt(6.0 * table["volume_mm3"] / np.pi)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mean = sums[1:4] / counts
-    for axis, name in enumerate("zyx"):
-        table[f"centroid_{name}"] = mean[axis]
-    for axis, name in enumerate("zyx"):
-        table[f"centroid_{name}_mm"] = mean[axis] * spacing[axis]
 
-    slices = _bounding_boxes(labels, ids, lookup)
-    bbox = np.array([[s.start for s in sl] + [s.stop for s in sl] for sl in slices], dtype=np.int64).reshape(n, 6)
-    for k, name in enumerate(("bbox_z0", "bbox_y0", "bbox_x0", "bbox_z1", "bbox_y1", "bbox_x1")):
-        table[name] = bbox[:, k]
-
-    area = np.full(n, np.nan)
-    feret = np.full(n, np.nan)
-    if shape and n:
-        values = ids if lookup is not None else np.arange(1, n + 1)
-        with tqdm(total=n, desc="measure", unit="particle", disable=not progress) as bar:
-            area, feret = _surface.shape_metrics(labels, slices, values, spacing, progress=bar,
-                                                 workers=workers)
-    table["surface_area_mm2"] = area
-    with np.errstate(invalid="ignore", divide="ignore"):
-        table["sphericity"] = np.pi ** (1 / 3) * (6.0 * table["volume_mm3"]) ** (2 / 3) / area
-    axes = _axis_lengths(sums, spacing)
-    table["axis_major_mm"], table["axis_intermediate_mm"], table["axis_minor_mm"] = axes
-    with np.errstate(invalid="ignore", divide="ignore"):
-        table["elongation"] = axes[1] / axes[0]
-        table["flatness"] = axes[2] / axes[1]
-    table["feret_max_mm"] = feret
-    table["touches_border"] = _touches_border(bbox, labels.shape, labels, lookup, n, fov_mask)
-
-    index = voxels.get("index", np.zeros(0, dtype=np.int64))
-    if image is not None:
-        values = voxels.get("values", np.zeros(0, dtype=image.dtype))
-        table.update(_intensity.intensity_columns(values, index, counts))
-    if phases is not None:
-        empty = np.zeros(0)
-        masks = _intensity.phase_masks(phases, voxels.get("values", empty), voxels.get("codes", empty))
-        with np.errstate(invalid="ignore", divide="ignore"):
-            for name, inside in masks:
-                table[f"phase_fraction_{name}"] = np.bincount(index, weights=inside, minlength=n) / counts
-        table["liberation_class"] = _intensity.liberation_class(
-            table[f"phase_fraction_{liberation_phase}"], liberation_thresholds)
-    if confidence is not None:
-        weights = voxels.get("confidence", np.zeros(0)).astype(np.float64)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            table["confidence"] = np.bincount(index, weights=weights, minlength=n) / counts
-    frame = pd.DataFrame(table)
-    frame.attrs["spacing_mm"] = tuple(spacing)
-    if phases is not None:
-        frame.attrs["phases"] = {k: list(v) if isinstance(v, tuple) else v for k, v in phases.items()}
-        frame.attrs["liberation_phase"] = liberation_phase
-        # the report classes every phase with the thresholds actually used
-        frame.attrs["liberation_thresholds"] = tuple(liberation_thresholds)
-    return frame
+def _checked_liberation(phases: dict, liberation_phase, thresholds) -> str:
+    """The phase behind ``liberation_class`` (default the first); the thresholds checked now, not at the end."""
+    if liberation_phase is None:
+        liberation_phase = next(iter(phases))
+    elif liberation_phase not in phases:
+        raise ValueError(f"liberation_phase must be one of {list(phases)}, got {liberation_phase!r}")
+    _intensity.liberation_class([], thresholds)
+    return liberation_phase
 
 
 def _workers(workers) -> int:
@@ -222,13 +205,14 @@ def _workers(workers) -> int:
 def _label_ids(labels: np.ndarray):
     """Present label ids, the id -> row lookup (None when compacted) and the labels.
 
-    Huge sparse ids would make the lookup table and ``find_objects`` too large, so
-    such label images are compacted to 1..n first.
+    Below :data:`~ps3d_toolkit.core.labels.LUT_MAX_LABEL` the ids are found a slab
+    at a time (a full-volume temporary is not needed) and rows are read through a
+    lookup table; huge sparse ids would make that table and ``find_objects`` too
+    large, so such label images are compacted to 1..n first.
     """
     top = int(labels.max()) if labels.size else 0
-    if top < _LUT_MAX_LABEL:
+    if top < LUT_MAX_LABEL:
         present = np.zeros(top + 1, dtype=bool)
-        # a slab at a time: a full-volume boolean of the foreground is not needed
         step = max(1, _SLAB_VOXELS // max(1, labels[0].size))
         for z in range(0, labels.shape[0], step):
             present[labels[z:z + step].reshape(-1)] = True
@@ -237,13 +221,10 @@ def _label_ids(labels: np.ndarray):
         lookup = np.full(top + 1, -1, dtype=np.int64)
         lookup[ids] = np.arange(len(ids))
         return ids, lookup, labels
-    ids, inverse = np.unique(labels, return_inverse=True)
+    ids, index = compact_ids(labels)
     if ids[0] == 0:
-        compact = inverse.reshape(labels.shape).astype(np.uint32)
-        ids = ids[1:]
-    else:
-        compact = (inverse.reshape(labels.shape) + 1).astype(np.uint32)
-    return ids.astype(np.int64), None, compact
+        return ids[1:], None, index.astype(np.uint32)
+    return ids, None, (index + 1).astype(np.uint32)
 
 
 def _one_pass(labels, lookup, n, image, phase_map, confidence, need_voxels):
@@ -299,6 +280,73 @@ def _bounding_boxes(labels, ids, lookup):
     return [found[i - 1] for i in ids]
 
 
+def _shape_metrics(labels, slices, ids, lookup, spacing, shape: bool, workers: int, progress: bool):
+    """Surface area and Feret diameter of every particle (NaN when ``shape`` is off)."""
+    n = len(ids)
+    if not (shape and n):
+        return np.full(n, np.nan), np.full(n, np.nan)
+    values = ids if lookup is not None else np.arange(1, n + 1)
+    with tqdm(total=n, desc="measure", unit="particle", disable=not progress) as bar:
+        return _surface.shape_metrics(labels, slices, values, spacing, progress=bar, workers=workers)
+
+
+def _count_columns(ids, counts, spacing) -> dict:
+    """``label``, ``voxel_count``, ``volume_mm3`` and ``eq_diameter_mm``."""
+    volume = counts * float(np.prod(spacing))
+    return {"label": ids, "voxel_count": counts.astype(np.int64), "volume_mm3": volume,
+            "eq_diameter_mm": equivalent_diameter(volume)}
+
+
+def _centroid_columns(sums, spacing) -> dict:
+    """``centroid_z/y/x`` (voxel index), then ``centroid_z/y/x_mm``."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = sums[1:4] / sums[0]
+    columns = {f"centroid_{name}": mean[axis] for axis, name in enumerate("zyx")}
+    columns.update({f"centroid_{name}_mm": mean[axis] * spacing[axis] for axis, name in enumerate("zyx")})
+    return columns
+
+
+def _surface_columns(volume, area) -> dict:
+    """``surface_area_mm2`` and Wadell's ``sphericity``."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return {"surface_area_mm2": area, "sphericity": wadell_sphericity(volume, area)}
+
+
+def _axis_columns(sums, spacing) -> dict:
+    """Inertia-equivalent axis lengths and the Zingg ratios ``elongation``, ``flatness``."""
+    major, intermediate, minor = _axis_lengths(sums, spacing)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return {"axis_major_mm": major, "axis_intermediate_mm": intermediate, "axis_minor_mm": minor,
+                "elongation": intermediate / major, "flatness": minor / intermediate}
+
+
+def _mean_by_particle(values, index, counts) -> np.ndarray:
+    """Mean of ``values`` (one per particle voxel) over each particle."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.bincount(index, weights=np.asarray(values, dtype=np.float64), minlength=len(counts)) / counts
+
+
+def _phase_columns(phases, voxels, index, counts, liberation_phase, thresholds) -> dict:
+    """``phase_fraction_<name>`` per phase, then ``liberation_class`` of ``liberation_phase``."""
+    empty = np.zeros(0)
+    masks = _intensity.phase_masks(phases, voxels.get("values", empty), voxels.get("codes", empty))
+    columns = {f"phase_fraction_{name}": _mean_by_particle(inside, index, counts) for name, inside in masks}
+    columns["liberation_class"] = _intensity.liberation_class(columns[f"phase_fraction_{liberation_phase}"],
+                                                              thresholds)
+    return columns
+
+
+def _table_attrs(spacing, phases, liberation_phase, thresholds) -> dict:
+    """The table's ``attrs``: the spacing and, with phases, their definitions and liberation thresholds."""
+    attrs = {"spacing_mm": tuple(spacing)}
+    if phases is not None:
+        attrs["phases"] = {k: list(v) if isinstance(v, tuple) else v for k, v in phases.items()}
+        attrs["liberation_phase"] = liberation_phase
+        # the report classes every phase with the thresholds actually used
+        attrs["liberation_thresholds"] = tuple(thresholds)
+    return attrs
+
+
 def _axis_lengths(sums: np.ndarray, spacing) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Full axis lengths (mm) of each particle's inertia-equivalent ellipsoid, major first."""
     n = sums.shape[1]
@@ -333,39 +381,3 @@ def _touches_border(bbox, shape, labels, lookup, n, fov_mask):
     flagged = np.zeros(n, dtype=bool)
     flagged[rows] = True
     return at_edge | flagged
-
-
-def save_table(table: pd.DataFrame, path) -> Path:
-    """Write a particle table to ``.csv`` or ``.parquet``, atomically.
-
-    Parameters
-    ----------
-    table : pandas.DataFrame
-        From :func:`measure` (or any DataFrame).
-    path : str or Path
-        Target file; the extension picks the format.
-
-    Returns
-    -------
-    Path
-        The path written.
-
-    Raises
-    ------
-    TypeError
-        If ``table`` is not a DataFrame.
-    ValueError
-        If the extension is not ``.csv`` or ``.parquet``.
-    """
-    if not isinstance(table, pd.DataFrame):
-        raise TypeError(f"table must be a pandas DataFrame, got {type(table).__name__}")
-    path = Path(path).expanduser()
-    suffix = path.suffix.lower()
-    if suffix not in TABLE_FORMATS:
-        raise ValueError(f"path must end in one of {', '.join(TABLE_FORMATS)}, got {path.name!r}")
-    with atomic_path(path) as tmp:
-        if suffix == ".csv":
-            table.to_csv(tmp, index=False)
-        else:
-            table.to_parquet(tmp, index=False)
-    return path

@@ -1,0 +1,89 @@
+"""The HTML page: :func:`build_report` (the skeleton around the sections) and :func:`write_report`."""
+
+from __future__ import annotations
+
+import datetime
+import html
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+from ps3d_toolkit import __version__
+from ps3d_toolkit.core.atomic import atomic_path
+from ps3d_toolkit.core.checks import check_table
+from ps3d_toolkit.report.fragments import ReportContext
+from ps3d_toolkit.report.sections import SECTIONS
+
+
+def _css() -> str:
+    """The page's style sheet, shipped beside this module."""
+    return resources.files("ps3d_toolkit.report").joinpath("style.css").read_text(encoding="utf-8")
+
+
+def build_report(table, *, scan=None, labels=None, metrics=None,
+                 title: str = "ps3d_toolkit particle report", notes: dict | None = None,
+                 sections=None) -> str:
+    """Build the self-contained HTML report as a string.
+
+    Parameters are those of :func:`write_report`; ``sections`` replaces
+    :data:`SECTIONS` (a list of functions of a :class:`ReportContext`).
+    """
+    check_table(table)
+    if labels is not None:
+        labels = np.asarray(labels)
+        if scan is not None and tuple(labels.shape) != tuple(scan.shape):
+            raise ValueError(f"labels and scan must have the same shape, got {labels.shape} and {scan.shape}")
+    ctx = ReportContext(table=table, scan=scan, labels=labels, metrics=metrics, notes=dict(notes or {}))
+    parts = [part for build in (SECTIONS if sections is None else sections) if (part := build(ctx))]
+    stamp = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
+    return (
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
+        f"<title>{html.escape(title)}</title>\n<style>{_css()}</style>\n</head>\n<body>\n"
+        f"<h1>{html.escape(title)}</h1>\n"
+        f'<p class="meta">ps3d_toolkit {__version__}, {html.escape(stamp)}</p>\n'
+        + "\n".join(parts)
+        + "\n</body>\n</html>\n"
+    )
+
+
+def write_report(table, path, *, scan=None, labels=None, metrics=None,
+                 title: str = "ps3d_toolkit particle report", notes: dict | None = None) -> Path:
+    """Write a self-contained HTML report (opens offline), atomically.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        One row per particle, from :func:`ps3d_toolkit.measurement.measure`.
+    path : str or Path
+        The ``.html`` file to write.
+    scan : ps3d_toolkit.io.Scan, optional
+        The scan, for its geometry and the slice images.
+    labels : array_like, optional
+        The label image, for the outlines on the slices.
+    metrics : dict, optional
+        Scores against a ground truth, from :func:`ps3d_toolkit.analysis.evaluate.evaluate_instances`.
+    title : str
+        Heading and window title.
+    notes : dict, optional
+        Extra summary rows, e.g. ``{"method": "otsu-watershed"}``.
+
+    Returns
+    -------
+    Path
+        The HTML file.
+
+    Raises
+    ------
+    TypeError
+        If ``table`` is not a DataFrame.
+    ValueError
+        If ``labels`` and ``scan`` differ in shape, or ``path`` does not end in ``.html``/``.htm``.
+    """
+    path = Path(path).expanduser()
+    if path.suffix.lower() not in (".html", ".htm"):
+        raise ValueError(f"path must end in .html, got {path}")
+    text = build_report(table, scan=scan, labels=labels, metrics=metrics, title=title, notes=notes)
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return path

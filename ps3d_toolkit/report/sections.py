@@ -1,0 +1,219 @@
+"""The report's sections: each takes the :class:`ReportContext` and returns an HTML fragment or None.
+
+A section returns ``None`` when it has nothing to show (an empty table, or a
+table without the columns it needs); :data:`SECTIONS` lists them in page order.
+"""
+
+from __future__ import annotations
+
+import html
+
+import numpy as np
+
+from ps3d_toolkit.analysis.stats import phase_names
+from ps3d_toolkit.report.fragments import (
+    ReportContext,
+    figures,
+    format_value,
+    frame_table,
+    key_value_table,
+    section,
+)
+from ps3d_toolkit.report.tables import SHAPE_COLUMNS, SIZE_COLUMNS, liberation_table, phases_frame, sieve_frame, summary_rows
+
+_OUTLINE_RGB = (255, 120, 0)
+_MIN_IMAGE_PX = 384
+_TABLE_ROWS = 20
+#: measure()'s default classes: locked below 30 %, liberated from 90 % of the phase
+_LIBERATION_THRESHOLDS = (0.3, 0.9)
+
+
+_METRIC_NAMES = {
+    "f1": "F1", "precision": "precision", "recall": "recall", "pq": "panoptic quality (PQ)",
+    "sq": "segmentation quality (SQ, mean IoU of the matches)", "rq": "recognition quality (RQ)",
+    "n_gt": "particles in the ground truth", "n_pred": "particles found",
+    "n_matched": "matched particles (IoU > 0.5)", "count_error": "count error (found − true)",
+    "relative_count_error": "relative count error",
+}
+# equal to SQ whenever anything matched
+_METRICS_SKIPPED = {"mean_matched_iou"}
+
+
+def _metric_label(key: str) -> str:
+    """``f1_75`` -> ``F1 at IoU > 0.75``; known names spelled out, others as given."""
+    name, _, threshold = key.rpartition("_")
+    if name in _METRIC_NAMES and threshold.isdigit():
+        return f"{_METRIC_NAMES[name]} at IoU > {int(threshold) / 100:g}"
+    return _METRIC_NAMES.get(key, key)
+
+
+def section_summary(ctx: ReportContext) -> str:
+    """Count, volume, d10/d50/d90 by number and volume, sphericity and the scan's geometry."""
+    rows = summary_rows(ctx.table, scan=ctx.scan, notes=ctx.notes)
+    return section("Summary", key_value_table(zip(rows["description"], rows["value"])))
+
+
+def section_metrics(ctx: ReportContext) -> str | None:
+    """Scores against the ground truth, when given."""
+    if not ctx.metrics:
+        return None
+    rows = [(_metric_label(key), value) for key, value in ctx.metrics.items() if key not in _METRICS_SKIPPED]
+    return section("Accuracy against the ground truth", key_value_table(rows))
+
+
+def section_size_distribution(ctx: ReportContext) -> str | None:
+    """Cumulative PSD with d10/d50/d90 marked, histograms by volume and number, sieve table."""
+    if not ctx.has(*SIZE_COLUMNS):
+        return None
+    from ps3d_toolkit.analysis.stats import percentiles
+    from ps3d_toolkit.viz.figures import fig_cumulative_psd, fig_size_histogram
+
+    table = ctx.table
+    marks = {weight: percentiles(table, weight=weight) for weight in ("volume", "number")}
+    characteristic = "".join(
+        f"<tr><td>by {weight}</td>" + "".join(f"<td>{format_value(v)}</td>" for v in values.values()) + "</tr>"
+        for weight, values in marks.items()
+    )
+    sieve = sieve_frame(table)
+    tables = (
+        '<div class="tables">\n<div><p>Characteristic sizes (equivalent diameter), mm</p>\n'
+        f"<table>\n<tr><th>weighting</th><th>d10</th><th>d50</th><th>d90</th></tr>\n{characteristic}\n</table></div>\n"
+        "<div><p>Sieve curve: percent passing each aperture</p>\n"
+        + frame_table(sieve, {"size_mm": "aperture, mm", "percent_passing_volume": "% passing by volume",
+                               "percent_passing_number": "% passing by number"})
+        + "</div>\n</div>"
+    )
+    plots = [fig_cumulative_psd(table), fig_size_histogram(table, weight="volume"),
+               fig_size_histogram(table, weight="number")]
+    note = ('<p class="note">Sizes are volume-equivalent sphere diameters. The cumulative curve marks '
+            "d10/d50/d90 of the volume distribution; the sieve curve counts a particle as passing an "
+            "aperture when its equivalent diameter is at most the aperture.</p>")
+    return section("Particle-size distribution", note + tables + "\n" + figures(ctx, plots))
+
+
+_SHAPE_NAMES = {
+    "sphericity": "sphericity (Wadell)", "elongation": "elongation I/L", "flatness": "flatness S/I",
+    "aspect_ratio": "aspect ratio S/L",
+}
+
+
+def section_shape(ctx: ReportContext) -> str | None:
+    """Shape descriptors, Zingg classes, sphericity against size and the Zingg diagram."""
+    if not ctx.has(*SHAPE_COLUMNS):
+        return None
+    import pandas as pd
+
+    from ps3d_toolkit.analysis.stats import shape_summary
+    from ps3d_toolkit.viz.figures import fig_sphericity_vs_size, fig_zingg
+
+    summary = shape_summary(ctx.table)
+    descriptors = summary.loc[list(_SHAPE_NAMES)].rename(index=_SHAPE_NAMES).rename_axis("name").reset_index()
+    zingg = summary.loc[[i for i in summary.index if i.startswith("zingg_")]]
+    classes = pd.DataFrame({"name": [i.removeprefix("zingg_") for i in zingg.index],
+                            "count": zingg["count"].to_numpy(), "share": zingg["mean"].to_numpy()})
+    counts = dict(zip(classes["name"], classes["count"]))
+    zingg_figure = fig_zingg(ctx.table)
+    for trace in zingg_figure.data:
+        trace.name = f"{trace.name} ({counts.get(trace.name, 0)})"
+    tables = (
+        '<div class="tables">\n<div><p>Shape descriptors</p>\n'
+        + frame_table(descriptors, {"name": "descriptor", "count": "particles", "mean": "mean", "std": "std",
+                                     "p10": "p10", "median": "median", "p90": "p90"})
+        + "</div>\n<div><p>Zingg classes (boundaries at 2/3)</p>\n"
+        + frame_table(classes, {"name": "class", "count": "particles", "share": "share, %"}, percent={"share"})
+        + "</div>\n</div>"
+    )
+    note = ('<p class="note">Axes L ≥ I ≥ S from the inertia tensor. Sphericity 1 is a perfect sphere; '
+            "voxelised grains of a few voxels read lower.</p>")
+    plots = [fig_sphericity_vs_size(ctx.table), zingg_figure]
+    return section("Shape", note + tables + "\n" + figures(ctx, plots))
+
+
+def section_phases(ctx: ReportContext) -> str | None:
+    """Volume of each mineral phase over all particles (tables measured with ``phases=``)."""
+    if not ctx.has("volume_mm3") or not phase_names(ctx.table):
+        return None
+    frame = phases_frame(ctx.table)
+    columns = {"phase": "phase"}
+    if "definition" in frame.columns:
+        columns["definition"] = "defined as"
+    columns.update({"volume_mm3": "volume, mm³", "volume_fraction": "share of particle volume, %",
+                    "mean_particle_fraction": "mean share within a particle, %",
+                    "particles_with_phase": "particles containing it"})
+    table = frame_table(frame, columns, percent={"volume_fraction", "mean_particle_fraction"})
+    return section("Phases", table)
+
+
+def section_liberation(ctx: ReportContext) -> str | None:
+    """Particles and phase volume per liberation class, for every phase."""
+    if not ctx.has("volume_mm3") or not phase_names(ctx.table):
+        return None
+    import plotly.graph_objects as go
+
+    from ps3d_toolkit.measurement import LIBERATION_CLASSES
+
+    frame = liberation_table(ctx.table)
+    low, high = ctx.table.attrs.get("liberation_thresholds", _LIBERATION_THRESHOLDS)
+    note = (f'<p class="note">For each phase, a particle is <em>locked</em> when the phase fills less than '
+            f"{100 * low:g} % of its volume, <em>liberated</em> from {100 * high:g} %, <em>middling</em> "
+            "in between. The phase-volume share says how much of the phase sits in particles of the "
+            "class (the usual liberation measure).</p>")
+    table = frame_table(
+        frame,
+        {"phase": "phase", "liberation_class": "class", "count": "particles", "count_share": "particles, %",
+         "particle_volume_share": "particle volume, %", "phase_volume_share": "phase volume, %"},
+        percent={"count_share", "particle_volume_share", "phase_volume_share"},
+    )
+    figure = go.Figure()
+    for cls in LIBERATION_CLASSES:
+        rows = frame[frame["liberation_class"] == cls]
+        figure.add_trace(go.Bar(x=100 * rows["phase_volume_share"], y=rows["phase"], orientation="h", name=cls,
+                                hovertemplate="%{y}: %{x:.1f} % of its volume<extra>" + cls + "</extra>"))
+    figure.update_layout(barmode="stack", title="Liberation: where each phase's volume sits",
+                         xaxis_title="share of the phase's volume (%)", xaxis_range=[0, 100],
+                         yaxis_title="phase", template="plotly_white",
+                         height=max(260, 120 + 60 * frame["phase"].nunique()))
+    return section("Liberation", note + table + "\n" + figures(ctx, [figure]))
+
+
+def section_slices(ctx: ReportContext) -> str | None:
+    """The middle z and y slices with every particle outlined."""
+    from ps3d_toolkit.viz.slices import outlined_slice, png_base64
+
+    volume = ctx.labels if ctx.labels is not None else (ctx.scan.image if ctx.scan is not None else None)
+    if volume is None:
+        return None
+    image = ctx.scan.image if ctx.scan is not None else None
+    images = []
+    for axis, plane in ((0, "z"), (1, "y")):
+        index = volume.shape[axis] // 2
+        take = (slice(None),) * axis + (index,)
+        grey = None if image is None else np.asarray(image[take])
+        labels = None if ctx.labels is None else np.asarray(ctx.labels[take])
+        png = png_base64(outlined_slice(grey, labels, outline_rgb=_OUTLINE_RGB, min_size_px=_MIN_IMAGE_PX),
+                         optimize=True)
+        caption = f"{plane} = {index} (middle slice)"
+        if labels is not None:
+            caption += f", {len(np.unique(labels[labels > 0]))} particles outlined"
+        images.append(
+            f'<figure><img class="slice" alt="{html.escape(caption)}" src="data:image/png;base64,{png}">'
+            f"<figcaption>{html.escape(caption)}</figcaption></figure>"
+        )
+    return section("Slices", '<div class="slices">\n' + "\n".join(images) + "\n</div>")
+
+
+def section_particles(ctx: ReportContext) -> str | None:
+    """The first rows of the particle table."""
+    if not len(ctx.table):
+        return None
+    shown = ctx.table.head(_TABLE_ROWS)
+    caption = f"<p>The first {len(shown)} of {len(ctx.table)} particles.</p>"
+    table = shown.to_html(index=False, float_format=lambda v: f"{v:.4g}", border=0)
+    return section("Particles", caption + f'<div class="scroll">{table}</div>')
+
+
+#: The report's sections, in order. Each takes a :class:`ReportContext` and
+#: returns an HTML fragment or ``None`` (section left out).
+SECTIONS = [section_summary, section_metrics, section_size_distribution, section_shape, section_phases,
+            section_liberation, section_slices, section_particles]
+
