@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 from ps3d_toolkit import cli
+from ps3d_toolkit.cli import app
 from ps3d_toolkit.io import load_labels, load_scan, save_labels, save_scan
 from ps3d_toolkit.data.synthetic import generate_scan
 
@@ -82,20 +83,32 @@ def test_segment_reads_the_stored_spacing_and_writes_by_extension(capsys, files,
     assert load_scan(out).spacing == (SPACING,) * 3
 
 
-def test_segment_network_diameter_reaches_the_model(capsys, files, tmp_path, monkeypatch):
-    import ps3d_toolkit.segmentation.model.inference
+def test_segment_inference_diameter_reaches_the_model(capsys, files, tmp_path, monkeypatch):
+    import ps3d_toolkit.segmentation
 
     seen = {}
-    original = ps3d_toolkit.segmentation.model.inference.segment_with_model
 
-    def spy(image, **options):
-        seen.update(options)
-        return original(image, **options)
+    def fake_segment(image, **kwargs):
+        seen.update(kwargs)
+        return np.ones(image.shape, np.uint32)
 
-    monkeypatch.setattr(ps3d_toolkit.segmentation.model.inference, "segment_with_model", spy)
+    monkeypatch.setattr(ps3d_toolkit.segmentation, "segment", fake_segment)
     out = tmp_path / "labels.npy"
-    assert run(capsys, "segment", files["tif"], "--network-diameter", "16", "-o", out, "-q")[0] == 0
-    assert seen["target_diameter_vox"] == 16.0 and np.load(out).max() > 0
+    argv = ["segment", files["tif"], "--method", "model", "--inference-diameter-vox", "16", "-o", out, "-q"]
+    assert run(capsys, *argv)[0] == 0
+    assert seen["inference_diameter_vox"] == 16.0 and seen["method"] == "model"
+    assert seen["spacing"] == (SPACING,) * 3          # checked once, handed on as a tuple
+    np.testing.assert_array_equal(np.load(out), 1)
+
+
+@pytest.mark.parametrize("argv, old", [
+    (["segment", "scan.tif", "-o", "l.npy", "--network-diameter", "16"], "--network-diameter"),
+    (["train", "--target-diameter", "20"], "--target-diameter"),
+    (["export", "a.pt", "b.pt", "--inference-diameter", "20"], "--inference-diameter"),
+])
+def test_renamed_options_are_refused_under_their_old_names(capsys, argv, old):
+    code, _, err = run(capsys, *argv)
+    assert_one_line_error(code, err, "unrecognized arguments", old)
 
 
 def test_segment_same_result_for_every_input_format(capsys, files, tmp_path):
@@ -142,10 +155,10 @@ ERROR_CASES = {
     "bad particle size": (lambda f, d: ["segment", f["tif"], "--particle-size", "-1"], ["--particle-size"]),
     "corrupt file": (lambda f, d: ["segment", _corrupt(d), "--spacing", "0.01"], ["cannot read", "corrupt.tif"]),
     "model option with a classic method": (
-        lambda f, d: ["segment", f["tif"], "--method", "otsu-watershed", "--network-diameter", "20"],
-        ["--network-diameter", "otsu-watershed"]),
-    "bad network diameter": (lambda f, d: ["segment", f["tif"], "--network-diameter", "0"],
-                             ["--network-diameter"]),
+        lambda f, d: ["segment", f["tif"], "--method", "otsu-watershed", "--inference-diameter-vox", "20"],
+        ["--inference-diameter-vox", "otsu-watershed"]),
+    "bad inference diameter": (lambda f, d: ["segment", f["tif"], "--inference-diameter-vox", "0"],
+                               ["--inference-diameter-vox", "positive"]),
 }
 
 
@@ -316,7 +329,7 @@ def test_a_registered_builder_adds_a_subcommand(capsys, monkeypatch):
         parser.add_argument("--name", default="world")
         parser.set_defaults(run=lambda args: print(f"hello {args.name}") or 0)
 
-    monkeypatch.setattr(cli, "SUBCOMMANDS", cli.SUBCOMMANDS + [_hello])
+    monkeypatch.setattr(app, "SUBCOMMANDS", app.SUBCOMMANDS + [_hello])
     assert run(capsys, "hello", "--name", "ps3d")[:2] == (0, "hello ps3d\n")
     assert "hello" in run(capsys, "--help")[1]
 
@@ -335,8 +348,8 @@ def test_a_deferred_subcommand_builds_its_parser_only_when_run(capsys, monkeypat
     module = types.ModuleType("ps3d_fake_heavy")
     module.add_parser = add_parser
     monkeypatch.setitem(sys.modules, "ps3d_fake_heavy", module)
-    monkeypatch.setattr(cli, "SUBCOMMANDS", list(cli.SUBCOMMANDS))
-    cli.deferred_subcommand("heavy", "a slow module's command", "ps3d_fake_heavy:add_parser")
+    heavy = app.deferred_subcommand("heavy", "a slow module's command", "ps3d_fake_heavy:add_parser")
+    monkeypatch.setattr(app, "SUBCOMMANDS", app.SUBCOMMANDS + [heavy])
 
     assert "heavy" in run(capsys, "--help")[1]
     assert run(capsys, "segment", "--help")[0] == 0
@@ -348,9 +361,10 @@ def test_a_deferred_subcommand_builds_its_parser_only_when_run(capsys, monkeypat
 
 
 def test_the_parser_does_not_import_torch():
-    code = "import sys; from ps3d_toolkit import cli; cli.build_parser(); print('torch' in sys.modules)"
+    code = ("import sys; from ps3d_toolkit import cli; cli.build_parser(); cli.main(['export', '--help']); "
+            "print('torch' in sys.modules)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert done.stdout.strip() == "False", done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "False", done.stderr
 
 
 @pytest.mark.slow
@@ -360,7 +374,7 @@ def test_train_help_comes_from_the_model_package(capsys):
     assert stdout.startswith("usage: ps3d train") and "--steps" in stdout
 
 
-@pytest.mark.parametrize("command", ["demo", "segment", "measure", "evaluate", "convert"])
+@pytest.mark.parametrize("command", ["demo", "segment", "measure", "evaluate", "report", "convert", "export"])
 def test_every_subcommand_has_help_with_an_example(capsys, command):
     code, stdout, _ = run(capsys, command, "--help")
     assert code == 0
@@ -372,5 +386,102 @@ def test_installed_console_script_runs():
     assert script.is_file(), "the ps3d console script is not installed: pip install -e ."
     done = subprocess.run([str(script), "--help"], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
-    for command in ("demo", "segment", "measure", "evaluate", "convert"):
+    for command in ("demo", "segment", "measure", "evaluate", "report", "convert", "train", "export"):
         assert command in done.stdout
+
+
+# --------------------------------------------------------------------------- train, export
+
+
+def test_train_passes_its_options_to_the_training_config(capsys, tmp_path, monkeypatch):
+    import ps3d_toolkit.cli.train
+
+    seen = []
+    monkeypatch.setattr(ps3d_toolkit.cli.train, "train", lambda config, **kw: seen.append((config, kw)) or tmp_path)
+    code, stdout, err = run(capsys, "train", "--output", tmp_path / "r", "--train-diameter-vox", "20",
+                            "--workers", "3", "--max-minutes", "1.5", "--quiet")
+    assert code == 0, err
+    config, options = seen[-1]
+    assert config.network == {"train_diameter_vox": 20.0} and config.output_dir == str(tmp_path / "r")
+    assert config.workers == 3 and config.time_limit_s == pytest.approx(90.0)
+    assert options["progress"] is False and options["command"].startswith("ps3d train")
+    assert str(tmp_path) in stdout
+    assert run(capsys, "train", "--output", tmp_path / "r", "-q")[0] == 0
+    assert seen[-1][0].network == {} and seen[-1][0].time_limit_s is None
+    assert_one_line_error(*run(capsys, "train", "--train-diameter-vox", "0")[::2], "--train-diameter-vox")
+
+
+def test_export_hands_its_arguments_to_export_weights(capsys, tmp_path, monkeypatch):
+    import ps3d_toolkit.training.export
+
+    calls = []
+
+    def fake_export(src, dst, **options):
+        calls.append((src, dst, options))
+        return Path(dst)
+
+    monkeypatch.setattr(ps3d_toolkit.training.export, "export_weights", fake_export)
+    src, dst = tmp_path / "model.pt", tmp_path / "out.pt"
+    code, stdout, err = run(capsys, "export", src, dst, "--note", "stage 5", "--inference-diameter-vox", "20",
+                            "--core-threshold", "0.75")
+    assert code == 0, err
+    assert calls == [(src, dst, {"note": "stage 5", "inference_diameter_vox": 20.0, "core_threshold": 0.75})]
+    assert stdout == f"wrote {dst}\n"
+    assert run(capsys, "export", src, dst, "-q")[:2] == (0, "")
+    assert calls[-1][2] == {"note": None, "inference_diameter_vox": None, "core_threshold": None}
+
+
+@pytest.mark.parametrize("extra, fragment", [(["--core-threshold", "1.5"], "--core-threshold"),
+                                             (["--inference-diameter-vox", "-3"], "--inference-diameter-vox")])
+def test_export_refuses_bad_values_before_any_work(capsys, tmp_path, monkeypatch, extra, fragment):
+    import ps3d_toolkit.training.export
+
+    monkeypatch.setattr(ps3d_toolkit.training.export, "export_weights", lambda *a, **k: pytest.fail("exported"))
+    assert_one_line_error(*run(capsys, "export", tmp_path / "a.pt", tmp_path / "b.pt", *extra)[::2], fragment)
+
+
+def test_export_of_a_missing_file_is_one_line(capsys, tmp_path):
+    code, _, err = run(capsys, "export", tmp_path / "nope.pt", tmp_path / "out.pt")
+    assert_one_line_error(code, err, "nope.pt")
+    assert not (tmp_path / "out.pt").exists()
+
+
+# --------------------------------------------------------------------------- the library's messages
+
+
+@pytest.fixture
+def chatty(monkeypatch):
+    """A subcommand ``chatty`` whose library call logs at DEBUG, INFO and WARNING."""
+    import logging
+
+    def add_parser(subparsers):
+        parser = subparsers.add_parser("chatty")
+        from ps3d_toolkit.cli.args import add_verbosity
+
+        add_verbosity(parser)
+
+        def run_chatty(args):
+            log = logging.getLogger("ps3d_toolkit.segmentation.fake")
+            log.debug("a detail")
+            log.info("estimated particle size 0.2 mm\n(from the Otsu mask)")
+            log.warning("few particles")
+            return 0
+
+        parser.set_defaults(run=run_chatty)
+
+    monkeypatch.setattr(app, "SUBCOMMANDS", app.SUBCOMMANDS + [add_parser])
+
+
+@pytest.mark.parametrize("flag, expected", [
+    (None, ["ps3d: estimated particle size 0.2 mm (from the Otsu mask)", "ps3d: warning: few particles"]),
+    ("--quiet", ["ps3d: warning: few particles"]),
+    ("--verbose", ["ps3d: debug: a detail", "ps3d: estimated particle size 0.2 mm (from the Otsu mask)",
+                   "ps3d: warning: few particles"]),
+])
+def test_library_log_messages_are_one_line_each_on_stderr(capsys, chatty, flag, expected):
+    import logging
+
+    code, stdout, err = run(capsys, "chatty", *([flag] if flag else []))
+    assert code == 0 and stdout == ""
+    assert err.splitlines() == expected
+    assert logging.getLogger("ps3d_toolkit").handlers == []     # nothing left behind after the command

@@ -1,18 +1,19 @@
-"""The ``train`` subcommand: argument parser and runner (registered by ``ps3d``)."""
+"""``ps3d train``: train or fine-tune the border-core U-Net (its module imports torch, so
+``ps3d`` builds this parser only when the command runs)."""
 
 from __future__ import annotations
 
-import argparse
 import shlex
 import sys
 
+from ps3d_toolkit.cli.args import positive
 from ps3d_toolkit.training.loop import TrainingConfig, train
 
-__all__ = ["add_train_parser", "run_train", "main"]
+__all__ = ["add_parser", "run"]
 
 
-def add_train_parser(subparsers) -> argparse.ArgumentParser:
-    """Add ``train`` to a ``ps3d`` subparsers object and return its parser."""
+def add_parser(subparsers) -> None:
+    """Add ``train`` to a ``ps3d`` subparsers object."""
     parser = subparsers.add_parser(
         "train",
         help="train or fine-tune the border-core U-Net",
@@ -20,7 +21,8 @@ def add_train_parser(subparsers) -> argparse.ArgumentParser:
             "Train the border-core U-Net on synthetic scans drawn fresh from the generator, "
             "and/or on your own label sets (--data). Resumes from OUTPUT/last.pt when it "
             "exists. Fine-tune the shipped model on a few labelled scans with "
-            "`ps3d train --data my_labels --init default --steps 300 --output runs/mine`."),
+            "`ps3d train --data my_labels --init default --steps 300 --output runs/mine`, "
+            "then `ps3d export runs/mine/model.pt mine.pt`."),
     )
     parser.add_argument("--output", default="runs/default", help="run folder (checkpoints, log, model.pt)")
     parser.add_argument("--steps", type=int, default=3000, help="optimiser steps (default 3000)")
@@ -44,7 +46,7 @@ def add_train_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--stress-fraction", type=float, default=0.0,
                         help="share of synthetic scans pushed past the hard preset "
                              "(lower contrast, stronger rings/cupping, wider holders, one shape)")
-    parser.add_argument("--target-diameter", type=float, default=None, metavar="VOX",
+    parser.add_argument("--train-diameter-vox", type=positive, default=None, metavar="VOX",
                         help="mean particle diameter in voxels that training scans are resampled "
                              "to (default: 18, or that of the --init weights)")
     parser.add_argument("--workers", type=int, default=0,
@@ -55,12 +57,12 @@ def add_train_parser(subparsers) -> argparse.ArgumentParser:
                              "whichever of --steps and this is reached first")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    parser.set_defaults(func=run_train)
-    return parser
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar or messages")
+    parser.add_argument("-v", "--verbose", action="store_true", help="also show the library's debug messages")
+    parser.set_defaults(run=run)
 
 
-def run_train(args) -> int:
+def run(args) -> int:
     """Run a training from parsed arguments; print where the weights went."""
     config = TrainingConfig(
         output_dir=args.output, steps=args.steps, batch_size=args.batch_size,
@@ -70,9 +72,9 @@ def run_train(args) -> int:
         val_every=args.val_every, threads=args.threads, device=args.device,
         preset_weights=tuple(args.preset_weights), stress_fraction=args.stress_fraction,
         workers=args.workers,
-        network={} if args.target_diameter is None else {"target_diameter_vox": args.target_diameter},
+        network={} if args.train_diameter_vox is None else {"train_diameter_vox": args.train_diameter_vox},
         time_limit_s=None if args.max_minutes is None else 60.0 * args.max_minutes)
-    # `ps3d train ARGS` and `python -m ps3d_toolkit.segmentation.model ARGS` record the same command
+    # the run records the command that made it (quoted back to the model card)
     words = sys.argv[1:]
     if words[:1] != ["train"]:
         words = ["train", *words]
@@ -80,11 +82,3 @@ def run_train(args) -> int:
     path = train(config, progress=not args.quiet, command=command)
     print(f"ps3d train: wrote {path}")
     return 0
-
-
-def main(argv=None) -> int:
-    """``python -m ps3d_toolkit.segmentation.model ...``: the same as ``ps3d train ...``."""
-    parser = argparse.ArgumentParser(prog="ps3d")
-    add_train_parser(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["train", *(sys.argv[1:] if argv is None else argv)])
-    return args.func(args)

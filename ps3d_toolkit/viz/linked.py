@@ -1,7 +1,7 @@
 """Linked views: select grains in a scatter of the particle table, see them in the scan.
 
 A box or lasso selection in a scatter plot (particle size against sphericity,
-the Zingg diagram of ``ps3d_toolkit.analysis.stats``, or any two table columns) turns
+the Zingg diagram of ``ps3d_toolkit.viz.figures``, or any two table columns) turns
 into label ids (:func:`selection_to_labels`), those ids into a mask
 (:func:`selection_mask`), and the slice viewer highlights them and moves to the
 largest one; a button shows the selected grains in 3D.
@@ -13,22 +13,13 @@ import html
 
 import numpy as np
 
-from ps3d_toolkit.core.checks import check_labels
+from ps3d_toolkit.core.checks import check_labels, check_table
 from ps3d_toolkit.viz.viewer import _NotebookView
 
 __all__ = ["LinkedExplorer", "fig_scatter", "point_labels", "selection_mask", "selection_to_labels"]
 
 #: Grains drawn in 3D at most, the largest of the selection first.
 MAX_3D = 8
-
-
-def _check_table(table, columns=("label",)):
-    present = getattr(table, "columns", None)
-    if present is None:
-        raise TypeError(f"table must be a pandas DataFrame (a particle table), got {type(table).__name__}")
-    missing = [c for c in columns if c not in present]
-    if missing:
-        raise ValueError(f"table has no column {missing[0]!r}; columns are {list(present)}")
 
 
 def fig_scatter(table, *, x: str = "eq_diameter_mm", y: str = "sphericity", color: str | None = None,
@@ -58,7 +49,7 @@ def fig_scatter(table, *, x: str = "eq_diameter_mm", y: str = "sphericity", colo
     """
     import plotly.graph_objects as go
 
-    _check_table(table, ("label", x, y) + ((color,) if color else ()))
+    check_table(table, ("label", x, y) + ((color,) if color else ()))
     marker = dict(size=7, opacity=0.8, line=dict(width=0.5, color="white"))
     if color:
         marker.update(color=table[color].to_numpy(), colorscale="Viridis", showscale=True,
@@ -92,7 +83,7 @@ def point_labels(trace, table=None) -> np.ndarray:
         return (custom[:, 0] if custom.ndim == 2 else custom).astype(np.int64)
     n_points = len(trace.x) if getattr(trace, "x", None) is not None else 0
     if table is not None and n_points == len(table):
-        _check_table(table)
+        check_table(table, ("label",))
         return table["label"].to_numpy().astype(np.int64)
     raise ValueError("the trace carries no particle labels (customdata) and does not have one point "
                      "per table row")
@@ -158,7 +149,7 @@ class LinkedExplorer(_NotebookView):
     spacing : float or 3 floats, optional
         Voxel size in mm; default ``table.attrs["spacing_mm"]``.
     figure : plotly figure, optional
-        The scatter to select in, e.g. ``ps3d_toolkit.analysis.stats.fig_zingg(table)``;
+        The scatter to select in, e.g. ``ps3d_toolkit.viz.figures.fig_zingg(table)``;
         default :func:`fig_scatter` of ``x`` against ``y``.
     x, y : str
         Columns of the default scatter.
@@ -168,7 +159,7 @@ class LinkedExplorer(_NotebookView):
                  y: str = "sphericity"):
         from ps3d_toolkit.viz.viewer import SliceViewer
 
-        _check_table(table)
+        check_table(table, ("label",))
         if spacing is None:
             spacing = table.attrs.get("spacing_mm")
             if spacing is None:
@@ -262,14 +253,16 @@ class LinkedExplorer(_NotebookView):
             self._summary.value = self.summary_html()
 
     def _show_3d(self, _button=None) -> None:
+        """What the "show in 3D" button does: draw the selection, or say to select first."""
         from IPython.display import display
 
         self._output.clear_output()
+        if not self.selected.size:
+            self._summary.value = ("<b>Select grains in the scatter first</b> (drag a box or lasso), "
+                                   "then show them in 3D.")
+            return
         with self._output:
-            if self.selected.size:
-                display(self.fig_selection_3d())
-            else:
-                print("Select grains in the scatter first.")
+            display(self.fig_selection_3d())
 
     @property
     def scatter(self):

@@ -4,7 +4,7 @@ The surface of each particle comes from
 :func:`ps3d_toolkit.measurement.particle_mesh` (scikit-image's marching cubes on
 the lightly smoothed mask, in mm), the same surface whose convex hull gives the
 table's Feret diameter; each particle keeps the colour it has in the slice
-viewer (:func:`ps3d_toolkit.viz.viewer.label_colors`).
+viewer (:func:`ps3d_toolkit.viz.slices.label_colors`).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from ps3d_toolkit.core.checks import check_labels, check_spacing
-from ps3d_toolkit.viz.viewer import label_colors
+from ps3d_toolkit.viz.slices import label_colors
 
 __all__ = ["fig_particles_3d", "mesh_trace"]
 

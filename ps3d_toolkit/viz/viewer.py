@@ -2,9 +2,8 @@
 
 The picture logic lives in plain functions that work on numpy arrays and that
 the tests call without a browser: :func:`orthogonal_slices` (the three planes
-through a voxel), :func:`window_image` (contrast window to 8-bit grey),
-:func:`label_colors` and :func:`overlay_labels` (labels drawn over the grey
-values with an opacity), :func:`plane_to_voxel` (a click on a plane to a voxel)
+through a voxel), the slice rendering of :mod:`ps3d_toolkit.viz.slices`
+(contrast window, label colours and overlays), :func:`plane_to_voxel` (a click on a plane to a voxel)
 and :func:`particle_at` / :func:`particle_row` (which particle is there and its
 table row). :class:`SliceViewer` wires them to sliders and a plotly
 ``FigureWidget``; every slider callback calls a public method, so that a test
@@ -18,24 +17,10 @@ import html
 import numpy as np
 
 from ps3d_toolkit.core.arrays import strided_sample
-from ps3d_toolkit.core.checks import check_labels, check_lazy_volume, check_same_shape, check_spacing
-from ps3d_toolkit.viz.slices import (HIGHLIGHT_RGB, default_window, label_colors, overlay_labels, png_data_uri,
-                                     window_image)
+from ps3d_toolkit.core.checks import check_labels, check_lazy_volume, check_same_shape, check_spacing, check_table
+from ps3d_toolkit.viz.slices import default_window, overlay_labels, png_data_uri, window_image
 
-__all__ = [
-    "HIGHLIGHT_RGB",
-    "PLANES",
-    "SliceViewer",
-    "default_window",
-    "label_colors",
-    "orthogonal_slices",
-    "overlay_labels",
-    "particle_at",
-    "particle_row",
-    "plane_to_voxel",
-    "png_data_uri",
-    "window_image",
-]
+__all__ = ["PLANES", "SliceViewer", "orthogonal_slices", "particle_at", "particle_row", "plane_to_voxel"]
 
 #: The three planes, named by the axis they cut: plane ``"z"`` shows (y, x) at one z.
 PLANES = ("z", "y", "x")
@@ -123,8 +108,7 @@ def particle_row(table, label: int):
     pandas.DataFrame
         The matching row (empty when the label is 0 or not in the table).
     """
-    if "label" not in getattr(table, "columns", ()):
-        raise ValueError("table must be a particle table with a 'label' column")
+    check_table(table, ("label",))
     return table[table["label"] == int(label)]
 
 
@@ -144,7 +128,22 @@ def _row_html(row, columns=None) -> str:
 
 
 class _NotebookView:
-    """Base of the interactive views: a view that is the value of a notebook cell shows its ``widget``."""
+    """Base of the interactive views: a view that is the value of a notebook cell shows its ``widget``.
+
+    A subclass builds its widgets in ``_build``, which sets ``_widget``.
+    """
+
+    _widget = None
+
+    def _build(self) -> None:
+        raise NotImplementedError
+
+    @property
+    def widget(self):
+        """The view as one ipywidgets box, built on first use."""
+        if self._widget is None:
+            self._build()
+        return self._widget
 
     def _ipython_display_(self):
         from IPython.display import display
@@ -383,10 +382,3 @@ class SliceViewer(_NotebookView):
         if self._figure is None:
             self._build()
         return self._figure
-
-    @property
-    def widget(self):
-        """The viewer as one ipywidgets box (sliders, planes, particle info)."""
-        if self._widget is None:
-            self._build()
-        return self._widget

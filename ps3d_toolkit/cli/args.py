@@ -1,0 +1,195 @@
+"""What the subcommands share: argument types, common options and checks made before any work.
+
+Every value is parsed and checked here, once, at the door: a subcommand hands
+the library checked values (a spacing as a 3-tuple of mm, a positive float).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+
+__all__ = [
+    "CLIError", "HelpFormatter", "add_method", "add_spacing", "add_verbosity", "check_excel", "check_method",
+    "check_output", "iou_thresholds", "label_formats", "phase_count", "phase_intervals", "positive",
+    "read_scan_and_labels", "say", "spacing",
+]
+
+
+class CLIError(Exception):
+    """A user error found by the command line itself (exit code 2)."""
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Keep the hand-wrapped descriptions and examples."""
+
+
+# --------------------------------------------------------------------------- argument types
+
+
+def spacing(text: str) -> tuple:
+    """``--spacing`` value: one number (isotropic) or three ``z,y,x``, in mm."""
+    from ps3d_toolkit.core.checks import check_spacing
+
+    try:
+        return check_spacing([float(v) for v in text.replace(" ", "").split(",")])
+    except (TypeError, ValueError):
+        raise argparse.ArgumentTypeError(
+            f"must be one positive number or three z,y,x separated by commas, in mm; got {text!r}"
+        ) from None
+
+
+def positive(text: str) -> float:
+    """A positive finite number (the option's name gives its unit)."""
+    from ps3d_toolkit.core.checks import check_positive
+
+    try:
+        return check_positive(text, "value")
+    except (TypeError, ValueError):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}") from None
+
+
+def iou_thresholds(text: str) -> tuple:
+    """``--iou`` value: thresholds in [0.5, 1) separated by commas."""
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        values = ()
+    if not values or not all(0.5 <= v < 1 for v in values):
+        raise argparse.ArgumentTypeError(f"must be numbers in [0.5, 1) separated by commas, got {text!r}")
+    return values
+
+
+def phase_intervals(text: str) -> dict:
+    """``--phases`` value: ``name:low:high`` grey-level intervals separated by commas."""
+    phases = {}
+    for item in text.split(","):
+        try:
+            name, low, high = (part.strip() for part in item.split(":"))
+            low, high = float(low), float(high)
+        except ValueError:
+            name, low, high = "", math.nan, math.nan
+        if not name or name in phases or not low < high:
+            raise argparse.ArgumentTypeError(
+                f"must be name:low:high grey-level intervals (low < high, distinct names) separated by "
+                f"commas, e.g. 'quartz:0:30000,sulphide:30000:inf'; got {text!r}"
+            )
+        phases[name] = (low, high)
+    return phases
+
+
+def phase_count(text: str) -> int:
+    """``--auto-phases`` value: a whole number of phases from 2 to 5."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 2 <= value <= 5:
+        raise argparse.ArgumentTypeError(f"must be a whole number of phases from 2 to 5, got {text!r}")
+    return value
+
+
+# --------------------------------------------------------------------------- common options
+
+
+def add_spacing(parser, what: str) -> None:
+    """``--spacing MM``: overrides the spacing stored with ``what``."""
+    parser.add_argument(
+        "--spacing", type=spacing, metavar="MM",
+        help=f"voxel size in mm: one number, or z,y,x (e.g. 0.02,0.01,0.01); "
+             f"overrides the spacing stored with {what} and is needed when none is stored",
+    )
+
+
+def add_verbosity(parser) -> None:
+    """``-q/--quiet`` (errors only) and ``-v/--verbose`` (the library's debug notes too)."""
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("-q", "--quiet", action="store_true", help="no progress bars or messages, only errors")
+    group.add_argument("-v", "--verbose", action="store_true", help="also show the library's debug messages")
+
+
+def add_method(parser) -> None:
+    """``--method``: one of the segmentation methods; default resolved by :func:`check_method`."""
+    from ps3d_toolkit.segmentation import METHODS
+
+    parser.add_argument("--method", choices=METHODS, default=None,
+                        help="segmentation method (default: the model when its weights ship, "
+                             "otherwise otsu-watershed)")
+
+
+# --------------------------------------------------------------------------- checks before any work
+
+
+def check_output(path: Path, formats, what: str) -> Path:
+    """Fail before any work when the output's extension cannot be written."""
+    name = path.name.lower()
+    if not any(name.endswith(ext) for ext in formats):
+        raise CLIError(f"unknown {what} format for {path}: use one of {', '.join(formats)}")
+    return path
+
+
+def label_formats() -> tuple:
+    """The extensions a scan or label image can be written to."""
+    from ps3d_toolkit.io import SUPPORTED_FORMATS
+
+    return SUPPORTED_FORMATS
+
+
+def check_method(method):
+    """Resolve the default method and refuse the model while no weights ship."""
+    from ps3d_toolkit.segmentation import default_method
+    from ps3d_toolkit.segmentation.model import weights_available
+
+    method = method or default_method()
+    if method == "model" and not weights_available():
+        raise CLIError(
+            "method 'model' needs the trained weights, which this version does not ship yet; "
+            "use --method otsu-watershed or --method snow"
+        )
+    return method
+
+
+def check_excel(path: Path) -> Path:
+    """Fail before any work when a workbook cannot be written."""
+    check_output(path, (".xlsx",), "Excel workbook")
+    try:
+        import openpyxl  # noqa: F401
+    except ImportError:
+        raise CLIError("writing an Excel workbook needs openpyxl: pip install openpyxl") from None
+    return path
+
+
+# --------------------------------------------------------------------------- reading and saying
+
+
+def read_scan_and_labels(image_path, labels_path, spacing):
+    """Read the grey-value scan and the label image a command was given (either may be None).
+
+    The spacing comes from ``--spacing``, else the scan's stored one, else the
+    label image's stored one.
+
+    Returns
+    -------
+    scan : ps3d_toolkit.io.Scan or None
+    labels : np.ndarray or None
+    spacing : tuple of 3 float or None
+    """
+    import numpy as np
+
+    from ps3d_toolkit.io import load_scan
+
+    scan = labels = None
+    if image_path is not None:
+        scan = load_scan(image_path, spacing=spacing)
+        spacing = scan.spacing
+    if labels_path is not None:
+        stored = load_scan(labels_path, spacing=spacing)
+        labels, spacing = np.asarray(stored.image), stored.spacing
+    return scan, labels, spacing
+
+
+def say(args, message: str) -> None:
+    """Print a result line on stdout unless ``--quiet``."""
+    if not getattr(args, "quiet", False):
+        print(message)

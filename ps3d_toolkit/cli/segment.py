@@ -1,0 +1,84 @@
+"""``ps3d segment``: a scan in, a uint32 label image out."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from ps3d_toolkit.cli.args import (CLIError, HelpFormatter, add_method, add_spacing, add_verbosity, check_method,
+                                   check_output, label_formats, positive, say)
+
+__all__ = ["add_parser", "run"]
+
+
+def add_parser(subparsers) -> None:
+    """Add ``segment`` to the ``ps3d`` subparsers."""
+    parser = subparsers.add_parser(
+        "segment",
+        help="find every particle in a scan and write a uint32 label image",
+        description=(
+            "Segment every particle of a 3D scan into a label image (uint32, 0 = background,\n"
+            "one id per particle). Input: .tif/.tiff, a folder of TIFF slices, .zarr,\n"
+            ".nii/.nii.gz or .npy. The output format follows the extension of --output."
+        ),
+        epilog=(
+            "examples:\n"
+            "  ps3d segment scan.tif --spacing 0.01 --output labels.tif\n"
+            "  ps3d segment scan.zarr --particle-size 0.2 --method snow --output labels.zarr"
+        ),
+        formatter_class=HelpFormatter,
+    )
+    parser.add_argument("scan", type=Path, metavar="SCAN", help="the scan to segment")
+    add_spacing(parser, "the scan")
+    parser.add_argument("--particle-size", type=positive, metavar="MM", dest="particle_size_mm",
+                        help="rough mean particle diameter in mm (default: from the scan's metadata, "
+                             "else estimated)")
+    parser.add_argument("-o", "--output", type=Path, required=True, metavar="PATH",
+                        help="label image to write (.tif, .zarr, .npy, .nii.gz, ...)")
+    add_method(parser)
+    model = parser.add_argument_group("model options (with the default method)")
+    model.add_argument("--weights", type=Path, metavar="PT", default=None,
+                       help="weight file, e.g. a fine-tuned runs/mine/model.pt (default: shipped)")
+    model.add_argument("--device", default="auto", help="auto (GPU when present), cpu, cuda or mps")
+    model.add_argument("--overlap", type=float, default=0.25,
+                       help="sliding-window overlap in [0, 1) (default 0.25)")
+    model.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
+                       help="average over 8 mirrorings of the scan (default: on a GPU only; "
+                            "8x the network time)")
+    model.add_argument("--inference-diameter-vox", type=positive, default=None, metavar="VOX",
+                       help="mean particle diameter in voxels on the network's grid (default: the "
+                            "weights' own, 20 for the shipped model; larger is slower)")
+    add_verbosity(parser)
+    parser.set_defaults(run=run)
+
+
+def _model_options(args, method: str) -> dict:
+    """The keyword arguments of the model; refuse them with another method."""
+    if method == "model":
+        return dict(weights=args.weights, device=args.device, overlap=args.overlap,
+                    tta="auto" if args.tta is None else args.tta,
+                    inference_diameter_vox=args.inference_diameter_vox)
+    if args.weights is not None or args.tta is not None or args.inference_diameter_vox is not None:
+        raise CLIError("--weights, --tta and --inference-diameter-vox apply to the model, not to "
+                       f"--method {method}")
+    return {}
+
+
+def run(args) -> int:
+    """Run ``ps3d segment`` on parsed arguments."""
+    from ps3d_toolkit.io import load_scan, save_labels
+    from ps3d_toolkit.segmentation import segment
+
+    check_output(args.output, label_formats(), "label image")
+    method = check_method(args.method)
+    options = _model_options(args, method)
+    scan = load_scan(args.scan, spacing=args.spacing)
+    start = time.perf_counter()
+    size_mm = args.particle_size_mm or scan.particle_size_mm
+    labels = segment(scan.image, spacing=scan.spacing, particle_size_mm=size_mm, method=method,
+                     progress=not args.quiet, **options)
+    seconds = time.perf_counter() - start
+    path = save_labels(labels, args.output, spacing=scan.spacing)
+    say(args, f"{method}: {int(labels.max())} particles in {seconds:.1f} s; wrote {path}")
+    return 0
