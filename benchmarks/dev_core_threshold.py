@@ -67,28 +67,31 @@ def main(argv=None) -> int:
 
     torch.set_num_threads(args.threads)
     from ps3d_toolkit.analysis.evaluate import evaluate_instances
-    from ps3d_toolkit.segmentation.model.inference import (instances_from_core_border, load_model, network_diameter,
-                                        predict_probabilities)
-    from ps3d_toolkit.segmentation.normalize import (normalize_intensity, resample_image, resample_to_shape,
-                                         zoom_factors)
+    from ps3d_toolkit.segmentation.model.inference import (instances_from_core_border, load_model,
+                                                           predict_probabilities, segment_with_model)
+    from ps3d_toolkit.segmentation.model.network import resolve_inference_diameter_vox
+    from ps3d_toolkit.segmentation.normalize import resample_to_shape, to_network_grid
 
     model, config, _ = load_model(args.weights, device="cpu")
-    diameter = network_diameter(config)
+    diameter = resolve_inference_diameter_vox(config)
+    # the model's own settings, from segment_with_model's signature
+    defaults = segment_with_model.__kwdefaults__
+    window = {k: defaults[k] for k in ("roi_size", "overlap", "batch_size")}
+    instance = {k: defaults[k] for k in ("min_core_voxels", "min_particle_fraction")}
     rows = []
     for n, (group, name, scan) in enumerate(development_scans()):
         if args.limit is not None and n >= args.limit:
             break
-        low, high = config["intensity_percentiles"]
-        zoom = zoom_factors(scan.spacing, scan.particle_size_mm, diameter)
-        probs = predict_probabilities(
-            resample_image(normalize_intensity(scan.image, low_percentile=low, high_percentile=high), zoom),
-            model, device="cpu", progress=False)
+        grid_image, zoom = to_network_grid(scan.image, spacing=scan.spacing,
+                                           particle_size_mm=scan.particle_size_mm, diameter_vox=diameter,
+                                           intensity_percentiles=config["intensity_percentiles"])
+        probs = predict_probabilities(grid_image, model, device="cpu", progress=False, **window)
         core_border = resample_to_shape(probs[1:], scan.image.shape)
         row = {"group": group, "name": name}
         for threshold in args.thresholds:
             labels = instances_from_core_border(
                 core_border, spacing=scan.spacing, zoom=zoom,
-                particle_size_mm=scan.particle_size_mm, core_threshold=threshold)
+                particle_size_mm=scan.particle_size_mm, core_threshold=threshold, **instance)
             metrics = evaluate_instances(scan.labels, labels)
             row[threshold] = (metrics["f1_50"], metrics["f1_75"])
         rows.append(row)

@@ -35,10 +35,10 @@ echo "== training, $MINUTES minutes each: $(date +%T)"
 common=(--init default --device "$DEVICE" --workers "$WORKERS" --threads 2 --batch-size 16
         --patch-size 96 --steps 100000 --max-minutes "$MINUTES" --pool-size "$POOL" --refresh-every 4 --val-every 400
         --preset-weights 0.15 0.35 0.5 --quiet)
-python3 -m ps3d_toolkit.model "${common[@]}" --lr 1e-3 --stress-fraction 0.35 --seed 5 \
+ps3d train "${common[@]}" --lr 1e-3 --stress-fraction 0.35 --seed 5 \
   --output /tmp/runs/gpuA > /tmp/trainA.log 2>&1 &
 pid_a=$!
-python3 -m ps3d_toolkit.model "${common[@]}" --lr 5e-4 --stress-fraction 0.5 --seed 6 \
+ps3d train "${common[@]}" --lr 5e-4 --stress-fraction 0.5 --seed 6 \
   --output /tmp/runs/gpuB > /tmp/trainB.log 2>&1 &
 pid_b=$!
 wait $pid_a $pid_b  # not a bare `wait`: that would also wait for the tee above
@@ -61,22 +61,21 @@ timeout 130 python3 benchmarks/segment_speed.py --device "$DEVICE" --threads 16 
 echo "== stages on a larger scan: $(date +%T)"
 DEVICE=$DEVICE timeout 90 python3 - <<'EOF'
 import os, numpy as np, torch
-from ps3d_toolkit.synthetic import generate_scan
-from ps3d_toolkit.inference import segment_with_model
-from ps3d_toolkit.evaluate import evaluate_instances
+from ps3d_toolkit.data.synthetic import generate_scan
+from ps3d_toolkit.segmentation.model.inference import run_model
+from ps3d_toolkit.analysis.evaluate import evaluate_instances
 torch.set_num_threads(16)
 scan = generate_scan((160, 256, 256), 30, seed=778, preset="medium")
-kw = dict(spacing=scan.spacing, particle_size_mm=scan.particle_size_mm, progress=False,
-          return_details=True)
+kw = dict(spacing=scan.spacing, particle_size_mm=scan.particle_size_mm, progress=False)
 gpu = os.environ["DEVICE"]
 for device, batch in ((gpu, 2), (gpu, 8), (gpu, 8), ("cpu", 2)):
     if device == "cpu":
         torch.set_num_threads(2)
-    labels, d = segment_with_model(scan.image, device=device, batch_size=batch, **kw)
-    f1 = evaluate_instances(scan.labels, labels)["f1_50"]
+    run = run_model(scan.image, device=device, batch_size=batch, **kw)
+    f1 = evaluate_instances(scan.labels, run.labels)["f1_50"]
     print(f"stages {device} batch {batch} threads {torch.get_num_threads()}: {scan.image.size/1e6:.1f} Mvoxel "
-          f"in {d['seconds']:.2f} s ({scan.image.size/d['seconds']/1e6:.2f} Mvoxel/s), network "
-          f"{d['network_seconds']:.2f} s, grid {d['network_shape']}, F1@0.5 {f1:.3f}")
+          f"in {run.seconds:.2f} s ({scan.image.size/run.seconds/1e6:.2f} Mvoxel/s), network "
+          f"{run.network_seconds:.2f} s, grid {run.network_shape}, F1@0.5 {f1:.3f}")
 EOF
 
 ls -la "$OUT"

@@ -46,8 +46,8 @@ def main(argv=None) -> int:
     parser.add_argument("--output", default=str(ROOT / "docs" / "model_accuracy.md"))
     parser.add_argument("--json", default=None, help="also write the raw rows as JSON")
     parser.add_argument("--only", nargs="*", help="run only scans whose name contains one of these")
-    parser.add_argument("--target-diameter", type=float, default=None,
-                        help="override the model's target diameter in voxels (trade-off study)")
+    parser.add_argument("--inference-diameter-vox", type=float, default=None,
+                        help="particle diameter in voxels on the network grid (trade-off study)")
     args = parser.parse_args(argv)
 
     import torch
@@ -55,7 +55,7 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     from ps3d_toolkit.segmentation.classic import otsu_watershed
     from ps3d_toolkit.analysis.evaluate import evaluate_instances
-    from ps3d_toolkit.segmentation.model.inference import segment_with_model
+    from ps3d_toolkit.segmentation.model.inference import run_model, segment_with_model
     from ps3d_toolkit.data.synthetic import generate_scan
 
     rows = []
@@ -71,11 +71,10 @@ def main(argv=None) -> int:
             "model": lambda: segment_with_model(scan.image, spacing=scan.spacing,
                                                 particle_size_mm=scan.particle_size_mm,
                                                 weights=args.weights, progress=False,
-                                                target_diameter_vox=args.target_diameter),
-            "model_no_size": lambda: segment_with_model(scan.image, spacing=scan.spacing,
-                                                        weights=args.weights, progress=False,
-                                                        target_diameter_vox=args.target_diameter,
-                                                        return_details=True),
+                                                inference_diameter_vox=args.inference_diameter_vox),
+            "model_no_size": lambda: run_model(scan.image, spacing=scan.spacing, weights=args.weights,
+                                               progress=False,
+                                               inference_diameter_vox=args.inference_diameter_vox),
             "otsu": lambda: otsu_watershed(scan.image, spacing=scan.spacing,
                                            particle_size_mm=scan.particle_size_mm, progress=False),
         }
@@ -83,13 +82,13 @@ def main(argv=None) -> int:
             start = time.perf_counter()
             labels = run()
             seconds = time.perf_counter() - start
-            labels, details = labels if isinstance(labels, tuple) else (labels, None)
+            labels, run_details = (labels.labels, labels) if hasattr(labels, "labels") else (labels, None)
             m = evaluate_instances(scan.labels, labels)
             row[key] = {"f1_50": m["f1_50"], "f1_75": m["f1_75"], "pq": m["pq"],
                         "n_pred": m["n_pred"], "seconds": seconds}
-            if details is not None:  # the size the model estimated, first and finally used
-                row[key]["size_first"] = details["size_estimate"].particle_size_mm / scan.particle_size_mm
-                row[key]["size_used"] = details["particle_size_mm"] / scan.particle_size_mm
+            if run_details is not None:  # the size the model estimated, first and finally used
+                row[key]["size_first"] = run_details.size_estimate.particle_size_mm / scan.particle_size_mm
+                row[key]["size_used"] = run_details.particle_size_mm / scan.particle_size_mm
         rows.append(row)
         print(f"{name:20s} gt {row['n_gt']:4d} d {row['diameter_vox']:5.1f} | "
               + " | ".join(f"{k} F1 {row[k]['f1_50']:.3f}/{row[k]['f1_75']:.3f}" for k in runs))

@@ -40,9 +40,9 @@ CONFIGS = [
     ("model, auto windows, overlap 0.125", dict(method="model", overlap=0.125, roi_size="auto")),
     ("model, mirroring TTA", dict(method="model", overlap=0.25, roi_size=96, tta=True)),
     ("model at 14-voxel target", dict(method="model", overlap=0.25, roi_size=96,
-                                      target_diameter_vox=14)),
+                                      inference_diameter_vox=14)),
     ("model at 24-voxel target", dict(method="model", overlap=0.25, roi_size=96,
-                                      target_diameter_vox=24)),
+                                      inference_diameter_vox=24)),
     ("model, size estimated", dict(method="model", overlap=0.25, roi_size=96, no_size=True)),
 ]
 

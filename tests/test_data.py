@@ -74,11 +74,14 @@ def test_regenerated_sample_matches_the_files(from_files, regenerated):
 
 def test_load_sample_without_the_folder_regenerates_it(monkeypatch, from_files, regenerated):
     # A wheel install has no data/sample: the public loader must fall back.
-    monkeypatch.setattr(data, "sample_path", lambda: None)
+    from ps3d_toolkit.data import sample
+
+    # patch where load_sample looks the names up: its own module
+    monkeypatch.setattr(sample, "sample_path", lambda: None)
     # reuse the fixture's phantom (already checked against the files) instead of
     # generating it a second time
     calls = []
-    monkeypatch.setattr(data, "make_sample", lambda: calls.append(1) or regenerated)
+    monkeypatch.setattr(sample, "make_sample", lambda: calls.append(1) or regenerated)
     scan, labels = data.load_sample()
     assert calls == [1]
     assert scan.name == "sample" and scan.path is None

@@ -22,6 +22,8 @@ import numpy as np
 from scipy import ndimage
 
 from ps3d_toolkit.core.checks import check_positive, check_spacing
+from ps3d_toolkit.core.geometry import equivalent_diameter, sphere_volume
+from ps3d_toolkit.core.labels import drop_small_labels
 
 __all__ = ["SyntheticScan", "generate_scan", "random_params", "PRESETS", "SHAPES"]
 
@@ -29,29 +31,32 @@ SHAPES = ("sphere", "ellipsoid", "irregular", "angular", "flaky")
 
 #: Difficulty presets: ranges from which :func:`random_params` draws.
 #: Each entry is (low, high) for a uniform draw, or a fixed value.
-PRESETS: dict[str, dict] = {
-    "easy": dict(
-        size_sigma=(0.1, 0.2), packing=(0.25, 0.4), max_overlap=(0.0, 0.03),
-        shape_weights=dict(sphere=3, ellipsoid=2, irregular=1, angular=0, flaky=0),
-        n_phases=(1, 2), multiphase_fraction=(0.0, 0.1), crack_fraction=(0.0, 0.0),
-        bubble_fraction=(0.0, 0.002), blur_sigma=(0.4, 0.7), noise=(0.02, 0.05),
-        cupping=(0.0, 0.05), ring_strength=(0.0, 0.0), contrast=(0.5, 0.7),
-    ),
-    "medium": dict(
-        size_sigma=(0.15, 0.3), packing=(0.35, 0.5), max_overlap=(0.02, 0.08),
-        shape_weights=dict(sphere=1, ellipsoid=2, irregular=2, angular=2, flaky=1),
-        n_phases=(2, 3), multiphase_fraction=(0.1, 0.3), crack_fraction=(0.0, 0.1),
-        bubble_fraction=(0.0, 0.005), blur_sigma=(0.5, 1.0), noise=(0.04, 0.10),
-        cupping=(0.0, 0.12), ring_strength=(0.0, 0.04), contrast=(0.3, 0.6),
-    ),
-    "hard": dict(
-        size_sigma=(0.25, 0.45), packing=(0.45, 0.6), max_overlap=(0.05, 0.12),
-        shape_weights=dict(sphere=0.5, ellipsoid=1, irregular=2, angular=3, flaky=2),
-        n_phases=(2, 4), multiphase_fraction=(0.2, 0.5), crack_fraction=(0.05, 0.25),
-        bubble_fraction=(0.002, 0.01), blur_sigma=(0.7, 1.4), noise=(0.08, 0.20),
-        cupping=(0.05, 0.25), ring_strength=(0.02, 0.08), contrast=(0.15, 0.45),
-    ),
+PRESET_NAMES = ("easy", "medium", "hard")
+
+# One row per parameter: its (low, high) range in the easy, medium and hard preset.
+# The rows' order is the order of the random draws (it fixes what a seed gives).
+_PRESET_RANGES: dict[str, tuple] = {
+    "size_sigma": ((0.1, 0.2), (0.15, 0.3), (0.25, 0.45)),
+    "packing": ((0.25, 0.4), (0.35, 0.5), (0.45, 0.6)),
+    "max_overlap": ((0.0, 0.03), (0.02, 0.08), (0.05, 0.12)),
+    "shape_weights": (dict(sphere=3, ellipsoid=2, irregular=1, angular=0, flaky=0),
+                      dict(sphere=1, ellipsoid=2, irregular=2, angular=2, flaky=1),
+                      dict(sphere=0.5, ellipsoid=1, irregular=2, angular=3, flaky=2)),
+    "n_phases": ((1, 2), (2, 3), (2, 4)),
+    "multiphase_fraction": ((0.0, 0.1), (0.1, 0.3), (0.2, 0.5)),
+    "crack_fraction": ((0.0, 0.0), (0.0, 0.1), (0.05, 0.25)),
+    "bubble_fraction": ((0.0, 0.002), (0.0, 0.005), (0.002, 0.01)),
+    "blur_sigma": ((0.4, 0.7), (0.5, 1.0), (0.7, 1.4)),
+    "noise": ((0.02, 0.05), (0.04, 0.10), (0.08, 0.20)),
+    "cupping": ((0.0, 0.05), (0.0, 0.12), (0.05, 0.25)),
+    "ring_strength": ((0.0, 0.0), (0.0, 0.04), (0.02, 0.08)),
+    "contrast": ((0.5, 0.7), (0.3, 0.6), (0.15, 0.45)),
 }
+
+#: Difficulty presets: ranges from which :func:`random_params` draws.
+#: Each entry is (low, high) for a uniform draw, or a fixed value.
+PRESETS: dict[str, dict] = {name: {key: ranges[i] for key, ranges in _PRESET_RANGES.items()}
+                            for i, name in enumerate(PRESET_NAMES)}
 
 
 @dataclass
@@ -184,7 +189,7 @@ def generate_scan(
 
     counts = np.bincount(labels.ravel())[1:]
     counts = counts[counts > 0]
-    eq_diam_vox = float(np.mean(np.cbrt(6.0 * counts / math.pi))) if counts.size else mean_diameter_vox
+    eq_diam_vox = float(np.mean(equivalent_diameter(counts))) if counts.size else mean_diameter_vox
     # The mean diameter is defined on an isotropic grid; for anisotropic spacing
     # the geometric mean voxel size converts it to mm.
     voxel_mm = float(np.cbrt(np.prod(spacing)))
@@ -301,7 +306,7 @@ def _pack_grains(rng, shape, cylinder, phase_values, params):
     filled = 0.0
     next_label = 1
     attempts = 0
-    max_attempts = int(60 * target_volume / (math.pi / 6 * d_mean**3) + 200)
+    max_attempts = int(60 * target_volume / sphere_volume(d_mean) + 200)
     n_phases = max(1, int(params["n_phases"]))
     while filled < target_volume and attempts < max_attempts:
         attempts += 1
@@ -423,18 +428,9 @@ def _clean_fragments(labels, phases):
         phases = phases.copy()
         phases[drop] = 0
     # Drop specks (a few voxels) that no detector could see as particles.
-    sizes = np.bincount(labels.ravel(), minlength=n_labels + 1)
-    tiny = sizes < 8
-    tiny[0] = False
-    if tiny.any():
-        mask = tiny[labels]
-        labels[mask] = 0
-        phases[mask] = 0
-    present = np.flatnonzero(np.bincount(labels.ravel(), minlength=n_labels + 1))
-    present = present[present > 0]
-    remap = np.zeros(n_labels + 1, dtype=np.uint32)
-    remap[present] = np.arange(1, present.size + 1, dtype=np.uint32)
-    return remap[labels], phases
+    labels = drop_small_labels(labels, min_voxels=8)
+    phases[labels == 0] = 0
+    return labels, phases
 
 
 def _bubbles(rng, shape, cylinder, labels, mean_diameter_vox, fraction):

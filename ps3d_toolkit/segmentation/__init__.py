@@ -7,7 +7,7 @@ registry
 grains
     The Otsu grain mask, its distance map and the particle-size estimate.
 normalize
-    Intensity and particle-size normalisation (resampling to the network's grid).
+    Intensity and particle-size normalisation: a scan on the network's grid.
 classic
     Otsu + distance transform + watershed, and porespy's SNOW.
 instances
@@ -18,6 +18,15 @@ model
 
 from __future__ import annotations
 
-from ps3d_toolkit.segmentation.registry import METHODS, default_method, segment
+from ps3d_toolkit.segmentation.registry import METHODS, Method, default_method, segment
 
-__all__ = ["METHODS", "default_method", "segment"]
+__all__ = ["METHODS", "Method", "SizeEstimate", "default_method", "estimate_particle_size", "segment"]
+
+
+def __getattr__(name):
+    # grains pulls in scipy and scikit-image: load it only when its names are used
+    if name in ("SizeEstimate", "estimate_particle_size"):
+        from ps3d_toolkit.segmentation import grains
+
+        return getattr(grains, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -13,157 +13,20 @@ return a uint32 label image, 0 = background, like the model's segmenter.
 from __future__ import annotations
 
 import numpy as np
-from scipy import ndimage
 from skimage.feature import peak_local_max
-from skimage.filters import threshold_multiotsu
 from skimage.segmentation import watershed
 from tqdm.auto import tqdm
 
-from ps3d_toolkit.core.checks import check_positive, check_spacing, check_volume
+from ps3d_toolkit.core.checks import check_positive
+from ps3d_toolkit.core.labels import drop_small_labels
+from ps3d_toolkit.segmentation._checks import check_fraction, check_n_classes, check_scan
+from ps3d_toolkit.segmentation.grains import _distance_map, _grain_mask
 
-__all__ = ["otsu_watershed", "snow", "grain_threshold", "threshold_grains", "otsu_sample",
-           "distance_map", "BASELINES"]
-
-# Otsu on a strided subsample: the histogram of a few million voxels is as good as
-# that of a billion, and the full-volume histogram dominates the run time otherwise.
-_OTSU_SAMPLE = 2_000_000
+__all__ = ["otsu_watershed", "snow", "BASELINES"]
 
 # For a ball of radius R, the 95th percentile of its distance map is 0.63 R
 # (the fraction of the ball deeper than d is (1 - d/R)^3).
 _P95_DEPTH_FRACTION = 1 - 0.05 ** (1 / 3)
-
-
-def _check_common(image, spacing, particle_size_mm, min_particle_fraction):
-    image = check_volume(image, "image")
-    spacing = check_spacing(spacing)
-    particle_size_mm = check_positive(particle_size_mm, "particle_size_mm", allow_none=True)
-    if not isinstance(min_particle_fraction, (int, float)) or isinstance(min_particle_fraction, bool):
-        raise TypeError(f"min_particle_fraction must be a number, got {min_particle_fraction!r}")
-    if not 0 <= min_particle_fraction < 1:
-        raise ValueError(f"min_particle_fraction must be in [0, 1), got {min_particle_fraction!r}")
-    return image, spacing, particle_size_mm
-
-
-def _check_n_classes(n_classes):
-    if n_classes is None:
-        return None
-    if not isinstance(n_classes, (int, np.integer)) or isinstance(n_classes, bool) or n_classes < 2:
-        raise ValueError(f"n_classes must be None (automatic) or an integer >= 2, got {n_classes!r}")
-    return int(n_classes)
-
-
-def otsu_sample(image: np.ndarray) -> np.ndarray:
-    """A strided sub-sample of ~2 M voxels on which the Otsu thresholds are computed."""
-    stride = max(1, int(np.ceil((image.size / _OTSU_SAMPLE) ** (1 / 3))))
-    return image[::stride, ::stride, ::stride]
-
-
-def grain_threshold(sample: np.ndarray, n_classes: int | None = None) -> float:
-    """Grey value above which a voxel is grain (see :func:`_foreground_mask`).
-
-    Parameters
-    ----------
-    sample : np.ndarray
-        Grey values (e.g. :func:`otsu_sample` of a lightly smoothed scan).
-    n_classes : int or None
-        Otsu classes; ``None`` chooses 3 or 4 from the histogram.
-
-    Returns
-    -------
-    float
-    """
-    n_classes = _check_n_classes(n_classes)
-    if n_classes is not None:
-        thresholds = threshold_multiotsu(sample, classes=n_classes)
-        return float(thresholds[1] if n_classes >= 3 else thresholds[0])
-    # Three classes (air, epoxy, grain) put the cut between two grain phases when
-    # the grains hold two abundant phases (foreground Dice 0.61 on one synthetic
-    # scan); four classes fix that but, with a single grain phase, either split the
-    # epoxy in two (noisy scans) or make a thin class of partial-volume voxels
-    # between epoxy and grain (clean scans), and the cut lands inside the epoxy.
-    # So take four classes only when the third class looks like a mineral phase:
-    # its mean lies >= 1.5 summed standard deviations above the second class (a
-    # Gaussian cut in half gives 1.33, split epoxy ~1.2, distinct phases >= 1.7
-    # on our synthetic tuning scans) and it holds >= 0.4 times the volume of the
-    # brightest class (partial-volume shells: 0.2-0.25; phases: >= 0.7). The
-    # second class must also be the epoxy, >= 10 % of the sample: on scans whose
-    # grains barely stand out of the epoxy (contrast ~0.08 of the grey range),
-    # four classes split off a thin shell of air/epoxy partial-volume voxels as
-    # the "second" class and put the cut below the epoxy, so that the whole
-    # sample counts as grain (a 4.5x particle-size estimate on one such scan).
-    thresholds = threshold_multiotsu(sample, classes=4)
-    edges = np.concatenate([[-np.inf], thresholds, [np.inf]])
-    classes = [sample[(sample > edges[i]) & (sample <= edges[i + 1])] for i in range(4)]
-    if min(c.size for c in classes) > 1:
-        second, third, brightest = classes[1:]
-        separation = (third.mean() - second.mean()) / (second.std() + third.std() + 1e-12)
-        epoxy_share = second.size / (second.size + third.size + brightest.size)
-        if separation >= 1.5 and third.size >= 0.4 * brightest.size and epoxy_share >= 0.1:
-            return float(thresholds[1])
-    return float(threshold_multiotsu(sample, classes=3)[1])
-
-
-def threshold_grains(smooth: np.ndarray, n_classes: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Voxels of a (smoothed) scan above :func:`grain_threshold`, and the sub-sample it used.
-
-    Returns
-    -------
-    mask, sample
-        Boolean grain mask (all False for a scan of one grey value) and the
-        :func:`otsu_sample` the threshold was computed on.
-    """
-    sample = otsu_sample(smooth)
-    if np.ptp(sample) == 0:
-        return np.zeros(smooth.shape, bool), sample
-    return smooth > grain_threshold(sample, n_classes), sample
-
-
-def _foreground_mask(image: np.ndarray, *, n_classes: int | None = None, smooth_sigma: float = 0.5) -> np.ndarray:
-    """Grain voxels: brighter than the epoxy, found by multi-level Otsu.
-
-    The scan holds air (darkest), epoxy and one or more grain phases (brightest). With
-    ``n_classes >= 3`` the two darkest classes are taken as air and epoxy and every
-    brighter class is grain, so that grains of several mineral phases all count; with
-    ``n_classes == 2`` (a crop without air) only the darkest class is background;
-    ``None`` chooses 3 or 4 classes from the histogram. A light Gaussian smoothing
-    before the threshold and a binary opening after it keep noise from making
-    speckles; enclosed holes (inclusions, closed cracks) are filled.
-    """
-    n_classes = _check_n_classes(n_classes)
-    image = image.astype(np.float32, copy=False)
-    if smooth_sigma > 0:
-        image = ndimage.gaussian_filter(image, smooth_sigma)
-    mask, sample = threshold_grains(image, n_classes)
-    if np.ptp(sample) == 0:
-        return mask
-    mask = ndimage.binary_opening(mask, structure=ndimage.generate_binary_structure(3, 1))
-    return ndimage.binary_fill_holes(mask)
-
-
-def distance_map(mask: np.ndarray, spacing) -> np.ndarray:
-    """Euclidean distance to the background in units of the finest voxel side.
-
-    Computed with the ``edt`` package (the same values as
-    ``scipy.ndimage.distance_transform_edt``, ~3x faster, float32); the volume's
-    edge does not count as background.
-
-    Parameters
-    ----------
-    mask : np.ndarray of bool
-        Foreground.
-    spacing : tuple of 3 float
-        Voxel size.
-
-    Returns
-    -------
-    np.ndarray
-        float32 distances, 0 on the background.
-    """
-    import edt
-
-    anisotropy = tuple(float(s) / min(spacing) for s in spacing)
-    return edt.edt(np.ascontiguousarray(mask, dtype=bool), anisotropy=anisotropy,
-                   black_border=False, parallel=1).astype(np.float32, copy=False)
 
 
 def _mask_and_distance(image: np.ndarray, spacing, n_classes: int | None, bar) -> tuple[np.ndarray, np.ndarray]:
@@ -173,10 +36,10 @@ def _mask_and_distance(image: np.ndarray, spacing, n_classes: int | None, bar) -
     caller advances it after the distance step, which it completes with its own work.
     """
     bar.set_postfix_str("threshold")
-    mask = _foreground_mask(image, n_classes=n_classes)
+    mask = _grain_mask(image, n_classes)
     bar.update()
     bar.set_postfix_str("distance transform")
-    return mask, distance_map(mask, spacing)
+    return mask, _distance_map(mask, spacing)
 
 
 def _radius_vox(distance: np.ndarray, mask: np.ndarray, spacing, particle_size_mm) -> float:
@@ -187,18 +50,6 @@ def _radius_vox(distance: np.ndarray, mask: np.ndarray, spacing, particle_size_m
         return 1.0
     depth = float(np.percentile(distance[mask], 95))
     return max(1.0, depth / _P95_DEPTH_FRACTION)
-
-
-def _drop_small(labels: np.ndarray, min_particle_fraction: float) -> np.ndarray:
-    """Remove particles below a fraction of the mean volume; relabel 1..n as uint32."""
-    sizes = np.bincount(labels.ravel())
-    sizes[0] = 0
-    present = sizes > 0
-    if present.any() and min_particle_fraction > 0:
-        present &= sizes >= min_particle_fraction * sizes[present].mean()
-    lut = np.zeros(sizes.size, np.uint32)
-    lut[present] = np.arange(1, np.count_nonzero(present) + 1, dtype=np.uint32)
-    return lut[labels]
 
 
 def otsu_watershed(
@@ -256,7 +107,17 @@ def otsu_watershed(
     TypeError
         If the image does not hold numbers.
     """
-    image, spacing, particle_size_mm = _check_common(image, spacing, particle_size_mm, min_particle_fraction)
+    image, spacing, particle_size_mm = check_scan(image, spacing, particle_size_mm)
+    return _otsu_watershed(image, spacing, particle_size_mm, n_classes=n_classes,
+                           min_distance_fraction=min_distance_fraction,
+                           min_particle_fraction=min_particle_fraction, progress=progress)
+
+
+def _otsu_watershed(image, spacing, particle_size_mm, *, n_classes, min_distance_fraction,
+                    min_particle_fraction, progress) -> np.ndarray:
+    """:func:`otsu_watershed` on checked image, spacing and size; checks its own options."""
+    n_classes = check_n_classes(n_classes)
+    min_particle_fraction = check_fraction(min_particle_fraction, "min_particle_fraction")
     min_distance_fraction = check_positive(min_distance_fraction, "min_distance_fraction")
     with tqdm(total=5, desc="otsu-watershed", disable=not progress) as bar:
         mask, distance = _mask_and_distance(image, spacing, n_classes, bar)
@@ -280,7 +141,7 @@ def otsu_watershed(
         labels = watershed(-distance, markers, mask=mask)
         bar.update()
         bar.set_postfix_str("filter")
-        labels = _drop_small(labels, min_particle_fraction)
+        labels = drop_small_labels(labels, min_fraction=min_particle_fraction)
         bar.update()
     return labels
 
@@ -337,9 +198,18 @@ def snow(
     TypeError
         If the image does not hold numbers.
     """
+    image, spacing, particle_size_mm = check_scan(image, spacing, particle_size_mm)
+    return _snow(image, spacing, particle_size_mm, n_classes=n_classes, r_max=r_max, sigma=sigma,
+                 min_particle_fraction=min_particle_fraction, progress=progress)
+
+
+def _snow(image, spacing, particle_size_mm, *, n_classes, r_max, sigma, min_particle_fraction,
+          progress) -> np.ndarray:
+    """:func:`snow` on checked image, spacing and size; checks its own options."""
     import porespy
 
-    image, spacing, particle_size_mm = _check_common(image, spacing, particle_size_mm, min_particle_fraction)
+    n_classes = check_n_classes(n_classes)
+    min_particle_fraction = check_fraction(min_particle_fraction, "min_particle_fraction")
     if r_max is not None and (not isinstance(r_max, (int, np.integer)) or isinstance(r_max, bool) or r_max < 1):
         raise ValueError(f"r_max must be a positive integer (voxels), got {r_max!r}")
     sigma = float(sigma)
@@ -356,10 +226,10 @@ def snow(
             regions = porespy.filters.snow_partitioning(mask, dt=distance, r_max=int(r_max), sigma=sigma).regions
         else:
             regions = np.zeros(image.shape, np.uint32)
-        labels = _drop_small(regions.astype(np.int64, copy=False), min_particle_fraction)
+        labels = drop_small_labels(regions.astype(np.int64, copy=False), min_fraction=min_particle_fraction)
         bar.update()
     return labels
 
 
-#: Name -> segmenter, for the command line's ``--method``.
+#: Name -> public segmenter.
 BASELINES = {"otsu-watershed": otsu_watershed, "snow": snow}

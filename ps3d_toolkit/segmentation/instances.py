@@ -14,30 +14,10 @@ import numpy as np
 from scipy import ndimage
 
 from ps3d_toolkit.core.checks import check_spacing, check_volume
+from ps3d_toolkit.core.labels import drop_small_labels
+from ps3d_toolkit.segmentation._checks import check_fraction
 
-__all__ = ["border_core_to_instances", "drop_small_particles"]
-
-
-def drop_small_particles(labels: np.ndarray, min_fraction: float = 0.005,
-                         min_voxels: int = 0, reference_volume: float | None = None) -> np.ndarray:
-    """Remove particles below ``min_fraction`` of a reference volume (or ``min_voxels``).
-
-    The reference is ``reference_volume`` (voxels) when given, else the mean
-    particle volume.
-
-    Returns consecutive uint32 labels 1..n.
-    """
-    if not 0 <= min_fraction < 1:
-        raise ValueError(f"min_fraction must be in [0, 1), got {min_fraction!r}")
-    sizes = np.bincount(labels.ravel())
-    sizes[0] = 0
-    keep = sizes > 0
-    if keep.any():
-        reference = sizes[keep].mean() if reference_volume is None else float(reference_volume)
-        keep &= sizes >= max(min_fraction * reference, min_voxels)
-    lut = np.zeros(sizes.size, np.uint32)
-    lut[keep] = np.arange(1, np.count_nonzero(keep) + 1, dtype=np.uint32)
-    return lut[labels]
+__all__ = ["border_core_to_instances"]
 
 
 def _fill_within_components(labels, cores, components, foreground) -> None:
@@ -73,8 +53,8 @@ def _fill_within_components(labels, cores, components, foreground) -> None:
             todo &= ~fill
 
 
-def border_core_to_instances(classes, *, spacing=1.0, min_core_voxels: int = 8,
-                             min_particle_fraction: float = 0.005,
+def border_core_to_instances(classes, *, spacing=1.0, min_core_voxels: int,
+                             min_particle_fraction: float,
                              expected_particle_voxels: float | None = None) -> np.ndarray:
     """Turn a border-core class map into uint32 instance labels.
 
@@ -88,7 +68,7 @@ def border_core_to_instances(classes, *, spacing=1.0, min_core_voxels: int = 8,
         Cores smaller than this are noise and are ignored as seeds.
     min_particle_fraction : float
         Drop particles smaller than this fraction of the mean particle volume
-        (ParticleSeg3D: 0.005).
+        (ParticleSeg3D drops those below 0.5 %).
     expected_particle_voxels : float, optional
         Mean particle volume in voxels known beforehand (from the particle size
         the scan was normalised with); it is then the reference of
@@ -105,16 +85,27 @@ def border_core_to_instances(classes, *, spacing=1.0, min_core_voxels: int = 8,
     --------
     >>> classes = np.zeros((1, 1, 9), np.uint8)
     >>> classes[0, 0, :] = [0, 2, 1, 2, 2, 1, 1, 2, 0]
-    >>> border_core_to_instances(classes, min_core_voxels=1)[0, 0].tolist()
+    >>> border_core_to_instances(classes, min_core_voxels=1, min_particle_fraction=0)[0, 0].tolist()
     [0, 1, 1, 1, 2, 2, 2, 2, 0]
     """
-    classes = check_volume(classes, "classes")
-    spacing = check_spacing(spacing)
+    if not isinstance(min_core_voxels, (int, np.integer)) or min_core_voxels < 0:
+        raise ValueError(f"min_core_voxels must be a non-negative integer, got {min_core_voxels!r}")
+    if expected_particle_voxels is not None and not expected_particle_voxels > 0:
+        raise ValueError(f"expected_particle_voxels must be > 0, got {expected_particle_voxels!r}")
+    return _border_core_to_instances(
+        check_volume(classes, "classes"), check_spacing(spacing), int(min_core_voxels),
+        check_fraction(min_particle_fraction, "min_particle_fraction"), expected_particle_voxels)
+
+
+def _border_core_to_instances(classes: np.ndarray, spacing: tuple, min_core_voxels: int,
+                              min_particle_fraction: float,
+                              expected_particle_voxels: float | None) -> np.ndarray:
+    """:func:`border_core_to_instances` on checked values."""
     foreground = classes > 0
     if not foreground.any():
         return np.zeros(classes.shape, np.uint32)
     cores = cc3d.connected_components(classes == 1, connectivity=6, out_dtype=np.uint32)
-    cores = drop_small_particles(cores, 0.0, min_voxels=min_core_voxels)
+    cores = drop_small_labels(cores, min_voxels=min_core_voxels)
     components = cc3d.connected_components(foreground, connectivity=6, out_dtype=np.uint32)
 
     n_cores = int(cores.max())
@@ -142,4 +133,4 @@ def border_core_to_instances(classes, *, spacing=1.0, min_core_voxels: int = 8,
     if reference is None and n_cores:
         cored = np.bincount(labels.ravel(), minlength=n_cores + 1)[1:n_cores + 1]
         reference = cored[cored > 0].mean() if (cored > 0).any() else None
-    return drop_small_particles(labels, min_particle_fraction, reference_volume=reference)
+    return drop_small_labels(labels, min_fraction=min_particle_fraction, reference_voxels=reference)

@@ -6,24 +6,27 @@ exist; the classic baselines stay available by name.
 
 from __future__ import annotations
 
+from typing import Literal, get_args
+
 import numpy as np
 
-from ps3d_toolkit.core.checks import check_positive, check_spacing, check_volume
+from ps3d_toolkit.segmentation._checks import check_scan
 
-__all__ = ["segment", "METHODS"]
+__all__ = ["METHODS", "Method", "default_method", "segment"]
 
-METHODS = ("model", "otsu-watershed", "snow")
+Method = Literal["model", "otsu-watershed", "snow"]
+METHODS: tuple[str, ...] = get_args(Method)
 
 
-def default_method() -> str:
+def default_method() -> Method:
     """The method used when none is named: the model when its weights ship."""
     from ps3d_toolkit.segmentation.model import weights_available
 
     return "model" if weights_available() else "otsu-watershed"
 
 
-def segment(image, *, spacing, particle_size_mm=None, method: str | None = None,
-            progress: bool = True, particle_size=None, **options) -> np.ndarray:
+def segment(image, *, spacing, particle_size_mm=None, method: Method | None = None,
+            progress: bool = True, **options) -> np.ndarray:
     """Segment every particle of a scan into a uint32 label image.
 
     Parameters
@@ -38,32 +41,41 @@ def segment(image, *, spacing, particle_size_mm=None, method: str | None = None,
         Segmentation method; default: the shipped model.
     progress : bool
         Show progress bars.
-    particle_size : float, optional
-        Alias of ``particle_size_mm`` (the name ParticleSeg3D users know).
     **options
-        Passed to the method (e.g. ``overlap``, ``tta`` for the model).
+        Options of the method's own function, with its defaults (e.g. ``overlap``,
+        ``tta`` of :func:`~ps3d_toolkit.segmentation.model.inference.segment_with_model`).
 
     Returns
     -------
     np.ndarray
         uint32 labels of the scan's shape, 0 = background.
+
+    Raises
+    ------
+    ValueError
+        If the method is unknown, or the image, spacing, size or an option is invalid.
+    TypeError
+        If an option does not belong to the method.
     """
-    if particle_size is not None:
-        if particle_size_mm is not None and particle_size_mm != particle_size:
-            raise ValueError("give particle_size_mm or its alias particle_size, not both")
-        particle_size_mm = particle_size
     method = method or default_method()
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
-    image = check_volume(image, "image")
-    spacing = check_spacing(spacing)
-    particle_size_mm = check_positive(particle_size_mm, "particle_size_mm", allow_none=True)
+    image, spacing, particle_size_mm = check_scan(image, spacing, particle_size_mm)
+    public, implementation = _method(method)
+    # The public function's signature is the one source of the options' defaults.
+    options = {**public.__kwdefaults__, **options, "progress": progress,
+               "spacing": spacing, "particle_size_mm": particle_size_mm}
+    return implementation(image, **options)
+
+
+def _method(method: Method) -> tuple:
+    """The public function of a method (for its defaults) and its trusting implementation."""
     if method == "model":
-        from ps3d_toolkit.segmentation.model.inference import segment_with_model
+        from ps3d_toolkit.segmentation.model.inference import _run_model, segment_with_model
 
-        return segment_with_model(image, spacing=spacing, particle_size_mm=particle_size_mm,
-                                  progress=progress, **options)
-    from ps3d_toolkit.segmentation.classic import BASELINES
+        return segment_with_model, lambda image, **options: _run_model(image, **options).labels
+    from ps3d_toolkit.segmentation.classic import _otsu_watershed, _snow, otsu_watershed, snow
 
-    return BASELINES[method](image, spacing=spacing, particle_size_mm=particle_size_mm,
-                             progress=progress, **options)
+    if method == "snow":
+        return snow, _snow
+    return otsu_watershed, _otsu_watershed

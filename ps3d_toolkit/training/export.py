@@ -5,12 +5,13 @@ threshold of the instance step on the validation scans (never on test scans)
 and stores it in the weight file's config, and it records the provenance
 (every command of the run) in the metadata that the model card quotes.
 
-Run: ``python -m ps3d_toolkit.training.export SRC DST [--note TEXT]``.
+Run: ``ps3d export SRC DST [--note TEXT]``.
 """
 
 from __future__ import annotations
 
-import argparse
+import logging
+import shlex
 import sys
 from pathlib import Path
 
@@ -20,10 +21,12 @@ from ps3d_toolkit.segmentation.model.network import load_weights, save_weights
 
 __all__ = ["choose_core_threshold", "export_weights"]
 
-CORE_THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
+logger = logging.getLogger(__name__)
+
+_CORE_THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
 
 
-def choose_core_threshold(model, config, scans, thresholds=CORE_THRESHOLDS) -> tuple[float, dict]:
+def choose_core_threshold(model, config, scans, thresholds=_CORE_THRESHOLDS) -> tuple[float, dict]:
     """The core threshold with the best mean F1@0.5 + F1@0.75 on ``scans``.
 
     Returns
@@ -42,8 +45,8 @@ def choose_core_threshold(model, config, scans, thresholds=CORE_THRESHOLDS) -> t
             for scan in scans]
         scores[threshold] = {"val_f1_50": float(np.mean([m["f1_50"] for m in f1])),
                              "val_f1_75": float(np.mean([m["f1_75"] for m in f1]))}
-        print(f"core threshold {threshold}: F1@0.5 {scores[threshold]['val_f1_50']:.3f} "
-              f"F1@0.75 {scores[threshold]['val_f1_75']:.3f}")
+        logger.info("core threshold %s: F1@0.5 %.3f F1@0.75 %.3f", threshold,
+                    scores[threshold]["val_f1_50"], scores[threshold]["val_f1_75"])
     best = max(scores, key=lambda t: scores[t]["val_f1_50"] + scores[t]["val_f1_75"])
     return best, scores
 
@@ -60,14 +63,14 @@ def export_weights(src, dst, *, note: str | None = None,
     the validation scans are then scored at it. A source that was itself
     exported keeps its export commands in ``export_history``.
     """
-    from ps3d_toolkit.training.loop import validation_scans
+    from ps3d_toolkit.training.volumes import validation_scans
 
     model, config, metadata = load_weights(src)
     if inference_diameter_vox is not None:
         if not inference_diameter_vox > 0:
             raise ValueError(f"inference_diameter_vox must be > 0, got {inference_diameter_vox!r}")
         config = {**config, "inference_diameter_vox": float(inference_diameter_vox)}
-    thresholds = CORE_THRESHOLDS
+    thresholds = _CORE_THRESHOLDS
     if core_threshold is not None:
         if not 0 < core_threshold < 1:
             raise ValueError(f"core_threshold must be in (0, 1), got {core_threshold!r}")
@@ -78,7 +81,7 @@ def export_weights(src, dst, *, note: str | None = None,
         metadata = {**metadata, "export_history": [*metadata.get("export_history", []),
                                                    metadata["export_command"]]}
     metadata = {**metadata, "exported_from": str(src),
-                "export_command": "python -m ps3d_toolkit.training.export " + " ".join(sys.argv[1:]),
+                "export_command": _export_command(),
                 "core_threshold_scores": {str(k): v for k, v in scores.items()},
                 "validation_scores": scores[threshold]}
     if note:
@@ -86,24 +89,9 @@ def export_weights(src, dst, *, note: str | None = None,
     return save_weights(model, dst, config, metadata)
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m ps3d_toolkit.training.export",
-                                     description=__doc__.splitlines()[0])
-    parser.add_argument("src", help="weights from a training run (model.pt or best.pt)")
-    parser.add_argument("dst", help="weight file to write")
-    parser.add_argument("--note", help="free text stored in the metadata (e.g. how the run went)")
-    parser.add_argument("--inference-diameter", type=float, default=None,
-                        help="particle diameter in voxels on the network's grid at inference "
-                             "(default: the source's, else its training target)")
-    parser.add_argument("--core-threshold", type=float, default=None,
-                        help="set the core threshold instead of choosing it on the validation scans")
-    args = parser.parse_args(argv)
-    path = export_weights(args.src, args.dst, note=args.note,
-                          inference_diameter_vox=args.inference_diameter,
-                          core_threshold=args.core_threshold)
-    print(f"wrote {path}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+def _export_command() -> str:
+    """The command line that ran the export, as ``ps3d export ...`` (quoted in the model card)."""
+    words = sys.argv[1:]
+    if words[:1] != ["export"]:
+        words = ["export", *words]
+    return "ps3d " + " ".join(shlex.quote(word) for word in words)

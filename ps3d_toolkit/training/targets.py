@@ -12,13 +12,14 @@ import numpy as np
 from scipy import ndimage
 
 from ps3d_toolkit.core.checks import check_labels, check_positive
+from ps3d_toolkit.core.geometry import equivalent_diameter
 
 __all__ = ["BACKGROUND", "CORE", "BORDER", "border_core_targets"]
 
 BACKGROUND, CORE, BORDER = 0, 1, 2
 
 
-def label_boundaries(labels: np.ndarray) -> np.ndarray:
+def _label_boundaries(labels: np.ndarray) -> np.ndarray:
     """Foreground voxels with a 6-neighbour (or the volume edge) of another label."""
     boundary = np.zeros(labels.shape, dtype=bool)
     for axis in range(labels.ndim):
@@ -33,7 +34,7 @@ def label_boundaries(labels: np.ndarray) -> np.ndarray:
     return boundary & (labels > 0)
 
 
-def border_core_targets(labels, *, border_vox: float = 2.0,
+def border_core_targets(labels, *, border_vox: float,
                         relative_border: float = 0.15) -> np.ndarray:
     """Convert instance labels to border-core classes.
 
@@ -42,8 +43,8 @@ def border_core_targets(labels, *, border_vox: float = 2.0,
     labels : array_like
         Instance labels (z, y, x), 0 = background.
     border_vox : float
-        Thickness of the border shell in voxels, measured from the particle
-        surface inwards (Euclidean distance).
+        Thickness of the border shell in voxels (the weights' ``border_vox``),
+        measured from the particle surface inwards (Euclidean distance).
     relative_border : float
         Small particles get a thinner shell, ``relative_border`` times their
         equivalent diameter but at least 1 voxel, so that they keep a core:
@@ -65,7 +66,7 @@ def border_core_targets(labels, *, border_vox: float = 2.0,
     labels = check_labels(labels)
     border_vox = check_positive(border_vox, "border_vox")
     foreground = labels > 0
-    interior = foreground & ~label_boundaries(labels)
+    interior = foreground & ~_label_boundaries(labels)
     # Distance from each interior voxel to the nearest boundary voxel; boundary
     # voxels themselves are at distance 0 and always border.
     if interior.all():
@@ -74,7 +75,7 @@ def border_core_targets(labels, *, border_vox: float = 2.0,
     else:
         distance = ndimage.distance_transform_edt(interior)
     counts = np.bincount(labels.ravel())
-    thickness = np.clip(relative_border * np.cbrt(6 * counts / np.pi), 1.0, border_vox)
+    thickness = np.clip(relative_border * equivalent_diameter(counts), 1.0, border_vox)
     targets = np.zeros(labels.shape, dtype=np.uint8)
     targets[foreground] = BORDER
     targets[interior & (distance >= thickness[labels])] = CORE

@@ -8,25 +8,48 @@ native resolution are as smooth as the network's output.
 
 from __future__ import annotations
 
+import logging
 import math
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
 
-from ps3d_toolkit.core.checks import check_positive, check_spacing, check_volume
-from ps3d_toolkit.segmentation.model.network import load_weights
-from ps3d_toolkit.segmentation.instances import border_core_to_instances
-from ps3d_toolkit.segmentation.normalize import (estimate_particle_size, normalize_intensity, resample_image,
-                         resample_to_shape, zoom_factors)
+from ps3d_toolkit.core.checks import check_positive, check_spacing
+from ps3d_toolkit.core.geometry import sphere_volume
+from ps3d_toolkit.segmentation._checks import check_fraction, check_scan
+from ps3d_toolkit.segmentation.grains import SizeEstimate, _estimate_particle_size
+from ps3d_toolkit.segmentation.instances import _border_core_to_instances
+from ps3d_toolkit.segmentation.model.network import load_weights, resolve_inference_diameter_vox
+from ps3d_toolkit.segmentation.normalize import (_check_percentiles, _normalize_intensity,
+                                                 _normalized_to_grid, resample_to_shape)
 
-__all__ = ["select_device", "load_model", "predict_probabilities", "segment_with_model"]
+__all__ = ["ModelRun", "instances_from_core_border", "load_model", "predict_probabilities",
+           "run_model", "segment_with_model", "select_device", "window_sizes"]
+
+logger = logging.getLogger(__name__)
+
+Device = Literal["auto", "cpu", "cuda", "mps"]
 
 _MODEL_CACHE: dict = {}
 
+# The distance-map size estimate on the model's own particle mask: the ratio of
+# mean equivalent to mean inscribed diameter that gives a geometric-mean
+# estimate/truth of 1.00 on 24 development scans (benchmarks/model_accuracy.py's
+# 12 kinds, seeds 7000+ and 7100+; range 0.88-1.12x). It is larger than the Otsu
+# mask's 1.08 because the model's mask has no noise holes to shrink the depths.
+_MODEL_MASK_EQ_PER_INSCRIBED = 1.197
+# Re-run when the model-mask estimate exceeds the first one by more than this.
+_REFINE_SIZE_ABOVE = 1.1
+# Weights that were never exported have no chosen core threshold: a core is then
+# simply more likely than not.
+_UNCHOSEN_CORE_THRESHOLD = 0.5
 
-def select_device(device: str | None = "auto") -> torch.device:
+
+def select_device(device: Device | str | None = "auto") -> torch.device:
     """``"auto"`` picks CUDA, then Apple MPS, then the CPU."""
     if device in (None, "auto"):
         if torch.cuda.is_available():
@@ -55,7 +78,7 @@ def load_model(weights=None, device="cpu"):
     return _MODEL_CACHE[key]
 
 
-def window_sizes(shape, *, overlap: float = 0.125, smallest: int = 64, largest: int = 96) -> tuple:
+def window_sizes(shape, *, overlap: float, smallest: int = 64, largest: int = 96) -> tuple:
     """Sliding-window edge per axis that covers the scan with the least work.
 
     Along each axis MONAI places ``ceil((n - w) / int(w * (1 - overlap))) + 1``
@@ -67,7 +90,7 @@ def window_sizes(shape, *, overlap: float = 0.125, smallest: int = 64, largest: 
 
     Examples
     --------
-    >>> window_sizes((118, 142, 142))
+    >>> window_sizes((118, 142, 142), overlap=0.125)
     (64, 80, 80)
     """
     def edge(n: int) -> int:
@@ -83,8 +106,8 @@ def window_sizes(shape, *, overlap: float = 0.125, smallest: int = 64, largest: 
     return tuple(edge(int(n)) for n in shape)
 
 
-def predict_probabilities(normalized, model, *, roi_size=96, overlap: float = 0.25,
-                          batch_size: int = 2, device="cpu", tta: bool = False,
+def predict_probabilities(normalized, model, *, roi_size: int | tuple | Literal["auto"],
+                          overlap: float, batch_size: int, device="cpu", tta: bool = False,
                           progress: bool = True) -> np.ndarray:
     """Border-core class probabilities of a size-normalised scan.
 
@@ -113,16 +136,28 @@ def predict_probabilities(normalized, model, *, roi_size=96, overlap: float = 0.
     np.ndarray
         float32 (3, z, y, x) probabilities of background, core, border.
     """
-    from monai.inferers import sliding_window_inference
+    _check_window(roi_size, overlap, batch_size)
+    return _predict_probabilities(np.asarray(normalized), model, roi_size=roi_size, overlap=overlap,
+                                  batch_size=int(batch_size), device=torch.device(device),
+                                  tta=bool(tta), progress=progress)
 
+
+def _check_window(roi_size, overlap, batch_size) -> None:
     if not 0 <= overlap < 1:
         raise ValueError(f"overlap must be in [0, 1), got {overlap!r}")
     if int(batch_size) < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-    device = torch.device(device)
+    if isinstance(roi_size, str) and roi_size != "auto":
+        raise ValueError(f"roi_size must be a number, 3 numbers or 'auto', got {roi_size!r}")
+
+
+def _predict_probabilities(normalized: np.ndarray, model, *, roi_size, overlap: float,
+                           batch_size: int, device: torch.device, tta: bool,
+                           progress: bool) -> np.ndarray:
+    """:func:`predict_probabilities` on checked settings."""
+    from monai.inferers import sliding_window_inference
+
     if isinstance(roi_size, str):
-        if roi_size != "auto":
-            raise ValueError(f"roi_size must be a number, 3 numbers or 'auto', got {roi_size!r}")
         roi_size = window_sizes(normalized.shape, overlap=overlap)
     roi = (roi_size,) * 3 if np.isscalar(roi_size) else tuple(roi_size)
     # Window edges must be multiples of the network's total stride (8); a scan
@@ -139,7 +174,7 @@ def predict_probabilities(normalized, model, *, roi_size=96, overlap: float = 0.
         for dims in flips:
             xin = x.flip(dims) if dims else x
             logits = sliding_window_inference(
-                xin, roi_size=roi, sw_batch_size=int(batch_size), predictor=model,
+                xin, roi_size=roi, sw_batch_size=batch_size, predictor=model,
                 overlap=overlap, mode="gaussian", sw_device=device, device="cpu",
                 progress=progress)
             probs = torch.softmax(logits.float(), dim=1)
@@ -148,23 +183,54 @@ def predict_probabilities(normalized, model, *, roi_size=96, overlap: float = 0.
     return (total / len(flips))[0].numpy()
 
 
-# The distance-map size estimate on the model's own particle mask: the ratio of
-# mean equivalent to mean inscribed diameter that gives a geometric-mean
-# estimate/truth of 1.00 on 24 development scans (benchmarks/model_accuracy.py's
-# 12 kinds, seeds 7000+ and 7100+; range 0.88-1.12x). It is larger than the Otsu
-# mask's 1.08 because the model's mask has no noise holes to shrink the depths.
-MODEL_MASK_EQ_PER_INSCRIBED = 1.197
-# Re-run when the model-mask estimate exceeds the first one by more than this.
-REFINE_SIZE_ABOVE = 1.1
+@dataclass
+class ModelRun:
+    """The result of :func:`run_model`: the labels and what the run decided.
+
+    Attributes
+    ----------
+    labels : np.ndarray
+        uint32 labels of the scan's shape, 0 = background.
+    particle_size_mm : float
+        The particle size the final pass was normalised with.
+    size_estimate : SizeEstimate or None
+        The first estimate, when no size was given.
+    model_mask_estimate : SizeEstimate or None
+        The estimate on the model's own particle mask (see ``refine_size``).
+    network_shape : tuple of 3 int
+        The scan's shape on the network's grid (last pass).
+    device : str
+        Where the network ran.
+    tta : bool
+        Whether the mirrorings were averaged.
+    seconds, network_seconds : float
+        Time in all, and in the network (all passes).
+    """
+
+    labels: np.ndarray
+    particle_size_mm: float
+    size_estimate: SizeEstimate | None
+    model_mask_estimate: SizeEstimate | None
+    network_shape: tuple
+    device: str
+    tta: bool
+    seconds: float
+    network_seconds: float
+
+    @property
+    def n_particles(self) -> int:
+        """Number of particles found."""
+        return int(self.labels.max())
 
 
 def segment_with_model(image, *, spacing, particle_size_mm=None, weights=None,
-                       overlap: float = 0.25, batch_size: int = 2, roi_size: int = 96,
-                       device="auto", tta: bool | str = "auto", min_particle_fraction: float = 0.02,
-                       min_core_voxels: int = 8, core_threshold: float | None = None,
-                       refine_size: bool = True,
-                       target_diameter_vox: float | None = None,
-                       progress: bool = True, return_details: bool = False):
+                       overlap: float = 0.25, batch_size: int = 2,
+                       roi_size: int | tuple | Literal["auto"] = 96,
+                       device: Device | str = "auto", tta: bool | Literal["auto"] = "auto",
+                       min_particle_fraction: float = 0.02, min_core_voxels: int = 8,
+                       core_threshold: float | None = None, refine_size: bool = True,
+                       inference_diameter_vox: float | None = None,
+                       progress: bool = True) -> np.ndarray:
     """Segment particles with the border-core U-Net.
 
     Parameters
@@ -175,20 +241,20 @@ def segment_with_model(image, *, spacing, particle_size_mm=None, weights=None,
         Voxel size in mm.
     particle_size_mm : float, optional
         Mean particle diameter in mm. When omitted it is estimated from the scan
-        (see :func:`ps3d_toolkit.segmentation.normalize.estimate_particle_size`) and, with
+        (see :func:`ps3d_toolkit.segmentation.grains.estimate_particle_size`) and, with
         ``refine_size``, checked against the model's own first result.
     weights : str, Path or tuple, optional
         Weight file, or an already loaded ``(model, config)`` pair; default:
         the shipped model.
     overlap, batch_size, roi_size
         Sliding-window settings (see :func:`predict_probabilities`).
+    device : {"auto", "cpu", "cuda", "mps"}
+        Where the network runs; ``"auto"`` prefers a GPU.
     tta : bool or "auto"
         Average over the 8 mirrorings of the scan. ``"auto"``: on a GPU, where
         it costs little (+0.2 s on a 5.9 Mvoxel scan, H100), not on a CPU
         (8x the network time). On 24 development scans it raised mean F1@0.5
         from 0.923 to 0.929 and F1@0.75 from 0.844 to 0.857 (core threshold 0.9).
-    device : {"auto", "cpu", "cuda", "mps"}
-        Where the network runs; ``"auto"`` prefers a GPU.
     min_particle_fraction : float
         Drop particles below this fraction of the mean particle volume that
         the particle size (given or estimated) implies. 0.02 (a grain of 0.27x
@@ -215,100 +281,143 @@ def segment_with_model(image, *, spacing, particle_size_mm=None, weights=None,
         on 4, 5 and 2 of them (core threshold 0.9). An earlier check that measured the
         particles' own sizes instead made scans worse: at a wrong scale the
         model can split grains and measure them smaller still.
-    target_diameter_vox : float, optional
+    inference_diameter_vox : float, optional
         Mean particle diameter in voxels on the network's grid. Default: the
         weights' ``inference_diameter_vox`` (chosen on development scans), else
-        the diameter the model was trained at.
+        the diameter the model was trained at (``train_diameter_vox``).
     progress : bool
         Show progress bars.
-    return_details : bool
-        Also return a dict with the size used, the network-grid shape and
-        timings: ``seconds`` in all, ``network_seconds`` in the network.
 
     Returns
     -------
-    np.ndarray or (np.ndarray, dict)
+    np.ndarray
         uint32 labels of the scan's shape.
+
+    See Also
+    --------
+    run_model : the same, also returning the size used and timings.
     """
-    image = check_volume(image, "image")
-    spacing = check_spacing(spacing)
-    particle_size_mm = check_positive(particle_size_mm, "particle_size_mm", allow_none=True)
+    image, spacing, particle_size_mm = check_scan(image, spacing, particle_size_mm)
+    return _run_model(
+        image, spacing=spacing, particle_size_mm=particle_size_mm, weights=weights,
+        overlap=overlap, batch_size=batch_size, roi_size=roi_size, device=device, tta=tta,
+        min_particle_fraction=min_particle_fraction, min_core_voxels=min_core_voxels,
+        core_threshold=core_threshold, refine_size=refine_size,
+        inference_diameter_vox=inference_diameter_vox, progress=progress).labels
+
+
+def run_model(image, *, spacing, particle_size_mm=None, **options) -> ModelRun:
+    """:func:`segment_with_model`, also returning the size it used and its timings.
+
+    Parameters
+    ----------
+    image, spacing, particle_size_mm
+        As for :func:`segment_with_model`.
+    **options
+        Any option of :func:`segment_with_model`, with its defaults.
+
+    Returns
+    -------
+    ModelRun
+    """
+    image, spacing, particle_size_mm = check_scan(image, spacing, particle_size_mm)
+    return _run_model(image, **{**segment_with_model.__kwdefaults__, **options,
+                                "spacing": spacing, "particle_size_mm": particle_size_mm})
+
+
+def _run_model(image: np.ndarray, *, spacing, particle_size_mm, weights, overlap, batch_size,
+               roi_size, device, tta, min_particle_fraction, min_core_voxels, core_threshold,
+               refine_size, inference_diameter_vox, progress) -> ModelRun:
+    """:func:`run_model` on checked image, spacing and size; checks its own options once."""
     device = select_device(device)
+    tta = _check_tta(tta, device)
+    _check_window(roi_size, overlap, batch_size)
+    model, config = _open_model(weights, device)
+    predict = dict(
+        model=model, spacing=spacing,
+        diameter_vox=resolve_inference_diameter_vox(
+            config, check_positive(inference_diameter_vox, "inference_diameter_vox", allow_none=True)),
+        window=dict(roi_size=roi_size, overlap=overlap, batch_size=int(batch_size), device=device,
+                    tta=tta, progress=progress),
+        instances=dict(core_threshold=_core_threshold(core_threshold, config),
+                       min_core_voxels=min_core_voxels,
+                       min_particle_fraction=check_fraction(min_particle_fraction, "min_particle_fraction")))
+    t0 = time.perf_counter()
+    normalized = _normalize_intensity(image, _check_percentiles(config["intensity_percentiles"]))
+    first_estimate = mask_estimate = None
+    if particle_size_mm is None:
+        first_estimate = _estimate_particle_size(image, spacing, None, None)
+        logger.info("%s", first_estimate)
+        particle_size_mm = first_estimate.particle_size_mm
+    labels, network_shape, network_seconds = _labels_at_size(normalized, particle_size_mm, **predict)
+    if first_estimate is not None and refine_size and labels.any():
+        mask_estimate = _estimate_particle_size(image, spacing, labels > 0, _MODEL_MASK_EQ_PER_INSCRIBED)
+        if mask_estimate.particle_size_mm > _REFINE_SIZE_ABOVE * particle_size_mm:
+            logger.info("the model's particle mask gives %.4g mm; re-running at that size",
+                        mask_estimate.particle_size_mm)
+            particle_size_mm = mask_estimate.particle_size_mm
+            labels, network_shape, seconds = _labels_at_size(normalized, particle_size_mm, **predict)
+            network_seconds += seconds
+    return ModelRun(labels=labels, particle_size_mm=particle_size_mm, size_estimate=first_estimate,
+                    model_mask_estimate=mask_estimate, network_shape=network_shape,
+                    device=str(device), tta=tta, seconds=time.perf_counter() - t0,
+                    network_seconds=network_seconds)
+
+
+def _check_tta(tta, device: torch.device) -> bool:
     if tta == "auto":
-        tta = device.type != "cpu"
-    elif not isinstance(tta, (bool, np.bool_)):
+        return device.type != "cpu"
+    if not isinstance(tta, (bool, np.bool_)):
         raise ValueError(f"tta must be True, False or 'auto', got {tta!r}")
+    return bool(tta)
+
+
+def _open_model(weights, device: torch.device) -> tuple:
+    """The network on ``device`` and its config, from a file or a ``(model, config)`` pair."""
     if isinstance(weights, tuple):
-        model, config = weights[0].to(device).eval(), weights[1]
-    else:
-        model, config, _ = load_model(weights, device=device)
+        return weights[0].to(device).eval(), weights[1]
+    model, config, _ = load_model(weights, device=device)
+    return model, config
+
+
+def _core_threshold(core_threshold, config: dict) -> float:
     if core_threshold is None:
-        core_threshold = float(config.get("core_threshold", 0.5))
+        core_threshold = float(config.get("core_threshold", _UNCHOSEN_CORE_THRESHOLD))
     if not 0 < core_threshold < 1:
         raise ValueError(f"core_threshold must be in (0, 1), got {core_threshold!r}")
-    details: dict = {"device": str(device), "tta": bool(tta)}
-    t0 = time.perf_counter()
-    low, high = config["intensity_percentiles"]
-    normalized = normalize_intensity(image, low_percentile=low, high_percentile=high)
-
-    estimated = particle_size_mm is None
-    if estimated:
-        estimate = estimate_particle_size(image, spacing=spacing)
-        particle_size_mm = estimate.particle_size_mm
-        details["size_estimate"] = estimate
-        if progress:
-            print(f"ps3d: {estimate}")
-
-    def run(size_mm):
-        zoom = zoom_factors(spacing, size_mm, network_diameter(config, target_diameter_vox))
-        small = resample_image(normalized, zoom)
-        t_net = time.perf_counter()
-        probs = predict_probabilities(small, model, roi_size=roi_size, overlap=overlap,
-                                      batch_size=batch_size, device=device, tta=tta,
-                                      progress=progress)
-        details["network_seconds"] = details.get("network_seconds", 0.0) + time.perf_counter() - t_net
-        # Trilinear resampling keeps the three probabilities summing to one, so
-        # only core and border need resampling to the scan's grid.
-        core_border = resample_to_shape(probs[1:], image.shape)
-        labels = instances_from_core_border(
-            core_border, spacing=spacing, zoom=zoom, particle_size_mm=size_mm,
-            core_threshold=core_threshold, min_core_voxels=min_core_voxels,
-            min_particle_fraction=min_particle_fraction)
-        details["network_shape"] = small.shape
-        return labels
-
-    labels = run(particle_size_mm)
-    if estimated and refine_size and labels.any():
-        check = estimate_particle_size(image, spacing=spacing, foreground=labels > 0,
-                                       eq_per_inscribed=MODEL_MASK_EQ_PER_INSCRIBED)
-        details["model_mask_estimate"] = check
-        if check.particle_size_mm > REFINE_SIZE_ABOVE * particle_size_mm:
-            if progress:
-                print(f"ps3d: the model's particle mask gives {check.particle_size_mm:.4g} mm; "
-                      "re-running at that size")
-            particle_size_mm = check.particle_size_mm
-            labels = run(particle_size_mm)
-    details.update(particle_size_mm=particle_size_mm, seconds=time.perf_counter() - t0,
-                   n_particles=int(labels.max()))
-    return (labels, details) if return_details else labels
+    return core_threshold
 
 
-def network_diameter(config: dict, override: float | None = None) -> float:
-    """Mean particle diameter in voxels on the network's grid: ``override``, else the
-    weights' ``inference_diameter_vox``, else the diameter they were trained at."""
-    return override or config.get("inference_diameter_vox") or config["target_diameter_vox"]
+def _labels_at_size(normalized: np.ndarray, particle_size_mm: float, *, model, spacing,
+                    diameter_vox: float, window: dict, instances: dict) -> tuple:
+    """One pass at one particle size: to the grid, through the network, back, instances.
+
+    Returns
+    -------
+    labels, network_shape, network_seconds
+    """
+    grid_image, zoom = _normalized_to_grid(normalized, spacing, particle_size_mm, diameter_vox)
+    start = time.perf_counter()
+    probs = _predict_probabilities(grid_image, model, **window)
+    network_seconds = time.perf_counter() - start
+    # Trilinear resampling keeps the three probabilities summing to one, so
+    # only core and border need resampling to the scan's grid.
+    core_border = resample_to_shape(probs[1:], normalized.shape)
+    labels = _instances_from_core_border(core_border, spacing=spacing, zoom=zoom,
+                                         particle_size_mm=particle_size_mm, **instances)
+    return labels, grid_image.shape, network_seconds
 
 
 def instances_from_core_border(core_border, *, spacing, zoom, particle_size_mm: float,
-                               core_threshold: float, min_core_voxels: int = 8,
-                               min_particle_fraction: float = 0.02) -> np.ndarray:
+                               core_threshold: float, min_core_voxels: int,
+                               min_particle_fraction: float) -> np.ndarray:
     """The instance step of :func:`segment_with_model` on the scan's own grid.
 
     Parameters
     ----------
     core_border : np.ndarray
         (2, z, y, x) core and border probabilities, resampled to the scan's grid.
-    spacing : tuple of 3 float
+    spacing : float or tuple of 3 float
         Voxel size in mm.
     zoom : tuple of 3 float
         Scan-to-network zoom factors (``min_core_voxels`` is in network voxels).
@@ -323,14 +432,26 @@ def instances_from_core_border(core_border, *, spacing, zoom, particle_size_mm: 
     np.ndarray
         uint32 labels.
     """
-    return border_core_to_instances(
-        _classes_from_core_border(core_border, core_threshold), spacing=spacing,
-        min_core_voxels=max(1, int(round(min_core_voxels / float(np.prod(zoom))))),
-        min_particle_fraction=min_particle_fraction,
-        expected_particle_voxels=math.pi / 6 * particle_size_mm**3 / float(np.prod(spacing)))
+    core_border = np.asarray(core_border)
+    if core_border.ndim != 4 or core_border.shape[0] != 2:
+        raise ValueError(f"core_border must be a (2, z, y, x) array, got shape {core_border.shape}")
+    return _instances_from_core_border(
+        core_border, spacing=check_spacing(spacing), zoom=tuple(float(z) for z in zoom),
+        particle_size_mm=check_positive(particle_size_mm, "particle_size_mm"),
+        core_threshold=_core_threshold(core_threshold, {}), min_core_voxels=min_core_voxels,
+        min_particle_fraction=check_fraction(min_particle_fraction, "min_particle_fraction"))
 
 
-def _classes_from_core_border(core_border: np.ndarray, core_threshold: float = 0.5) -> np.ndarray:
+def _instances_from_core_border(core_border: np.ndarray, *, spacing, zoom, particle_size_mm: float,
+                                core_threshold: float, min_core_voxels: int,
+                                min_particle_fraction: float) -> np.ndarray:
+    return _border_core_to_instances(
+        _classes_from_core_border(core_border, core_threshold), spacing,
+        max(1, int(round(min_core_voxels / float(np.prod(zoom))))), min_particle_fraction,
+        float(sphere_volume(particle_size_mm)) / float(np.prod(spacing)))
+
+
+def _classes_from_core_border(core_border: np.ndarray, core_threshold: float) -> np.ndarray:
     """Classes (0 background, 1 core, 2 border) from core and border probabilities.
 
     A voxel is foreground when core + border > 0.5 (background is less likely

@@ -14,24 +14,37 @@ from pathlib import Path
 import torch
 from monai.networks.nets import UNet
 
-__all__ = ["DEFAULT_CONFIG", "build_network", "save_weights", "load_weights"]
+__all__ = ["DEFAULT_CONFIG", "build_network", "save_weights", "load_weights",
+           "resolve_inference_diameter_vox"]
 
 #: Everything inference needs to know besides the weights. Stored in every weight file.
 DEFAULT_CONFIG: dict = {
     "channels": (16, 32, 64, 128),
     "strides": (2, 2, 2),
     "num_res_units": 2,
-    # Mean particle diameter in voxels after size normalisation; see model_card.md
-    # for why 18 (speed vs. accuracy).
-    "target_diameter_vox": 18.0,
-    # Mean particle diameter in voxels at which inference runs (None: the target).
-    # Set on export from development scans; see model_card.md.
+    # Mean particle diameter in voxels on the grid the model is trained at; see
+    # model_card.md for why 18 (speed vs. accuracy).
+    "train_diameter_vox": 18.0,
+    # Mean particle diameter in voxels on the grid inference runs at (None: the
+    # training one). Set on export from development scans; see model_card.md.
     "inference_diameter_vox": None,
-    # Border shell thickness in voxels at the target scale.
+    # Border shell thickness in voxels on the training grid.
     "border_vox": 2.0,
     "intensity_percentiles": (0.5, 99.9),
-    "patch_size": 64,
 }
+
+# Config keys renamed since weight files were first written: old -> new. Files keep
+# their bytes (the shipped one too); load_weights reads the old key under the new name.
+_RENAMED_CONFIG_KEYS = {"target_diameter_vox": "train_diameter_vox"}
+
+
+def resolve_inference_diameter_vox(config: dict, override: float | None = None) -> float:
+    """Mean particle diameter in voxels on the network's grid at inference.
+
+    ``override`` if given, else the weights' ``inference_diameter_vox``, else
+    the diameter they were trained at (``train_diameter_vox``).
+    """
+    return override or config.get("inference_diameter_vox") or config["train_diameter_vox"]
 
 
 def build_network(config: dict | None = None) -> torch.nn.Module:
@@ -90,12 +103,22 @@ def load_weights(path, device="cpu") -> tuple[torch.nn.Module, dict, dict]:
         raise ValueError(f"cannot read weights file {path}: {error}") from None
     if not isinstance(payload, dict) or "state_dict" not in payload:
         raise ValueError(f"{path} is not a ps3d_toolkit weights file (no state_dict)")
-    config = {**DEFAULT_CONFIG, **payload.get("config", {})}
+    config = _migrate_config(payload.get("config", {}))
     model = build_network(config)
     state = {k: v.float() if v.is_floating_point() else v for k, v in payload["state_dict"].items()}
     model.load_state_dict(state)
     model.to(device).eval()
     return model, config, payload.get("metadata", {})
+
+
+def _migrate_config(stored: dict) -> dict:
+    """A weight file's config under today's key names, completed with the defaults."""
+    stored = dict(stored)
+    for old, new in _RENAMED_CONFIG_KEYS.items():
+        if old in stored:
+            value = stored.pop(old)
+            stored.setdefault(new, value)
+    return {**DEFAULT_CONFIG, **stored}
 
 
 def _plain(value):

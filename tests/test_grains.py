@@ -1,56 +1,11 @@
-"""Tests of intensity/size normalisation and particle-size estimation."""
+"""Tests of the grain mask's distance map and the particle-size estimate."""
 
 import numpy as np
 import pytest
 
-from ps3d_toolkit.segmentation.normalize import (estimate_particle_size, normalize_intensity, resample_image,
-                                     resample_labels, resample_to_shape, zoom_factors)
 from ps3d_toolkit.data.synthetic import generate_scan
-
-
-def test_normalize_intensity_is_scale_free():
-    rng = np.random.default_rng(0)
-    image = rng.normal(size=(20, 20, 20)).astype(np.float32)
-    a = normalize_intensity(image)
-    b = normalize_intensity(image * 300 + 7000)
-    assert np.allclose(a, b, atol=1e-4)
-    assert np.percentile(a, 0.5) == pytest.approx(0, abs=0.02)
-    assert np.percentile(a, 99.9) == pytest.approx(1, abs=0.02)
-
-
-def test_zoom_factors():
-    assert zoom_factors(0.01, 0.24, 18) == pytest.approx((0.75, 0.75, 0.75))
-    # anisotropic voxels become isotropic: z voxels are twice as long
-    z, y, x = zoom_factors((0.02, 0.01, 0.01), 0.24, 18)
-    assert z == pytest.approx(2 * y) and y == pytest.approx(x)
-    with pytest.raises(ValueError, match="particle_size_mm"):
-        zoom_factors(0.01, 0, 18)
-    with pytest.raises(ValueError, match="spacing"):
-        zoom_factors((0.01, -1, 0.01), 0.2, 18)
-
-
-def test_size_normalisation_round_trip():
-    """Down to the model's scale and back: particles keep their shape."""
-    scan = generate_scan((48, 72, 72), mean_diameter_vox=24, seed=1, preset="easy")
-    zoom = zoom_factors(scan.spacing, scan.particle_size_mm, 18)
-    small = resample_labels(scan.labels, zoom)
-    assert small.shape == tuple(round(n * z) for n, z in zip(scan.labels.shape, zoom))
-    # resampled labels keep their ids (exact nearest neighbour)
-    assert set(np.unique(small)) <= set(np.unique(scan.labels))
-    # going back via one-hot probabilities (as inference does) recovers the labels
-    one_hot = np.stack([(small == 0), (small > 0)]).astype(np.float32)
-    back = resample_to_shape(one_hot, scan.labels.shape)
-    foreground = back.argmax(0) == 1
-    agreement = np.mean(foreground == (scan.labels > 0))
-    assert agreement > 0.97
-    image_small = resample_image(scan.image, zoom)
-    assert image_small.shape == small.shape
-
-
-def test_resample_labels_keeps_large_ids():
-    labels = np.full((4, 4, 4), 2**31 + 5, dtype=np.uint32)
-    out = resample_labels(labels, (2, 2, 2))
-    assert out.shape == (8, 8, 8) and np.all(out == 2**31 + 5)
+from ps3d_toolkit.segmentation.grains import (SizeEstimate, distance_map, estimate_particle_size,
+                                              flatten_radial_trend, mean_particle_diameter_mm)
 
 
 @pytest.mark.parametrize("preset,diameter,seed", [("easy", 16, 100), ("medium", 28, 101),
@@ -71,8 +26,6 @@ def test_size_estimate_on_empty_scan_errors():
 
 
 def test_mean_particle_diameter_mm():
-    from ps3d_toolkit.segmentation.normalize import mean_particle_diameter_mm
-
     labels = np.zeros((10, 10, 10), np.uint32)
     labels[:2, :2, :2] = 1   # 8 voxels
     labels[5:9, 5:9, 5:9] = 4  # 64 voxels; ids need not be consecutive
@@ -82,8 +35,6 @@ def test_mean_particle_diameter_mm():
 
 
 def test_flatten_radial_trend_removes_cupping():
-    from ps3d_toolkit.segmentation.normalize import flatten_radial_trend
-
     scan = generate_scan((48, 96, 96), 14, seed=3, preset="medium", cupping=0.3, ring_strength=0.0,
                          noise=0.02, cylinder_radius_fraction=0.45)
     epoxy = (scan.labels == 0) & (scan.image > np.percentile(scan.image, 30))
@@ -117,3 +68,30 @@ def test_size_estimate_at_contrast_near_the_noise():
     scan = generate_scan((90, 120, 120), 18, seed=7300, preset="hard", contrast=0.084, noise=0.158)
     ratio = estimate_particle_size(scan.image, spacing=scan.spacing).particle_size_mm / scan.particle_size_mm
     assert 0.7 < ratio < 1.3, ratio
+
+
+def test_distance_map_matches_scipy_with_anisotropy():
+    from scipy import ndimage
+
+    mask = np.random.default_rng(0).random((20, 24, 28)) > 0.2
+    for spacing in ((1.0, 1.0, 1.0), (2.0, 1.0, 1.0), (0.5, 0.25, 0.25)):
+        expected = ndimage.distance_transform_edt(mask, sampling=np.asarray(spacing) / min(spacing))
+        got = distance_map(mask, spacing)
+        assert got.dtype == np.float32 and np.allclose(got, expected, atol=1e-4)
+
+
+def test_size_estimate_of_a_given_mask_of_balls():
+    # Balls of radius 6 voxels in a grid: the inscribed radius is the radius, so the
+    # estimate is 2 * 6 * the calibration ratio (1.08 for Otsu masks), in mm.
+    from conftest import ball
+
+    mask = np.zeros((40, 40, 40), bool)
+    for centre in [(10, 10, 10), (10, 28, 28), (28, 10, 28), (28, 28, 10)]:
+        mask |= ball(mask.shape, centre, 6)
+    estimate = estimate_particle_size(np.zeros(mask.shape), spacing=0.5, foreground=mask)
+    assert isinstance(estimate, SizeEstimate) and estimate.n_particles == 4
+    assert estimate.particle_size_mm == pytest.approx(2 * 6 * 1.08 * 0.5, rel=0.05)
+    assert estimate.relative_spread < 0.05
+    ratio = estimate_particle_size(np.zeros(mask.shape), spacing=0.5, foreground=mask,
+                                   eq_per_inscribed=1.2).particle_size_mm / estimate.particle_size_mm
+    assert ratio == pytest.approx(1.2 / 1.08)

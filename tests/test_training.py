@@ -1,4 +1,4 @@
-"""Tests of border-core targets, the network's weight files and a tiny training run."""
+"""Tests of training: border-core targets, weight files, volumes, a tiny run, export."""
 
 import json
 
@@ -8,7 +8,8 @@ import torch
 
 from ps3d_toolkit.segmentation.model.network import DEFAULT_CONFIG, build_network, load_weights, save_weights
 from ps3d_toolkit.training.targets import BORDER, CORE, border_core_targets
-from ps3d_toolkit.training.loop import TrainingConfig, load_label_set, train
+from ps3d_toolkit.training.loop import TrainingConfig, train
+from ps3d_toolkit.training.volumes import load_label_set
 
 
 def test_targets_shell_thickness():
@@ -43,7 +44,7 @@ def test_targets_validate():
     with pytest.raises(ValueError, match="border_vox"):
         border_core_targets(np.zeros((4, 4, 4), np.uint32), border_vox=0)
     with pytest.raises(TypeError, match="labels"):
-        border_core_targets(np.zeros((4, 4, 4), np.float32) + 0.5)
+        border_core_targets(np.zeros((4, 4, 4), np.float32) + 0.5, border_vox=2)
 
 
 def test_weights_round_trip_with_weights_only(tmp_path):
@@ -52,7 +53,9 @@ def test_weights_round_trip_with_weights_only(tmp_path):
     payload = torch.load(path, weights_only=True)
     assert set(payload) == {"state_dict", "config", "metadata"}
     loaded, config, meta = load_weights(path)
-    assert meta["seed"] == 3 and config["target_diameter_vox"] == DEFAULT_CONFIG["target_diameter_vox"]
+    assert meta["seed"] == 3 and config == {**DEFAULT_CONFIG, "channels": list(DEFAULT_CONFIG["channels"]),
+                                            "strides": list(DEFAULT_CONFIG["strides"]),
+                                            "intensity_percentiles": list(DEFAULT_CONFIG["intensity_percentiles"])}
     x = torch.randn(1, 1, 32, 32, 32)
     model.eval()
     with torch.no_grad():
@@ -170,7 +173,7 @@ def test_shipped_model_card_travels_with_the_weights():
 
 
 def test_stress_scans_push_past_the_hard_preset():
-    from ps3d_toolkit.training.loop import make_training_volume, stress_overrides
+    from ps3d_toolkit.training.volumes import make_training_volume, stress_overrides
     from ps3d_toolkit.data.synthetic import PRESETS
 
     rng = np.random.default_rng(0)
@@ -180,24 +183,27 @@ def test_stress_scans_push_past_the_hard_preset():
     assert 60 < len(contrasts) < 140  # each setting pushed about half the time
     assert min(contrasts) < PRESETS["hard"]["contrast"][0]
     assert max(rings) > PRESETS["hard"]["ring_strength"][1]
-    network = dict(DEFAULT_CONFIG, target_diameter_vox=12)
-    volume, targets = make_training_volume(np.random.default_rng(1), network, stress_fraction=1.0)
-    assert volume.shape == targets.shape and set(np.unique(targets)) <= {0, 1, 2}
+    network = dict(DEFAULT_CONFIG, train_diameter_vox=12)
+    volume, targets = make_training_volume(np.random.default_rng(1), network, preset_weights=(1, 1, 1),
+                                           stress_fraction=1.0)
+    assert volume.shape == targets.shape and set(np.unique(targets)) == {0, 1, 2}
     with pytest.raises(ValueError, match="stress_fraction"):
-        make_training_volume(rng, network, stress_fraction=1.5)
+        make_training_volume(rng, network, preset_weights=(1, 1, 1), stress_fraction=1.5)
 
 
 def test_export_sets_diameter_and_threshold_and_keeps_its_history(tmp_path, monkeypatch):
-    from ps3d_toolkit.segmentation.model import training
+    from ps3d_toolkit.training import volumes
     from ps3d_toolkit.training.export import export_weights
     from ps3d_toolkit.data.synthetic import generate_scan
 
-    monkeypatch.setattr(training, "validation_scans",
+    monkeypatch.setattr(volumes, "validation_scans",
                         lambda: [generate_scan((32, 32, 32), 10, seed=1, preset="easy")])
     torch.manual_seed(0)
     src = save_weights(build_network(), tmp_path / "src.pt", dict(DEFAULT_CONFIG), {"seed": 7})
+    monkeypatch.setattr("sys.argv", ["ps3d", "export", "src.pt", "first.pt", "--note", "a b"])
     first = export_weights(src, tmp_path / "first.pt", inference_diameter_vox=20)
     _, config, meta = load_weights(first)
+    assert meta["export_command"] == "ps3d export src.pt first.pt --note 'a b'"
     assert config["inference_diameter_vox"] == 20.0
     assert 0 < config["core_threshold"] < 1 and meta["seed"] == 7
     # re-exporting keeps the diameter unless told otherwise, and the earlier export command
@@ -216,15 +222,26 @@ def test_export_sets_diameter_and_threshold_and_keeps_its_history(tmp_path, monk
         export_weights(src, tmp_path / "bad.pt", core_threshold=1.5)
 
 
-def test_train_command_passes_target_diameter_workers_and_time_limit(monkeypatch, tmp_path):
-    from ps3d_toolkit.segmentation.model import cli_train
+def test_prepare_volume_draws_particles_at_the_training_diameter():
+    from ps3d_toolkit.data.synthetic import generate_scan
+    from ps3d_toolkit.segmentation.grains import mean_particle_diameter_mm
+    from ps3d_toolkit.training.volumes import prepare_volume
 
-    seen = []
-    monkeypatch.setattr(cli_train, "train", lambda config, **kw: seen.append(config) or tmp_path)
-    assert cli_train.main(["--output", str(tmp_path / "r"), "--target-diameter", "20",
-                           "--workers", "3", "--max-minutes", "1.5", "--quiet"]) == 0
-    config = seen[-1]
-    assert config.network == {"target_diameter_vox": 20.0}
-    assert config.workers == 3 and config.time_limit_s == pytest.approx(90.0)
-    assert cli_train.main(["--output", str(tmp_path / "r"), "--quiet"]) == 0
-    assert seen[-1].network == {}
+    scan = generate_scan((48, 64, 64), 16, seed=2, preset="easy")
+    network = dict(DEFAULT_CONFIG, train_diameter_vox=8.0)
+    image, targets = prepare_volume(scan.image, scan.labels, scan.spacing, scan.particle_size_mm, network)
+    zoom = 8.0 / scan.mean_diameter_vox
+    assert image.shape == targets.shape == tuple(round(n * zoom) for n in scan.image.shape)
+    assert image.dtype == np.float32
+    # the particles' foreground keeps its share of the volume on the smaller grid
+    assert np.mean(targets > 0) == pytest.approx(np.mean(scan.labels > 0), abs=0.03)
+    # a size given 2x too large draws the scan at half that zoom
+    assert prepare_volume(scan.image, scan.labels, scan.spacing, scan.particle_size_mm, network,
+                          size_error=2.0)[0].shape == tuple(round(n * zoom / 2) for n in scan.image.shape)
+    assert mean_particle_diameter_mm(scan.labels, spacing=scan.spacing) == pytest.approx(scan.particle_size_mm)
+
+
+def test_training_config_refuses_an_unknown_network_key(tmp_path):
+    with pytest.raises(ValueError, match="target_diameter_vox"):
+        train(TrainingConfig(output_dir=str(tmp_path / "x"), network={"target_diameter_vox": 20.0}),
+              progress=False)

@@ -1,23 +1,24 @@
-"""Tests of the border-core -> instance step on constructed particles."""
+"""Tests of the border-core -> instance step (segmentation.instances) on constructed particles."""
 
 import numpy as np
 import pytest
 
 from ps3d_toolkit.training.targets import border_core_targets
-from ps3d_toolkit.segmentation.instances import border_core_to_instances, drop_small_particles
+from conftest import ball
+
+from ps3d_toolkit.segmentation.instances import border_core_to_instances
 
 
-def _ball(shape, centre, radius):
-    grid = np.indices(shape)
-    return sum((g - c) ** 2 for g, c in zip(grid, centre)) <= radius**2
+# ParticleSeg3D's instance settings: 8-voxel cores, particles below 0.5 % of the mean dropped
+PS3D = dict(min_core_voxels=8, min_particle_fraction=0.005)
 
 
 def _two_touching_balls():
     shape = (40, 40, 64)
     labels = np.zeros(shape, np.uint32)
-    labels[_ball(shape, (20, 20, 20), 10)] = 1
+    labels[ball(shape, (20, 20, 20), 10)] = 1
     # the second ball overlaps the first by 2 voxels: a real flat contact
-    second = _ball(shape, (20, 20, 38), 10) & (labels == 0)
+    second = ball(shape, (20, 20, 38), 10) & (labels == 0)
     labels[second] = 2
     return labels
 
@@ -28,7 +29,7 @@ def test_two_touching_balls_give_two_labels():
     # the balls touch: one foreground component ...
     import cc3d
     assert cc3d.connected_components(labels > 0, connectivity=6).max() == 1
-    instances = border_core_to_instances(classes)
+    instances = border_core_to_instances(classes, **PS3D)
     assert instances.dtype == np.uint32
     assert instances.max() == 2
     for original in (1, 2):
@@ -45,7 +46,7 @@ def test_round_trip_recovers_many_packed_particles():
 
     scan = generate_scan((48, 80, 80), mean_diameter_vox=16, seed=2, preset="medium")
     classes = border_core_targets(scan.labels, border_vox=2)
-    instances = border_core_to_instances(classes)
+    instances = border_core_to_instances(classes, **PS3D)
     metrics = evaluate_instances(scan.labels, instances)
     assert metrics["f1_50"] > 0.97
     assert metrics["mean_matched_iou"] > 0.9
@@ -55,11 +56,11 @@ def test_small_grains_keep_a_core():
     """A 7-voxel grain gets a thinner border, so it still has a core to seed it."""
     shape = (30, 30, 40)
     labels = np.zeros(shape, np.uint32)
-    labels[_ball(shape, (15, 15, 12), 10)] = 1
-    labels[_ball(shape, (15, 15, 25.5), 3.5) & (labels == 0)] = 2
+    labels[ball(shape, (15, 15, 12), 10)] = 1
+    labels[ball(shape, (15, 15, 25.5), 3.5) & (labels == 0)] = 2
     classes = border_core_targets(labels, border_vox=2)
     assert np.any(classes[labels == 2] == 1)
-    instances = border_core_to_instances(classes, min_core_voxels=1)
+    instances = border_core_to_instances(classes, min_core_voxels=1, min_particle_fraction=0.005)
     assert instances.max() == 2
 
 
@@ -102,22 +103,12 @@ def test_tiny_cores_are_ignored_and_small_particles_dropped():
     classes[2:18, 2:18, 2:18] = 2
     classes[5:15, 5:15, 5:15] = 1
     classes[10, 10, 25] = 1           # a 1-voxel core alone: noise
-    out = border_core_to_instances(classes, min_core_voxels=8)
+    out = border_core_to_instances(classes, **PS3D)
     assert out.max() == 1             # the speck is far below 0.5 % of the mean volume
 
 
-def test_drop_small_particles():
-    labels = np.zeros((4, 4, 40), np.uint32)
-    labels[:, :, 0:30] = 5
-    labels[:, :, 35] = 9
-    out = drop_small_particles(labels, 0.2)
-    assert set(np.unique(out)) == {0, 1}
-    with pytest.raises(ValueError, match="min_fraction"):
-        drop_small_particles(labels, 1.5)
-
-
 def test_empty_input():
-    out = border_core_to_instances(np.zeros((4, 4, 4), np.uint8))
+    out = border_core_to_instances(np.zeros((4, 4, 4), np.uint8), **PS3D)
     assert out.dtype == np.uint32 and out.max() == 0
 
 
@@ -133,16 +124,18 @@ def test_specks_without_core_cannot_lower_the_size_floor():
     rng = np.random.default_rng(0)
     for z, y, x in zip(rng.integers(25, 39, 300), rng.integers(0, 78, 300), rng.integers(0, 78, 300)):
         classes[z, y, x:x + 2] = 2
-    labels = border_core_to_instances(classes, min_particle_fraction=0.02)
+    labels = border_core_to_instances(classes, min_core_voxels=8, min_particle_fraction=0.02)
     assert labels.max() == 2
     # a known particle volume sets the floor instead
-    assert border_core_to_instances(classes, min_particle_fraction=0.02,
+    assert border_core_to_instances(classes, min_core_voxels=8, min_particle_fraction=0.02,
                                     expected_particle_voxels=50).max() > 2
 
 
-def test_drop_small_particles_reference_volume():
-    labels = np.zeros((1, 1, 30), np.uint32)
-    labels[0, 0, :10] = 1
-    labels[0, 0, 10:12] = 2
-    assert drop_small_particles(labels, 0.1, reference_volume=100).max() == 1  # floor 10: keep 10
-    assert drop_small_particles(labels, 0.1, reference_volume=10).max() == 2  # floor 1
+def test_bad_settings_name_the_argument():
+    classes = np.zeros((4, 4, 4), np.uint8)
+    with pytest.raises(ValueError, match="min_particle_fraction"):
+        border_core_to_instances(classes, min_core_voxels=8, min_particle_fraction=1.5)
+    with pytest.raises(ValueError, match="min_core_voxels"):
+        border_core_to_instances(classes, min_core_voxels=-1, min_particle_fraction=0.005)
+    with pytest.raises(ValueError, match="spacing"):
+        border_core_to_instances(classes, spacing=0, **PS3D)

@@ -1,11 +1,12 @@
-"""Tests for ps3d_toolkit.segmentation.classic on small phantoms with known particles."""
+"""Tests for ps3d_toolkit.segmentation.classic (and its grain mask) on phantoms with known particles."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from ps3d_toolkit.segmentation.classic import BASELINES, _foreground_mask, otsu_watershed, snow
+from ps3d_toolkit.segmentation.classic import BASELINES, otsu_watershed, snow
+from ps3d_toolkit.segmentation.grains import grain_mask
 from ps3d_toolkit.analysis.evaluate import match_instances
 
 SHAPE = (40, 48, 56)
@@ -71,7 +72,7 @@ def test_foreground_is_every_phase_above_the_epoxy(grain_values, noise):
     # Air 0, epoxy 0.4, one grain phase or a dull (1.0) and a bright (2.0) one: the
     # automatic choice between 3 and 4 Otsu classes must cut between epoxy and grain.
     image = render(gt, grain_values=grain_values, noise=noise, seed=3)
-    mask = _foreground_mask(image)
+    mask = grain_mask(image)
     for label in (1, 2):
         assert np.count_nonzero(mask & (gt == label)) > 0.99 * np.count_nonzero(gt == label)
     dice = 2 * np.count_nonzero(mask & (gt > 0)) / (np.count_nonzero(mask) + np.count_nonzero(gt))
@@ -124,15 +125,3 @@ def test_validation_errors_name_the_argument(method):
 def test_snow_rejects_a_bad_r_max():
     with pytest.raises(ValueError, match="r_max"):
         snow(np.zeros((8, 8, 8), np.float32), spacing=0.1, r_max=0, progress=False)
-
-
-def test_distance_map_matches_scipy_with_anisotropy():
-    from scipy import ndimage
-
-    from ps3d_toolkit.segmentation.classic import distance_map
-
-    mask = np.random.default_rng(0).random((20, 24, 28)) > 0.2
-    for spacing in ((1.0, 1.0, 1.0), (2.0, 1.0, 1.0), (0.5, 0.25, 0.25)):
-        expected = ndimage.distance_transform_edt(mask, sampling=np.asarray(spacing) / min(spacing))
-        got = distance_map(mask, spacing)
-        assert got.dtype == np.float32 and np.allclose(got, expected, atol=1e-4)
