@@ -323,46 +323,26 @@ def test_demo_refuses_a_file_as_output_folder(capsys, tmp_path):
     assert blocker.read_text() == "keep"
 
 
-def test_a_registered_builder_adds_a_subcommand(capsys, monkeypatch):
-    def _hello(subparsers):
-        parser = subparsers.add_parser("hello", help="say hello")
-        parser.add_argument("--name", default="world")
-        parser.set_defaults(run=lambda args: print(f"hello {args.name}") or 0)
-
-    monkeypatch.setattr(app, "SUBCOMMANDS", app.SUBCOMMANDS + [_hello])
-    assert run(capsys, "hello", "--name", "ps3d")[:2] == (0, "hello ps3d\n")
-    assert "hello" in run(capsys, "--help")[1]
-
-
-def test_a_deferred_subcommand_builds_its_parser_only_when_run(capsys, monkeypatch):
+def _command(name, add_arguments, run_command):
+    """A subcommand object with the attributes ps3d's command modules have."""
     import types
 
-    built = []
+    return types.SimpleNamespace(__name__=f"tests.{name}", __doc__=f"The {name} command.",
+                                 EXAMPLES=f"ps3d {name}", add_arguments=add_arguments, run=run_command)
 
-    def add_parser(subparsers):
-        built.append(1)
-        parser = subparsers.add_parser("heavy", help="a slow module's command")
-        parser.add_argument("--steps", type=int, required=True)
-        parser.set_defaults(func=lambda args: print(f"steps={args.steps}"))
 
-    module = types.ModuleType("ps3d_fake_heavy")
-    module.add_parser = add_parser
-    monkeypatch.setitem(sys.modules, "ps3d_fake_heavy", module)
-    heavy = app.deferred_subcommand("heavy", "a slow module's command", "ps3d_fake_heavy:add_parser")
-    monkeypatch.setattr(app, "SUBCOMMANDS", app.SUBCOMMANDS + [heavy])
-
-    assert "heavy" in run(capsys, "--help")[1]
-    assert run(capsys, "segment", "--help")[0] == 0
-    assert built == []
-    assert run(capsys, "heavy", "--steps", "3")[:2] == (0, "steps=3\n")
-    assert "--steps" in run(capsys, "heavy", "--help")[1]
-    # the real parser's usage errors are one line too
-    assert_one_line_error(*run(capsys, "heavy", "--steps", "x")[::2], "--steps")
+def test_a_registered_command_is_parsed_and_run(capsys, monkeypatch):
+    hello = _command("hello", lambda parser: parser.add_argument("--name", default="world"),
+                     lambda args: print(f"hello {args.name}") or 0)
+    monkeypatch.setattr(app, "SUBCOMMANDS", app.SUBCOMMANDS + [hello])
+    assert run(capsys, "hello", "--name", "ps3d")[:2] == (0, "hello ps3d\n")
+    assert "the hello command" in run(capsys, "--help")[1]
+    assert_one_line_error(*run(capsys, "hello", "--nme", "x")[::2], "--nme")
 
 
 def test_the_parser_does_not_import_torch():
     code = ("import sys; from ps3d_toolkit import cli; cli.build_parser(); cli.main(['export', '--help']); "
-            "print('torch' in sys.modules)")
+            "cli.main(['train', '--help']); print('torch' in sys.modules)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.stdout.strip().splitlines()[-1] == "False", done.stderr
 
@@ -394,10 +374,10 @@ def test_installed_console_script_runs():
 
 
 def test_train_passes_its_options_to_the_training_config(capsys, tmp_path, monkeypatch):
-    import ps3d_toolkit.cli.train
+    import ps3d_toolkit.training.loop
 
     seen = []
-    monkeypatch.setattr(ps3d_toolkit.cli.train, "train", lambda config, **kw: seen.append((config, kw)) or tmp_path)
+    monkeypatch.setattr(ps3d_toolkit.training.loop, "train", lambda config, **kw: seen.append((config, kw)) or tmp_path)
     code, stdout, err = run(capsys, "train", "--output", tmp_path / "r", "--train-diameter-vox", "20",
                             "--workers", "3", "--max-minutes", "1.5", "--quiet")
     assert code == 0, err
@@ -454,22 +434,16 @@ def chatty(monkeypatch):
     """A subcommand ``chatty`` whose library call logs at DEBUG, INFO and WARNING."""
     import logging
 
-    def add_parser(subparsers):
-        parser = subparsers.add_parser("chatty")
-        from ps3d_toolkit.cli.args import add_verbosity
+    from ps3d_toolkit.cli.args import add_verbosity
 
-        add_verbosity(parser)
+    def run_chatty(args):
+        log = logging.getLogger("ps3d_toolkit.segmentation.fake")
+        log.debug("a detail")
+        log.info("estimated particle size 0.2 mm\n(from the Otsu mask)")
+        log.warning("few particles")
+        return 0
 
-        def run_chatty(args):
-            log = logging.getLogger("ps3d_toolkit.segmentation.fake")
-            log.debug("a detail")
-            log.info("estimated particle size 0.2 mm\n(from the Otsu mask)")
-            log.warning("few particles")
-            return 0
-
-        parser.set_defaults(run=run_chatty)
-
-    monkeypatch.setattr(app, "SUBCOMMANDS", app.SUBCOMMANDS + [add_parser])
+    monkeypatch.setattr(app, "SUBCOMMANDS", app.SUBCOMMANDS + [_command("chatty", add_verbosity, run_chatty)])
 
 
 @pytest.mark.parametrize("flag, expected", [

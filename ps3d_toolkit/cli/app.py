@@ -1,11 +1,12 @@
 """The ``ps3d`` parser tree, the error contract and what the user sees of the library's messages.
 
-Each subcommand is a module of :mod:`ps3d_toolkit.cli` with an ``add_parser(subparsers)``
-function that adds its parser and sets ``run`` to a function taking the parsed
-arguments and returning an exit code. :data:`SUBCOMMANDS` lists them in the
-order ``ps3d --help`` shows them. A subcommand whose module is slow to import
-(torch) is listed through :func:`deferred_subcommand`, so that ``ps3d --help``
-and the other commands stay fast.
+Each subcommand is a module of :mod:`ps3d_toolkit.cli`, named after it: its
+docstring is the help (first line) and description (the rest), ``EXAMPLES``
+holds command lines for the epilog, one a line, ``add_arguments(parser)`` adds its arguments
+and ``run(args)`` runs it and returns the exit code.
+:data:`SUBCOMMANDS` lists them in the order ``ps3d --help`` shows them. The
+modules import the heavy libraries (torch, MONAI) inside ``run``, so that
+``ps3d --help`` and the parser stay fast.
 
 Errors a user can cause (a missing or unreadable file, a bad spacing, an
 unknown format or method) end with exit code 2 and one line on stderr,
@@ -19,17 +20,16 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib
 import logging
 import os
 import sys
 import warnings
 
 from ps3d_toolkit import __version__
-from ps3d_toolkit.cli import convert, demo, evaluate, export, measure, report, segment
-from ps3d_toolkit.cli.args import CLIError
+from ps3d_toolkit.cli import convert, demo, evaluate, export, measure, report, segment, train
+from ps3d_toolkit.cli.args import CLIError, HelpFormatter
 
-__all__ = ["PROG", "SUBCOMMANDS", "build_parser", "deferred_subcommand", "main"]
+__all__ = ["PROG", "SUBCOMMANDS", "add_subcommand", "build_parser", "main"]
 
 PROG = "ps3d"
 EXIT_USAGE = 2
@@ -55,56 +55,22 @@ def _one_line(message) -> str:
     return " ".join(str(message).split())
 
 
-def deferred_subcommand(name: str, help: str, builder: str):
-    """A subcommand whose parser is built only when it runs.
-
-    Parameters
-    ----------
-    name : str
-        The subcommand, e.g. ``"train"``.
-    help : str
-        Its one-line help in ``ps3d --help``.
-    builder : str
-        ``"module:function"``; the function takes a subparsers object, adds the
-        ``name`` parser to it and sets ``run`` (or ``func``) on it. The module is
-        imported only when ``ps3d NAME ...`` is run.
-
-    Returns
-    -------
-    callable
-        An ``add_parser(subparsers)`` function for :data:`SUBCOMMANDS`.
-    """
-
-    def add_parser(subparsers):
-        # no options of its own: every argument, --help included, goes to the real parser
-        parser = subparsers.add_parser(name, help=help, add_help=False, prefix_chars="\0")
-        parser.add_argument("arguments", nargs="*")
-        parser.set_defaults(run=lambda args: _run_deferred(name, builder, args.arguments))
-
-    add_parser.__name__ = f"add_{name}_parser"
-    return add_parser
+#: The subcommands, in the order ``ps3d --help`` lists them.
+SUBCOMMANDS: list = [demo, segment, measure, evaluate, report, convert, train, export]
 
 
-#: The subcommands' ``add_parser`` functions, in the order ``ps3d --help`` lists them.
-SUBCOMMANDS: list = [
-    demo.add_parser, segment.add_parser, measure.add_parser, evaluate.add_parser, report.add_parser,
-    convert.add_parser,
-    deferred_subcommand("train", "train or fine-tune the border-core U-Net ('ps3d train --help')",
-                        "ps3d_toolkit.cli.train:add_parser"),
-    export.add_parser,
-]
-
-
-def _run_deferred(name: str, builder: str, arguments) -> int:
-    module, function = builder.split(":")
-    parser = _Parser(prog=PROG)
-    getattr(importlib.import_module(module), function)(
-        parser.add_subparsers(required=True, parser_class=_Parser))
-    try:
-        args = parser.parse_args([name, *arguments])
-    except SystemExit as stop:  # --help or a usage error
-        return stop.code if isinstance(stop.code, int) else 0
-    return _dispatch(args)
+def add_subcommand(subparsers, command) -> argparse.ArgumentParser:
+    """Add the parser of one subcommand (a module, or an object with its attributes)."""
+    summary, _, description = command.__doc__.strip().partition("\n")
+    examples = [f"  {line}" for line in command.EXAMPLES.strip().splitlines()]
+    name = command.__name__.rpartition(".")[2]
+    parser = subparsers.add_parser(
+        name, help=summary[0].lower() + summary[1:].rstrip("."), description=description.strip() or None,
+        epilog="\n".join([f"example{'s' if len(examples) > 1 else ''}:", *examples]),
+        formatter_class=HelpFormatter)
+    command.add_arguments(parser)
+    parser.set_defaults(run=command.run)
+    return parser
 
 
 class _LogFormatter(logging.Formatter):
@@ -134,7 +100,7 @@ def _library_messages(args):
 
 
 def _dispatch(args) -> int:
-    run = getattr(args, "run", None) or getattr(args, "func")
+    run = args.run
     with _library_messages(args):
         code = run(args)
     return 0 if code is None else int(code)
@@ -154,8 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     subparsers = parser.add_subparsers(title="commands", metavar="COMMAND", required=True,
                                        parser_class=_Parser)
-    for add_parser in SUBCOMMANDS:
-        add_parser(subparsers)
+    for command in SUBCOMMANDS:
+        add_subcommand(subparsers, command)
     return parser
 
 

@@ -1,31 +1,26 @@
-"""``ps3d convert``: a scan from one format to another, chunk by chunk."""
+"""Convert a scan between formats (TIFF, TIFF folder, zarr, NIfTI, npy).
+
+Convert a scan, keeping its dtype, spacing and particle size. Formats follow the
+extensions; zarr input is copied chunk by chunk, so scans larger than memory work.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from ps3d_toolkit.cli.args import HelpFormatter, add_spacing, add_verbosity, check_output, label_formats, say
+from ps3d_toolkit.cli.args import add_spacing, add_verbosity, check_output, label_formats, say
 
-__all__ = ["add_parser", "run"]
+EXAMPLES = """
+ps3d convert slices/ scan.zarr --spacing 0.01
+ps3d convert scan.zarr scan.tif
+"""
 
 
-def add_parser(subparsers) -> None:
-    """Add ``convert`` to the ``ps3d`` subparsers."""
-    parser = subparsers.add_parser(
-        "convert",
-        help="convert a scan between formats (TIFF, TIFF folder, zarr, NIfTI, npy)",
-        description=(
-            "Convert a scan, keeping its dtype, spacing and particle size. Formats follow the\n"
-            "extensions; zarr input is copied chunk by chunk, so scans larger than memory work."
-        ),
-        epilog="examples:\n  ps3d convert slices/ scan.zarr --spacing 0.01\n  ps3d convert scan.zarr scan.tif",
-        formatter_class=HelpFormatter,
-    )
+def add_arguments(parser) -> None:
     parser.add_argument("src", type=Path, metavar="SRC", help="scan to read")
     parser.add_argument("dst", type=Path, metavar="DST", help="scan to write (.tif, .zarr, .nii.gz, .npy)")
     add_spacing(parser, "SRC")
     add_verbosity(parser)
-    parser.set_defaults(run=run)
 
 
 def run(args) -> int:

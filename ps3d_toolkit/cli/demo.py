@@ -1,35 +1,29 @@
-"""``ps3d demo``: segment, measure, score and report the bundled sample scan."""
+"""Segment and measure the bundled sample scan; write labels, a table, an HTML report and a workbook.
+
+Run the whole pipeline on the bundled sample (a 128^3 synthetic micro-CT scan of
+mineral grains in epoxy, 0.01 mm voxels, with exact ground-truth labels):
+segment it, measure every particle (with two mineral phases split by grey level),
+score the result against the ground truth and write labels.tif, particles.csv,
+report.html (opens offline) and report.xlsx (every table of the report) into DIR.
+"""
 
 from __future__ import annotations
 
 import time
 from pathlib import Path
 
-from ps3d_toolkit.cli.args import CLIError, HelpFormatter, add_method, add_verbosity, check_excel, check_method, say
+from ps3d_toolkit.cli.args import CLIError, add_method, add_verbosity, check_excel, check_method, say
 
-__all__ = ["add_parser", "run"]
+EXAMPLES = """
+ps3d demo --output ps3d_demo_output
+"""
 
 
-def add_parser(subparsers) -> None:
-    """Add ``demo`` to the ``ps3d`` subparsers."""
-    parser = subparsers.add_parser(
-        "demo",
-        help="segment and measure the bundled sample scan; write labels, a table, an HTML report and a workbook",
-        description=(
-            "Run the whole pipeline on the bundled sample (a 128^3 synthetic micro-CT scan of\n"
-            "mineral grains in epoxy, 0.01 mm voxels, with exact ground-truth labels):\n"
-            "segment it, measure every particle (with two mineral phases split by grey level),\n"
-            "score the result against the ground truth and write labels.tif, particles.csv,\n"
-            "report.html (opens offline) and report.xlsx (every table of the report) into DIR."
-        ),
-        epilog="example:\n  ps3d demo --output ps3d_demo_output",
-        formatter_class=HelpFormatter,
-    )
+def add_arguments(parser) -> None:
     parser.add_argument("-o", "--output", type=Path, default=Path("ps3d_demo_output"), metavar="DIR",
                         help="folder for the results (created if needed)")
     add_method(parser)
     add_verbosity(parser)
-    parser.set_defaults(run=run)
 
 
 def run(args) -> int:

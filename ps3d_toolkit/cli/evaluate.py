@@ -1,4 +1,10 @@
-"""``ps3d evaluate``: score a predicted label image against the ground truth."""
+"""Score a predicted label image against the ground truth (F1, PQ, count error).
+
+Compare a predicted label image with a ground-truth one of the same shape.
+A particle is found when a predicted particle overlaps it with IoU above the
+threshold; prints F1/precision/recall per threshold, panoptic quality (PQ, SQ,
+RQ at IoU > 0.5) and the count error.
+"""
 
 from __future__ import annotations
 
@@ -6,31 +12,20 @@ import json
 import math
 from pathlib import Path
 
-from ps3d_toolkit.cli.args import HelpFormatter, iou_thresholds
+from ps3d_toolkit.cli.args import iou_thresholds
 
-__all__ = ["add_parser", "run"]
+EXAMPLES = """
+ps3d evaluate truth.tif labels.tif
+ps3d evaluate truth.tif labels.tif --json
+"""
 
 
-def add_parser(subparsers) -> None:
-    """Add ``evaluate`` to the ``ps3d`` subparsers."""
-    parser = subparsers.add_parser(
-        "evaluate",
-        help="score a predicted label image against the ground truth (F1, PQ, count error)",
-        description=(
-            "Compare a predicted label image with a ground-truth one of the same shape.\n"
-            "A particle is found when a predicted particle overlaps it with IoU above the\n"
-            "threshold; prints F1/precision/recall per threshold, panoptic quality (PQ, SQ,\n"
-            "RQ at IoU > 0.5) and the count error."
-        ),
-        epilog="examples:\n  ps3d evaluate truth.tif labels.tif\n  ps3d evaluate truth.tif labels.tif --json",
-        formatter_class=HelpFormatter,
-    )
+def add_arguments(parser) -> None:
     parser.add_argument("gt", type=Path, metavar="GT", help="ground-truth label image")
     parser.add_argument("pred", type=Path, metavar="PRED", help="predicted label image")
     parser.add_argument("--iou", type=iou_thresholds, default=(0.5, 0.75), metavar="T[,T...]",
                         help="IoU thresholds in [0.5, 1)")
     parser.add_argument("--json", action="store_true", help="print the metrics as one JSON object")
-    parser.set_defaults(run=run)
 
 
 def run(args) -> int:

@@ -1,13 +1,17 @@
-"""``ps3d export``: turn a training run's weights into a model file to ship or use."""
+"""Choose the core threshold on the validation scans and write a model file.
+
+Export the weights of a training run (model.pt or best.pt from 'ps3d train'):
+choose the core-probability threshold of the instance step on the validation scans
+(never on test scans), store it in the weights' config with the run's provenance,
+and write DST, a weight file for 'ps3d segment --weights' or to ship.
+"""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-from ps3d_toolkit.cli.args import HelpFormatter, add_verbosity, positive, say
-
-__all__ = ["add_parser", "run"]
+from ps3d_toolkit.cli.args import add_verbosity, positive, say
 
 
 def _probability(text: str) -> float:
@@ -19,25 +23,13 @@ def _probability(text: str) -> float:
         raise argparse.ArgumentTypeError(f"must be a probability in (0, 1), got {text!r}")
     return value
 
+EXAMPLES = """
+ps3d export runs/mine/model.pt mine.pt --note 'fine-tuned on 4 labelled scans'
+ps3d export runs/mine/model.pt mine.pt --inference-diameter-vox 20 --core-threshold 0.75
+"""
 
-def add_parser(subparsers) -> None:
-    """Add ``export`` to the ``ps3d`` subparsers."""
-    parser = subparsers.add_parser(
-        "export",
-        help="choose the core threshold on the validation scans and write a model file",
-        description=(
-            "Export the weights of a training run (model.pt or best.pt from 'ps3d train'):\n"
-            "choose the core-probability threshold of the instance step on the validation scans\n"
-            "(never on test scans), store it in the weights' config with the run's provenance,\n"
-            "and write DST, a weight file for 'ps3d segment --weights' or to ship."
-        ),
-        epilog=(
-            "examples:\n"
-            "  ps3d export runs/mine/model.pt mine.pt --note 'fine-tuned on 4 labelled scans'\n"
-            "  ps3d export runs/mine/model.pt mine.pt --inference-diameter-vox 20 --core-threshold 0.75"
-        ),
-        formatter_class=HelpFormatter,
-    )
+
+def add_arguments(parser) -> None:
     parser.add_argument("src", type=Path, metavar="SRC", help="weights from a training run (model.pt or best.pt)")
     parser.add_argument("dst", type=Path, metavar="DST", help="weight file to write (.pt)")
     parser.add_argument("--note", help="free text stored in the metadata (e.g. how the run went)")
@@ -47,7 +39,6 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--core-threshold", type=_probability, default=None, metavar="T",
                         help="set the core threshold instead of choosing it on the validation scans")
     add_verbosity(parser)
-    parser.set_defaults(run=run)
 
 
 def run(args) -> int:

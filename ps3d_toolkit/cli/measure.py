@@ -1,26 +1,21 @@
-"""``ps3d measure``: a label image in, one table row per particle out."""
+"""Measure every particle of a label image into a table (CSV or Parquet).
+
+Measure every particle of a label image: volume, equivalent diameter, centroid,
+bounding box, shape and, with --image, grey values. One row per particle.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from ps3d_toolkit.cli.args import HelpFormatter, add_spacing, add_verbosity, check_output, read_scan_and_labels, say
+from ps3d_toolkit.cli.args import add_spacing, add_verbosity, check_output, read_scan_and_labels, say
 
-__all__ = ["add_parser", "run"]
+EXAMPLES = """
+ps3d measure labels.tif --image scan.tif --output particles.csv
+"""
 
 
-def add_parser(subparsers) -> None:
-    """Add ``measure`` to the ``ps3d`` subparsers."""
-    parser = subparsers.add_parser(
-        "measure",
-        help="measure every particle of a label image into a table (CSV or Parquet)",
-        description=(
-            "Measure every particle of a label image: volume, equivalent diameter, centroid,\n"
-            "bounding box, shape and, with --image, grey values. One row per particle."
-        ),
-        epilog="example:\n  ps3d measure labels.tif --image scan.tif --output particles.csv",
-        formatter_class=HelpFormatter,
-    )
+def add_arguments(parser) -> None:
     parser.add_argument("labels", type=Path, metavar="LABELS", help="label image (0 = background)")
     parser.add_argument("--image", type=Path, metavar="SCAN",
                         help="the grey-value scan, for intensity columns (and its stored spacing)")
@@ -28,7 +23,6 @@ def add_parser(subparsers) -> None:
     parser.add_argument("-o", "--output", type=Path, required=True, metavar="TABLE",
                         help="table to write: .csv or .parquet")
     add_verbosity(parser)
-    parser.set_defaults(run=run)
 
 
 def run(args) -> int:

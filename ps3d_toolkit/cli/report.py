@@ -1,35 +1,27 @@
-"""``ps3d report``: a self-contained HTML mineralogy report (and Excel/CSV tables)."""
+"""Write a self-contained HTML mineralogy report (and Excel/CSV tables) of a label image.
+
+Measure every particle of a label image (or read a particle table made by
+'ps3d measure') and write one HTML file that opens offline: summary, particle-size
+distribution with d10/d50/d90, shape statistics, phase volumes and liberation
+(with --phases or --auto-phases), slices with the particles outlined, and the table.
+--excel and --csv write the same tables for a spreadsheet.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from ps3d_toolkit.cli.args import (CLIError, HelpFormatter, add_spacing, add_verbosity, check_excel, check_output,
+from ps3d_toolkit.cli.args import (CLIError, add_spacing, add_verbosity, check_excel, check_output,
                                    phase_count, phase_intervals, read_scan_and_labels, say)
 
-__all__ = ["add_parser", "run"]
+EXAMPLES = """
+ps3d report labels.tif --image scan.tif --auto-phases 2 --excel report.xlsx
+ps3d report labels.tif --image scan.tif --phases 'gangue:0:30000,ore:30000:inf'
+ps3d report --table particles.csv --output report.html
+"""
 
 
-def add_parser(subparsers) -> None:
-    """Add ``report`` to the ``ps3d`` subparsers."""
-    parser = subparsers.add_parser(
-        "report",
-        help="write a self-contained HTML mineralogy report (and Excel/CSV tables) of a label image",
-        description=(
-            "Measure every particle of a label image (or read a particle table made by\n"
-            "'ps3d measure') and write one HTML file that opens offline: summary, particle-size\n"
-            "distribution with d10/d50/d90, shape statistics, phase volumes and liberation\n"
-            "(with --phases or --auto-phases), slices with the particles outlined, and the table.\n"
-            "--excel and --csv write the same tables for a spreadsheet."
-        ),
-        epilog=(
-            "examples:\n"
-            "  ps3d report labels.tif --image scan.tif --auto-phases 2 --excel report.xlsx\n"
-            "  ps3d report labels.tif --image scan.tif --phases 'gangue:0:30000,ore:30000:inf'\n"
-            "  ps3d report --table particles.csv --output report.html"
-        ),
-        formatter_class=HelpFormatter,
-    )
+def add_arguments(parser) -> None:
     parser.add_argument("labels", type=Path, nargs="?", metavar="LABELS",
                         help="label image to measure (0 = background); optional with --table")
     parser.add_argument("--table", type=Path, metavar="TABLE",
@@ -53,7 +45,6 @@ def add_parser(subparsers) -> None:
                              "it as <name>_<table>.csv")
     parser.add_argument("--title", default="ps3d_toolkit mineralogy report", help="the report's heading")
     add_verbosity(parser)
-    parser.set_defaults(run=run)
 
 
 def _check_arguments(args) -> None:

@@ -1,4 +1,9 @@
-"""``ps3d segment``: a scan in, a uint32 label image out."""
+"""Find every particle in a scan and write a uint32 label image.
+
+Segment every particle of a 3D scan into a label image (uint32, 0 = background,
+one id per particle). Input: .tif/.tiff, a folder of TIFF slices, .zarr,
+.nii/.nii.gz or .npy. The output format follows the extension of --output.
+"""
 
 from __future__ import annotations
 
@@ -6,29 +11,16 @@ import argparse
 import time
 from pathlib import Path
 
-from ps3d_toolkit.cli.args import (CLIError, HelpFormatter, add_method, add_spacing, add_verbosity, check_method,
+from ps3d_toolkit.cli.args import (CLIError, add_method, add_spacing, add_verbosity, check_method,
                                    check_output, label_formats, positive, say)
 
-__all__ = ["add_parser", "run"]
+EXAMPLES = """
+ps3d segment scan.tif --spacing 0.01 --output labels.tif
+ps3d segment scan.zarr --particle-size 0.2 --method snow --output labels.zarr
+"""
 
 
-def add_parser(subparsers) -> None:
-    """Add ``segment`` to the ``ps3d`` subparsers."""
-    parser = subparsers.add_parser(
-        "segment",
-        help="find every particle in a scan and write a uint32 label image",
-        description=(
-            "Segment every particle of a 3D scan into a label image (uint32, 0 = background,\n"
-            "one id per particle). Input: .tif/.tiff, a folder of TIFF slices, .zarr,\n"
-            ".nii/.nii.gz or .npy. The output format follows the extension of --output."
-        ),
-        epilog=(
-            "examples:\n"
-            "  ps3d segment scan.tif --spacing 0.01 --output labels.tif\n"
-            "  ps3d segment scan.zarr --particle-size 0.2 --method snow --output labels.zarr"
-        ),
-        formatter_class=HelpFormatter,
-    )
+def add_arguments(parser) -> None:
     parser.add_argument("scan", type=Path, metavar="SCAN", help="the scan to segment")
     add_spacing(parser, "the scan")
     parser.add_argument("--particle-size", type=positive, metavar="MM", dest="particle_size_mm",
@@ -50,7 +42,6 @@ def add_parser(subparsers) -> None:
                        help="mean particle diameter in voxels on the network's grid (default: the "
                             "weights' own, 20 for the shipped model; larger is slower)")
     add_verbosity(parser)
-    parser.set_defaults(run=run)
 
 
 def _model_options(args, method: str) -> dict:

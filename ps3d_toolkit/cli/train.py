@@ -1,5 +1,8 @@
-"""``ps3d train``: train or fine-tune the border-core U-Net (its module imports torch, so
-``ps3d`` builds this parser only when the command runs)."""
+"""Train or fine-tune the border-core U-Net.
+
+Train the border-core U-Net on synthetic scans drawn fresh from the generator,
+and/or on your own label sets (--data). Resumes from OUTPUT/last.pt when it exists.
+"""
 
 from __future__ import annotations
 
@@ -7,23 +10,15 @@ import shlex
 import sys
 
 from ps3d_toolkit.cli.args import positive
-from ps3d_toolkit.training.loop import TrainingConfig, train
 
-__all__ = ["add_parser", "run"]
+EXAMPLES = """
+ps3d train --output runs/mine --steps 3000
+ps3d train --data my_labels --init default --steps 300 --output runs/mine
+ps3d export runs/mine/model.pt mine.pt
+"""
 
 
-def add_parser(subparsers) -> None:
-    """Add ``train`` to a ``ps3d`` subparsers object."""
-    parser = subparsers.add_parser(
-        "train",
-        help="train or fine-tune the border-core U-Net",
-        description=(
-            "Train the border-core U-Net on synthetic scans drawn fresh from the generator, "
-            "and/or on your own label sets (--data). Resumes from OUTPUT/last.pt when it "
-            "exists. Fine-tune the shipped model on a few labelled scans with "
-            "`ps3d train --data my_labels --init default --steps 300 --output runs/mine`, "
-            "then `ps3d export runs/mine/model.pt mine.pt`."),
-    )
+def add_arguments(parser) -> None:
     parser.add_argument("--output", default="runs/default", help="run folder (checkpoints, log, model.pt)")
     parser.add_argument("--steps", type=int, default=3000, help="optimiser steps (default 3000)")
     parser.add_argument("--batch-size", type=int, default=4, help="patches per step (default 4)")
@@ -59,12 +54,13 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar or messages")
     parser.add_argument("-v", "--verbose", action="store_true", help="also show the library's debug messages")
-    parser.set_defaults(run=run)
 
 
 def run(args) -> int:
     """Run a training from parsed arguments; print where the weights went."""
-    config = TrainingConfig(
+    from ps3d_toolkit.training import loop
+
+    config = loop.TrainingConfig(
         output_dir=args.output, steps=args.steps, batch_size=args.batch_size,
         patch_size=args.patch_size, learning_rate=args.lr, seed=args.seed,
         data_dirs=list(args.data), synthetic_fraction=args.synthetic_fraction,
@@ -79,6 +75,6 @@ def run(args) -> int:
     if words[:1] != ["train"]:
         words = ["train", *words]
     command = "ps3d " + " ".join(shlex.quote(a) for a in words)
-    path = train(config, progress=not args.quiet, command=command)
+    path = loop.train(config, progress=not args.quiet, command=command)
     print(f"ps3d train: wrote {path}")
     return 0
