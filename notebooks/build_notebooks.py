@@ -199,7 +199,7 @@ it; for a scan without it, `estimate_particle_size` finds it from the distance m
 it is (a relative spread above ~0.6 means: check it).
 """),
     code("""
-from ps3d_toolkit.segmentation.normalize import estimate_particle_size
+from ps3d_toolkit.segmentation import estimate_particle_size
 
 estimate = estimate_particle_size(scan.image, spacing=scan.spacing)
 print(estimate)
@@ -232,7 +232,7 @@ when it overlaps its true self by more than half / three quarters) and the **pan
 We run every available method on the same scan.
 """),
     code("""
-from ps3d_toolkit.analysis.evaluate import evaluate_instances
+from ps3d_toolkit.analysis import evaluate_instances
 
 methods = [m for m in METHODS if m != "model" or weights_available()]
 results, times, rows = {method: labels}, {method: seconds}, []   # the default method ran above
@@ -344,7 +344,7 @@ The main columns:
 Save it as CSV or Parquet for your own analysis:
 """),
     code("""
-from ps3d_toolkit.measurement import save_table
+from ps3d_toolkit.io import save_table
 
 print(save_table(table, workdir / "particles.csv"))
 table[["eq_diameter_mm", "sphericity", "elongation", "flatness", "feret_max_mm"]].describe().round(3)
@@ -358,14 +358,15 @@ volume. d10 / d50 / d90 are the sizes below which 10 / 50 / 90 % lie.
 """),
     code("""
 from ps3d_toolkit.analysis import stats
+from ps3d_toolkit.viz import figures
 
 pd.DataFrame({weight: stats.percentiles(table, weight=weight) for weight in ("number", "volume")})
 """),
     code("""
-stats.fig_size_histogram(table)
+figures.fig_size_histogram(table)
 """),
     code("""
-stats.fig_cumulative_psd(table)
+figures.fig_cumulative_psd(table)
 """),
     md("""
 ## Shape distributions
@@ -375,10 +376,10 @@ often makes fines flakier). The **Zingg diagram** plots flatness against elongat
 quadrants are spheres/cubes (top right), rods, discs and blades.
 """),
     code("""
-stats.fig_sphericity_vs_size(table)
+figures.fig_sphericity_vs_size(table)
 """),
     code("""
-stats.fig_zingg(table)
+figures.fig_zingg(table)
 """),
     md("""
 ## Select grains in a plot, see them in the scan
@@ -388,13 +389,13 @@ some points: those grains are highlighted in yellow in the scan, the viewer jump
 one, and **show in 3D** draws them. Clicking a grain in the viewer shows its row of the table.
 
 The scatter can be any figure whose points carry particle labels: here the sphericity-against-size
-plot from above; `figure=stats.fig_zingg(table)` links the Zingg diagram instead, and without
+plot from above; `figure=figures.fig_zingg(table)` links the Zingg diagram instead, and without
 `figure` you get any two columns (`x=`, `y=`).
 """),
     code("""
 from ps3d_toolkit.viz import LinkedExplorer
 
-explorer = LinkedExplorer(scan.image, labels, table, figure=stats.fig_sphericity_vs_size(table))
+explorer = LinkedExplorer(scan.image, labels, table, figure=figures.fig_sphericity_vs_size(table))
 explorer
 """),
     md("""
@@ -489,7 +490,7 @@ tuner.update(particle_size_mm=scan.particle_size_mm)
 print(tuner.settings_code())
 """),
     code("""
-from ps3d_toolkit.analysis.evaluate import evaluate_instances
+from ps3d_toolkit.analysis import evaluate_instances
 from ps3d_toolkit.segmentation import segment
 
 labels = segment(scan.image, spacing=scan.spacing, progress=False, **tuner.settings())
@@ -540,7 +541,7 @@ with its ground truth as a one-scan label set.
 """),
     code("""
 from ps3d_toolkit.io import save_labels, save_scan, write_metadata
-from ps3d_toolkit.training.loop import load_label_set
+from ps3d_toolkit.training import load_label_set
 
 label_set = workdir / "my_labels"
 (label_set / "sample").mkdir(parents=True)
@@ -571,7 +572,7 @@ ps3d train --data my_labels --init default --steps 300 --output runs/mine
 """),
     code("""
 from ps3d_toolkit.segmentation.model import weights_available
-from ps3d_toolkit.training.loop import TrainingConfig, train
+from ps3d_toolkit.training import TrainingConfig, train
 
 config = TrainingConfig(
     output_dir=str(workdir / "finetune"),
@@ -612,7 +613,7 @@ when it exists, for comparison. After only 20 steps do not expect an improvement
 what count here.
 """),
     code("""
-from ps3d_toolkit.analysis.evaluate import evaluate_instances
+from ps3d_toolkit.analysis import evaluate_instances
 from ps3d_toolkit.segmentation import segment
 
 candidates = {"fine-tuned (20 steps)": weights}
@@ -696,7 +697,7 @@ liberation_table(table)
 Both writes are atomic: an interrupted run never leaves a half-written file that looks complete.
 """),
     code("""
-from ps3d_toolkit.analysis.evaluate import evaluate_instances
+from ps3d_toolkit.analysis import evaluate_instances
 from ps3d_toolkit.report import export_tables, write_report
 
 report = write_report(table, workdir / "report.html", scan=scan, labels=labels,
@@ -720,7 +721,7 @@ from IPython.display import HTML
 HTML(f'<iframe srcdoc="{html.escape(report.read_text())}" style="width:100%;height:600px;border:1px solid #ccc"></iframe>')
 """),
     code("""
-from ps3d_toolkit.analysis.stats import fig_cumulative_psd
+from ps3d_toolkit.viz.figures import fig_cumulative_psd
 
 fig_cumulative_psd(table)
 """),

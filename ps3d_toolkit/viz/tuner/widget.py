@@ -68,7 +68,7 @@ class SegmentationTuner(_NotebookView):
             truth = check_labels(truth, "truth")
             check_same_shape(image, truth, "image", "truth")
         if particle_size_mm is None:
-            from ps3d_toolkit.segmentation.normalize import estimate_particle_size
+            from ps3d_toolkit.segmentation import estimate_particle_size
 
             particle_size_mm = estimate_particle_size(image, spacing=self.spacing).particle_size_mm
         particle_size_mm = check_positive(particle_size_mm, "particle_size_mm")
