@@ -125,3 +125,14 @@ def test_validation_errors_name_the_argument(method):
 def test_snow_rejects_a_bad_r_max():
     with pytest.raises(ValueError, match="r_max"):
         snow(np.zeros((8, 8, 8), np.float32), spacing=0.1, r_max=0, progress=False)
+
+
+def test_method_function_names_the_public_function_of_each_method():
+    from ps3d_toolkit.segmentation import method_function
+    from ps3d_toolkit.segmentation.model.inference import segment_with_model
+
+    assert method_function("otsu-watershed") is otsu_watershed
+    assert method_function("snow") is snow
+    assert method_function("model") is segment_with_model
+    with pytest.raises(ValueError, match="method must be one of"):
+        method_function("watershed")

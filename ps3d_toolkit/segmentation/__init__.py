@@ -18,9 +18,10 @@ model
 
 from __future__ import annotations
 
-from ps3d_toolkit.segmentation.registry import METHODS, Method, default_method, segment
+from ps3d_toolkit.segmentation.registry import METHODS, Method, default_method, method_function, segment
 
-__all__ = ["METHODS", "Method", "SizeEstimate", "default_method", "estimate_particle_size", "segment"]
+__all__ = ["METHODS", "Method", "SizeEstimate", "default_method", "estimate_particle_size", "method_function",
+           "segment"]
 
 
 def __getattr__(name):

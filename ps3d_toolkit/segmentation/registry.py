@@ -12,7 +12,7 @@ import numpy as np
 
 from ps3d_toolkit.segmentation._checks import check_scan
 
-__all__ = ["METHODS", "Method", "default_method", "segment"]
+__all__ = ["METHODS", "Method", "default_method", "method_function", "segment"]
 
 Method = Literal["model", "otsu-watershed", "snow"]
 METHODS: tuple[str, ...] = get_args(Method)
@@ -66,6 +66,19 @@ def segment(image, *, spacing, particle_size_mm=None, method: Method | None = No
     options = {**public.__kwdefaults__, **options, "progress": progress,
                "spacing": spacing, "particle_size_mm": particle_size_mm}
     return implementation(image, **options)
+
+
+def method_function(method: Method):
+    """The public function behind ``method``: its signature lists the method's options and defaults.
+
+    Raises
+    ------
+    ValueError
+        If ``method`` is not one of :data:`METHODS`.
+    """
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    return _method(method)[0]
 
 
 def _method(method: Method) -> tuple:

@@ -65,17 +65,6 @@ _CONTROLS = {
 _TUNER_DEFAULTS = {"model": {"tta": False}}
 
 
-def _segmenter(method: str):
-    """The function that runs ``method`` (its signature holds the defaults)."""
-    if method == "model":
-        from ps3d_toolkit.segmentation.model.inference import segment_with_model
-
-        return segment_with_model
-    from ps3d_toolkit.segmentation.classic import BASELINES
-
-    return BASELINES[method]
-
-
 @functools.lru_cache(maxsize=None)
 def parameters(method: str) -> dict:
     """The tunable options of ``method``: name -> :class:`Parameter`.
@@ -85,9 +74,11 @@ def parameters(method: str) -> dict:
     ValueError
         If ``method`` is not a segmentation method.
     """
+    from ps3d_toolkit.segmentation import method_function
+
     if method not in _CONTROLS:
         raise ValueError(f"method must be one of {tuple(_CONTROLS)}, got {method!r}")
-    signature = inspect.signature(_segmenter(method)).parameters
+    signature = inspect.signature(method_function(method)).parameters
     own = _TUNER_DEFAULTS.get(method, {})
     table = {}
     for name, (kind, low, high, help_text) in _CONTROLS[method].items():
