@@ -402,13 +402,29 @@ def test_export_hands_its_arguments_to_export_weights(capsys, tmp_path, monkeypa
 
     monkeypatch.setattr(ps3d_toolkit.training.export, "export_weights", fake_export)
     src, dst = tmp_path / "model.pt", tmp_path / "out.pt"
-    code, stdout, err = run(capsys, "export", src, dst, "--note", "stage 5", "--inference-diameter-vox", "20",
-                            "--core-threshold", "0.75")
+    words = ["export", str(src), str(dst), "--note", "stage 5", "--inference-diameter-vox", "20",
+             "--core-threshold", "0.75"]
+    monkeypatch.setattr("sys.argv", ["ps3d", *words])
+    code, stdout, err = run(capsys, *words)
     assert code == 0, err
-    assert calls == [(src, dst, {"note": "stage 5", "inference_diameter_vox": 20.0, "core_threshold": 0.75})]
+    command = f"ps3d export {src} {dst} --note 'stage 5' --inference-diameter-vox 20 --core-threshold 0.75"
+    assert calls == [(src, dst, {"note": "stage 5", "inference_diameter_vox": 20.0, "core_threshold": 0.75,
+                                 "command": command})]
     assert stdout == f"wrote {dst}\n"
+    monkeypatch.setattr("sys.argv", ["ps3d", "export", str(src), str(dst), "-q"])
     assert run(capsys, "export", src, dst, "-q")[:2] == (0, "")
-    assert calls[-1][2] == {"note": None, "inference_diameter_vox": None, "core_threshold": None}
+    assert calls[-1][2] == {"note": None, "inference_diameter_vox": None, "core_threshold": None,
+                            "command": f"ps3d export {src} {dst} -q"}
+
+
+def test_command_line_records_the_subcommand_and_quotes_its_words(monkeypatch):
+    from ps3d_toolkit.cli.args import command_line
+
+    monkeypatch.setattr("sys.argv", ["ps3d", "export", "src.pt", "first.pt", "--note", "a b"])
+    assert command_line("export") == "ps3d export src.pt first.pt --note 'a b'"
+    # run without the subcommand in argv (e.g. through another entry point): it is put in
+    monkeypatch.setattr("sys.argv", ["train.py", "--steps", "3"])
+    assert command_line("train") == "ps3d train --steps 3"
 
 
 @pytest.mark.parametrize("extra, fragment", [(["--core-threshold", "1.5"], "--core-threshold"),

@@ -200,8 +200,8 @@ def test_export_sets_diameter_and_threshold_and_keeps_its_history(tmp_path, monk
                         lambda: [generate_scan((32, 32, 32), 10, seed=1, preset="easy")])
     torch.manual_seed(0)
     src = save_weights(build_network(), tmp_path / "src.pt", dict(DEFAULT_CONFIG), {"seed": 7})
-    monkeypatch.setattr("sys.argv", ["ps3d", "export", "src.pt", "first.pt", "--note", "a b"])
-    first = export_weights(src, tmp_path / "first.pt", inference_diameter_vox=20)
+    first = export_weights(src, tmp_path / "first.pt", inference_diameter_vox=20,
+                           command="ps3d export src.pt first.pt --note 'a b'")
     _, config, meta = load_weights(first)
     assert meta["export_command"] == "ps3d export src.pt first.pt --note 'a b'"
     assert config["inference_diameter_vox"] == 20.0

@@ -189,6 +189,20 @@ def read_scan_and_labels(image_path, labels_path, spacing):
     return scan, labels, spacing
 
 
+def command_line(name: str) -> str:
+    """The running command as ``ps3d NAME ARGS``, shell-quoted: what a run records of how it was made.
+
+    ``sys.argv`` lacks the subcommand when the module is run another way; it is then put in.
+    """
+    import shlex
+    import sys
+
+    words = sys.argv[1:]
+    if words[:1] != [name]:
+        words = [name, *words]
+    return "ps3d " + " ".join(shlex.quote(word) for word in words)
+
+
 def say(args, message: str) -> None:
     """Print a result line on stdout unless ``--quiet``."""
     if not getattr(args, "quiet", False):

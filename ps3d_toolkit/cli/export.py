@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ps3d_toolkit.cli.args import add_verbosity, positive, say
+from ps3d_toolkit.cli.args import add_verbosity, command_line, positive, say
 
 
 def _probability(text: str) -> float:
@@ -46,6 +46,6 @@ def run(args) -> int:
     from ps3d_toolkit.training.export import export_weights
 
     path = export_weights(args.src, args.dst, note=args.note, inference_diameter_vox=args.inference_diameter_vox,
-                          core_threshold=args.core_threshold)
+                          core_threshold=args.core_threshold, command=command_line("export"))
     say(args, f"wrote {path}")
     return 0

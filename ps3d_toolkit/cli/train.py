@@ -6,10 +6,7 @@ and/or on your own label sets (--data). Resumes from OUTPUT/last.pt when it exis
 
 from __future__ import annotations
 
-import shlex
-import sys
-
-from ps3d_toolkit.cli.args import positive
+from ps3d_toolkit.cli.args import command_line, positive
 
 EXAMPLES = """
 ps3d train --output runs/mine --steps 3000
@@ -71,10 +68,6 @@ def run(args) -> int:
         network={} if args.train_diameter_vox is None else {"train_diameter_vox": args.train_diameter_vox},
         time_limit_s=None if args.max_minutes is None else 60.0 * args.max_minutes)
     # the run records the command that made it (quoted back to the model card)
-    words = sys.argv[1:]
-    if words[:1] != ["train"]:
-        words = ["train", *words]
-    command = "ps3d " + " ".join(shlex.quote(a) for a in words)
-    path = loop.train(config, progress=not args.quiet, command=command)
+    path = loop.train(config, progress=not args.quiet, command=command_line("train"))
     print(f"ps3d train: wrote {path}")
     return 0

@@ -11,8 +11,6 @@ Run: ``ps3d export SRC DST [--note TEXT]``.
 from __future__ import annotations
 
 import logging
-import shlex
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -53,15 +51,16 @@ def choose_core_threshold(model, config, scans, thresholds=_CORE_THRESHOLDS) -> 
 
 def export_weights(src, dst, *, note: str | None = None,
                    inference_diameter_vox: float | None = None,
-                   core_threshold: float | None = None) -> Path:
+                   core_threshold: float | None = None, command: str | None = None) -> Path:
     """Choose the core threshold on the validation scans and write ``dst``.
 
     ``inference_diameter_vox`` sets the particle diameter on the network's grid
     at inference (default: keep the source's); the threshold is chosen there.
     ``core_threshold`` sets the threshold instead of choosing it (e.g. one
     chosen on a larger development set, ``benchmarks/dev_core_threshold.py``);
-    the validation scans are then scored at it. A source that was itself
-    exported keeps its export commands in ``export_history``.
+    the validation scans are then scored at it. ``command`` (the command line
+    that ran the export, e.g. ``ps3d export ...``) is stored as ``export_command``;
+    a source that was itself exported keeps its export commands in ``export_history``.
     """
     from ps3d_toolkit.training.volumes import validation_scans
 
@@ -81,17 +80,10 @@ def export_weights(src, dst, *, note: str | None = None,
         metadata = {**metadata, "export_history": [*metadata.get("export_history", []),
                                                    metadata["export_command"]]}
     metadata = {**metadata, "exported_from": str(src),
-                "export_command": _export_command(),
+                "export_command": command,
                 "core_threshold_scores": {str(k): v for k, v in scores.items()},
                 "validation_scores": scores[threshold]}
     if note:
         metadata["note"] = note
     return save_weights(model, dst, config, metadata)
 
-
-def _export_command() -> str:
-    """The command line that ran the export, as ``ps3d export ...`` (quoted in the model card)."""
-    words = sys.argv[1:]
-    if words[:1] != ["export"]:
-        words = ["export", *words]
-    return "ps3d " + " ".join(shlex.quote(word) for word in words)
