@@ -25,12 +25,11 @@ from ps3d_toolkit.core.checks import check_positive, check_spacing
 from ps3d_toolkit.core.geometry import equivalent_diameter, sphere_volume
 from ps3d_toolkit.core.labels import drop_small_labels
 
-__all__ = ["SyntheticScan", "generate_scan", "random_params", "PRESETS", "SHAPES"]
+__all__ = ["SyntheticScan", "generate_scan", "random_params", "PRESETS", "PRESET_NAMES", "SHAPES"]
 
 SHAPES = ("sphere", "ellipsoid", "irregular", "angular", "flaky")
 
-#: Difficulty presets: ranges from which :func:`random_params` draws.
-#: Each entry is (low, high) for a uniform draw, or a fixed value.
+#: The difficulty presets, easiest first.
 PRESET_NAMES = ("easy", "medium", "hard")
 
 # One row per parameter: its (low, high) range in the easy, medium and hard preset.
