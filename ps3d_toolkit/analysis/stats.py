@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from ps3d_toolkit.core.checks import check_table
+from ps3d_toolkit.core.errors import InputError
 
 __all__ = [
     "ZINGG_BOUNDARY",
@@ -46,7 +47,7 @@ _LIBERATION_THRESHOLDS = (0.3, 0.9)
 def _sizes_and_weights(table, size: str, weight: Weight):
     """Check the table and ``weight``; return finite sizes and their weights, sorted by size."""
     if weight not in _WEIGHTS:
-        raise ValueError(f"weight must be 'number' or 'volume', got {weight!r}")
+        raise InputError(f"weight must be 'number' or 'volume', got {weight!r}")
     columns = [size] + (["volume_mm3"] if weight == "volume" else [])
     table = check_table(table, columns)
     sizes = table[size].to_numpy(dtype=float)
@@ -105,7 +106,7 @@ def size_distribution(table, weight: Weight = "number", bins=20, *, size: str = 
 def _edges(sizes: np.ndarray, bins) -> np.ndarray:
     if np.ndim(bins) == 0:
         if not isinstance(bins, (int, np.integer)) or isinstance(bins, bool) or bins < 1:
-            raise ValueError(f"bins must be a positive integer or increasing edges in mm, got {bins!r}")
+            raise InputError(f"bins must be a positive integer or increasing edges in mm, got {bins!r}")
         if not len(sizes):
             return np.linspace(0.0, 1.0, int(bins) + 1)
         low, high = float(sizes.min()), float(sizes.max())
@@ -116,7 +117,7 @@ def _edges(sizes: np.ndarray, bins) -> np.ndarray:
         return np.linspace(low * 0.9 if low > 0 else low - 0.5, high * 1.1 if high > 0 else high + 0.5, int(bins) + 1)
     edges = np.asarray(bins, dtype=float)
     if edges.ndim != 1 or len(edges) < 2 or not np.all(np.diff(edges) > 0):
-        raise ValueError(f"bins must be a positive integer or increasing edges in mm, got {bins!r}")
+        raise InputError(f"bins must be a positive integer or increasing edges in mm, got {bins!r}")
     return edges
 
 
@@ -184,7 +185,7 @@ def percentiles(table, weight: Weight = "volume", *, size: str = "eq_diameter_mm
     sizes, weights = _sizes_and_weights(table, size, weight)
     points = [float(p) for p in np.atleast_1d(points)]
     if any(not 0 <= p <= 100 for p in points):
-        raise ValueError(f"points must be percentages between 0 and 100, got {points}")
+        raise InputError(f"points must be percentages between 0 and 100, got {points}")
     names = [f"d{p:g}_mm" for p in points]
     total = weights.sum()
     if not len(sizes) or total <= 0:
@@ -228,7 +229,7 @@ def sieve_curve(table, sizes_mm=None, *, weight: Weight = "volume", size: str = 
     else:
         apertures = np.sort(np.asarray(sizes_mm, dtype=float).reshape(-1))
         if not len(apertures) or np.any(apertures <= 0):
-            raise ValueError(f"sizes_mm must be positive sieve apertures in mm, got {sizes_mm!r}")
+            raise InputError(f"sizes_mm must be positive sieve apertures in mm, got {sizes_mm!r}")
     total = weights.sum()
     cumulative = np.concatenate(([0.0], np.cumsum(weights)))
     passing_weight = cumulative[np.searchsorted(sizes, apertures, side="right")]
@@ -328,7 +329,7 @@ def phase_summary(table) -> pd.DataFrame:
     table = check_table(table, ["volume_mm3"])
     names = phase_names(table)
     if not names:
-        raise ValueError("table has no phase_fraction_<name> columns; measure it with phases=")
+        raise InputError("table has no phase_fraction_<name> columns; measure it with phases=")
     volume = table["volume_mm3"].to_numpy(dtype=float)
     total = volume.sum()
     rows = []
@@ -393,7 +394,7 @@ def liberation_table(table, *, thresholds=None) -> pd.DataFrame:
     table = check_table(table)
     names = phase_names(table)
     if not names or "volume_mm3" not in table.columns:
-        raise ValueError("table must have volume_mm3 and phase_fraction_<name> columns; measure it with phases=")
+        raise InputError("table must have volume_mm3 and phase_fraction_<name> columns; measure it with phases=")
     return _liberation_rows(table, names, thresholds)
 
 

@@ -22,6 +22,7 @@ import numpy as np
 from scipy import ndimage
 
 from ps3d_toolkit.core.checks import check_positive, check_spacing
+from ps3d_toolkit.core.errors import InputError
 from ps3d_toolkit.core.geometry import equivalent_diameter, sphere_volume
 from ps3d_toolkit.core.labels import drop_small_labels
 
@@ -107,7 +108,7 @@ def random_params(rng: np.random.Generator, preset: str = "medium") -> dict:
         Keyword arguments accepted by :func:`generate_scan`.
     """
     if preset not in PRESETS:
-        raise ValueError(f"preset must be one of {sorted(PRESETS)}, got {preset!r}")
+        raise InputError(f"preset must be one of {sorted(PRESETS)}, got {preset!r}")
     ranges = PRESETS[preset]
     params = {}
     for key, value in ranges.items():
@@ -166,16 +167,16 @@ def generate_scan(
     """
     shape = tuple(int(s) for s in shape)
     if len(shape) != 3 or min(shape) < 8:
-        raise ValueError(f"shape must be 3 integers >= 8 (z, y, x), got {shape!r}")
+        raise InputError(f"shape must be 3 integers >= 8 (z, y, x), got {shape!r}")
     mean_diameter_vox = check_positive(mean_diameter_vox, "mean_diameter_vox")
     if mean_diameter_vox < 3:
-        raise ValueError(f"mean_diameter_vox must be at least 3 voxels, got {mean_diameter_vox}")
+        raise InputError(f"mean_diameter_vox must be at least 3 voxels, got {mean_diameter_vox}")
     spacing = check_spacing(spacing)
     rng = np.random.default_rng(seed)
     params = random_params(rng, preset or "medium")
     unknown = set(overrides) - set(params)
     if unknown:
-        raise ValueError(f"unknown phantom parameter(s) {sorted(unknown)}; known: {sorted(params)}")
+        raise InputError(f"unknown phantom parameter(s) {sorted(unknown)}; known: {sorted(params)}")
     params.update(overrides)
     params.update(shape=shape, mean_diameter_vox=mean_diameter_vox, seed=seed, preset=preset)
 

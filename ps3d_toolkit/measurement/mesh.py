@@ -6,6 +6,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from ps3d_toolkit.core.checks import check_labels, check_spacing
+from ps3d_toolkit.core.errors import InputError
 from ps3d_toolkit.measurement import surface as _surface
 
 
@@ -43,11 +44,11 @@ def particle_mesh(labels, label: int, *, spacing=1.0, smooth_vox: float = _surfa
     labels = check_labels(labels, "labels")
     spacing = check_spacing(spacing)
     if smooth_vox < 0:
-        raise ValueError(f"smooth_vox must be >= 0, got {smooth_vox!r}")
+        raise InputError(f"smooth_vox must be >= 0, got {smooth_vox!r}")
     label = int(label)
     found = ndi.find_objects((labels == label).astype(np.uint8)) if label > 0 else []
     if not found or found[0] is None:
-        raise ValueError(f"label {label} is not in labels")
+        raise InputError(f"label {label} is not in labels")
     box = found[0]
     vertices, faces = _surface.surface_mesh(labels[box] == label, spacing, sigma_vox=smooth_vox)
     origin = np.array([s.start for s in box], float) * np.asarray(spacing)

@@ -8,6 +8,7 @@ import pandas as pd
 
 from ps3d_toolkit.core.atomic import atomic_path
 from ps3d_toolkit.core.checks import check_table
+from ps3d_toolkit.core.errors import InputError
 from ps3d_toolkit.report.tables import report_frames
 
 # a worksheet holds 1,048,576 rows, one of them the header
@@ -62,14 +63,14 @@ def export_tables(table, path, *, scan=None, notes: dict | None = None) -> list:
     path = Path(path).expanduser()
     suffix = path.suffix.lower()
     if suffix not in (".xlsx", ".csv", ""):
-        raise ValueError(f"path must end in .xlsx or .csv, or be a stem without extension, got {path.name!r}")
+        raise InputError(f"path must end in .xlsx or .csv, or be a stem without extension, got {path.name!r}")
     if suffix == ".xlsx":
         try:
             import openpyxl  # noqa: F401
         except ImportError:
             raise ImportError("writing .xlsx needs openpyxl: pip install openpyxl") from None
         if len(table) > _EXCEL_MAX_ROWS:
-            raise ValueError(f"{len(table):,} particles do not fit in an Excel sheet "
+            raise InputError(f"{len(table):,} particles do not fit in an Excel sheet "
                              f"({_EXCEL_MAX_ROWS:,} rows); export to .csv instead")
     frames = report_frames(table, scan=scan, notes=notes)
     if suffix == ".xlsx":

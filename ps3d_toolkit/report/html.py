@@ -12,6 +12,7 @@ import numpy as np
 from ps3d_toolkit import __version__
 from ps3d_toolkit.core.atomic import atomic_path
 from ps3d_toolkit.core.checks import check_table
+from ps3d_toolkit.core.errors import InputError
 from ps3d_toolkit.report.fragments import ReportContext
 from ps3d_toolkit.report.sections import SECTIONS
 
@@ -33,7 +34,7 @@ def build_report(table, *, scan=None, labels=None, metrics=None,
     if labels is not None:
         labels = np.asarray(labels)
         if scan is not None and tuple(labels.shape) != tuple(scan.shape):
-            raise ValueError(f"labels and scan must have the same shape, got {labels.shape} and {scan.shape}")
+            raise InputError(f"labels and scan must have the same shape, got {labels.shape} and {scan.shape}")
     ctx = ReportContext(table=table, scan=scan, labels=labels, metrics=metrics, notes=dict(notes or {}))
     parts = [part for build in (SECTIONS if sections is None else sections) if (part := build(ctx))]
     stamp = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
@@ -82,7 +83,7 @@ def write_report(table, path, *, scan=None, labels=None, metrics=None,
     """
     path = Path(path).expanduser()
     if path.suffix.lower() not in (".html", ".htm"):
-        raise ValueError(f"path must end in .html, got {path}")
+        raise InputError(f"path must end in .html, got {path}")
     text = build_report(table, scan=scan, labels=labels, metrics=metrics, title=title, notes=notes)
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")

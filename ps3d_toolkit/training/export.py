@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ps3d_toolkit.core.errors import InputError
 from ps3d_toolkit.segmentation.model.network import load_weights, save_weights
 
 __all__ = ["choose_core_threshold", "export_weights"]
@@ -67,12 +68,12 @@ def export_weights(src, dst, *, note: str | None = None,
     model, config, metadata = load_weights(src)
     if inference_diameter_vox is not None:
         if not inference_diameter_vox > 0:
-            raise ValueError(f"inference_diameter_vox must be > 0, got {inference_diameter_vox!r}")
+            raise InputError(f"inference_diameter_vox must be > 0, got {inference_diameter_vox!r}")
         config = {**config, "inference_diameter_vox": float(inference_diameter_vox)}
     thresholds = _CORE_THRESHOLDS
     if core_threshold is not None:
         if not 0 < core_threshold < 1:
-            raise ValueError(f"core_threshold must be in (0, 1), got {core_threshold!r}")
+            raise InputError(f"core_threshold must be in (0, 1), got {core_threshold!r}")
         thresholds = (float(core_threshold),)
     threshold, scores = choose_core_threshold(model, config, validation_scans(), thresholds)
     config = {**config, "core_threshold": threshold}

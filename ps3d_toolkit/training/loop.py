@@ -12,6 +12,7 @@ import json
 import logging
 import math
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -19,6 +20,7 @@ import numpy as np
 import torch
 
 from ps3d_toolkit.core.atomic import atomic_path
+from ps3d_toolkit.core.errors import CorruptDataError, InputError
 from ps3d_toolkit.segmentation.model.network import DEFAULT_CONFIG, build_network, load_weights, save_weights
 from ps3d_toolkit.training.augment import augment_batch
 from ps3d_toolkit.training.volumes import TrainingVolumes, validation_scans
@@ -178,14 +180,14 @@ def train(config: TrainingConfig | None = None, *, progress: bool = True,
 
 def _check_config(config: TrainingConfig) -> None:
     if config.steps < 1 or config.batch_size < 1 or config.patch_size < 16:
-        raise ValueError("steps and batch_size must be >= 1 and patch_size >= 16, got "
+        raise InputError("steps and batch_size must be >= 1 and patch_size >= 16, got "
                          f"{config.steps}, {config.batch_size}, {config.patch_size}")
     if config.workers < 0 or (config.time_limit_s is not None and config.time_limit_s <= 0):
-        raise ValueError(f"workers must be >= 0 and time_limit_s > 0, got {config.workers}, "
+        raise InputError(f"workers must be >= 0 and time_limit_s > 0, got {config.workers}, "
                          f"{config.time_limit_s}")
     unknown = sorted(set(config.network) - set(DEFAULT_CONFIG))
     if unknown:
-        raise ValueError(f"network has unknown key(s) {unknown}; known: {sorted(DEFAULT_CONFIG)}")
+        raise InputError(f"network has unknown key(s) {unknown}; known: {sorted(DEFAULT_CONFIG)}")
 
 
 def _initial_model(config: TrainingConfig, device) -> tuple[torch.nn.Module, dict]:
@@ -209,7 +211,7 @@ def _resume(last: Path, model, optimizer, config: TrainingConfig) -> _RunState:
                     generator=torch.Generator().manual_seed(config.seed))
     if not last.is_file():
         return run
-    state = torch.load(last, map_location="cpu", weights_only=False)
+    state = _read_checkpoint(last)
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     run.step, run.history, run.best = state["step"], state["history"], state["best"]
@@ -218,6 +220,31 @@ def _resume(last: Path, model, optimizer, config: TrainingConfig) -> _RunState:
     run.generator.set_state(state["torch_rng"])
     logger.info("resumed from %s at step %d", last, run.step)
     return run
+
+
+_CHECKPOINT_KEYS = ("model", "optimizer", "step", "history", "best", "rng", "torch_rng")
+
+
+def _read_checkpoint(last: Path) -> dict:
+    """The checkpoint's plain data: tensors, numbers, strings and containers only.
+
+    ``weights_only=True`` refuses any other object, so a crafted ``last.pt``
+    cannot run code when a run is resumed.
+    """
+    try:
+        with warnings.catch_warnings():  # torch's note on an odd pickle protocol: the error says it
+            warnings.simplefilter("ignore")
+            state = torch.load(last, map_location="cpu", weights_only=True)
+    except Exception as error:  # noqa: BLE001 - torch raises many types for a bad file
+        raise CorruptDataError(
+            f"cannot resume from {last}: it is not a checkpoint this toolkit wrote "
+            f"({type(error).__name__}: {' '.join(str(error).split())[:200]}); remove it or choose "
+            "another --output") from None
+    missing = [key for key in _CHECKPOINT_KEYS if not isinstance(state, dict) or key not in state]
+    if missing:
+        raise CorruptDataError(f"cannot resume from {last}: it lacks {missing}; remove it or choose "
+                               "another --output")
+    return state
 
 
 def _out_of_time(run: _RunState, config: TrainingConfig) -> bool:
@@ -314,12 +341,18 @@ def _log(record: dict, run: _RunState, log_path: Path, bar) -> None:
 
 
 def _save_checkpoint(last: Path, model, optimizer, run: _RunState, config: TrainingConfig) -> None:
+    # plain data only (no Path, no numpy scalars), so that weights_only loading accepts it
     state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-             "step": run.step, "history": run.history, "best": run.best, "elapsed_s": run.elapsed(),
-             "rng": run.rng.bit_generator.state, "torch_rng": run.generator.get_state(),
-             "config": asdict(config)}
+             "step": int(run.step), "history": _plain(run.history), "best": float(run.best),
+             "elapsed_s": float(run.elapsed()), "rng": _plain(run.rng.bit_generator.state),
+             "torch_rng": run.generator.get_state(), "config": _plain(asdict(config))}
     with atomic_path(last) as tmp:
         torch.save(state, tmp)
+
+
+def _plain(value):
+    """``value`` as JSON-like plain data (paths and other objects as text, numpy numbers as Python's)."""
+    return json.loads(json.dumps(value, default=lambda item: item.item() if hasattr(item, "item") else str(item)))
 
 
 def _metadata(config: TrainingConfig, step: int, record: dict, command: str | None) -> dict:

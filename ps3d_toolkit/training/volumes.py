@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ps3d_toolkit.core.errors import InputError, MissingInputError
 from ps3d_toolkit.data.synthetic import generate_scan
 from ps3d_toolkit.segmentation.grains import mean_particle_diameter_mm
 from ps3d_toolkit.segmentation.normalize import resample_labels, to_network_grid
@@ -104,9 +105,9 @@ def make_training_volume(rng: np.random.Generator, network: dict, *, preset_weig
     train_diameter_vox = network["train_diameter_vox"]
     weights = np.asarray(preset_weights, dtype=float)
     if weights.shape != (3,) or np.any(weights < 0) or weights.sum() <= 0:
-        raise ValueError(f"preset_weights must be 3 non-negative numbers (easy, medium, hard), got {preset_weights!r}")
+        raise InputError(f"preset_weights must be 3 non-negative numbers (easy, medium, hard), got {preset_weights!r}")
     if not 0.0 <= stress_fraction <= 1.0:
-        raise ValueError(f"stress_fraction must lie in [0, 1], got {stress_fraction!r}")
+        raise InputError(f"stress_fraction must lie in [0, 1], got {stress_fraction!r}")
     preset = str(rng.choice(["easy", "medium", "hard"], p=weights / weights.sum()))
     overrides = {}
     if stress_fraction and rng.random() < stress_fraction:
@@ -252,7 +253,7 @@ def load_label_set(folder) -> list[dict]:
 
     folder = Path(folder)
     if not folder.is_dir():
-        raise FileNotFoundError(f"label set folder not found: {folder}")
+        raise MissingInputError(f"label set folder not found: {folder}")
     pairs = []
     for sub in sorted(p for p in folder.iterdir() if p.is_dir() and not p.suffix == ".zarr"):
         scans = [p for p in sub.iterdir() if p.name.split(".")[0] == "scan"]
@@ -265,7 +266,7 @@ def load_label_set(folder) -> list[dict]:
         if labels:
             pairs.append((name, scan_path, labels[0]))
     if not pairs:
-        raise ValueError(f"no scan/labels pairs found in {folder} (expected <name>/scan.* + "
+        raise InputError(f"no scan/labels pairs found in {folder} (expected <name>/scan.* + "
                          "<name>/labels.* or <name>_scan.* + <name>_labels.*)")
     samples = []
     for name, scan_path, label_path in pairs:
@@ -273,12 +274,12 @@ def load_label_set(folder) -> list[dict]:
         labels = load_labels(label_path)
         image = np.asarray(scan.image)
         if labels.shape != image.shape:
-            raise ValueError(f"{label_path} has shape {labels.shape} but {scan_path} has {image.shape}")
+            raise InputError(f"{label_path} has shape {labels.shape} but {scan_path} has {image.shape}")
         size = scan.particle_size_mm
         if size is None:
             size = mean_particle_diameter_mm(labels, spacing=scan.spacing)
             if size is None:
-                raise ValueError(f"{label_path} holds no particles")
+                raise InputError(f"{label_path} holds no particles")
         samples.append(dict(name=name, image=image, labels=labels, spacing=scan.spacing,
                             particle_size_mm=size))
     return samples

@@ -14,6 +14,7 @@ import html
 import numpy as np
 
 from ps3d_toolkit.core.checks import check_labels, check_table
+from ps3d_toolkit.core.errors import InputError
 from ps3d_toolkit.viz.viewer import _NotebookView
 
 __all__ = ["LinkedExplorer", "fig_scatter", "point_labels", "selection_mask", "selection_to_labels"]
@@ -85,7 +86,7 @@ def point_labels(trace, table=None) -> np.ndarray:
     if table is not None and n_points == len(table):
         check_table(table, ("label",))
         return table["label"].to_numpy().astype(np.int64)
-    raise ValueError("the trace carries no particle labels (customdata) and does not have one point "
+    raise InputError("the trace carries no particle labels (customdata) and does not have one point "
                      "per table row")
 
 
@@ -118,7 +119,7 @@ def selection_to_labels(points, point_ids) -> np.ndarray:
     indices = np.asarray(list(indices) if indices is not None else [], dtype=np.int64).ravel()
     point_ids = np.asarray(point_ids, dtype=np.int64).ravel()
     if indices.size and (indices.min() < 0 or indices.max() >= point_ids.size):
-        raise ValueError(f"selected point indices must be in [0, {point_ids.size}), "
+        raise InputError(f"selected point indices must be in [0, {point_ids.size}), "
                          f"got {indices.min()}..{indices.max()}")
     ids = np.unique(point_ids[indices])
     return ids[ids > 0].astype(np.uint32)
@@ -163,7 +164,7 @@ class LinkedExplorer(_NotebookView):
         if spacing is None:
             spacing = table.attrs.get("spacing_mm")
             if spacing is None:
-                raise ValueError("spacing is required when the table does not record spacing_mm")
+                raise InputError("spacing is required when the table does not record spacing_mm")
         self.table = table
         self.labels = check_labels(labels, "labels")
         self.viewer = SliceViewer(image, self.labels, spacing=spacing, table=table)
@@ -232,7 +233,7 @@ class LinkedExplorer(_NotebookView):
         from ps3d_toolkit.viz.mesh import fig_particles_3d
 
         if not self.selected.size:
-            raise ValueError("no grains are selected")
+            raise InputError("no grains are selected")
         rows = self.table[self.table["label"].isin(self.selected)]
         if "voxel_count" in rows:
             rows = rows.sort_values("voxel_count", ascending=False)

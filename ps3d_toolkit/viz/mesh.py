@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from ps3d_toolkit.core.checks import check_labels, check_spacing
+from ps3d_toolkit.core.errors import InputError
 from ps3d_toolkit.viz.slices import label_colors
 
 __all__ = ["fig_particles_3d", "mesh_trace"]
@@ -46,11 +47,11 @@ def mesh_trace(vertices, faces, *, color=(200, 200, 200), name: str = "", opacit
     vertices = np.asarray(vertices, dtype=np.float64)
     faces = np.asarray(faces, dtype=np.int64)
     if vertices.ndim != 2 or vertices.shape[1] != 3 or faces.ndim != 2 or faces.shape[1] != 3:
-        raise ValueError(f"vertices and faces must be (n, 3) arrays, got {vertices.shape} and {faces.shape}")
+        raise InputError(f"vertices and faces must be (n, 3) arrays, got {vertices.shape} and {faces.shape}")
     if faces.size and (faces.min() < 0 or faces.max() >= len(vertices)):
-        raise ValueError("faces must index vertices")
+        raise InputError("faces must index vertices")
     if not 0 < float(opacity) <= 1:
-        raise ValueError(f"opacity must be in (0, 1], got {opacity!r}")
+        raise InputError(f"opacity must be in (0, 1], got {opacity!r}")
     r, g, b = (int(c) for c in color)
     return go.Mesh3d(x=vertices[:, 2], y=vertices[:, 1], z=vertices[:, 0],
                      i=faces[:, 0], j=faces[:, 1], k=faces[:, 2],
@@ -97,9 +98,9 @@ def fig_particles_3d(labels, label_ids, *, spacing=1.0, opacity: float = 1.0, sm
     spacing = check_spacing(spacing)
     ids = [int(i) for i in np.atleast_1d(np.asarray(label_ids, dtype=np.int64))]
     if not ids:
-        raise ValueError("label_ids must name at least one particle")
+        raise InputError("label_ids must name at least one particle")
     if len(ids) > MAX_PARTICLES:
-        raise ValueError(f"label_ids names {len(ids)} particles; show at most {MAX_PARTICLES} at once")
+        raise InputError(f"label_ids names {len(ids)} particles; show at most {MAX_PARTICLES} at once")
     options = {} if smooth_vox is None else {"smooth_vox": float(smooth_vox)}
     colors = label_colors(ids)
     fig = go.Figure()

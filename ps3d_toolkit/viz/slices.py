@@ -13,6 +13,7 @@ import io
 import numpy as np
 
 from ps3d_toolkit.core.arrays import strided_sample
+from ps3d_toolkit.core.errors import InputError
 
 __all__ = ["HIGHLIGHT_RGB", "default_window", "label_colors", "outlined_slice", "overlay_labels",
            "png_base64", "png_data_uri", "window_image"]
@@ -43,7 +44,7 @@ def default_window(image, percentiles=(0.5, 99.5)) -> tuple:
     """
     low_p, high_p = (float(p) for p in percentiles)
     if not 0 <= low_p < high_p <= 100:
-        raise ValueError(f"percentiles must be two increasing numbers in [0, 100], got {percentiles!r}")
+        raise InputError(f"percentiles must be two increasing numbers in [0, 100], got {percentiles!r}")
     sample = np.asarray(strided_sample(image, _WINDOW_SAMPLE), dtype=np.float64)
     low, high = np.percentile(sample, [low_p, high_p])
     if high <= low:
@@ -69,7 +70,7 @@ def window_image(image, low: float, high: float) -> np.ndarray:
     """
     low, high = float(low), float(high)
     if not high > low:
-        raise ValueError(f"the contrast window needs low < high, got low={low}, high={high}")
+        raise InputError(f"the contrast window needs low < high, got low={low}, high={high}")
     scaled = (np.asarray(image, dtype=np.float64) - low) * (255.0 / (high - low))
     return np.clip(np.round(scaled), 0, 255).astype(np.uint8)
 
@@ -131,10 +132,10 @@ def overlay_labels(grey, labels, *, opacity: float = 0.4, highlight=None, outlin
     grey = np.asarray(grey)
     labels = np.asarray(labels)
     if grey.ndim != 2 or labels.shape != grey.shape:
-        raise ValueError(f"grey and labels must be 2D planes of one shape, got {grey.shape} and {labels.shape}")
+        raise InputError(f"grey and labels must be 2D planes of one shape, got {grey.shape} and {labels.shape}")
     opacity = float(opacity)
     if not 0 <= opacity <= 1:
-        raise ValueError(f"opacity must be in [0, 1], got {opacity!r}")
+        raise InputError(f"opacity must be in [0, 1], got {opacity!r}")
     rgb = np.repeat(grey.astype(np.float64)[..., None], 3, axis=2)
     ids, inverse = np.unique(labels, return_inverse=True)
     colors = label_colors(ids)[inverse.reshape(labels.shape)].astype(np.float64)

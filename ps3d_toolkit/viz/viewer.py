@@ -18,6 +18,7 @@ import numpy as np
 
 from ps3d_toolkit.core.arrays import strided_sample
 from ps3d_toolkit.core.checks import check_labels, check_lazy_volume, check_same_shape, check_spacing, check_table
+from ps3d_toolkit.core.errors import InputError, InputTypeError
 from ps3d_toolkit.viz.slices import default_window, overlay_labels, png_data_uri, window_image
 
 __all__ = ["PLANES", "SliceViewer", "orthogonal_slices", "particle_at", "particle_row", "plane_to_voxel"]
@@ -30,9 +31,9 @@ def _check_position(position, shape) -> tuple:
     try:
         values = tuple(int(v) for v in position)
     except (TypeError, ValueError):
-        raise TypeError(f"position must be 3 integers (z, y, x), got {position!r}") from None
+        raise InputTypeError(f"position must be 3 integers (z, y, x), got {position!r}") from None
     if len(values) != 3 or not all(0 <= v < s for v, s in zip(values, shape)):
-        raise ValueError(f"position must be 3 voxel indices (z, y, x) inside the shape {tuple(shape)}, "
+        raise InputError(f"position must be 3 voxel indices (z, y, x) inside the shape {tuple(shape)}, "
                          f"got {position!r}")
     return values
 
@@ -61,7 +62,7 @@ def orthogonal_slices(volume, position) -> tuple:
     """
     shape = getattr(volume, "shape", None)
     if shape is None or len(shape) != 3:
-        raise ValueError(f"volume must be a 3D (z, y, x) array, got shape {shape}")
+        raise InputError(f"volume must be a 3D (z, y, x) array, got shape {shape}")
     z, y, x = _check_position(position, shape)
     return (np.asarray(volume[z, :, :]), np.asarray(volume[:, y, :]), np.asarray(volume[:, :, x]))
 
@@ -83,7 +84,7 @@ def plane_to_voxel(plane: str, index: int, row: int, col: int) -> tuple:
     tuple of 3 int
     """
     if plane not in PLANES:
-        raise ValueError(f"plane must be one of {PLANES}, got {plane!r}")
+        raise InputError(f"plane must be one of {PLANES}, got {plane!r}")
     index, row, col = int(index), int(row), int(col)
     if plane == "z":
         return (index, row, col)
@@ -96,7 +97,7 @@ def particle_at(labels, position) -> int:
     """The label id at voxel ``position`` (z, y, x); 0 is background."""
     shape = getattr(labels, "shape", None)
     if shape is None or len(shape) != 3:
-        raise ValueError(f"labels must be a 3D (z, y, x) array, got shape {shape}")
+        raise InputError(f"labels must be a 3D (z, y, x) array, got shape {shape}")
     return int(labels[_check_position(position, shape)])
 
 
@@ -244,7 +245,7 @@ class SliceViewer(_NotebookView):
         """Set the overlay opacity in [0, 1]."""
         opacity = float(opacity)
         if not 0 <= opacity <= 1:
-            raise ValueError(f"opacity must be in [0, 1], got {opacity!r}")
+            raise InputError(f"opacity must be in [0, 1], got {opacity!r}")
         self.opacity = opacity
         self._refresh()
 

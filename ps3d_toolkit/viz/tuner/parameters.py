@@ -14,6 +14,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import NamedTuple
 
+from ps3d_toolkit.core.errors import InputError
+
 __all__ = ["PARAMETERS", "Parameter", "auto_values", "available_methods", "check_value", "defaults", "parameters"]
 
 
@@ -77,7 +79,7 @@ def parameters(method: str) -> dict:
     from ps3d_toolkit.segmentation import method_function
 
     if method not in _CONTROLS:
-        raise ValueError(f"method must be one of {tuple(_CONTROLS)}, got {method!r}")
+        raise InputError(f"method must be one of {tuple(_CONTROLS)}, got {method!r}")
     signature = inspect.signature(method_function(method)).parameters
     own = _TUNER_DEFAULTS.get(method, {})
     table = {}
@@ -127,17 +129,17 @@ def check_value(name: str, value, method: str):
         return check_positive(value, "particle_size_mm")
     spec = parameters(method).get(name)
     if spec is None:
-        raise ValueError(f"{name!r} is not a parameter of method {method!r}; "
+        raise InputError(f"{name!r} is not a parameter of method {method!r}; "
                          f"parameters: particle_size_mm, {', '.join(parameters(method))}")
     if spec.kind == "choice":
         if value not in spec.low:
-            raise ValueError(f"{name} must be one of {spec.low}, got {value!r}")
+            raise InputError(f"{name} must be one of {spec.low}, got {value!r}")
         return value
     if spec.kind == "bool":
         return bool(value)
     number = int(value) if spec.kind == "int" else float(value)
     if not spec.low <= number <= spec.high:
-        raise ValueError(f"{name} must be in [{spec.low}, {spec.high}], got {value!r}")
+        raise InputError(f"{name} must be in [{spec.low}, {spec.high}], got {value!r}")
     return number
 
 

@@ -7,6 +7,7 @@ import time
 import numpy as np
 
 from ps3d_toolkit.core.checks import check_positive
+from ps3d_toolkit.core.errors import InputError
 
 __all__ = ["preview_region", "run_preview", "settings_code"]
 
@@ -37,10 +38,10 @@ def preview_region(shape, particle_size_vox: float, *, max_voxels: int = 1_500_0
     """
     shape = tuple(int(s) for s in shape)
     if len(shape) != 3 or min(shape) < 1:
-        raise ValueError(f"shape must be 3 positive ints (z, y, x), got {shape!r}")
+        raise InputError(f"shape must be 3 positive ints (z, y, x), got {shape!r}")
     particle_size_vox = check_positive(particle_size_vox, "particle_size_vox")
     if int(max_voxels) < 1:
-        raise ValueError(f"max_voxels must be a positive integer, got {max_voxels!r}")
+        raise InputError(f"max_voxels must be a positive integer, got {max_voxels!r}")
     depth = min(shape[0], max(24, int(np.ceil(_SLAB_DIAMETERS * particle_size_vox))))
     side_y, side_x = shape[1], shape[2]
     area = max_voxels / depth

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from ps3d_toolkit.core.checks import check_labels, check_positive, check_same_shape, check_spacing, check_volume
+from ps3d_toolkit.core.errors import InputError
 from ps3d_toolkit.viz.slices import default_window, overlay_labels, png_data_uri, window_image
 from ps3d_toolkit.viz.tuner.parameters import auto_values, available_methods, check_value, defaults, parameters
 from ps3d_toolkit.viz.tuner.runner import preview_region, run_preview, settings_code
@@ -77,13 +78,13 @@ class SegmentationTuner(_NotebookView):
             self.methods = ("model", *self.methods)
         method = method or default_method()
         if method not in self.methods:
-            raise ValueError(f"method must be one of {self.methods}, got {method!r}")
+            raise InputError(f"method must be one of {self.methods}, got {method!r}")
         if region is None:
             region = preview_region(image.shape, particle_size_mm / self.spacing[0])
         self.region = tuple(region)
         self.crop = np.ascontiguousarray(image[self.region])
         if self.crop.ndim != 3 or self.crop.size == 0:
-            raise ValueError(f"region must select a non-empty 3D sub-volume, got {region!r}")
+            raise InputError(f"region must select a non-empty 3D sub-volume, got {region!r}")
         self.truth = None if truth is None else np.ascontiguousarray(truth[self.region])
         self.weights = weights
         self.initial_size_mm = float(particle_size_mm)
@@ -127,7 +128,7 @@ class SegmentationTuner(_NotebookView):
         """
         method = changes.pop("method", self.params["method"])
         if method not in self.methods:
-            raise ValueError(f"method must be one of {self.methods}, got {method!r}")
+            raise InputError(f"method must be one of {self.methods}, got {method!r}")
         params = dict(self.params) if method == self.params["method"] else \
             defaults(method, self.params["particle_size_mm"])
         for name, value in changes.items():
@@ -165,7 +166,7 @@ class SegmentationTuner(_NotebookView):
         """Show another slice of the preview (no new segmentation)."""
         index = int(index)
         if not 0 <= index < self.crop.shape[0]:
-            raise ValueError(f"preview index must be in [0, {self.crop.shape[0]}), got {index}")
+            raise InputError(f"preview index must be in [0, {self.crop.shape[0]}), got {index}")
         self.preview_index = index
         self._refresh()
 
