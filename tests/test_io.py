@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import logging
+import os
+import shutil
+import signal
 import warnings
 
 import nibabel as nib
@@ -13,9 +18,11 @@ import tifffile
 import zarr
 
 from ps3d_toolkit import io
+from ps3d_toolkit.core import errors as io_errors
 from ps3d_toolkit.io import (
     SUPPORTED_FORMATS,
     Scan,
+    check_output_path,
     convert,
     load_labels,
     load_scan,
@@ -169,7 +176,9 @@ def test_zarr_root_array_is_lazy_and_reads_attrs(tmp_path, zarr_format):
     array.attrs.update(spacing=list(SPACING), particle_size_mm=0.4)
     scan = load_scan(path)
     assert not isinstance(scan.image, np.ndarray)
-    assert isinstance(scan.image, zarr.Array)
+    assert isinstance(scan.image, io.CheckedZarrArray)
+    assert isinstance(scan.image.zarr_array, zarr.Array)
+    assert scan.image.attrs["particle_size_mm"] == 0.4  # other attributes are the zarr array's
     assert scan.shape == SHAPE
     np.testing.assert_array_equal(scan.image[:], _grey())
     assert scan.spacing == SPACING
@@ -186,7 +195,7 @@ def test_zarr_group_picks_the_image_array(tmp_path, zarr_format, array_name):
     if array_name != "volume":
         group.create_array("other", shape=(2, 2, 2), dtype="uint8")
     scan = load_scan(path)
-    assert isinstance(scan.image, zarr.Array)
+    assert isinstance(scan.image.zarr_array, zarr.Array)
     np.testing.assert_array_equal(np.asarray(scan.image), _grey(np.float32))
     assert scan.spacing == SPACING
 
@@ -493,3 +502,273 @@ def test_table_errors_name_the_problem(tmp_path):
     save_table(table.drop(columns="volume_mm3"), tmp_path / "other.csv")
     with pytest.raises(ValueError, match="not a particle table"):
         read_table(tmp_path / "other.csv")
+
+
+# --------------------------------------------------------------------------- readers that never truncate
+
+
+def test_tiff_folder_of_mixed_types_is_promoted_with_a_warning(tmp_path):
+    tifffile.imwrite(tmp_path / "s1.tif", np.full((7, 9), 200, np.uint8))
+    for z in (2, 3):
+        tifffile.imwrite(tmp_path / f"s{z}.tif", np.full((7, 9), 1000 * z, np.uint16))
+    with pytest.warns(UserWarning, match=r"uint8: 1 slice\(s\), first s1\.tif.*uint16: 2 slice\(s\), first s2\.tif"
+                                         r".*read them all as uint16"):
+        scan = load_scan(tmp_path, spacing=1)
+    assert scan.dtype == np.uint16
+    assert scan.image[:, 0, 0].tolist() == [200, 2000, 3000]  # nothing cut at 255
+
+
+@pytest.mark.parametrize("first, second", [(np.int64, np.float32), (np.float32, np.complex64)])
+def test_tiff_folder_without_an_exact_common_type_is_refused(tmp_path, first, second):
+    tifffile.imwrite(tmp_path / "s1.tif", np.ones((7, 9), first))
+    tifffile.imwrite(tmp_path / "s2.tif", np.ones((7, 9), second))
+    tifffile.imwrite(tmp_path / "s3.tif", np.ones((7, 9), first))
+    with pytest.raises(io_errors.InputError, match=r"slice .*s2\.tif is .* convert the slices to one type"):
+        load_scan(tmp_path, spacing=1)
+
+
+def _zarr_with_chunks(path, zarr_format, **kwargs):
+    """A 10^3 store in chunks of 4 (27 chunks), values 1..1000, so that a fill value of 0 stands out."""
+    array = zarr.create_array(store=str(path), shape=(10, 10, 10), chunks=(4, 4, 4), dtype="uint16",
+                              zarr_format=zarr_format, attributes={"spacing": [0.1, 0.1, 0.1]}, **kwargs)
+    array[:] = np.arange(1, 1001, dtype=np.uint16).reshape(10, 10, 10)
+    return path, ("0.1.2" if zarr_format == 2 else "c/0/1/2")
+
+
+@pytest.mark.parametrize("zarr_format", [2, 3])
+def test_zarr_with_a_missing_chunk_is_refused_naming_it(tmp_path, zarr_format):
+    store, key = _zarr_with_chunks(tmp_path / "gap.zarr", zarr_format)
+    (store / key).unlink()
+    with pytest.raises(io_errors.CorruptDataError, match=r"gap\.zarr is missing 1 of 27 chunks "
+                                                         r"\(chunk indices \(0, 1, 2\)\).*missing_chunks=\"fill\""):
+        load_scan(store)
+    with pytest.raises(io_errors.CorruptDataError, match="missing 1 of 27"):
+        load_labels(store)
+
+
+@pytest.mark.parametrize("zarr_format", [2, 3])
+def test_zarr_missing_chunks_read_as_fill_value_when_asked(tmp_path, zarr_format):
+    store, key = _zarr_with_chunks(tmp_path / "gap.zarr", zarr_format)
+    (store / key).unlink()
+    with pytest.warns(UserWarning, match=r"1 of 27 chunks of .*gap\.zarr are not stored \(\(0, 1, 2\)\).*fill value 0"):
+        scan = load_scan(store, missing_chunks="fill")
+    image = np.asarray(scan.image)
+    assert (image[0:4, 4:8, 8:10] == 0).all()
+    assert (image > 0).sum() == 1000 - 4 * 4 * 2
+    with pytest.raises(io_errors.InputError, match="missing_chunks must be one of"):
+        load_scan(store, missing_chunks="zeros")
+
+
+def test_zarr_missing_shard_is_found(tmp_path):
+    store, _ = _zarr_with_chunks(tmp_path / "sharded.zarr", 3, shards=(8, 8, 8))
+    (store / "c/0/1/1").unlink()  # the shard of chunks (0..1, 2..3, 2)
+    with pytest.raises(io_errors.CorruptDataError, match=r"missing 1 of 8 chunks \(chunk indices \(0, 1, 1\)\)"):
+        load_scan(store)
+
+
+def test_zarr_written_by_the_toolkit_stores_empty_chunks_and_its_mark(tmp_path):
+    path = save_scan(np.zeros((70, 3, 80), np.uint8), tmp_path / "empty.zarr", spacing=1)
+    array = zarr.open_array(str(path), mode="r")
+    assert array.attrs["written_by"].startswith("ps3d_toolkit ")
+    assert array.nchunks_initialized == array.nchunks == 4
+    assert np.asarray(load_scan(path).image).sum() == 0  # and so no chunk is "missing"
+
+
+@pytest.mark.parametrize("zarr_format, sharded", [(2, False), (3, False), (3, True)])
+def test_corrupt_zarr_chunk_is_named_when_read(tmp_path, zarr_format, sharded):
+    store, key = _zarr_with_chunks(tmp_path / "bad.zarr", zarr_format,
+                                   **({"shards": (4, 8, 12)} if sharded else {}))
+    if sharded:
+        key = "c/0/0/0"
+    data = (store / key).read_bytes()
+    (store / key).write_bytes(data[: len(data) // 2])  # a truncated chunk file
+    scan = load_scan(store)  # lazy: nothing decoded yet
+    chunk = r"\(0, 1, 2\)" if not sharded else r"\(0, \d, \d\)"
+    pattern = rf"cannot read chunk {chunk} \(key '{key}'\) of .*bad\.zarr: .*restore it"
+    with pytest.raises(io_errors.CorruptDataError, match=pattern):
+        np.asarray(scan.image)
+    with pytest.raises(io_errors.CorruptDataError, match=pattern):
+        scan.image[2, 4:8]
+    np.testing.assert_array_equal(scan.image[8:, 8:, 0:4], np.arange(1, 1001).reshape(10, 10, 10)[8:, 8:, 0:4])
+    with pytest.raises(IndexError):
+        scan.image[20]  # a bad index stays an IndexError
+
+
+def test_corrupt_chunk_named_through_dropped_singleton_axes(tmp_path):
+    group = zarr.open_group(str(tmp_path / "ome.zarr"), mode="w")
+    array = group.create_array("0", shape=(1, 10, 10, 10), chunks=(1, 4, 4, 4), dtype="uint16")
+    array[:] = 1
+    (tmp_path / "ome.zarr" / "0" / "c" / "0" / "2" / "0" / "0").write_bytes(b"junk")
+    scan = load_scan(tmp_path / "ome.zarr", spacing=1)
+    assert scan.shape == (10, 10, 10)
+    with pytest.raises(io_errors.CorruptDataError, match=r"chunk \(0, 2, 0, 0\) \(key 'c/0/2/0/0'\) of .*ome\.zarr/0"):
+        np.asarray(scan.image)
+    assert int(scan.image[:8].sum()) == 8 * 100  # the rest still reads
+
+
+@pytest.mark.parametrize("compression", [None, "zlib"])
+def test_truncated_tiff_is_corrupt_data_and_tifffile_stays_quiet(tmp_path, capfd, caplog, compression):
+    path = tmp_path / "cut.tif"
+    tifffile.imwrite(path, np.arange(20 * 64 * 64, dtype=np.uint16).reshape(20, 64, 64), compression=compression)
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    handlers = list(logging.getLogger("tifffile").handlers)
+    with pytest.raises(io_errors.CorruptDataError,
+                       match=r"cannot read .*cut\.tif: the file is truncated or damaged \(.+\)"):
+        load_scan(path, spacing=1)
+    assert capfd.readouterr().err == ""
+    assert not [r for r in caplog.records if r.name == "tifffile"]
+    assert logging.getLogger("tifffile").handlers == handlers and logging.getLogger("tifffile").propagate
+
+
+# --------------------------------------------------------------------------- writers that never lose data
+
+
+def test_npy_writer_does_not_memory_map(tmp_path, monkeypatch):
+    def no_memmap(*args, **kwargs):
+        raise AssertionError("the .npy writer must not memory-map its output")
+
+    monkeypatch.setattr(np.lib.format, "open_memmap", no_memmap)
+    image = (np.arange(130 * 3 * 4).reshape(130, 3, 4) % 251).astype(np.uint8)
+    lazy = zarr.open_array(str(save_scan(image, tmp_path / "src.zarr", spacing=SPACING)), mode="r")
+    for source, name in ((image, "a.npy"), (lazy, "b.npy"), (_grey(np.float32).astype(">f4"), "c.npy")):
+        back = np.load(save_scan(source, tmp_path / name, spacing=SPACING))
+        np.testing.assert_array_equal(back, np.asarray(source))
+    assert np.load(tmp_path / "c.npy").dtype == np.dtype(">f4")
+
+
+def _too_little_space(monkeypatch, free=1000):
+    real = shutil.disk_usage
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: real(path)._replace(free=free))
+
+
+@pytest.mark.parametrize("name", ["labels.npy", "labels.nii"])
+def test_uncompressed_output_without_room_is_refused_before_writing(tmp_path, monkeypatch, name):
+    _too_little_space(monkeypatch)
+    with pytest.raises(io_errors.OutputError, match=rf"not enough space to write .*{name}: it needs "
+                                                    r"2,\d{3} bytes \(2\.\d KiB\) but .* has 1,000 bytes free"):
+        save_labels(np.zeros((5, 10, 10), np.uint32), tmp_path / name)
+    assert list(tmp_path.iterdir()) == []
+    save_labels(np.zeros((5, 10, 10), np.uint32), tmp_path / "labels.tif")  # compressed: no bound, written
+
+
+def test_full_disk_while_writing_npy_is_an_output_error_and_leaves_no_temp(tmp_path, monkeypatch):
+    old = save_scan(_grey(), tmp_path / "scan.npy")
+
+    class FullDisk:
+        def __init__(self, path, mode):
+            self.handle = open(path, mode)  # noqa: SIM115
+
+        def write(self, data):
+            if self.handle.tell() > 0:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return self.handle.write(data)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.handle.close()
+
+    monkeypatch.setattr(io.writers, "open", FullDisk, raising=False)
+    with pytest.raises(io_errors.OutputError, match=r"cannot write .*scan\.npy: No space left on device \(.* free\); "
+                                                    "free some space"):
+        save_scan(_grey() * 2, old)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["scan.npy"]
+    np.testing.assert_array_equal(np.load(old), _grey())
+
+
+def test_writing_onto_a_directory_the_toolkit_did_not_write_is_refused(tmp_path):
+    results = tmp_path / "results.tif"
+    results.mkdir()
+    (results / "notes.txt").write_text("mine")
+    foreign = tmp_path / "foreign.zarr"
+    zarr.create_array(store=str(foreign), shape=(2, 2, 2), dtype="uint8")[:] = 1
+    for target in (results, foreign):
+        with pytest.raises(io_errors.OutputError, match=rf"{target.name} is an existing directory that "
+                                                        "ps3d_toolkit did not write; choose another output"):
+            save_labels(np.ones((2, 2, 2), np.uint32), target)
+    assert (results / "notes.txt").read_text() == "mine"
+    assert np.asarray(zarr.open_array(str(foreign), mode="r")).sum() == 8
+    ours = save_labels(np.ones((2, 2, 2), np.uint32), tmp_path / "ours.zarr")
+    save_labels(np.full((2, 2, 2), 3, np.uint32), ours)  # a store the toolkit wrote is replaced
+    assert load_labels(ours).sum() == 24
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["foreign.zarr", "ours.zarr", "results.tif"]
+
+
+def test_atomic_path_restores_the_sigterm_handler(tmp_path):
+    from ps3d_toolkit.core.atomic import atomic_path
+
+    before = signal.getsignal(signal.SIGTERM)
+    with atomic_path(tmp_path / "a.txt") as tmp:
+        assert signal.getsignal(signal.SIGTERM) is not before
+        tmp.write_text("x")
+    assert signal.getsignal(signal.SIGTERM) is before
+    assert (tmp_path / "a.txt").read_text() == "x"
+
+
+# --------------------------------------------------------------------------- check_output_path
+
+
+def test_output_that_is_an_input_is_refused(tmp_path):
+    scan_tif = save_scan(_grey(), tmp_path / "scan.tif", spacing=SPACING)
+    store = save_scan(_grey(), tmp_path / "scan.zarr", spacing=SPACING)
+    cases = [(scan_tif, scan_tif, "is the input"), (tmp_path / "." / "scan.tif", scan_tif, "is the input"),
+             (store, store, "is the input"), (store / "labels.tif", store, "lies inside the input"),
+             (tmp_path, store, "contains the input")]
+    for output, source, what in cases:
+        with pytest.raises(io_errors.OutputError, match=f"{what} .*; choose another output"):
+            check_output_path(output, inputs=[None, source], overwrite=True)
+    link = tmp_path / "link.tif"
+    link.symlink_to(scan_tif)
+    with pytest.raises(io_errors.OutputError, match="is the input"):
+        check_output_path(link, inputs=[scan_tif], overwrite=True)
+    os.link(scan_tif, tmp_path / "hard.tif")
+    with pytest.raises(io_errors.OutputError, match="is the input"):
+        check_output_path(tmp_path / "hard.tif", inputs=[scan_tif], overwrite=True)
+
+
+def test_existing_output_needs_overwrite_and_foreign_directories_never_pass(tmp_path):
+    existing = save_labels(np.ones((2, 2, 2), np.uint32), tmp_path / "labels.tif")
+    with pytest.raises(io_errors.OutputError, match=r"labels\.tif exists; pass --overwrite \(overwrite=True\)"):
+        check_output_path(existing)
+    assert check_output_path(existing, overwrite=True) == existing
+    ours = save_labels(np.ones((2, 2, 2), np.uint32), tmp_path / "labels.zarr")
+    assert check_output_path(ours, overwrite=True) == ours
+    (tmp_path / "folder.tif").mkdir()
+    (tmp_path / "plain.zarr").mkdir()
+    for directory in ("folder.tif", "plain.zarr"):
+        with pytest.raises(io_errors.OutputError, match="did not write; choose another output or remove it yourself"):
+            check_output_path(tmp_path / directory, overwrite=True)
+
+
+def test_output_in_a_new_folder_is_probed_and_leaves_nothing(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    target = check_output_path("~/new/deeper/labels.tif")
+    assert target == tmp_path / "new" / "deeper" / "labels.tif"
+    assert list(tmp_path.iterdir()) == []
+    (tmp_path / "file").write_text("not a folder")
+    with pytest.raises(io_errors.OutputError, match=r"cannot write to the folder .*file/sub"):
+        check_output_path(tmp_path / "file" / "sub" / "labels.tif")
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0,
+                    reason="root ignores file permissions (the tmpfs test below covers a read-only folder)")
+def test_read_only_folder_is_refused(tmp_path):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o555)
+    try:
+        for target in (locked / "labels.tif", locked / "new" / "labels.tif"):
+            with pytest.raises(io_errors.OutputError, match="cannot write to the folder"):
+                check_output_path(target)
+    finally:
+        locked.chmod(0o755)
+    assert list(locked.iterdir()) == []
+
+
+def test_output_larger_than_the_free_space_is_refused(tmp_path, monkeypatch):
+    _too_little_space(monkeypatch, free=10**6)
+    with pytest.raises(io_errors.OutputError, match=r"needs 8,000,000 bytes \(7\.6 MiB\) but .* has "
+                                                    r"1,000,000 bytes \(976\.6 KiB\) free"):
+        check_output_path(tmp_path / "labels.npy", expected_bytes=8_000_000)
+    assert check_output_path(tmp_path / "labels.npy", expected_bytes=999_999) == tmp_path / "labels.npy"

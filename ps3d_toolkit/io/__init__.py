@@ -12,9 +12,12 @@ scan
 metadata
     Length units and the sidecar JSON (:func:`read_metadata`, :func:`write_metadata`).
 readers
-    :func:`load_scan`, :func:`load_labels`.
+    :func:`load_scan`, :func:`load_labels`; lazy zarr input comes as a
+    :class:`CheckedZarrArray`, which names a chunk that cannot be decoded.
 writers
     :func:`save_scan`, :func:`save_labels`, :func:`convert`.
+outputs
+    :func:`check_output_path`: an output checked before any heavy work.
 tables
     :func:`save_table`, :func:`read_table`.
 """
@@ -22,7 +25,9 @@ tables
 from __future__ import annotations
 
 from ps3d_toolkit.io._formats import SUPPORTED_FORMATS
+from ps3d_toolkit.io._zarr import CheckedZarrArray
 from ps3d_toolkit.io.metadata import read_metadata, write_metadata
+from ps3d_toolkit.io.outputs import check_output_path
 from ps3d_toolkit.io.readers import load_labels, load_scan
 from ps3d_toolkit.io.scan import Scan
 from ps3d_toolkit.io.tables import TABLE_FORMATS, read_table, save_table
@@ -30,8 +35,10 @@ from ps3d_toolkit.io.writers import convert, save_labels, save_scan
 
 __all__ = [
     "SUPPORTED_FORMATS",
-    "Scan",
     "TABLE_FORMATS",
+    "CheckedZarrArray",
+    "Scan",
+    "check_output_path",
     "convert",
     "load_labels",
     "load_scan",

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from ps3d_toolkit.core.checks import check_labels
+from ps3d_toolkit.core.errors import InputError, InputTypeError, MissingInputError
 
 #: File extensions understood by the readers and writers. A folder of TIFF
 #: slices (``.tif``/``.tiff`` files) can also be read.
@@ -25,10 +26,10 @@ _WRITE_FORMATS = {".tif": "tiff", ".tiff": "tiff", ".zarr": "zarr", ".npy": "npy
 def existing(path) -> Path:
     """``path`` as a Path that exists, or FileNotFoundError/TypeError naming it."""
     if path is None:
-        raise TypeError("path must be a file or folder path, got None")
+        raise InputTypeError("path must be a file or folder path, got None")
     path = Path(path).expanduser()
     if not path.exists():
-        raise FileNotFoundError(f"scan not found: {path}")
+        raise MissingInputError(f"scan not found: {path}")
     return path
 
 
@@ -59,16 +60,16 @@ def read_format(path: Path) -> str:
         return "npy"
     if ext == ".zarr":
         return "zarr"  # e.g. a zipped store
-    raise ValueError(f"unknown scan format for {path}: supported are {FORMATS_TEXT}")
+    raise InputError(f"unknown scan format for {path}: supported are {FORMATS_TEXT}")
 
 
 def write_format(path) -> str:
     """Writer key of a target path, checked before anything is written."""
     if path is None:
-        raise TypeError("path must be a file path, got None")
+        raise InputTypeError("path must be a file path, got None")
     ext = suffix(Path(path))
     if ext not in _WRITE_FORMATS:
-        raise ValueError(
+        raise InputError(
             f"unknown output format for {path}: supported extensions are {', '.join(SUPPORTED_FORMATS)}"
         )
     return _WRITE_FORMATS[ext]
@@ -80,5 +81,5 @@ def as_uint32_labels(labels, name: str) -> np.ndarray:
     if labels.dtype == np.uint32:
         return labels
     if labels.size and labels.max() > _UINT32_MAX:
-        raise ValueError(f"{name} must fit in uint32 (at most {_UINT32_MAX}), got maximum {labels.max()}")
+        raise InputError(f"{name} must fit in uint32 (at most {_UINT32_MAX}), got maximum {labels.max()}")
     return labels.astype(np.uint32)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from ps3d_toolkit.core.atomic import atomic_path
 from ps3d_toolkit.core.checks import check_positive, check_spacing
+from ps3d_toolkit.core.errors import InputError
 from ps3d_toolkit.io._formats import read_format, stem, suffix
 
 # Length units found in ImageJ TIFFs, OME-NGFF axes and NIfTI headers, in mm.
@@ -114,9 +115,9 @@ def _parse_sidecar(path: Path) -> dict:
     try:
         content = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ValueError(f"cannot read metadata {path}: {error}") from error
+        raise InputError(f"cannot read metadata {path}: {error}") from error
     if not isinstance(content, dict):
-        raise ValueError(f"metadata {path} must hold a JSON object, got {type(content).__name__}")
+        raise InputError(f"metadata {path} must hold a JSON object, got {type(content).__name__}")
     if content.get("spacing") is not None:
         content["spacing"] = check_spacing(content["spacing"], f"'spacing' in {path}")
     if content.get("particle_size_mm") is not None:

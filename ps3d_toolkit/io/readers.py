@@ -6,53 +6,89 @@ multi-page TIFF, zarr (v2 and v3, read lazily), NIfTI and ``.npy``.
 Spacing is taken, in this order, from the ``spacing`` argument, from the file
 itself (NIfTI header, zarr attributes or OME-NGFF scale, TIFF metadata), or from
 a sidecar JSON (``<stem>.json`` or ``metadata.json``) beside the scan.
+
+No reader truncates silently: TIFF slices of different types are promoted to a
+common type (or refused when none holds them exactly), a zarr store with chunks
+that are not stored is refused unless ``missing_chunks="fill"``, and a truncated
+file or an undecodable chunk raises :class:`~ps3d_toolkit.core.errors.CorruptDataError`.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import re
 import warnings
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
 from ps3d_toolkit.core.checks import check_spacing
-from ps3d_toolkit.io._formats import FORMATS_TEXT, TIFF_SUFFIXES, as_uint32_labels, existing, read_format, stem
+from ps3d_toolkit.core.errors import CorruptDataError, InputError
+from ps3d_toolkit.io._formats import (
+    FORMATS_TEXT,
+    TIFF_SUFFIXES,
+    as_uint32_labels,
+    existing,
+    read_format,
+    stem,
+)
+from ps3d_toolkit.io._zarr import (
+    CheckedZarrArray,
+    check_missing_chunks,
+    check_missing_chunks_choice,
+)
 from ps3d_toolkit.io.metadata import read_metadata, spacing_in_mm
 from ps3d_toolkit.io.scan import Scan
 
+logger = logging.getLogger(__name__)
 
-def load_scan(path, spacing=None) -> Scan:
+MissingChunks = Literal["error", "fill"]
+
+
+def load_scan(path, spacing=None, *, missing_chunks: MissingChunks = "error") -> Scan:
     """Read a 3D scan and its voxel spacing.
 
     Parameters
     ----------
     path : str or Path
         A ``.tif``/``.tiff`` (3D or multi-page), a folder of TIFF slices (sorted
-        naturally: ``slice2`` before ``slice10``), a ``.zarr`` store (v2 or v3;
+        naturally: ``slice2`` before ``slice10``; slices of different types are
+        promoted to a common type, with a warning), a ``.zarr`` store (v2 or v3;
         a root array, or a group holding one array or an array named ``image``
         or ``0``), a ``.nii``/``.nii.gz`` or a ``.npy`` file.
     spacing : float or sequence of 3 float, optional
         Voxel size in mm, (z, y, x). Overrides any spacing stored with the scan
         (with a warning when they differ).
+    missing_chunks : {"error", "fill"}
+        What to do when a zarr store lacks chunks that its shape implies:
+        ``"error"`` refuses the store; ``"fill"`` reads them as the array's
+        fill value, with a warning saying how many.
 
     Returns
     -------
     Scan
-        ``image`` is a numpy array, except for zarr input where it is the lazy
-        zarr array (or a dask array when singleton axes had to be dropped).
+        ``image`` is a numpy array, except for zarr input where it is a lazy
+        :class:`~ps3d_toolkit.io._zarr.CheckedZarrArray` (or a dask array over
+        one when singleton axes had to be dropped) that names the chunk when
+        one cannot be decoded.
 
     Raises
     ------
-    FileNotFoundError
-        If ``path`` does not exist.
-    ValueError
-        If the format is unknown, the file cannot be read, the data is not 3D,
-        or no spacing is given nor stored.
+    MissingInputError
+        If ``path`` does not exist (a ``FileNotFoundError``).
+    CorruptDataError
+        If the file is truncated or damaged, a zarr store lacks chunks (with
+        ``missing_chunks="error"``), or, when the lazy zarr image is read
+        later, a chunk cannot be decoded.
+    InputError
+        If the format is unknown, the data is not 3D, TIFF slices have no
+        common type that holds them exactly, or no spacing is given nor stored
+        (a ``ValueError``).
     """
     path = existing(path)
-    fmt = read_format(path)
-    image, stored = _READERS[fmt](path)
+    image, stored = _read(path, check_missing_chunks_choice(missing_chunks))
     sidecar = read_metadata(path)
 
     stored_spacing = stored.get("spacing")
@@ -70,19 +106,22 @@ def load_scan(path, spacing=None) -> Scan:
     elif stored_spacing is not None:
         spacing = stored_spacing
     else:
-        raise ValueError(f"spacing is not stored in {path}; pass spacing=... in mm")
+        raise InputError(f"spacing is not stored in {path}; pass spacing=... in mm")
 
     size = stored.get("particle_size_mm", sidecar.get("particle_size_mm"))
     return Scan(image=image, spacing=spacing, name=stem(path), particle_size_mm=size, path=path)
 
 
-def load_labels(path) -> np.ndarray:
+def load_labels(path, *, missing_chunks: MissingChunks = "error") -> np.ndarray:
     """Read a label image (any format :func:`load_scan` reads) as uint32 in memory.
 
     Parameters
     ----------
     path : str or Path
         Label image file or store.
+    missing_chunks : {"error", "fill"}
+        As :func:`load_scan`: refuse a zarr store with chunks that are not
+        stored, or read them as the fill value (with a warning).
 
     Returns
     -------
@@ -91,20 +130,29 @@ def load_labels(path) -> np.ndarray:
 
     Raises
     ------
-    FileNotFoundError, ValueError, TypeError
-        As :func:`load_scan`; ``TypeError`` when the data is not integer labels.
+    MissingInputError, CorruptDataError, InputError
+        As :func:`load_scan`.
+    InputTypeError
+        When the data is not integer labels (a ``TypeError``).
     """
     path = existing(path)
-    image, _ = _READERS[read_format(path)](path)
+    image, _ = _read(path, check_missing_chunks_choice(missing_chunks))
     return as_uint32_labels(image, f"labels in {path}")
+
+
+def _read(path: Path, missing_chunks: str):
+    fmt = read_format(path)
+    if fmt == "zarr":
+        return _read_zarr(path, missing_chunks)
+    return _READERS[fmt](path)
 
 
 # Each reader returns (image, stored) where stored may hold "spacing" (mm) and
 # "particle_size_mm" found inside the file.
 
 
-def _unreadable(path: Path, error: Exception) -> ValueError:
-    return ValueError(f"cannot read {path}: {type(error).__name__}: {error}")
+def _unreadable(path: Path, error: Exception) -> CorruptDataError:
+    return CorruptDataError(f"cannot read {path}: {type(error).__name__}: {error}")
 
 
 def _to_3d(image, path: Path, trailing_first: bool = False):
@@ -119,7 +167,7 @@ def _to_3d(image, path: Path, trailing_first: bool = False):
         keep.remove(drop)
     if len(keep) != 3:
         what = "a single 2D image" if len(shape) == 2 else f"{len(shape)}D data"
-        raise ValueError(f"{path} holds {what} of shape {shape}; a scan must be 3D (z, y, x)")
+        raise InputError(f"{path} holds {what} of shape {shape}; a scan must be 3D (z, y, x)")
     if len(keep) == len(shape):
         return image
     index = tuple(slice(None) if axis in keep else 0 for axis in range(len(shape)))
@@ -193,26 +241,76 @@ def _tiff_stored(tif, path: Path) -> dict:
 
 
 def _read_tiff(path: Path):
+    def read(tif):
+        series = tif.series
+        if not series:
+            raise CorruptDataError(f"cannot read {path}: it holds no image data")
+        if len(series) > 1 and all(s.ndim == 2 and s.shape == series[0].shape for s in series):
+            # pages written one by one, each with its own description
+            return np.stack([s.asarray() for s in series]), "Z" + series[0].axes, _tiff_stored(tif, path)
+        return series[0].asarray(), series[0].axes, _tiff_stored(tif, path)
+
+    image, axes, stored = _read_tiff_checked(path, read)
+    if axes.endswith("S") and image.shape[-1] in (3, 4):
+        raise InputError(f"{path} is a colour (RGB) image of shape {image.shape}; a scan must be grey values")
+    return _to_3d(image, path), stored
+
+
+# tifffile logs (rather than raises) when pages are missing or the file is cut
+# short, and then returns what it could read: such a message means damage.
+_TIFF_DAMAGE = re.compile(r"corrupt|truncat|zeroed|missing|invalid (page )?offset|failed to (read|reshape)"
+                          r"|does not match", re.IGNORECASE)
+
+
+def _read_tiff_checked(path: Path, read):
+    """``read(tiff_file)`` with tifffile's log kept off the terminal; damage becomes CorruptDataError."""
     import tifffile
 
+    with _tifffile_log_collected() as records:
+        try:
+            with tifffile.TiffFile(path) as tif:
+                result = read(tif)
+        except (InputError, MemoryError):
+            raise
+        except Exception as error:  # noqa: BLE001 - any failure of the parser means a damaged file
+            raise _tiff_damaged(path, str(error)) from error
+    for record in records:
+        if record.levelno >= logging.ERROR or _TIFF_DAMAGE.search(record.getMessage()):
+            raise _tiff_damaged(path, record.getMessage())
+        logger.debug("tifffile on %s: %s", path, record.getMessage())
+    return result
+
+
+def _tiff_damaged(path: Path, message: str) -> CorruptDataError:
+    # drop tifffile's "<tifffile.TiffPages @8> " prefix: the path is named already
+    essence = re.sub(r"^(<[^>]*>\s*)+", "", message.strip()).splitlines()[0] if message.strip() else "no detail"
+    if "not a tiff file" in essence.lower():
+        return CorruptDataError(f"cannot read {path}: {essence}")
+    return CorruptDataError(f"cannot read {path}: the file is truncated or damaged ({essence})")
+
+
+class _RecordList(logging.Handler):
+    def __init__(self):
+        super().__init__(logging.DEBUG)
+        self.records = []
+
+    def emit(self, record):
+        self.records.append(record)
+
+
+@contextlib.contextmanager
+def _tifffile_log_collected():
+    """Collect tifffile's log records instead of letting them reach stderr; restore the logger after."""
+    log = logging.getLogger("tifffile")
+    saved = log.handlers[:], log.propagate, log.level
+    collector = _RecordList()
+    log.handlers, log.propagate = [collector], False
+    log.setLevel(logging.WARNING)
     try:
-        with tifffile.TiffFile(path) as tif:
-            series = tif.series
-            if not series:
-                raise ValueError("no image data")
-            if len(series) > 1 and all(s.ndim == 2 and s.shape == series[0].shape for s in series):
-                # pages written one by one, each with its own description
-                image = np.stack([s.asarray() for s in series])
-                axes = "Z" + series[0].axes
-            else:
-                image = series[0].asarray()
-                axes = series[0].axes
-            stored = _tiff_stored(tif, path)
-    except Exception as error:  # noqa: BLE001
-        raise _unreadable(path, error) from error
-    if axes.endswith("S") and image.shape[-1] in (3, 4):
-        raise ValueError(f"{path} is a colour (RGB) image of shape {image.shape}; a scan must be grey values")
-    return _to_3d(image, path), stored
+        yield collector.records
+    finally:
+        log.handlers, log.propagate = saved[0], saved[1]
+        log.setLevel(saved[2])
 
 
 def _natural_key(path: Path):
@@ -220,28 +318,67 @@ def _natural_key(path: Path):
 
 
 def _read_tiff_folder(path: Path):
-    import tifffile
-
     files = sorted(
         (p for p in path.iterdir() if p.is_file() and p.suffix.lower() in TIFF_SUFFIXES and not p.name.startswith(".")),
         key=_natural_key,
     )
     if not files:
-        raise ValueError(f"folder {path} holds no .tif/.tiff slices (supported are {FORMATS_TEXT})")
-    image = None
+        raise InputError(f"folder {path} holds no .tif/.tiff slices (supported are {FORMATS_TEXT})")
+    # headers first: the shape and a type that holds every slice, before any pixel is read
+    headers = [_read_tiff_checked(file, lambda tif, file=file: _slice_header(tif, file)) for file in files]
+    for file, (shape, _) in zip(files, headers):
+        if len(shape) != 2:
+            raise InputError(f"slice {file} has shape {shape}; each slice in a folder must be 2D")
+        if shape != headers[0][0]:
+            raise InputError(f"slice {file} has shape {shape}, but {files[0].name} has {headers[0][0]}")
+    dtype = _common_slice_dtype(path, files, [np.dtype(d) for _, d in headers])
+    image = np.empty((len(files),) + headers[0][0], dtype=dtype)
     for z, file in enumerate(files):
-        try:
-            page = tifffile.imread(file)
-        except Exception as error:  # noqa: BLE001
-            raise _unreadable(file, error) from error
-        if page.ndim != 2:
-            raise ValueError(f"slice {file} has shape {page.shape}; each slice in a folder must be 2D")
-        if image is None:
-            image = np.empty((len(files),) + page.shape, dtype=page.dtype)
-        elif page.shape != image.shape[1:]:
-            raise ValueError(f"slice {file} has shape {page.shape}, but {files[0].name} has {image.shape[1:]}")
-        image[z] = page
+        image[z] = _read_tiff_checked(file, lambda tif: tif.asarray())
     return image, {}
+
+
+def _slice_header(tif, file: Path) -> tuple:
+    """(shape, dtype) of a slice, read from its header only."""
+    if not tif.series:
+        raise CorruptDataError(f"cannot read {file}: it holds no image data")
+    return tuple(tif.series[0].shape), tif.series[0].dtype
+
+
+def _common_slice_dtype(folder: Path, files: list, dtypes: list) -> np.dtype:
+    """The type that holds every slice exactly (with a warning when they differ), or InputError."""
+    if all(d == dtypes[0] for d in dtypes):
+        return dtypes[0]
+    common, seen = dtypes[0], {dtypes[0]}
+    for file, dtype in zip(files, dtypes):
+        promoted = np.result_type(common, dtype)
+        seen.add(dtype)
+        lossy = [d for d in seen if not _holds_exactly(promoted, d)]
+        if lossy:
+            raise InputError(
+                f"slice {file} is {dtype} but earlier slices of {folder} are {common}; no common type holds "
+                f"both exactly ({promoted} would change {lossy[0]} values): convert the slices to one type"
+            )
+        common = promoted
+    counts = {}
+    for file, dtype in zip(files, dtypes):
+        counts.setdefault(dtype, []).append(file.name)
+    parts = "; ".join(f"{d}: {len(names)} slice(s), first {names[0]}" for d, names in counts.items())
+    warnings.warn(f"the slices of {folder} have different types ({parts}); read them all as {common}",
+                  UserWarning, stacklevel=5)
+    return common
+
+
+def _holds_exactly(target: np.dtype, source: np.dtype) -> bool:
+    """Whether every value of ``source`` is exactly a value of ``target`` (numpy calls int64 -> float64 safe)."""
+    if source.kind == "b":
+        return True
+    if target.kind == "c" and source.kind != "c":
+        return False  # a grey-value scan is real: refuse rather than invent an imaginary part
+    if source.kind in "iu" and target.kind in "fc":
+        value_bits = np.iinfo(source).bits - (source.kind == "i")
+        return value_bits <= np.finfo(target).nmant + 1
+    return bool(np.can_cast(source, target, casting="safe"))
 
 
 def _ome_spacing(attrs: dict, where: str):
@@ -271,12 +408,13 @@ def _zarr_stored(attrs: dict, where: str) -> dict:
     return stored
 
 
-def _read_zarr(path: Path):
+def _read_zarr(path: Path, missing_chunks: str = "error"):
     import zarr
 
     try:
         node = zarr.open(str(path), mode="r")
         attrs = dict(node.attrs)
+        source = str(path)
         if hasattr(node, "array_keys"):
             names = sorted(node.array_keys())
             if "image" in names:
@@ -286,22 +424,23 @@ def _read_zarr(path: Path):
             elif len(names) == 1:
                 name = names[0]
             else:
-                raise ValueError(
+                raise InputError(
                     f"the group holds arrays {names}; expected one array, or one named 'image' or '0'"
                 )
             array = node[name]
             attrs = {**attrs, **dict(array.attrs)}
+            source = str(path / name)
         else:
             array = node
     except Exception as error:  # noqa: BLE001
         raise _unreadable(path, error) from error
-    return _to_3d(array, path), _zarr_stored(attrs, str(path))
+    check_missing_chunks(array, source, missing_chunks)
+    return _to_3d(CheckedZarrArray(array, source), path), _zarr_stored(attrs, str(path))
 
 
 _READERS = {
     "tiff": _read_tiff,
     "tiff_folder": _read_tiff_folder,
-    "zarr": _read_zarr,
     "nifti": _read_nifti,
     "npy": _read_npy,
 }

@@ -8,6 +8,7 @@ import pandas as pd
 
 from ps3d_toolkit.core.atomic import atomic_path
 from ps3d_toolkit.core.checks import check_table
+from ps3d_toolkit.core.errors import InputError, MissingInputError
 
 #: File extensions of particle tables.
 TABLE_FORMATS = (".csv", ".parquet")
@@ -41,7 +42,7 @@ def save_table(table: pd.DataFrame, path) -> Path:
     path = Path(path).expanduser()
     suffix = path.suffix.lower()
     if suffix not in TABLE_FORMATS:
-        raise ValueError(f"path must end in one of {', '.join(TABLE_FORMATS)}, got {path.name!r}")
+        raise InputError(f"path must end in one of {', '.join(TABLE_FORMATS)}, got {path.name!r}")
     with atomic_path(path) as tmp:
         if suffix == ".csv":
             table.to_csv(tmp, index=False)
@@ -78,10 +79,10 @@ def read_table(path) -> pd.DataFrame:
     path = Path(path).expanduser()
     suffix = path.suffix.lower()
     if suffix not in TABLE_FORMATS:
-        raise ValueError(f"unknown table format for {path}: use one of {', '.join(TABLE_FORMATS)}")
+        raise InputError(f"unknown table format for {path}: use one of {', '.join(TABLE_FORMATS)}")
     if not path.is_file():
-        raise FileNotFoundError(f"particle table not found: {path}")
+        raise MissingInputError(f"particle table not found: {path}")
     table = pd.read_csv(path) if suffix == ".csv" else pd.read_parquet(path)
     if not set(_PARTICLE_COLUMNS) <= set(table.columns):
-        raise ValueError(f"{path} is not a particle table: it has no eq_diameter_mm and volume_mm3 columns")
+        raise InputError(f"{path} is not a particle table: it has no eq_diameter_mm and volume_mm3 columns")
     return table

@@ -1,20 +1,39 @@
 """Writers: :func:`save_labels`, :func:`save_scan` and :func:`convert`, one private writer per format.
 
-Every write is atomic (a temporary name beside the target, then a rename);
-lazy (zarr, dask) input is copied slab by slab.
+Every write is atomic (a temporary name beside the target, then a rename; the
+temporary file is removed on any error and on SIGTERM); lazy (zarr, dask) input
+is copied slab by slab. Nothing is lost: an existing directory is only replaced
+when it is a zarr store the toolkit wrote (marked ``written_by`` in its
+attributes), the free space is checked first where the size is known
+(uncompressed ``.npy`` and ``.nii``; the compressed ``.tif``, ``.nii.gz`` and
+``.zarr`` have no useful bound), and a full or read-only disk is an
+:class:`~ps3d_toolkit.core.errors.OutputError` rather than a crash.
 """
 
 from __future__ import annotations
 
+from io import BytesIO
 from pathlib import Path
 
 import numpy as np
 
 from ps3d_toolkit.core.atomic import atomic_path
 from ps3d_toolkit.core.checks import check_lazy_volume, check_positive, check_spacing
-from ps3d_toolkit.io._formats import ZARR_CHUNK, as_uint32_labels, write_format
+from ps3d_toolkit.core.errors import InputError, Ps3dError
+from ps3d_toolkit.io._formats import ZARR_CHUNK, as_uint32_labels, suffix, write_format
+from ps3d_toolkit.io._zarr import WRITTEN_BY
 from ps3d_toolkit.io.metadata import write_metadata
-from ps3d_toolkit.io.readers import load_scan
+from ps3d_toolkit.io.outputs import (
+    check_free_space,
+    output_error_from,
+    replaceable_directory,
+)
+from ps3d_toolkit.io.readers import MissingChunks, load_scan
+
+# pixels per cm that a TIFF resolution tag (a ratio of uint32) holds with some precision
+_RESOLUTION_RANGE = (1e-6, 2.0**31)
+# bytes of a NIfTI-1 header plus its extension flag, written before the voxels of a .nii
+_NIFTI_HEADER_BYTES = 352
 
 
 def save_labels(labels, path, spacing=None) -> Path:
@@ -36,11 +55,18 @@ def save_labels(labels, path, spacing=None) -> Path:
 
     Raises
     ------
-    ValueError
+    InputError
         For an unknown extension (before anything is written), labels that are
-        not 3D, negative, or above the uint32 range.
-    TypeError
-        For non-integer labels.
+        not 3D, negative, or above the uint32 range (a ``ValueError``).
+    InputTypeError
+        For non-integer labels (a ``TypeError``).
+    OutputError
+        Before anything is written, when ``path`` is an existing directory that
+        is not a zarr store ps3d_toolkit wrote, or the disk has too little free
+        space for an uncompressed ``.npy``/``.nii``; while writing, when the disk
+        is full or read-only (an ``OSError``; no temporary file is left).
+    CorruptDataError
+        When lazy labels (a zarr store) hold a chunk that cannot be decoded.
     """
     fmt = write_format(path)
     labels = as_uint32_labels(labels, "labels")
@@ -75,11 +101,16 @@ def save_scan(image, path, spacing=None, particle_size_mm=None, progress=False) 
 
     Raises
     ------
-    ValueError
+    InputError
         For an unknown extension (before anything is written) or an image that
-        is not a non-empty 3D array.
-    TypeError
-        For non-numeric data.
+        is not a non-empty 3D array (a ``ValueError``).
+    InputTypeError
+        For non-numeric data (a ``TypeError``).
+    OutputError
+        As :func:`save_labels`: an existing directory ps3d_toolkit did not
+        write, too little free space, or a full or read-only disk.
+    CorruptDataError
+        When a chunk of a lazy (zarr) image cannot be decoded while it is copied.
     """
     fmt = write_format(path)
     image = check_lazy_volume(image)
@@ -89,7 +120,7 @@ def save_scan(image, path, spacing=None, particle_size_mm=None, progress=False) 
                   particle_size_mm=particle_size_mm, progress=progress)
 
 
-def convert(src, dst, spacing=None, progress=True) -> Path:
+def convert(src, dst, spacing=None, progress=True, *, missing_chunks: MissingChunks = "error") -> Path:
     """Convert a scan between formats, keeping dtype, spacing and particle size.
 
     Zarr input is copied chunk by chunk when the target is ``.zarr``, ``.tif``
@@ -105,14 +136,24 @@ def convert(src, dst, spacing=None, progress=True) -> Path:
         Voxel size in mm; required when ``src`` does not store one.
     progress : bool
         Show a progress bar.
+    missing_chunks : {"error", "fill"}
+        For a zarr ``src`` with chunks that are not stored: refuse it, or read
+        them as the fill value (see :func:`load_scan`).
 
     Returns
     -------
     Path
         The path written.
+
+    Raises
+    ------
+    MissingInputError, CorruptDataError, InputError
+        As :func:`load_scan` for ``src``.
+    OutputError
+        As :func:`save_scan` for ``dst``.
     """
     write_format(dst)
-    scan = load_scan(src, spacing=spacing)
+    scan = load_scan(src, spacing=spacing, missing_chunks=missing_chunks)
     return save_scan(scan.image, dst, spacing=scan.spacing,
                      particle_size_mm=scan.particle_size_mm, progress=progress)
 
@@ -131,8 +172,19 @@ def _slabs(image, step: int, progress: bool = False):
 def _write(image, path: Path, fmt: str, spacing=None, particle_size_mm=None, progress=False) -> Path:
     """Write checked values: ``spacing`` a 3-tuple in mm or None, ``particle_size_mm`` a float or None."""
     dtype = np.dtype(np.uint8) if np.dtype(image.dtype) == bool else np.dtype(image.dtype)
-    with atomic_path(path) as tmp:
-        _WRITERS[fmt](image, tmp, dtype, spacing, particle_size_mm, progress)
+    if fmt == "nifti":
+        _check_nifti_can_store(dtype, spacing, path)
+    expected = _uncompressed_bytes(image.shape, dtype, path, fmt)
+    if expected is not None:
+        check_free_space(path, expected)
+    replace_directory = fmt == "zarr" and path.is_dir() and replaceable_directory(path)
+    try:
+        with atomic_path(path, replace_directory=replace_directory) as tmp:
+            _WRITERS[fmt](image, tmp, dtype, spacing, particle_size_mm, progress)
+    except Ps3dError:
+        raise
+    except OSError as error:  # a full or read-only disk, a removed folder...
+        raise output_error_from(path, error) from error
     # .npy has no place for metadata and NIfTI none for a particle size
     sidecar = {}
     if fmt == "npy" and spacing is not None:
@@ -144,12 +196,29 @@ def _write(image, path: Path, fmt: str, spacing=None, particle_size_mm=None, pro
     return path
 
 
+def _uncompressed_bytes(shape, dtype: np.dtype, path: Path, fmt: str) -> int | None:
+    """Bytes an uncompressed output will take, or None where compression makes it unknown."""
+    voxels = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    if fmt == "npy":
+        return len(_npy_header(shape, dtype)) + voxels
+    if fmt == "nifti" and suffix(path) == ".nii":
+        return _NIFTI_HEADER_BYTES + voxels
+    return None
+
+
+def _npy_header(shape, dtype: np.dtype) -> bytes:
+    header = BytesIO()
+    np.lib.format.write_array_header_1_0(
+        header, {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": tuple(shape)})
+    return header.getvalue()
+
+
 def _write_npy(image, tmp: Path, dtype, spacing, particle_size_mm, progress):
-    out = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=tuple(image.shape))
-    for z0, z1, slab in _slabs(image, ZARR_CHUNK, progress):
-        out[z0:z1] = slab
-    out.flush()
-    del out
+    # through a file object, not a memory map: a full disk is then an OSError, not a SIGBUS
+    with open(tmp, "wb") as handle:
+        handle.write(_npy_header(tuple(int(s) for s in image.shape), dtype))
+        for _, _, slab in _slabs(image, ZARR_CHUNK, progress):
+            handle.write(np.ascontiguousarray(slab, dtype=dtype).data)
 
 
 def _write_tiff(image, tmp: Path, dtype, spacing, particle_size_mm, progress):
@@ -160,12 +229,16 @@ def _write_tiff(image, tmp: Path, dtype, spacing, particle_size_mm, progress):
     if spacing is not None:
         metadata.update(spacing=list(spacing), unit="mm")
         # standard resolution tags (pixels per cm) let other viewers see x/y
-        kwargs.update(resolution=(10.0 / spacing[2], 10.0 / spacing[1]), resolutionunit="CENTIMETER")
+        # (only where a TIFF rational holds them: the JSON description keeps the spacing anyway)
+        resolution = (10.0 / spacing[2], 10.0 / spacing[1])
+        if all(_RESOLUTION_RANGE[0] <= r <= _RESOLUTION_RANGE[1] for r in resolution):
+            kwargs.update(resolution=resolution, resolutionunit="CENTIMETER")
     if particle_size_mm is not None:
         metadata["particle_size_mm"] = particle_size_mm
     slices = (page for _, _, slab in _slabs(image, 1, progress) for page in slab)
-    tifffile.imwrite(tmp, data=slices, shape=tuple(image.shape), dtype=dtype,
-                     metadata=metadata, photometric="minisblack", compression="zlib", bigtiff=image.size * dtype.itemsize > 2**31, **kwargs)
+    nbytes = int(np.prod(image.shape, dtype=np.int64)) * dtype.itemsize
+    tifffile.imwrite(tmp, data=slices, shape=tuple(image.shape), dtype=dtype, metadata=metadata,
+                     photometric="minisblack", compression="zlib", bigtiff=nbytes > 2**31, **kwargs)
 
 
 def _write_zarr(image, tmp: Path, dtype, spacing, particle_size_mm, progress):
@@ -173,18 +246,44 @@ def _write_zarr(image, tmp: Path, dtype, spacing, particle_size_mm, progress):
 
     shape = tuple(int(s) for s in image.shape)
     chunks = tuple(min(ZARR_CHUNK, s) for s in shape)
-    attrs = {}
+    # the mark that lets a later write replace this store (and no directory of the user's)
+    attrs = {WRITTEN_BY: f"ps3d_toolkit {_version()}"}
     if spacing is not None:
         attrs["spacing"] = list(spacing)
     if particle_size_mm is not None:
         attrs["particle_size_mm"] = particle_size_mm
+    # every chunk is stored, even an empty one, so that a missing chunk always means damage
     if int(zarr.__version__.split(".")[0]) >= 3:
-        out = zarr.create_array(store=str(tmp), shape=shape, chunks=chunks, dtype=dtype, attributes=attrs)
+        out = zarr.create_array(store=str(tmp), shape=shape, chunks=chunks, dtype=dtype, attributes=attrs,
+                                config={"write_empty_chunks": True})
     else:
-        out = zarr.open_array(str(tmp), mode="w", shape=shape, chunks=chunks, dtype=dtype)
+        out = zarr.open_array(str(tmp), mode="w", shape=shape, chunks=chunks, dtype=dtype,
+                              write_empty_chunks=True)
         out.attrs.update(attrs)
     for z0, z1, slab in _slabs(image, chunks[0], progress):
         out[z0:z1] = slab
+
+
+def _version() -> str:
+    from ps3d_toolkit import __version__
+
+    return __version__
+
+
+def _check_nifti_can_store(dtype: np.dtype, spacing, path: Path) -> None:
+    """Refuse, before writing, what a NIfTI-1 file cannot hold: some types, spacings beyond float32."""
+    from nibabel import Nifti1Header
+    from nibabel.spatialimages import HeaderDataError
+
+    try:
+        Nifti1Header().set_data_dtype(dtype)
+    except HeaderDataError:
+        raise InputError(f"NIfTI cannot store {dtype} values ({path}); write .tif, .npy or .zarr, "
+                         "or convert the image to float32") from None
+    limits = np.finfo(np.float32)
+    if spacing is not None and not all(limits.tiny <= s <= limits.max for s in spacing):
+        raise InputError(f"the spacing {spacing} mm cannot be stored in a NIfTI header (float32) of {path}; "
+                         "write .tif, .npy or .zarr")
 
 
 def _write_nifti(image, tmp: Path, dtype, spacing, particle_size_mm, progress):
@@ -192,7 +291,7 @@ def _write_nifti(image, tmp: Path, dtype, spacing, particle_size_mm, progress):
 
     data = np.asarray(image).astype(dtype, copy=False).transpose(2, 1, 0)
     zooms = (1.0, 1.0, 1.0) if spacing is None else spacing[::-1]
-    img = nib.Nifti1Image(data, np.diag([*zooms, 1.0]))
+    img = nib.Nifti1Image(data, np.diag([*zooms, 1.0]), dtype=data.dtype)  # int64 too, as checked
     img.header.set_xyzt_units("mm" if spacing is not None else "unknown")
     nib.save(img, str(tmp))
 
