@@ -95,3 +95,22 @@ def test_size_estimate_of_a_given_mask_of_balls():
     ratio = estimate_particle_size(np.zeros(mask.shape), spacing=0.5, foreground=mask,
                                    eq_per_inscribed=1.2).particle_size_mm / estimate.particle_size_mm
     assert ratio == pytest.approx(1.2 / 1.08)
+
+
+def test_size_estimate_refuses_non_finite_values_or_masks_them():
+    from ps3d_toolkit.core.errors import InputError
+    from ps3d_toolkit.segmentation.grains import grain_mask
+
+    scan = generate_scan((64, 64, 64), 14, seed=5, preset="easy")
+    clean = estimate_particle_size(scan.image, spacing=scan.spacing).particle_size_mm
+    image = scan.image.copy()
+    image[32, 32, :6] = np.nan
+    image[10, 10, 10] = np.inf
+    with pytest.raises(InputError, match="7 NaN or infinite"):
+        estimate_particle_size(image, spacing=scan.spacing)
+    with pytest.raises(InputError, match="7 NaN or infinite"):
+        grain_mask(image)
+    masked = estimate_particle_size(image, spacing=scan.spacing, non_finite="mask").particle_size_mm
+    assert masked == pytest.approx(clean, rel=0.05)
+    with pytest.raises(ValueError, match="foreground"):
+        estimate_particle_size(scan.image, spacing=scan.spacing, foreground=np.ones((3, 3, 3), bool))

@@ -63,6 +63,16 @@ def test_normalize_intensity_maps_the_percentiles_to_0_and_1():
         normalize_intensity(image, intensity_percentiles=(90, 10))
 
 
+def test_non_finite_grey_values_are_refused_not_spread():
+    # one NaN would make both percentiles, and so every normalised value, NaN
+    image = np.arange(1000, dtype=np.float32).reshape(10, 10, 10)
+    image[5, 5, 5] = np.nan
+    with pytest.raises(ValueError, match="1 NaN or infinite grey value"):
+        normalize_intensity(image, intensity_percentiles=(0.5, 99.9))
+    with pytest.raises(ValueError, match="1 NaN or infinite grey value"):
+        to_network_grid(image, spacing=1.0, particle_size_mm=5, diameter_vox=5, intensity_percentiles=(0.5, 99.9))
+
+
 def test_to_network_grid_draws_the_mean_particle_at_the_given_diameter():
     scan = generate_scan((40, 48, 48), mean_diameter_vox=12, seed=3, preset="easy",
                          spacing=(0.02, 0.01, 0.01))

@@ -10,6 +10,11 @@ import numbers
 
 import numpy as np
 
+from ps3d_toolkit.core.errors import InputError, InputTypeError
+
+# Values per slab of the finiteness count: bounds its temporary boolean mask (16 MiB).
+_FINITE_SLAB_VALUES = 1 << 24
+
 
 def check_spacing(spacing, name: str = "spacing") -> tuple[float, float, float]:
     """Return ``spacing`` as three positive floats in mm (z, y, x).
@@ -29,20 +34,20 @@ def check_spacing(spacing, name: str = "spacing") -> tuple[float, float, float]:
         If it does not hold 3 finite positive values.
     """
     if spacing is None:
-        raise ValueError(f"{name} must be 3 positive numbers in mm (z, y, x), got None")
+        raise InputError(f"{name} must be 3 positive numbers in mm (z, y, x), got None")
     if isinstance(spacing, numbers.Real) and not isinstance(spacing, bool):
         values = (float(spacing),) * 3
     else:
         try:
             values = tuple(float(v) for v in spacing)
         except (TypeError, ValueError):
-            raise TypeError(
+            raise InputTypeError(
                 f"{name} must be a number or 3 numbers in mm, got {spacing!r}"
             ) from None
         if len(values) == 1:
             values = values * 3
     if len(values) != 3 or not all(np.isfinite(v) and v > 0 for v in values):
-        raise ValueError(f"{name} must be 3 positive numbers in mm (z, y, x), got {spacing!r}")
+        raise InputError(f"{name} must be 3 positive numbers in mm (z, y, x), got {spacing!r}")
     return values
 
 
@@ -52,15 +57,45 @@ def check_volume(image, name: str = "image") -> np.ndarray:
     Array-likes such as zarr or dask arrays are read into memory.
     """
     if image is None:
-        raise TypeError(f"{name} must be a 3D array (z, y, x), got None")
+        raise InputTypeError(f"{name} must be a 3D array (z, y, x), got None")
     array = np.asarray(image)
     if array.ndim != 3:
-        raise ValueError(f"{name} must be a 3D array (z, y, x), got shape {array.shape}")
+        raise InputError(f"{name} must be a 3D array (z, y, x), got shape {array.shape}")
     if array.size == 0:
-        raise ValueError(f"{name} must not be empty, got shape {array.shape}")
-    if not (np.issubdtype(array.dtype, np.number) or array.dtype == bool):
-        raise TypeError(f"{name} must hold numbers, got dtype {array.dtype}")
+        raise InputError(f"{name} must not be empty, got shape {array.shape}")
+    _check_real_numbers(array.dtype, name)
     return array
+
+
+def _check_real_numbers(dtype: np.dtype, name: str) -> None:
+    """Refuse anything but real numbers (bool counts): no strings, objects or complex values."""
+    if np.issubdtype(dtype, np.complexfloating):
+        # No method knows which part of a complex value is the grey value.
+        raise InputTypeError(f"{name} must hold real grey values or labels, not complex numbers "
+                             f"(dtype {dtype}); pass its real part or magnitude (np.abs)")
+    if not (np.issubdtype(dtype, np.number) or dtype == bool):
+        raise InputTypeError(f"{name} must hold numbers, got dtype {dtype}")
+
+
+def count_non_finite(image) -> int:
+    """Number of NaN or infinite values in ``image``; 0 at once for integer and bool arrays.
+
+    Floating-point arrays are scanned a slab of ~16 M values at a time, so
+    that the temporary mask stays small however large the scan.
+
+    Examples
+    --------
+    >>> count_non_finite(np.array([[[1.0, np.nan, np.inf]]]))
+    2
+    """
+    array = np.asarray(image)
+    if array.dtype.kind not in "fc":
+        return 0
+    if array.ndim == 0:
+        return int(not np.isfinite(array))
+    step = max(1, _FINITE_SLAB_VALUES // max(1, array[0].size))
+    return sum(int(array[i:i + step].size - np.count_nonzero(np.isfinite(array[i:i + step])))
+               for i in range(0, array.shape[0], step))
 
 
 def check_labels(labels, name: str = "labels") -> np.ndarray:
@@ -72,9 +107,9 @@ def check_labels(labels, name: str = "labels") -> np.ndarray:
         if np.issubdtype(array.dtype, np.floating) and np.all(np.mod(array, 1) == 0):
             array = array.astype(np.int64)
         else:
-            raise TypeError(f"{name} must be an integer label image, got dtype {array.dtype}")
+            raise InputTypeError(f"{name} must be an integer label image, got dtype {array.dtype}")
     if np.issubdtype(array.dtype, np.signedinteger) and array.size and array.min() < 0:
-        raise ValueError(f"{name} must be non-negative (0 = background), got minimum {array.min()}")
+        raise InputError(f"{name} must be non-negative (0 = background), got minimum {array.min()}")
     return array
 
 
@@ -85,16 +120,16 @@ def check_positive(value, name: str, allow_none: bool = False):
     try:
         number = float(value)
     except (TypeError, ValueError):
-        raise TypeError(f"{name} must be a positive number, got {value!r}") from None
+        raise InputTypeError(f"{name} must be a positive number, got {value!r}") from None
     if not np.isfinite(number) or number <= 0:
-        raise ValueError(f"{name} must be a positive number, got {value!r}")
+        raise InputError(f"{name} must be a positive number, got {value!r}")
     return number
 
 
 def check_same_shape(a: np.ndarray, b: np.ndarray, name_a: str, name_b: str) -> None:
     """Raise ``ValueError`` when two volumes differ in shape."""
     if a.shape != b.shape:
-        raise ValueError(f"{name_a} and {name_b} must have the same shape, got {a.shape} and {b.shape}")
+        raise InputError(f"{name_a} and {name_b} must have the same shape, got {a.shape} and {b.shape}")
 
 
 def check_table(table, columns=(), name: str = "table"):
@@ -110,11 +145,11 @@ def check_table(table, columns=(), name: str = "table"):
     import pandas as pd
 
     if not isinstance(table, pd.DataFrame):
-        raise TypeError(f"{name} must be a pandas DataFrame of particles "
+        raise InputTypeError(f"{name} must be a pandas DataFrame of particles "
                         f"(the output of measure()), got {type(table).__name__}")
     missing = [c for c in columns if c not in table.columns]
     if missing:
-        raise ValueError(f"{name} lacks the column(s) {missing}; expected the output of "
+        raise InputError(f"{name} lacks the column(s) {missing}; expected the output of "
                          "ps3d_toolkit.measure()")
     return table
 
@@ -129,10 +164,8 @@ def check_lazy_volume(image, name: str = "image"):
         return check_volume(image, name)
     shape = tuple(image.shape)
     if len(shape) != 3:
-        raise ValueError(f"{name} must be a 3D array (z, y, x), got shape {shape}")
+        raise InputError(f"{name} must be a 3D array (z, y, x), got shape {shape}")
     if 0 in shape:
-        raise ValueError(f"{name} must not be empty, got shape {shape}")
-    dtype = np.dtype(image.dtype)
-    if not (np.issubdtype(dtype, np.number) or dtype == bool):
-        raise TypeError(f"{name} must hold numbers, got dtype {dtype}")
+        raise InputError(f"{name} must not be empty, got shape {shape}")
+    _check_real_numbers(np.dtype(image.dtype), name)
     return image

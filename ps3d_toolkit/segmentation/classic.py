@@ -18,8 +18,10 @@ from skimage.segmentation import watershed
 from tqdm.auto import tqdm
 
 from ps3d_toolkit.core.checks import check_positive
+from ps3d_toolkit.core.errors import InputError
 from ps3d_toolkit.core.labels import drop_small_labels
-from ps3d_toolkit.segmentation._checks import check_fraction, check_n_classes, check_scan
+from ps3d_toolkit.segmentation._checks import (NonFinite, check_fraction, check_n_classes, check_scan,
+                                               lacks_grain_contrast)
 from ps3d_toolkit.segmentation.grains import _distance_map, _grain_mask
 
 __all__ = ["otsu_watershed", "snow", "BASELINES"]
@@ -60,6 +62,7 @@ def otsu_watershed(
     n_classes: int | None = None,
     min_distance_fraction: float = 0.6,
     min_particle_fraction: float = 0.005,
+    non_finite: NonFinite = "refuse",
     progress: bool = True,
 ) -> np.ndarray:
     """Segment particles by Otsu threshold, distance transform and watershed.
@@ -78,7 +81,8 @@ def otsu_watershed(
         ``particle_size_mm`` is given.
     particle_size_mm : float, optional
         Rough mean particle diameter in mm. Sets the minimum distance between two
-        seeds; estimated from the distance map when not given.
+        seeds; estimated from the distance map when not given. It must span at
+        least 3 voxels along every axis and fit in the scan.
     n_classes : int, optional
         Number of Otsu classes. The two darkest are background (air, epoxy) when
         ``n_classes >= 3``, every brighter class is grain (grains may hold several
@@ -91,26 +95,32 @@ def otsu_watershed(
     min_particle_fraction : float
         Particles smaller than this fraction of the mean particle volume are
         removed (ParticleSeg3D uses 0.005).
+    non_finite : {"refuse", "mask"}
+        NaN or infinite grey values: refuse the scan, or treat those voxels as
+        background (label 0).
     progress : bool
         Show a progress bar.
 
     Returns
     -------
     ndarray of uint32, shape (z, y, x)
-        Particle labels 1..n, 0 = background.
+        Particle labels 1..n, 0 = background; all 0 (and a logged warning)
+        for a scan without grain contrast (empty, constant or noise only).
 
     Raises
     ------
-    ValueError
-        If the image is not 3D or empty, spacing or particle size is not positive,
-        or a fraction is outside its range.
-    TypeError
-        If the image does not hold numbers.
+    InputError
+        If the image is not 3D or empty or holds NaN/inf (unless masked), the
+        spacing or particle size is not positive, the size spans under 3 voxels
+        or exceeds the scan, or a fraction is outside its range.
+    InputTypeError
+        If the image does not hold real numbers.
     """
-    image, spacing, particle_size_mm = check_scan(image, spacing, particle_size_mm)
-    return _otsu_watershed(image, spacing, particle_size_mm, n_classes=n_classes,
-                           min_distance_fraction=min_distance_fraction,
-                           min_particle_fraction=min_particle_fraction, progress=progress)
+    scan = check_scan(image, spacing, particle_size_mm, non_finite=non_finite)
+    return scan.zero_masked(_otsu_watershed(
+        scan.image, scan.spacing, scan.particle_size_mm, n_classes=n_classes,
+        min_distance_fraction=min_distance_fraction, min_particle_fraction=min_particle_fraction,
+        progress=progress))
 
 
 def _otsu_watershed(image, spacing, particle_size_mm, *, n_classes, min_distance_fraction,
@@ -119,6 +129,8 @@ def _otsu_watershed(image, spacing, particle_size_mm, *, n_classes, min_distance
     n_classes = check_n_classes(n_classes)
     min_particle_fraction = check_fraction(min_particle_fraction, "min_particle_fraction")
     min_distance_fraction = check_positive(min_distance_fraction, "min_distance_fraction")
+    if lacks_grain_contrast(image):
+        return np.zeros(image.shape, np.uint32)
     with tqdm(total=5, desc="otsu-watershed", disable=not progress) as bar:
         mask, distance = _mask_and_distance(image, spacing, n_classes, bar)
         radius = _radius_vox(distance, mask, spacing, particle_size_mm)
@@ -155,6 +167,7 @@ def snow(
     r_max: int | None = None,
     sigma: float = 0.4,
     min_particle_fraction: float = 0.005,
+    non_finite: NonFinite = "refuse",
     progress: bool = True,
 ) -> np.ndarray:
     """Segment particles with porespy's SNOW partitioning of the Otsu foreground.
@@ -172,7 +185,8 @@ def snow(
         Voxel size in mm (z, y, x). The distance map is computed with it.
     particle_size_mm : float, optional
         Rough mean particle diameter in mm; sets ``r_max`` when that is not given.
-        Estimated from the distance map when neither is given.
+        Estimated from the distance map when neither is given. It must span at
+        least 3 voxels along every axis and fit in the scan.
     n_classes : int, optional
         Number of Otsu classes (see :func:`otsu_watershed`).
     r_max : int, optional
@@ -182,25 +196,32 @@ def snow(
         Gaussian blur of the distance map before the peak search, in voxels.
     min_particle_fraction : float
         Particles smaller than this fraction of the mean particle volume are removed.
+    non_finite : {"refuse", "mask"}
+        NaN or infinite grey values: refuse the scan, or treat those voxels as
+        background (label 0).
     progress : bool
         Show a progress bar.
 
     Returns
     -------
     ndarray of uint32, shape (z, y, x)
-        Particle labels 1..n, 0 = background.
+        Particle labels 1..n, 0 = background; all 0 (and a logged warning)
+        for a scan without grain contrast (empty, constant or noise only).
 
     Raises
     ------
-    ValueError
-        If the image is not 3D or empty, spacing or particle size is not positive,
-        ``r_max`` is not a positive integer, or a fraction is outside its range.
-    TypeError
-        If the image does not hold numbers.
+    InputError
+        If the image is not 3D or empty or holds NaN/inf (unless masked), the
+        spacing or particle size is not positive, the size spans under 3 voxels
+        or exceeds the scan, ``r_max`` is not a positive integer, or a fraction
+        is outside its range.
+    InputTypeError
+        If the image does not hold real numbers.
     """
-    image, spacing, particle_size_mm = check_scan(image, spacing, particle_size_mm)
-    return _snow(image, spacing, particle_size_mm, n_classes=n_classes, r_max=r_max, sigma=sigma,
-                 min_particle_fraction=min_particle_fraction, progress=progress)
+    scan = check_scan(image, spacing, particle_size_mm, non_finite=non_finite)
+    return scan.zero_masked(_snow(
+        scan.image, scan.spacing, scan.particle_size_mm, n_classes=n_classes, r_max=r_max, sigma=sigma,
+        min_particle_fraction=min_particle_fraction, progress=progress))
 
 
 def _snow(image, spacing, particle_size_mm, *, n_classes, r_max, sigma, min_particle_fraction,
@@ -211,10 +232,12 @@ def _snow(image, spacing, particle_size_mm, *, n_classes, r_max, sigma, min_part
     n_classes = check_n_classes(n_classes)
     min_particle_fraction = check_fraction(min_particle_fraction, "min_particle_fraction")
     if r_max is not None and (not isinstance(r_max, (int, np.integer)) or isinstance(r_max, bool) or r_max < 1):
-        raise ValueError(f"r_max must be a positive integer (voxels), got {r_max!r}")
+        raise InputError(f"r_max must be a positive integer (voxels), got {r_max!r}")
     sigma = float(sigma)
     if not sigma >= 0:
-        raise ValueError(f"sigma must be a non-negative number of voxels, got {sigma!r}")
+        raise InputError(f"sigma must be a non-negative number of voxels, got {sigma!r}")
+    if lacks_grain_contrast(image):
+        return np.zeros(image.shape, np.uint32)
     with tqdm(total=3, desc="snow", disable=not progress) as bar:
         mask, distance = _mask_and_distance(image, spacing, n_classes, bar)
         if r_max is None:

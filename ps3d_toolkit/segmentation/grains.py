@@ -14,9 +14,10 @@ from scipy import ndimage
 from skimage.filters import threshold_multiotsu, threshold_otsu
 
 from ps3d_toolkit.core.arrays import strided_sample
-from ps3d_toolkit.core.checks import check_spacing, check_volume
+from ps3d_toolkit.core.checks import check_same_shape, check_spacing, check_volume
+from ps3d_toolkit.core.errors import InputError
 from ps3d_toolkit.core.geometry import equivalent_diameter
-from ps3d_toolkit.segmentation._checks import check_n_classes
+from ps3d_toolkit.segmentation._checks import NonFinite, check_n_classes, check_scan, finite_image
 
 __all__ = [
     "SizeEstimate",
@@ -87,6 +88,16 @@ def _threshold_grains(smooth: np.ndarray, n_classes: int | None) -> tuple[np.nda
     return smooth > _grain_threshold(sample, n_classes), sample
 
 
+def _above_grain_threshold(image: np.ndarray) -> np.ndarray:
+    """Voxels of the lightly smoothed scan above the automatic grain threshold (no opening, no filling).
+
+    The raw cut behind :func:`grain_mask`: every voxel that could belong to a
+    grain, speckle included. All False for a scan of one grey value.
+    """
+    smooth = ndimage.gaussian_filter(image.astype(np.float32, copy=False), _SMOOTH_SIGMA)
+    return _threshold_grains(smooth, None)[0]
+
+
 def grain_mask(image, *, n_classes: int | None = None) -> np.ndarray:
     """Grain voxels: brighter than the epoxy, found by multi-level Otsu.
 
@@ -108,8 +119,14 @@ def grain_mask(image, *, n_classes: int | None = None) -> np.ndarray:
     Returns
     -------
     np.ndarray of bool
+
+    Raises
+    ------
+    InputError
+        If the image holds NaN or infinite values.
     """
-    return _grain_mask(check_volume(image, "image"), check_n_classes(n_classes))
+    image, _ = finite_image(check_volume(image, "image"), "refuse")
+    return _grain_mask(image, check_n_classes(n_classes))
 
 
 def _grain_mask(image: np.ndarray, n_classes: int | None) -> np.ndarray:
@@ -267,7 +284,8 @@ def _grain_mask_for_size(image: np.ndarray) -> np.ndarray:
 
 
 def estimate_particle_size(image, *, spacing, foreground=None,
-                           eq_per_inscribed: float | None = None) -> SizeEstimate:
+                           eq_per_inscribed: float | None = None,
+                           non_finite: NonFinite = "refuse") -> SizeEstimate:
     """Estimate the mean particle diameter of a scan from its distance map.
 
     The grains are found by multi-level Otsu; every local maximum of their
@@ -288,6 +306,9 @@ def estimate_particle_size(image, *, spacing, foreground=None,
         default: the one calibrated for the Otsu mask (1.08). A mask that
         follows the grains more closely needs a larger one (the model's own
         mask, see :func:`ps3d_toolkit.segmentation.model.inference.segment_with_model`).
+    non_finite : {"refuse", "mask"}
+        NaN or infinite grey values: refuse the scan, or treat those voxels as
+        background.
 
     Returns
     -------
@@ -295,14 +316,17 @@ def estimate_particle_size(image, *, spacing, foreground=None,
 
     Raises
     ------
-    ValueError
-        If no grain or no particle centre is found (then pass the size).
+    InputError
+        If the image holds NaN or infinite values (unless masked), or no grain
+        or no particle centre is found (then pass the size).
     """
-    image = check_volume(image, "image")
-    spacing = check_spacing(spacing)
+    scan = check_scan(image, spacing, None, non_finite=non_finite)
     if foreground is not None:
         foreground = np.asarray(foreground, dtype=bool)
-    return _estimate_particle_size(image, spacing, foreground, eq_per_inscribed)
+        check_same_shape(scan.image, foreground, "image", "foreground")
+        if scan.masked is not None:
+            foreground = foreground & ~scan.masked
+    return _estimate_particle_size(scan.image, scan.spacing, foreground, eq_per_inscribed)
 
 
 def _estimate_particle_size(image: np.ndarray, spacing: tuple, foreground: np.ndarray | None,
@@ -312,7 +336,7 @@ def _estimate_particle_size(image: np.ndarray, spacing: tuple, foreground: np.nd
     if foreground is None:
         foreground = _grain_mask_for_size(image)
     if not foreground.any():
-        raise ValueError("estimate_particle_size found no particles in the scan "
+        raise InputError("estimate_particle_size found no particles in the scan "
                          "(no voxel brighter than the epoxy); pass particle_size_mm")
     distance = _distance_map(foreground, spacing)
     depth = float(np.percentile(distance[foreground], 95))
@@ -322,7 +346,7 @@ def _estimate_particle_size(image: np.ndarray, spacing: tuple, foreground: np.nd
     # Shallow maxima are noise bumps or necks between touching grains.
     radii = radii[radii >= 0.3 * depth]
     if radii.size == 0:
-        raise ValueError("estimate_particle_size found no particle centres; pass particle_size_mm")
+        raise InputError("estimate_particle_size found no particle centres; pass particle_size_mm")
     q1, median, q3 = np.percentile(radii, [25, 50, 75])
     ratio = _EQ_DIAMETER_PER_INSCRIBED if eq_per_inscribed is None else float(eq_per_inscribed)
     diameter_mm = 2.0 * float(np.mean(radii)) * ratio * min(spacing)

@@ -14,6 +14,7 @@ import numpy as np
 from scipy import ndimage
 
 from ps3d_toolkit.core.checks import check_spacing, check_volume
+from ps3d_toolkit.core.errors import InputError
 from ps3d_toolkit.core.labels import drop_small_labels
 from ps3d_toolkit.segmentation._checks import check_fraction
 
@@ -89,9 +90,9 @@ def border_core_to_instances(classes, *, spacing=1.0, min_core_voxels: int,
     [0, 1, 1, 1, 2, 2, 2, 2, 0]
     """
     if not isinstance(min_core_voxels, (int, np.integer)) or min_core_voxels < 0:
-        raise ValueError(f"min_core_voxels must be a non-negative integer, got {min_core_voxels!r}")
+        raise InputError(f"min_core_voxels must be a non-negative integer, got {min_core_voxels!r}")
     if expected_particle_voxels is not None and not expected_particle_voxels > 0:
-        raise ValueError(f"expected_particle_voxels must be > 0, got {expected_particle_voxels!r}")
+        raise InputError(f"expected_particle_voxels must be > 0, got {expected_particle_voxels!r}")
     return _border_core_to_instances(
         check_volume(classes, "classes"), check_spacing(spacing), int(min_core_voxels),
         check_fraction(min_particle_fraction, "min_particle_fraction"), expected_particle_voxels)

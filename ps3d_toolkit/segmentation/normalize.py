@@ -15,6 +15,8 @@ import torch.nn.functional as F
 
 from ps3d_toolkit.core.arrays import strided_sample
 from ps3d_toolkit.core.checks import check_positive, check_spacing, check_volume
+from ps3d_toolkit.core.errors import InputError
+from ps3d_toolkit.segmentation._checks import finite_image
 
 __all__ = [
     "normalize_intensity",
@@ -47,14 +49,20 @@ def normalize_intensity(image, *, intensity_percentiles: tuple[float, float]) ->
     -------
     np.ndarray
         float32 array of the same shape.
+
+    Raises
+    ------
+    InputError
+        If the image holds NaN or infinite values (they would make every value NaN).
     """
-    return _normalize_intensity(check_volume(image, "image"), _check_percentiles(intensity_percentiles))
+    image, _ = finite_image(check_volume(image, "image"), "refuse")
+    return _normalize_intensity(image, _check_percentiles(intensity_percentiles))
 
 
 def _check_percentiles(percentiles) -> tuple[float, float]:
     low, high = (float(p) for p in percentiles)
     if not 0 <= low < high <= 100:
-        raise ValueError("intensity_percentiles must be (low, high) with 0 <= low < high <= 100, "
+        raise InputError("intensity_percentiles must be (low, high) with 0 <= low < high <= 100, "
                          f"got {percentiles!r}")
     return low, high
 
@@ -131,7 +139,7 @@ def resample_labels(labels, zoom=None, *, shape=None) -> np.ndarray:
     labels = np.asarray(labels)
     if shape is None:
         if zoom is None:
-            raise ValueError("resample_labels needs zoom or shape")
+            raise InputError("resample_labels needs zoom or shape")
         shape = _output_shape(labels.shape, zoom)
     index = [np.minimum(((np.arange(n) + 0.5) * (m / n)).astype(np.int64), m - 1)
              for n, m in zip(shape, labels.shape)]
@@ -161,7 +169,7 @@ def to_network_grid(image, *, spacing, particle_size_mm, diameter_vox: float,
     grid_image, zoom
         float32 image on the network's grid and the scan-to-grid zoom factors.
     """
-    image = check_volume(image, "image")
+    image, _ = finite_image(check_volume(image, "image"), "refuse")
     normalized = _normalize_intensity(image, _check_percentiles(intensity_percentiles))
     return _normalized_to_grid(normalized, check_spacing(spacing),
                                check_positive(particle_size_mm, "particle_size_mm"),

@@ -10,7 +10,8 @@ from typing import Literal, get_args
 
 import numpy as np
 
-from ps3d_toolkit.segmentation._checks import check_scan
+from ps3d_toolkit.core.errors import InputError
+from ps3d_toolkit.segmentation._checks import NonFinite, check_scan
 
 __all__ = ["METHODS", "Method", "default_method", "method_function", "segment"]
 
@@ -26,7 +27,7 @@ def default_method() -> Method:
 
 
 def segment(image, *, spacing, particle_size_mm=None, method: Method | None = None,
-            progress: bool = True, **options) -> np.ndarray:
+            non_finite: NonFinite = "refuse", progress: bool = True, **options) -> np.ndarray:
     """Segment every particle of a scan into a uint32 label image.
 
     Parameters
@@ -37,8 +38,12 @@ def segment(image, *, spacing, particle_size_mm=None, method: Method | None = No
         Voxel size in mm.
     particle_size_mm : float, optional
         Rough mean particle diameter in mm; estimated from the scan when omitted.
+        It must span at least 3 voxels along every axis and fit in the scan.
     method : {"model", "otsu-watershed", "snow"}, optional
         Segmentation method; default: the shipped model.
+    non_finite : {"refuse", "mask"}
+        NaN or infinite grey values: refuse the scan (the default), or treat
+        those voxels as background (label 0; how many is logged).
     progress : bool
         Show progress bars.
     **options
@@ -48,24 +53,36 @@ def segment(image, *, spacing, particle_size_mm=None, method: Method | None = No
     Returns
     -------
     np.ndarray
-        uint32 labels of the scan's shape, 0 = background.
+        uint32 labels of the scan's shape, 0 = background; all 0 (and a
+        logged warning) for a scan without grain contrast (empty, constant or
+        noise only).
 
     Raises
     ------
-    ValueError
-        If the method is unknown, or the image, spacing, size or an option is invalid.
+    InputError
+        If the method is unknown, or the image, spacing, size or an option is
+        invalid: a scan with NaN or infinite values (unless masked), a particle
+        size under 3 voxels or larger than the scan.
+    InputTypeError
+        If the image does not hold real numbers.
+    ResourceError
+        If the model's network grid would not fit in the memory budget.
+    DeviceError
+        If the model's device is unknown or not on this machine.
     TypeError
         If an option does not belong to the method.
     """
     method = method or default_method()
     if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
-    image, spacing, particle_size_mm = check_scan(image, spacing, particle_size_mm)
+        raise InputError(f"method must be one of {METHODS}, got {method!r}")
+    scan = check_scan(image, spacing, particle_size_mm, non_finite=non_finite)
     public, implementation = _method(method)
-    # The public function's signature is the one source of the options' defaults.
-    options = {**public.__kwdefaults__, **options, "progress": progress,
-               "spacing": spacing, "particle_size_mm": particle_size_mm}
-    return implementation(image, **options)
+    # The public function's signature is the one source of the options' defaults;
+    # non_finite was handled at the door.
+    defaults = {k: v for k, v in public.__kwdefaults__.items() if k != "non_finite"}
+    options = {**defaults, **options, "progress": progress,
+               "spacing": scan.spacing, "particle_size_mm": scan.particle_size_mm}
+    return scan.zero_masked(implementation(scan.image, **options))
 
 
 def method_function(method: Method):
@@ -77,7 +94,7 @@ def method_function(method: Method):
         If ``method`` is not one of :data:`METHODS`.
     """
     if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+        raise InputError(f"method must be one of {METHODS}, got {method!r}")
     return _method(method)[0]
 
 

@@ -17,15 +17,26 @@ from typing import Literal
 
 import numpy as np
 import torch
+from scipy import ndimage
 
 from ps3d_toolkit.core.checks import check_positive, check_spacing
+from ps3d_toolkit.core.errors import DeviceError, InputError, MissingInputError, ResourceError
 from ps3d_toolkit.core.geometry import sphere_volume
-from ps3d_toolkit.segmentation._checks import check_fraction, check_scan
-from ps3d_toolkit.segmentation.grains import SizeEstimate, _estimate_particle_size
+from ps3d_toolkit.segmentation._checks import (MIN_PARTICLE_VOXELS, NonFinite, check_fraction,
+                                               check_particle_size, check_scan, lacks_grain_contrast,
+                                               memory_budget_bytes)
+from ps3d_toolkit.core.labels import keep_labels
+from ps3d_toolkit.segmentation.grains import SizeEstimate, _above_grain_threshold, _estimate_particle_size
 from ps3d_toolkit.segmentation.instances import _border_core_to_instances
 from ps3d_toolkit.segmentation.model.network import load_weights, resolve_inference_diameter_vox
-from ps3d_toolkit.segmentation.normalize import (_check_percentiles, _normalize_intensity,
-                                                 _normalized_to_grid, resample_to_shape)
+from ps3d_toolkit.segmentation.normalize import (
+    _check_percentiles,
+    _normalize_intensity,
+    _normalized_to_grid,
+    _output_shape,
+    _zoom_factors,
+    resample_to_shape,
+)
 
 __all__ = ["ModelRun", "instances_from_core_border", "load_model", "predict_probabilities",
            "run_model", "segment_with_model", "select_device", "window_sizes"]
@@ -47,20 +58,81 @@ _REFINE_SIZE_ABOVE = 1.1
 # Weights that were never exported have no chosen core threshold: a core is then
 # simply more likely than not.
 _UNCHOSEN_CORE_THRESHOLD = 0.5
+# Peak memory of the network pass per voxel of the network's grid: the float32
+# input (4 B), MONAI's sliding-window output and weight buffers, the softmax
+# probabilities and their mean (3 classes x float32 each). Measured with
+# ru_maxrss on the shipped network (CPU, 96^3 windows, batch 2): +751 MB for a
+# 256^3 grid and +1351 MB for 320^3, i.e. 37.5 B a voxel on top of the input
+# and ~0.1 GB for the windows themselves; test-time augmentation (a flipped
+# copy of input and output, a running sum) added 34 B a voxel (256^3).
+_GRID_BYTES_PER_VOXEL = 42
+_GRID_BYTES_PER_VOXEL_TTA = 78
+# Phantom particles: in featureless regions (epoxy or air with noise only) the
+# network draws particles that are not there. A particle is dropped when both
+# (1) under 5 % of its voxels lie above the scan's grain threshold (Otsu, as
+# for the classic methods) and (2) its mean grey value exceeds that of the
+# background shell around it (2 voxels wide) by under 1 standard deviation of
+# the shell. Measured on the bundled sample beside an equal block of its own
+# epoxy-level (air-level) noise: 649 (554) phantoms in the empty half, at most
+# 1.6 % (0.2 %) of their voxels above the threshold, shell contrast 98 % of
+# them under 0.6 (max 0.74). True particles (matched at IoU 0.5) of 12
+# development scans (benchmarks/model_accuracy.py's kinds, seeds 7000+): >= 12 %
+# above the threshold (>= 47 % but on the low-contrast scan), shell contrast
+# >= 1.06 (>= 1.6 but on the low-contrast scan). Test (1) alone would drop the
+# dull grains of a crop without air, where the threshold falls between two grain
+# phases (the sample's central 64^3: 18 of 55 particles); test (2) keeps them
+# (shell contrast >= 1.43 on four such crops).
+_MIN_BRIGHT_FRACTION = 0.05
+_MIN_SHELL_CONTRAST = 1.0
+_SHELL_VOXELS = 2
 
 
 def select_device(device: Device | str | None = "auto") -> torch.device:
-    """``"auto"`` picks CUDA, then Apple MPS, then the CPU."""
+    """The torch device to run on, checked to exist; ``"auto"`` picks CUDA, then Apple MPS, then the CPU.
+
+    Cheap (no scan, no network, no weights): call it first to refuse a missing
+    device before any work.
+
+    Raises
+    ------
+    DeviceError
+        If ``device`` is not one of "auto", "cpu", "cuda" (or "cuda:N") and
+        "mps", or names a device this machine does not have.
+    """
     if device in (None, "auto"):
         if torch.cuda.is_available():
             return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        if _mps_available():
             return torch.device("mps")
         return torch.device("cpu")
     try:
-        return torch.device(device)
-    except (RuntimeError, TypeError):
-        raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'mps', got {device!r}") from None
+        chosen = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        chosen = None
+    if chosen is None or chosen.type not in ("cpu", "cuda", "mps"):
+        raise DeviceError(f"device must be 'auto', 'cpu', 'cuda' or 'mps', got {device!r}")
+    if chosen.type == "cuda" and not (torch.cuda.is_available()
+                                      and (chosen.index or 0) < torch.cuda.device_count()):
+        raise DeviceError(f"device {str(device)!r} is not available on this machine (it has "
+                          f"{_available_devices()}); use device='cpu' or 'auto'")
+    if chosen.type == "mps" and not _mps_available():
+        raise DeviceError(f"device 'mps' is not available on this machine (it has {_available_devices()}); "
+                          "use device='cpu' or 'auto'")
+    return chosen
+
+
+def _mps_available() -> bool:
+    return bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
+
+
+def _available_devices() -> str:
+    devices = ["cpu"]
+    if torch.cuda.is_available():
+        count = torch.cuda.device_count()
+        devices.append(f"cuda (cuda:0-{count - 1})" if count > 1 else "cuda")
+    if _mps_available():
+        devices.append("mps")
+    return ", ".join(devices)
 
 
 def load_model(weights=None, device="cpu"):
@@ -69,7 +141,7 @@ def load_model(weights=None, device="cpu"):
 
     path = Path(weights) if weights is not None else DEFAULT_WEIGHTS
     if weights is None and not path.is_file():
-        raise FileNotFoundError(
+        raise MissingInputError(
             f"no shipped model weights at {path}; train them with `ps3d train` "
             "or use method='otsu-watershed'")
     key = (str(path.resolve()), path.stat().st_mtime if path.exists() else 0, str(device))
@@ -144,11 +216,11 @@ def predict_probabilities(normalized, model, *, roi_size: int | tuple | Literal[
 
 def _check_window(roi_size, overlap, batch_size) -> None:
     if not 0 <= overlap < 1:
-        raise ValueError(f"overlap must be in [0, 1), got {overlap!r}")
+        raise InputError(f"overlap must be in [0, 1), got {overlap!r}")
     if int(batch_size) < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        raise InputError(f"batch_size must be a positive integer, got {batch_size!r}")
     if isinstance(roi_size, str) and roi_size != "auto":
-        raise ValueError(f"roi_size must be a number, 3 numbers or 'auto', got {roi_size!r}")
+        raise InputError(f"roi_size must be a number, 3 numbers or 'auto', got {roi_size!r}")
 
 
 def _predict_probabilities(normalized: np.ndarray, model, *, roi_size, overlap: float,
@@ -192,13 +264,15 @@ class ModelRun:
     labels : np.ndarray
         uint32 labels of the scan's shape, 0 = background.
     particle_size_mm : float
-        The particle size the final pass was normalised with.
+        The particle size the final pass was normalised with (NaN when the
+        scan had no grain contrast and no size was given: no pass ran).
     size_estimate : SizeEstimate or None
         The first estimate, when no size was given.
     model_mask_estimate : SizeEstimate or None
         The estimate on the model's own particle mask (see ``refine_size``).
     network_shape : tuple of 3 int
-        The scan's shape on the network's grid (last pass).
+        The scan's shape on the network's grid (last pass; at the given size
+        when the scan had no grain contrast, (0, 0, 0) without a size).
     device : str
         Where the network ran.
     tta : bool
@@ -230,6 +304,7 @@ def segment_with_model(image, *, spacing, particle_size_mm=None, weights=None,
                        min_particle_fraction: float = 0.02, min_core_voxels: int = 8,
                        core_threshold: float | None = None, refine_size: bool = True,
                        inference_diameter_vox: float | None = None,
+                       memory_limit_gb: float | None = None, non_finite: NonFinite = "refuse",
                        progress: bool = True) -> np.ndarray:
     """Segment particles with the border-core U-Net.
 
@@ -242,7 +317,8 @@ def segment_with_model(image, *, spacing, particle_size_mm=None, weights=None,
     particle_size_mm : float, optional
         Mean particle diameter in mm. When omitted it is estimated from the scan
         (see :func:`ps3d_toolkit.segmentation.grains.estimate_particle_size`) and, with
-        ``refine_size``, checked against the model's own first result.
+        ``refine_size``, checked against the model's own first result. Given or
+        estimated, it must span at least 3 voxels along every axis and fit in the scan.
     weights : str, Path or tuple, optional
         Weight file, or an already loaded ``(model, config)`` pair; default:
         the shipped model.
@@ -285,33 +361,53 @@ def segment_with_model(image, *, spacing, particle_size_mm=None, weights=None,
         Mean particle diameter in voxels on the network's grid. Default: the
         weights' ``inference_diameter_vox`` (chosen on development scans), else
         the diameter the model was trained at (``train_diameter_vox``).
+    memory_limit_gb : float, optional
+        Memory budget in GB (10^9 bytes) for the network's grid; default: 80 %
+        of the memory available when the run starts. A run whose grid would
+        need more (a small particle size on a large scan) is refused before it starts.
+    non_finite : {"refuse", "mask"}
+        NaN or infinite grey values: refuse the scan, or treat those voxels as
+        background (label 0).
     progress : bool
         Show progress bars.
 
     Returns
     -------
     np.ndarray
-        uint32 labels of the scan's shape.
+        uint32 labels of the scan's shape; all 0 (and a logged warning) for a
+        scan without grain contrast (empty, constant or noise only).
+
+    Raises
+    ------
+    InputError
+        If the image, spacing, size or an option is invalid, the image holds
+        NaN/inf (unless masked), or the weights are not this network's.
+    ResourceError
+        If the network's grid would not fit in the memory budget.
+    DeviceError
+        If ``device`` is unknown or not on this machine.
 
     See Also
     --------
     run_model : the same, also returning the size used and timings.
     """
-    image, spacing, particle_size_mm = check_scan(image, spacing, particle_size_mm)
-    return _run_model(
-        image, spacing=spacing, particle_size_mm=particle_size_mm, weights=weights,
+    scan = check_scan(image, spacing, particle_size_mm, non_finite=non_finite)
+    return scan.zero_masked(_run_model(
+        scan.image, spacing=scan.spacing, particle_size_mm=scan.particle_size_mm, weights=weights,
         overlap=overlap, batch_size=batch_size, roi_size=roi_size, device=device, tta=tta,
         min_particle_fraction=min_particle_fraction, min_core_voxels=min_core_voxels,
         core_threshold=core_threshold, refine_size=refine_size,
-        inference_diameter_vox=inference_diameter_vox, progress=progress).labels
+        inference_diameter_vox=inference_diameter_vox, memory_limit_gb=memory_limit_gb,
+        progress=progress).labels)
 
 
-def run_model(image, *, spacing, particle_size_mm=None, **options) -> ModelRun:
+def run_model(image, *, spacing, particle_size_mm=None, non_finite: NonFinite = "refuse",
+              **options) -> ModelRun:
     """:func:`segment_with_model`, also returning the size it used and its timings.
 
     Parameters
     ----------
-    image, spacing, particle_size_mm
+    image, spacing, particle_size_mm, non_finite
         As for :func:`segment_with_model`.
     **options
         Any option of :func:`segment_with_model`, with its defaults.
@@ -320,42 +416,60 @@ def run_model(image, *, spacing, particle_size_mm=None, **options) -> ModelRun:
     -------
     ModelRun
     """
-    image, spacing, particle_size_mm = check_scan(image, spacing, particle_size_mm)
-    return _run_model(image, **{**segment_with_model.__kwdefaults__, **options,
-                                "spacing": spacing, "particle_size_mm": particle_size_mm})
+    scan = check_scan(image, spacing, particle_size_mm, non_finite=non_finite)
+    defaults = {k: v for k, v in segment_with_model.__kwdefaults__.items() if k != "non_finite"}
+    run = _run_model(scan.image, **{**defaults, **options, "spacing": scan.spacing,
+                                    "particle_size_mm": scan.particle_size_mm})
+    run.labels = scan.zero_masked(run.labels)
+    return run
 
 
 def _run_model(image: np.ndarray, *, spacing, particle_size_mm, weights, overlap, batch_size,
                roi_size, device, tta, min_particle_fraction, min_core_voxels, core_threshold,
-               refine_size, inference_diameter_vox, progress) -> ModelRun:
-    """:func:`run_model` on checked image, spacing and size; checks its own options once."""
+               refine_size, inference_diameter_vox, memory_limit_gb, progress) -> ModelRun:
+    """:func:`run_model` on checked image, spacing and size; checks its own options once.
+
+    Every setting, the memory the network's grid needs at a given size and the
+    scan's grain contrast are checked before the first heavy step; an
+    estimated size is checked as soon as it is known.
+    """
     device = select_device(device)
     tta = _check_tta(tta, device)
     _check_window(roi_size, overlap, batch_size)
+    budget = memory_budget_bytes(memory_limit_gb)
     model, config = _open_model(weights, device)
+    diameter_vox = _inference_diameter_vox(config, inference_diameter_vox)
     predict = dict(
-        model=model, spacing=spacing,
-        diameter_vox=resolve_inference_diameter_vox(
-            config, check_positive(inference_diameter_vox, "inference_diameter_vox", allow_none=True)),
+        model=model, spacing=spacing, diameter_vox=diameter_vox,
         window=dict(roi_size=roi_size, overlap=overlap, batch_size=int(batch_size), device=device,
                     tta=tta, progress=progress),
         instances=dict(core_threshold=_core_threshold(core_threshold, config),
                        min_core_voxels=min_core_voxels,
                        min_particle_fraction=check_fraction(min_particle_fraction, "min_particle_fraction")))
+    grid = _GridCheck(image.shape, spacing, diameter_vox, tta, budget)
     t0 = time.perf_counter()
+    if particle_size_mm is not None:
+        grid.check(particle_size_mm)
+    if lacks_grain_contrast(image):
+        return ModelRun(labels=np.zeros(image.shape, np.uint32),
+                        particle_size_mm=math.nan if particle_size_mm is None else particle_size_mm,
+                        size_estimate=None, model_mask_estimate=None,
+                        network_shape=(0, 0, 0) if particle_size_mm is None else grid.shape(particle_size_mm),
+                        device=str(device), tta=tta, seconds=time.perf_counter() - t0, network_seconds=0.0)
     normalized = _normalize_intensity(image, _check_percentiles(config["intensity_percentiles"]))
+    predict["bright"] = _above_grain_threshold(normalized)
     first_estimate = mask_estimate = None
     if particle_size_mm is None:
         first_estimate = _estimate_particle_size(image, spacing, None, None)
         logger.info("%s", first_estimate)
-        particle_size_mm = first_estimate.particle_size_mm
+        particle_size_mm = grid.check(first_estimate.particle_size_mm, estimated=True)
     labels, network_shape, network_seconds = _labels_at_size(normalized, particle_size_mm, **predict)
     if first_estimate is not None and refine_size and labels.any():
         mask_estimate = _estimate_particle_size(image, spacing, labels > 0, _MODEL_MASK_EQ_PER_INSCRIBED)
         if mask_estimate.particle_size_mm > _REFINE_SIZE_ABOVE * particle_size_mm:
             logger.info("the model's particle mask gives %.4g mm; re-running at that size",
                         mask_estimate.particle_size_mm)
-            particle_size_mm = mask_estimate.particle_size_mm
+            particle_size_mm = grid.check(mask_estimate.particle_size_mm, estimated=True)
             labels, network_shape, seconds = _labels_at_size(normalized, particle_size_mm, **predict)
             network_seconds += seconds
     return ModelRun(labels=labels, particle_size_mm=particle_size_mm, size_estimate=first_estimate,
@@ -364,11 +478,68 @@ def _run_model(image: np.ndarray, *, spacing, particle_size_mm, weights, overlap
                     network_seconds=network_seconds)
 
 
+def _inference_diameter_vox(config: dict, override) -> float:
+    """The particle diameter on the network's grid, at least 3 voxels like a particle in a scan."""
+    diameter_vox = resolve_inference_diameter_vox(
+        config, check_positive(override, "inference_diameter_vox", allow_none=True))
+    if not diameter_vox >= MIN_PARTICLE_VOXELS:
+        raise InputError(f"inference_diameter_vox must be at least {MIN_PARTICLE_VOXELS:g} voxels, "
+                         f"got {diameter_vox!r}")
+    return float(diameter_vox)
+
+
+@dataclass
+class _GridCheck:
+    """The network grid's shape and memory at a particle size, checked against the budget.
+
+    Attributes
+    ----------
+    scan_shape, spacing
+        The scan's shape and voxel size (mm).
+    diameter_vox : float
+        Particle diameter on the network's grid.
+    tta : bool
+        Whether the mirrorings are averaged (more memory a voxel).
+    budget : (float, str)
+        Bytes allowed and how that was set (:func:`memory_budget_bytes`).
+    """
+
+    scan_shape: tuple
+    spacing: tuple
+    diameter_vox: float
+    tta: bool
+    budget: tuple
+
+    def shape(self, particle_size_mm: float) -> tuple:
+        """The network grid's shape at ``particle_size_mm``."""
+        return _output_shape(self.scan_shape, _zoom_factors(self.spacing, particle_size_mm, self.diameter_vox))
+
+    def check(self, particle_size_mm: float, *, estimated: bool = False) -> float:
+        """Refuse a size whose grid would not fit in the budget (and an estimate out of scale)."""
+        if estimated:
+            check_particle_size(particle_size_mm, self.spacing, self.scan_shape, estimated=True)
+        zoom = _zoom_factors(self.spacing, particle_size_mm, self.diameter_vox)
+        # floats: an absurd size must give a refusal, not an overflow
+        grid = [max(1.0, float(np.rint(n * z))) for n, z in zip(self.scan_shape, zoom)]
+        per_voxel = _GRID_BYTES_PER_VOXEL_TTA if self.tta else _GRID_BYTES_PER_VOXEL
+        needed = math.prod(grid) * per_voxel
+        limit, how = self.budget
+        if needed > limit or not math.isfinite(needed):
+            what = "the estimated particle size" if estimated else "particle_size_mm"
+            raise ResourceError(
+                f"at {what} {particle_size_mm:.4g} mm the model's network grid would be "
+                f"{' x '.join(f'{g:.0f}' for g in grid)} voxels ({self.diameter_vox:g} voxels a particle) and "
+                f"need ~{needed / 1e9:.3g} GB ({per_voxel} bytes a voxel), above the memory budget of "
+                f"{limit / 1e9:.3g} GB ({how}); use a larger particle size, a smaller "
+                "inference_diameter_vox, or crop the scan")
+        return particle_size_mm
+
+
 def _check_tta(tta, device: torch.device) -> bool:
     if tta == "auto":
         return device.type != "cpu"
     if not isinstance(tta, (bool, np.bool_)):
-        raise ValueError(f"tta must be True, False or 'auto', got {tta!r}")
+        raise InputError(f"tta must be True, False or 'auto', got {tta!r}")
     return bool(tta)
 
 
@@ -384,13 +555,16 @@ def _core_threshold(core_threshold, config: dict) -> float:
     if core_threshold is None:
         core_threshold = float(config.get("core_threshold", _UNCHOSEN_CORE_THRESHOLD))
     if not 0 < core_threshold < 1:
-        raise ValueError(f"core_threshold must be in (0, 1), got {core_threshold!r}")
+        raise InputError(f"core_threshold must be in (0, 1), got {core_threshold!r}")
     return core_threshold
 
 
 def _labels_at_size(normalized: np.ndarray, particle_size_mm: float, *, model, spacing,
-                    diameter_vox: float, window: dict, instances: dict) -> tuple:
+                    diameter_vox: float, window: dict, instances: dict, bright: np.ndarray) -> tuple:
     """One pass at one particle size: to the grid, through the network, back, instances.
+
+    ``bright`` marks the voxels above the scan's grain threshold: particles
+    of featureless regions are dropped with its help.
 
     Returns
     -------
@@ -405,7 +579,53 @@ def _labels_at_size(normalized: np.ndarray, particle_size_mm: float, *, model, s
     core_border = resample_to_shape(probs[1:], normalized.shape)
     labels = _instances_from_core_border(core_border, spacing=spacing, zoom=zoom,
                                          particle_size_mm=particle_size_mm, **instances)
-    return labels, grid_image.shape, network_seconds
+    return _drop_phantom_particles(labels, normalized, bright), grid_image.shape, network_seconds
+
+
+def _drop_phantom_particles(labels: np.ndarray, image: np.ndarray, bright: np.ndarray) -> np.ndarray:
+    """Drop particles that are neither bright nor brighter than their surroundings; renumber 1..n.
+
+    ``bright`` marks the voxels above the scan's grain threshold. Only the
+    particles with under 5 % of their voxels in it are examined further (none,
+    on most scans), by their contrast with the background shell around them.
+    """
+    n = int(labels.max())
+    if n == 0:
+        return labels
+    voxels = np.bincount(labels.ravel(), minlength=n + 1)
+    dull = np.bincount(labels[bright], minlength=n + 1) < _MIN_BRIGHT_FRACTION * voxels
+    dull[0] = False
+    if not dull.any():
+        return labels
+    phantom = dull & (_shell_contrast(image, labels, dull) < _MIN_SHELL_CONTRAST)
+    if not phantom.any():
+        return labels
+    logger.debug("dropped %d particles of featureless regions (no grain contrast)", int(np.count_nonzero(phantom)))
+    return keep_labels(labels, ~phantom)
+
+
+def _shell_contrast(image: np.ndarray, labels: np.ndarray, chosen: np.ndarray) -> np.ndarray:
+    """Per label: (its mean grey value - that of the background shell around it) / the shell's std.
+
+    Computed for the ``chosen`` labels (one flag per id); ``inf`` for the
+    others and for a particle without background around it.
+    """
+    n = chosen.size - 1
+    grown = np.where(chosen[labels], labels, 0).astype(np.uint32, copy=False)
+    for _ in range(_SHELL_VOXELS):
+        grown = ndimage.grey_dilation(grown, size=(3, 3, 3))
+    shell = (labels == 0) & (grown > 0)
+    owner, values = grown[shell], image[shell].astype(np.float64)
+    inside = np.bincount(labels.ravel(), weights=image.ravel(), minlength=n + 1)
+    inside /= np.maximum(np.bincount(labels.ravel(), minlength=n + 1), 1)
+    count = np.bincount(owner, minlength=n + 1).astype(np.float64)
+    mean = np.bincount(owner, weights=values, minlength=n + 1) / np.maximum(count, 1)
+    spread = np.sqrt(np.maximum(np.bincount(owner, weights=values ** 2, minlength=n + 1)
+                                / np.maximum(count, 1) - mean ** 2, 0))
+    contrast = np.full(n + 1, np.inf)
+    measured = chosen & (count > 1) & (spread > 0)
+    contrast[measured] = (inside[measured] - mean[measured]) / spread[measured]
+    return contrast
 
 
 def instances_from_core_border(core_border, *, spacing, zoom, particle_size_mm: float,
@@ -434,7 +654,7 @@ def instances_from_core_border(core_border, *, spacing, zoom, particle_size_mm: 
     """
     core_border = np.asarray(core_border)
     if core_border.ndim != 4 or core_border.shape[0] != 2:
-        raise ValueError(f"core_border must be a (2, z, y, x) array, got shape {core_border.shape}")
+        raise InputError(f"core_border must be a (2, z, y, x) array, got shape {core_border.shape}")
     return _instances_from_core_border(
         core_border, spacing=check_spacing(spacing), zoom=tuple(float(z) for z in zoom),
         particle_size_mm=check_positive(particle_size_mm, "particle_size_mm"),

@@ -14,6 +14,8 @@ from pathlib import Path
 import torch
 from monai.networks.nets import UNet
 
+from ps3d_toolkit.core.errors import InputError, MissingInputError
+
 __all__ = ["DEFAULT_CONFIG", "build_network", "save_weights", "load_weights",
            "resolve_inference_diameter_vox"]
 
@@ -90,25 +92,61 @@ def save_weights(model: torch.nn.Module, path, config: dict, metadata: dict | No
 def load_weights(path, device="cpu") -> tuple[torch.nn.Module, dict, dict]:
     """Load a weight file written by :func:`save_weights`.
 
+    The file is read with ``torch.load(weights_only=True)``: plain data and
+    tensors only, so that a crafted pickle cannot run code.
+
     Returns
     -------
     model, config, metadata
+
+    Raises
+    ------
+    MissingInputError
+        If the file does not exist.
+    InputError
+        If it is not a torch file of plain data, or not the weights of this
+        network (keys or shapes that do not match the network its config describes).
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"weights file not found: {path}")
+        raise MissingInputError(f"weights file not found: {path}")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises many types for a corrupt file
-        raise ValueError(f"cannot read weights file {path}: {error}") from None
-    if not isinstance(payload, dict) or "state_dict" not in payload:
-        raise ValueError(f"{path} is not a ps3d_toolkit weights file (no state_dict)")
-    config = _migrate_config(payload.get("config", {}))
-    model = build_network(config)
-    state = {k: v.float() if v.is_floating_point() else v for k, v in payload["state_dict"].items()}
-    model.load_state_dict(state)
+    except Exception as error:  # torch raises many types for a corrupt or unsafe file
+        raise InputError(f"cannot read weights file {path}: {' '.join(str(error).split())[:300]}") from None
+    state = payload.get("state_dict") if isinstance(payload, dict) else None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise InputError(f"{path} is not a ps3d_toolkit weights file (no state_dict of tensors)")
+    config = payload.get("config", {})
+    if not isinstance(config, dict):
+        raise InputError(f"{path} is not a ps3d_toolkit weights file (its config is not a dict)")
+    config = _migrate_config(config)
+    try:
+        model = build_network(config)
+    except (TypeError, ValueError, KeyError, AssertionError, RuntimeError) as error:
+        raise InputError(f"{path} describes a network this version cannot build: {error}") from None
+    _check_state_fits(model, state, path)
+    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
     model.to(device).eval()
     return model, config, payload.get("metadata", {})
+
+
+def _check_state_fits(model: torch.nn.Module, state: dict, path: Path) -> None:
+    """Refuse a state dict whose keys or shapes differ from the network's, naming a few of each."""
+    expected = model.state_dict()
+
+    def some(names) -> str:
+        names = sorted(names)
+        return ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+
+    missing = set(expected) - set(state)
+    unexpected = set(state) - set(expected)
+    reshaped = {k for k in set(expected) & set(state) if tuple(state[k].shape) != tuple(expected[k].shape)}
+    problems = [f"{what} {some(names)}" for what, names in (
+        ("missing keys", missing), ("unexpected keys", unexpected), ("wrong shapes for", reshaped)) if names]
+    if problems:
+        raise InputError(f"{path} is not a weights file for this network: {'; '.join(problems)}; use weights "
+                         "written by `ps3d train` or `ps3d export`, or the shipped ones")
 
 
 def _migrate_config(stored: dict) -> dict:
