@@ -172,7 +172,8 @@ def test_errors_exit_2_with_one_line_and_keep_existing_output(capsys, files, tmp
     build, fragments = ERROR_CASES[case]
     out = tmp_path / "labels.npy"
     out.write_bytes(b"previous result")
-    code, stdout, err = run(capsys, *build(files, tmp_path), "--output", out)
+    # --overwrite: the error is the input's, and the output it allows to replace is kept all the same
+    code, stdout, err = run(capsys, *build(files, tmp_path), "--output", out, "--overwrite")
     assert_one_line_error(code, err, *fragments)
     assert out.read_bytes() == b"previous result"
 

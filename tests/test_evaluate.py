@@ -204,3 +204,17 @@ def test_validation_errors_name_the_argument():
         evaluate_instances(gt, gt, iou_thresholds=(0.3,))
     with pytest.raises(ValueError, match="iou_threshold"):
         match_instances(gt, gt, iou_threshold=1.0)
+
+
+def test_a_grey_value_scan_as_labels_is_refused_unless_forced():
+    from ps3d_toolkit.core.errors import InputError
+
+    gt = four_cubes()
+    noise = np.random.default_rng(0).integers(1, 256, gt.shape).astype(np.uint32)
+    with pytest.raises(InputError, match="pred looks like a grey-value scan.*force=True"):
+        evaluate_instances(gt, noise)
+    with pytest.raises(InputError, match="gt looks like a grey-value scan"):
+        evaluate_many({"swapped": (noise, gt)}, progress=False)
+    with pytest.warns(UserWarning, match="grey-value scan"):
+        result = evaluate_instances(gt, noise, force=True)
+    assert result["n_pred"] == 255 and result["f1_50"] == 0.0

@@ -410,3 +410,76 @@ def test_particle_mesh_lies_on_the_ball():
     assert np.all(np.abs(radius - 1.0) < 0.1)
     with pytest.raises(ValueError, match="label 3"):
         particle_mesh(labels, 3, spacing=0.1)
+
+
+# --------------------------------------------------------------------------- non-finite grey values, grey scans as labels
+
+
+def _two_cubes_with_nan():
+    labels = box_labels((4, 4, 4), pad=2)
+    labels[1:3, 1:3, 1:3] = 2                       # a second particle, 8 voxels, all NaN below
+    image = np.arange(labels.size, dtype=np.float32).reshape(labels.shape)
+    image[labels == 2] = np.nan
+    image[3, 3, 3] = np.inf                         # one voxel of particle 1
+    return labels, image
+
+
+def test_non_finite_grey_values_are_refused_with_their_count():
+    from ps3d_toolkit.core.errors import InputError
+
+    labels, image = _two_cubes_with_nan()
+    with pytest.raises(InputError, match="9 NaN or infinite grey values.*non_finite='mask'"):
+        measure(labels, image, progress=False)
+    with pytest.raises(InputError, match="non_finite"):
+        measure(labels, image, non_finite="ignore", progress=False)
+
+
+def test_masked_non_finite_values_leave_every_statistic_alike():
+    labels, image = _two_cubes_with_nan()
+    table = measure(labels, image, non_finite="mask", phases={"dark": (0, 300), "bright": (300, np.inf)},
+                    shape=False, progress=False).set_index("label")
+    finite = image[(labels == 1) & np.isfinite(image)].astype(np.float64)
+    one = table.loc[1]
+    assert one.intensity_min == finite.min() and one.intensity_max == finite.max()
+    assert one.intensity_mean == pytest.approx(finite.mean()) and one.intensity_std == pytest.approx(finite.std())
+    for q in (10, 50, 90):
+        assert one[f"intensity_p{q}"] == pytest.approx(np.percentile(finite, q))
+    assert one.phase_fraction_dark + one.phase_fraction_bright == pytest.approx(1.0)
+    assert one.phase_fraction_dark == pytest.approx(np.mean(finite < 300))
+    # a particle with no finite value: NaN in every grey-level column, not a finite minimum
+    two = table.loc[2]
+    assert two.voxel_count == 8
+    grey = [c for c in table.columns if c.startswith(("intensity_", "phase_fraction_"))]
+    assert two[grey].isna().all() and pd.isna(two.liberation_class)
+
+
+def test_complex_grey_values_are_refused():
+    with pytest.raises(TypeError, match="real grey values"):
+        measure(box_labels((3, 3, 3)), np.ones((9, 9, 9), np.complex64), progress=False)
+
+
+def test_grey_value_test_never_fires_on_label_images_and_fires_on_scans(sample):
+    from ps3d_toolkit.measurement.table import grey_value_reason
+
+    scan, truth = sample
+    assert grey_value_reason(truth) is None
+    # 1,000,000 particles of 2 x 2 x 2 voxels filling 200^3: the smallest blobs still share half their neighbours
+    z, y, x = np.indices((200, 200, 200), dtype=np.uint32) // 2
+    assert grey_value_reason(z * 10_000 + y * 100 + x + 1) is None
+    # few labels (fast to measure anyway) scattered at random: not judged
+    assert grey_value_reason(np.random.default_rng(0).integers(0, 6, (16, 16, 16))) is None
+    grey = np.asarray(scan.image)
+    assert "0.0" in grey_value_reason(grey)
+    assert grey_value_reason((grey // 256).astype(np.uint8)) is not None
+
+
+def test_measure_refuses_a_grey_scan_as_labels_unless_forced(sample):
+    from ps3d_toolkit.core.errors import InputError
+
+    grey = np.asarray(sample[0].image)[:24, :24, :24]
+    with pytest.raises(InputError, match="grey-value scan.*force=True"):
+        measure(grey, progress=False)
+    noise = np.random.default_rng(0).integers(1, 100, (12, 12, 12)).astype(np.uint8)
+    with pytest.warns(UserWarning, match="grey-value scan"):
+        table = measure(noise, shape=False, force=True, progress=False)
+    assert len(table) == 99

@@ -16,9 +16,12 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from ps3d_toolkit.core.checks import check_labels, check_same_shape
+from ps3d_toolkit.core.errors import InputError, InputTypeError
 from ps3d_toolkit.core.labels import compact_ids
+from ps3d_toolkit.measurement.table import refuse_grey_values
 
 __all__ = ["evaluate_instances", "evaluate_many", "match_instances"]
+
 
 def _overlaps(gt: np.ndarray, pred: np.ndarray):
     """Sizes of every particle and IoU of every overlapping (gt, pred) pair.
@@ -71,9 +74,9 @@ def _check_threshold(value, name: str = "iou_threshold") -> float:
     try:
         threshold = float(value)
     except (TypeError, ValueError):
-        raise TypeError(f"{name} must be a number in [0.5, 1), got {value!r}") from None
+        raise InputTypeError(f"{name} must be a number in [0.5, 1), got {value!r}") from None
     if not 0.5 <= threshold < 1.0:
-        raise ValueError(
+        raise InputError(
             f"{name} must be in [0.5, 1) so that matches are unique, got {value!r}"
         )
     return threshold
@@ -139,7 +142,7 @@ def _suffix(threshold: float) -> str:
     return f"{round(threshold * 100):d}"
 
 
-def evaluate_instances(gt, pred, *, iou_thresholds=(0.5, 0.75)) -> dict:
+def evaluate_instances(gt, pred, *, iou_thresholds=(0.5, 0.75), force: bool = False) -> dict:
     """Score a predicted particle label image against the ground truth.
 
     Parameters
@@ -151,6 +154,10 @@ def evaluate_instances(gt, pred, *, iou_thresholds=(0.5, 0.75)) -> dict:
     iou_thresholds : sequence of float
         IoU thresholds (each in [0.5, 1)) at which F1, precision and recall are
         reported; a match needs IoU strictly greater than the threshold.
+    force : bool
+        Score images even when one looks like a grey-value scan rather than a
+        label image (see :func:`ps3d_toolkit.measurement.table.grey_value_reason`);
+        a warning says so.
 
     Returns
     -------
@@ -173,8 +180,9 @@ def evaluate_instances(gt, pred, *, iou_thresholds=(0.5, 0.75)) -> dict:
     Raises
     ------
     ValueError
-        If the images differ in shape, are not 3D, hold negative labels, or a
-        threshold lies outside [0.5, 1).
+        If the images differ in shape, are not 3D, hold negative labels, a
+        threshold lies outside [0.5, 1), or an image looks like grey values and
+        ``force`` is False.
     TypeError
         If an image does not hold integer labels.
 
@@ -191,6 +199,8 @@ def evaluate_instances(gt, pred, *, iou_thresholds=(0.5, 0.75)) -> dict:
     if isinstance(iou_thresholds, (int, float)):
         iou_thresholds = (iou_thresholds,)
     thresholds = [_check_threshold(t, "iou_thresholds") for t in iou_thresholds]
+    refuse_grey_values(gt, "gt", force=force)
+    refuse_grey_values(pred, "pred", force=force)
 
     g_ids, p_ids, _, _, _, _, iou = _overlaps(gt, pred)
     n_gt, n_pred = int(g_ids.size), int(p_ids.size)
@@ -227,7 +237,8 @@ def evaluate_instances(gt, pred, *, iou_thresholds=(0.5, 0.75)) -> dict:
     return result
 
 
-def evaluate_many(pairs, *, iou_thresholds=(0.5, 0.75), progress: bool = True) -> pd.DataFrame:
+def evaluate_many(pairs, *, iou_thresholds=(0.5, 0.75), force: bool = False,
+                  progress: bool = True) -> pd.DataFrame:
     """Evaluate several (ground truth, prediction) pairs into one table.
 
     Parameters
@@ -235,6 +246,8 @@ def evaluate_many(pairs, *, iou_thresholds=(0.5, 0.75), progress: bool = True) -
     pairs : mapping of name -> (gt, pred), or iterable of (gt, pred)
         The label-image pairs; with a plain iterable the rows are numbered.
     iou_thresholds : sequence of float
+        Passed to :func:`evaluate_instances`.
+    force : bool
         Passed to :func:`evaluate_instances`.
     progress : bool
         Show a progress bar.
@@ -255,7 +268,7 @@ def evaluate_many(pairs, *, iou_thresholds=(0.5, 0.75), progress: bool = True) -
         try:
             gt, pred = pair
         except (TypeError, ValueError):
-            raise TypeError(f"pairs must hold (gt, pred) tuples, got {type(pair).__name__} for {name!r}") from None
-        rows.append(evaluate_instances(gt, pred, iou_thresholds=iou_thresholds))
+            raise InputTypeError(f"pairs must hold (gt, pred) tuples, got {type(pair).__name__} for {name!r}") from None
+        rows.append(evaluate_instances(gt, pred, iou_thresholds=iou_thresholds, force=force))
         index.append(name)
     return pd.DataFrame(rows, index=pd.Index(index, name="name"))

@@ -9,8 +9,12 @@ modules import the heavy libraries (torch, MONAI) inside ``run``, so that
 ``ps3d --help`` and the parser stay fast.
 
 Errors a user can cause (a missing or unreadable file, a bad spacing, an
-unknown format or method) end with exit code 2 and one line on stderr,
-``ps3d: error: ...``; ``PS3D_DEBUG=1`` shows the traceback instead. Warnings
+unknown format or method: a :class:`~ps3d_toolkit.core.errors.Ps3dError`, or an
+``OSError`` from the file system) end with exit code 2 and one line on stderr,
+``ps3d: error: ...``; anything else is a bug in the toolkit: exit code 1 and a
+line asking for a report. ``PS3D_DEBUG=1`` shows the traceback instead. A
+library message that names a keyword argument a flag stands for
+(``force=True``, ``non_finite='mask'``, ...) names the flag instead. Warnings
 are one line, ``ps3d: warning: ...``. The library's log messages (logger
 ``ps3d_toolkit``) are shown on stderr as ``ps3d: message``: INFO and above by
 default, DEBUG too with ``--verbose``, warnings only with ``--quiet``.
@@ -22,17 +26,21 @@ import argparse
 import contextlib
 import logging
 import os
+import re
 import sys
 import warnings
 
 from ps3d_toolkit import __version__
 from ps3d_toolkit.cli import convert, demo, evaluate, export, measure, report, segment, train
-from ps3d_toolkit.cli.args import CLIError, HelpFormatter
+from ps3d_toolkit.cli.args import HelpFormatter
+from ps3d_toolkit.core.errors import Ps3dError
 
 __all__ = ["PROG", "SUBCOMMANDS", "add_subcommand", "build_parser", "main"]
 
 PROG = "ps3d"
 EXIT_USAGE = 2
+EXIT_BUG = 1
+REPORT_TO = "the ps3d_toolkit issue tracker"
 LIBRARY_LOGGER = "ps3d_toolkit"
 
 
@@ -51,8 +59,29 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{PROG}: error: {_one_line(message)} (see '{self.prog} --help')\n")
 
 
+#: Keyword arguments of the library that a ``ps3d`` flag stands for: its messages
+#: name the keyword ("pass force=True"), the command line's the flag.
+_FLAG_FOR_KEYWORD = (
+    (re.compile(r"\bforce\s*=\s*True\b"), "--force"),
+    (re.compile(r"\boverwrite\s*=\s*True\b"), "--overwrite"),
+    (re.compile(r"\bnon_finite\s*=\s*['\"]mask['\"]"), "--non-finite mask"),
+    (re.compile(r"\bmissing_chunks\s*=\s*['\"]fill['\"]"), "--allow-missing-chunks"),
+    (re.compile(r"\bdevice\s*=\s*['\"]([a-z]+)['\"]"), r"--device \1"),
+    (re.compile(r"\bparticle_size_mm\b"), "--particle-size"),
+    (re.compile(r"\binference_diameter_vox\b"), "--inference-diameter-vox"),
+    (re.compile(r"\bmemory_limit_gb\b"), "--memory-limit-gb"),
+)
+
+_FLAG_TWICE = re.compile(r"(--[a-z-]+(?: [a-z]+)?) \(\1\)")
+
+
 def _one_line(message) -> str:
-    return " ".join(str(message).split())
+    """``message`` on one line, in the command line's words (flags for the library's keywords)."""
+    text = " ".join(str(message).split())
+    for keyword, flag in _FLAG_FOR_KEYWORD:
+        text = keyword.sub(flag, text)
+    # "pass --overwrite (overwrite=True)" has become "pass --overwrite (--overwrite)"
+    return _FLAG_TWICE.sub(r"\1", text)
 
 
 #: The subcommands, in the order ``ps3d --help`` lists them.
@@ -140,8 +169,9 @@ def main(argv=None) -> int:
     Returns
     -------
     int
-        0 on success, 2 on a usage or input error (one line on stderr), 130
-        when interrupted.
+        0 on success, 2 on a usage or input error (one line on stderr), 1 on
+        an internal error (a bug: one line asking for a report), 130 when
+        interrupted.
     """
     parser = build_parser()
     try:
@@ -159,9 +189,17 @@ def main(argv=None) -> int:
                 raise
             print(f"{PROG}: interrupted", file=sys.stderr)
             return 130
-        except (CLIError, ValueError, TypeError, OSError) as error:
-            # FileNotFoundError and PermissionError are OSErrors
+        except (Ps3dError, OSError) as error:
+            # the input, the settings or the file system: FileNotFoundError,
+            # PermissionError and a full disk are OSErrors
             if debug:
                 raise
             print(f"{PROG}: error: {_one_line(error)}", file=sys.stderr)
             return EXIT_USAGE
+        except Exception as error:  # noqa: BLE001 - anything else is the toolkit's bug
+            if debug:
+                raise
+            print(f"{PROG}: internal error: {type(error).__name__}: {_one_line(error)} - this is a bug in "
+                  f"ps3d_toolkit {__version__}; please report it to {REPORT_TO} with the command line "
+                  f"and the output of PS3D_DEBUG=1 {PROG} ...", file=sys.stderr)
+            return EXIT_BUG

@@ -10,14 +10,20 @@ import argparse
 import math
 from pathlib import Path
 
+from ps3d_toolkit.core.errors import Ps3dError
+
 __all__ = [
-    "CLIError", "HelpFormatter", "add_method", "add_spacing", "add_verbosity", "check_excel", "check_method",
-    "check_output", "iou_thresholds", "label_formats", "phase_count", "phase_intervals", "positive",
-    "read_scan_and_labels", "say", "spacing",
+    "CLIError", "HelpFormatter", "add_allow_missing_chunks", "add_force", "add_method", "add_non_finite",
+    "add_overwrite", "add_spacing", "add_verbosity", "check_excel", "check_method", "check_output",
+    "fraction", "iou_thresholds", "label_formats", "missing_chunks", "non_negative", "phase_count",
+    "phase_intervals", "positive", "read_scan_and_labels", "say", "spacing", "uncompressed_bytes", "whole_number",
 ]
 
+#: Extensions written without compression: their size is known before writing.
+UNCOMPRESSED_FORMATS = (".npy", ".nii")
 
-class CLIError(Exception):
+
+class CLIError(Ps3dError):
     """A user error found by the command line itself (exit code 2)."""
 
 
@@ -48,6 +54,42 @@ def positive(text: str) -> float:
         return check_positive(text, "value")
     except (TypeError, ValueError):
         raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}") from None
+
+
+def whole_number(minimum: int):
+    """An argument type: a whole number of at least ``minimum``."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < minimum:
+            raise argparse.ArgumentTypeError(f"must be a whole number >= {minimum}, got {text!r}")
+        return value
+
+    return parse
+
+
+def fraction(text: str) -> float:
+    """A share from 0 to 1."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"must be a number from 0 to 1, got {text!r}")
+    return value
+
+
+def non_negative(text: str) -> float:
+    """A finite number >= 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 <= value < math.inf:
+        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text!r}")
+    return value
 
 
 def iou_thresholds(text: str) -> tuple:
@@ -109,6 +151,34 @@ def add_verbosity(parser) -> None:
     group.add_argument("-v", "--verbose", action="store_true", help="also show the library's debug messages")
 
 
+def add_overwrite(parser, what: str = "the output") -> None:
+    """``--overwrite``: replace an existing output (never a folder the toolkit did not write)."""
+    parser.add_argument("--overwrite", action="store_true",
+                        help=f"replace {what} when it exists (without it an existing output is refused; "
+                             "a folder that ps3d did not write is never replaced)")
+
+
+def add_allow_missing_chunks(parser) -> None:
+    """``--allow-missing-chunks``: read a zarr store's missing chunks as its fill value."""
+    parser.add_argument("--allow-missing-chunks", action="store_true",
+                        help="read the missing chunks of a zarr store as its fill value (default: refuse "
+                             "a store with missing chunks, which usually means an incomplete copy)")
+
+
+def add_non_finite(parser, masked: str) -> None:
+    """``--non-finite {refuse,mask}``: what to do with NaN or infinite grey values; ``masked`` says what mask does."""
+    parser.add_argument("--non-finite", choices=("refuse", "mask"), default="refuse",
+                        help=f"NaN or infinite grey values: refuse the scan (default, naming how many), "
+                             f"or mask them: {masked}")
+
+
+def add_force(parser, what: str) -> None:
+    """``--force``: go on with a label image that looks like grey values."""
+    parser.add_argument("--force", action="store_true",
+                        help=f"{what} even when a label image looks like a grey-value scan (too many values, "
+                             "neighbours that rarely share one); without it such input is refused at once")
+
+
 def add_method(parser) -> None:
     """``--method``: one of the segmentation methods; default resolved by :func:`check_method`."""
     from ps3d_toolkit.segmentation import METHODS
@@ -121,12 +191,37 @@ def add_method(parser) -> None:
 # --------------------------------------------------------------------------- checks before any work
 
 
-def check_output(path: Path, formats, what: str) -> Path:
-    """Fail before any work when the output's extension cannot be written."""
+def check_output(path: Path, formats, what: str, *, inputs=(), overwrite: bool = False,
+                 expected_bytes: int | None = None) -> Path:
+    """Fail before any work when an output cannot or must not be written.
+
+    Checks the extension (against ``formats``; None: any), then asks
+    :func:`ps3d_toolkit.io.check_output_path` whether the output is one of the
+    ``inputs``, exists (refused unless ``overwrite``), is a folder the toolkit
+    did not write, lies in a folder that cannot be written, or would not fit
+    (``expected_bytes``).
+    """
+    from ps3d_toolkit.io import check_output_path
+
     name = path.name.lower()
-    if not any(name.endswith(ext) for ext in formats):
+    if formats is not None and not any(name.endswith(ext) for ext in formats):
         raise CLIError(f"unknown {what} format for {path}: use one of {', '.join(formats)}")
+    check_output_path(path, inputs=tuple(p for p in inputs if p is not None), overwrite=overwrite,
+                      expected_bytes=expected_bytes)
     return path
+
+
+def uncompressed_bytes(path: Path, voxels: int, itemsize: int) -> int | None:
+    """The size of ``voxels`` values written to ``path`` when its format is uncompressed, else None."""
+    name = path.name.lower()
+    if any(name.endswith(ext) for ext in UNCOMPRESSED_FORMATS):
+        return int(voxels) * int(itemsize)
+    return None
+
+
+def missing_chunks(args) -> str:
+    """The ``missing_chunks`` of the readers that ``--allow-missing-chunks`` asks for."""
+    return "fill" if getattr(args, "allow_missing_chunks", False) else "error"
 
 
 def label_formats() -> tuple:
@@ -150,9 +245,9 @@ def check_method(method):
     return method
 
 
-def check_excel(path: Path) -> Path:
-    """Fail before any work when a workbook cannot be written."""
-    check_output(path, (".xlsx",), "Excel workbook")
+def check_excel(path: Path, *, inputs=(), overwrite: bool = False) -> Path:
+    """Fail before any work when a workbook cannot or must not be written (see :func:`check_output`)."""
+    check_output(path, (".xlsx",), "Excel workbook", inputs=inputs, overwrite=overwrite)
     try:
         import openpyxl  # noqa: F401
     except ImportError:
@@ -163,11 +258,11 @@ def check_excel(path: Path) -> Path:
 # --------------------------------------------------------------------------- reading and saying
 
 
-def read_scan_and_labels(image_path, labels_path, spacing):
+def read_scan_and_labels(image_path, labels_path, spacing, *, missing_chunks: str = "error"):
     """Read the grey-value scan and the label image a command was given (either may be None).
 
     The spacing comes from ``--spacing``, else the scan's stored one, else the
-    label image's stored one.
+    label image's stored one. ``missing_chunks`` goes to the readers.
 
     Returns
     -------
@@ -181,10 +276,10 @@ def read_scan_and_labels(image_path, labels_path, spacing):
 
     scan = labels = None
     if image_path is not None:
-        scan = load_scan(image_path, spacing=spacing)
+        scan = load_scan(image_path, spacing=spacing, missing_chunks=missing_chunks)
         spacing = scan.spacing
     if labels_path is not None:
-        stored = load_scan(labels_path, spacing=spacing)
+        stored = load_scan(labels_path, spacing=spacing, missing_chunks=missing_chunks)
         labels, spacing = np.asarray(stored.image), stored.spacing
     return scan, labels, spacing
 

@@ -2,13 +2,16 @@
 
 Convert a scan, keeping its dtype, spacing and particle size. Formats follow the
 extensions; zarr input is copied chunk by chunk, so scans larger than memory work.
+DST is checked before any work: not SRC itself, not an existing file unless
+--overwrite, writable, and for .npy/.nii room for the uncompressed scan.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from ps3d_toolkit.cli.args import add_spacing, add_verbosity, check_output, label_formats, say
+from ps3d_toolkit.cli.args import (add_allow_missing_chunks, add_overwrite, add_spacing, add_verbosity,
+                                   check_output, label_formats, missing_chunks, say, uncompressed_bytes)
 
 EXAMPLES = """
 ps3d convert slices/ scan.zarr --spacing 0.01
@@ -20,14 +23,24 @@ def add_arguments(parser) -> None:
     parser.add_argument("src", type=Path, metavar="SRC", help="scan to read")
     parser.add_argument("dst", type=Path, metavar="DST", help="scan to write (.tif, .zarr, .nii.gz, .npy)")
     add_spacing(parser, "SRC")
+    add_overwrite(parser, "DST")
+    add_allow_missing_chunks(parser)
     add_verbosity(parser)
 
 
 def run(args) -> int:
-    """Run ``ps3d convert`` on parsed arguments."""
-    from ps3d_toolkit.io import convert
+    """Run ``ps3d convert`` on parsed arguments: what :func:`ps3d_toolkit.io.convert` does, checked at each step."""
+    import numpy as np
 
-    check_output(args.dst, label_formats(), "scan")
-    path = convert(args.src, args.dst, spacing=args.spacing, progress=not args.quiet)
+    from ps3d_toolkit.io import load_scan, save_scan
+
+    check_output(args.dst, label_formats(), "scan", inputs=(args.src,), overwrite=args.overwrite)
+    scan = load_scan(args.src, spacing=args.spacing, missing_chunks=missing_chunks(args))
+    size = uncompressed_bytes(args.dst, scan.image.size, np.dtype(scan.image.dtype).itemsize)
+    if size is not None:
+        # zarr input is read lazily: its size is known before the copy
+        check_output(args.dst, None, "scan", inputs=(args.src,), overwrite=args.overwrite, expected_bytes=size)
+    path = save_scan(scan.image, args.dst, spacing=scan.spacing, particle_size_mm=scan.particle_size_mm,
+                     progress=not args.quiet)
     say(args, f"wrote {path}")
     return 0

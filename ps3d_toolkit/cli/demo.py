@@ -5,6 +5,7 @@ mineral grains in epoxy, 0.01 mm voxels, with exact ground-truth labels):
 segment it, measure every particle (with two mineral phases split by grey level),
 score the result against the ground truth and write labels.tif, particles.csv,
 report.html (opens offline) and report.xlsx (every table of the report) into DIR.
+Running it again replaces those four files in DIR and leaves anything else there alone.
 """
 
 from __future__ import annotations
@@ -12,16 +13,20 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from ps3d_toolkit.cli.args import CLIError, add_method, add_verbosity, check_excel, check_method, say
+from ps3d_toolkit.cli.args import CLIError, add_method, add_verbosity, check_excel, check_method, check_output, say
 
 EXAMPLES = """
 ps3d demo --output ps3d_demo_output
 """
 
+#: The files the demo writes into its folder: the only ones a new run replaces.
+DEMO_FILES = ("labels.tif", "particles.csv", "report.html", "report.xlsx")
+
 
 def add_arguments(parser) -> None:
     parser.add_argument("-o", "--output", type=Path, default=Path("ps3d_demo_output"), metavar="DIR",
-                        help="folder for the results (created if needed)")
+                        help="folder for the results (created if needed); a new run replaces "
+                             f"{', '.join(DEMO_FILES)} there and nothing else")
     add_method(parser)
     add_verbosity(parser)
 
@@ -38,7 +43,12 @@ def run(args) -> int:
     method = check_method(args.method)
     if args.output.exists() and not args.output.is_dir():
         raise CLIError(f"--output must be a folder, but {args.output} is a file")
-    check_excel(args.output / "report.xlsx")
+    # the demo's own files are replaced: re-running 'ps3d demo' must work
+    for name in DEMO_FILES:
+        if name.endswith(".xlsx"):
+            check_excel(args.output / name, overwrite=True)
+        else:
+            check_output(args.output / name, None, "demo output", overwrite=True)
     scan, truth = load_sample()
     say(args, f"sample: {' x '.join(map(str, scan.shape))} voxels of {scan.spacing[0]:g} mm, "
               f"segmenting with {method}")

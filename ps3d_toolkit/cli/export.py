@@ -3,7 +3,8 @@
 Export the weights of a training run (model.pt or best.pt from 'ps3d train'):
 choose the core-probability threshold of the instance step on the validation scans
 (never on test scans), store it in the weights' config with the run's provenance,
-and write DST, a weight file for 'ps3d segment --weights' or to ship.
+and write DST, a weight file for 'ps3d segment --weights' or to ship. DST is
+checked before any work: not SRC, not an existing file unless --overwrite, writable.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ps3d_toolkit.cli.args import add_verbosity, command_line, positive, say
+from ps3d_toolkit.cli.args import add_overwrite, add_verbosity, check_output, command_line, positive, say
 
 
 def _probability(text: str) -> float:
@@ -38,6 +39,7 @@ def add_arguments(parser) -> None:
                              "(default: the source's, else its training diameter)")
     parser.add_argument("--core-threshold", type=_probability, default=None, metavar="T",
                         help="set the core threshold instead of choosing it on the validation scans")
+    add_overwrite(parser, "DST")
     add_verbosity(parser)
 
 
@@ -45,6 +47,7 @@ def run(args) -> int:
     """Run ``ps3d export`` on parsed arguments."""
     from ps3d_toolkit.training.export import export_weights
 
+    check_output(args.dst, None, "weight file", inputs=(args.src,), overwrite=args.overwrite)
     path = export_weights(args.src, args.dst, note=args.note, inference_diameter_vox=args.inference_diameter_vox,
                           core_threshold=args.core_threshold, command=command_line("export"))
     say(args, f"wrote {path}")

@@ -4,14 +4,18 @@ Measure every particle of a label image (or read a particle table made by
 'ps3d measure') and write one HTML file that opens offline: summary, particle-size
 distribution with d10/d50/d90, shape statistics, phase volumes and liberation
 (with --phases or --auto-phases), slices with the particles outlined, and the table.
---excel and --csv write the same tables for a spreadsheet.
+--excel and --csv write the same tables for a spreadsheet. Every output is checked
+before any work (an existing one is refused unless --overwrite); a label image that
+looks like a grey-value scan is refused unless --force, NaN grey values unless
+--non-finite mask.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from ps3d_toolkit.cli.args import (CLIError, add_spacing, add_verbosity, check_excel, check_output,
+from ps3d_toolkit.cli.args import (CLIError, add_allow_missing_chunks, add_force, add_non_finite, add_overwrite,
+                                   add_spacing, add_verbosity, check_excel, check_output, missing_chunks,
                                    phase_count, phase_intervals, read_scan_and_labels, say)
 
 EXAMPLES = """
@@ -19,6 +23,10 @@ ps3d report labels.tif --image scan.tif --auto-phases 2 --excel report.xlsx
 ps3d report labels.tif --image scan.tif --phases 'gangue:0:30000,ore:30000:inf'
 ps3d report --table particles.csv --output report.html
 """
+
+#: The tables that --csv writes beside the particle table, as <name>_<table>.csv
+#: (those of :func:`ps3d_toolkit.report.export_tables`; each only when the table allows it).
+CSV_TABLES = ("summary", "psd", "shape", "phases", "liberation")
 
 
 def add_arguments(parser) -> None:
@@ -44,6 +52,10 @@ def add_arguments(parser) -> None:
                         help="also write the particle table to this .csv and each other table beside "
                              "it as <name>_<table>.csv")
     parser.add_argument("--title", default="ps3d_toolkit mineralogy report", help="the report's heading")
+    add_overwrite(parser, "the report and tables")
+    add_non_finite(parser, "left out of the grey levels and phase fractions")
+    add_force(parser, "measure")
+    add_allow_missing_chunks(parser)
     add_verbosity(parser)
 
 
@@ -56,11 +68,16 @@ def _check_arguments(args) -> None:
         raise CLIError(f"{phase_option} applies when measuring LABELS; it cannot be used with --table")
     if phase_option and args.image is None:
         raise CLIError(f"{phase_option} needs --image, the grey values the phases are read from")
-    check_output(args.output, (".html", ".htm"), "report")
+    inputs = (args.labels, args.table, args.image)
+    check_output(args.output, (".html", ".htm"), "report", inputs=inputs, overwrite=args.overwrite)
     if args.excel is not None:
-        check_excel(args.excel)
+        check_excel(args.excel, inputs=inputs, overwrite=args.overwrite)
     if args.csv is not None:
-        check_output(args.csv, (".csv",), "CSV table")
+        check_output(args.csv, (".csv",), "CSV table", inputs=inputs, overwrite=args.overwrite)
+        stem = args.csv.with_suffix("")
+        for name in CSV_TABLES:
+            check_output(stem.with_name(f"{stem.name}_{name}.csv"), None, "CSV table", inputs=inputs,
+                         overwrite=args.overwrite)
 
 
 def _particle_table(args, scan, labels, spacing, notes: dict):
@@ -78,7 +95,7 @@ def _particle_table(args, scan, labels, spacing, notes: dict):
     if args.auto_phases:
         phases = propose_phase_thresholds(scan.image, labels, n_phases=args.auto_phases)
     return measure(labels, image=None if scan is None else scan.image, spacing=spacing, phases=phases,
-                   progress=not args.quiet)
+                   non_finite=args.non_finite, force=args.force, progress=not args.quiet)
 
 
 def run(args) -> int:
@@ -86,7 +103,8 @@ def run(args) -> int:
     from ps3d_toolkit.report import export_tables, write_report
 
     _check_arguments(args)
-    scan, labels, spacing = read_scan_and_labels(args.image, args.labels, args.spacing)
+    scan, labels, spacing = read_scan_and_labels(args.image, args.labels, args.spacing,
+                                                 missing_chunks=missing_chunks(args))
     notes = {} if args.labels is None else {"label image": str(args.labels)}
     table = _particle_table(args, scan, labels, spacing, notes)
     written = {"report": write_report(table, args.output, scan=scan, labels=labels, title=args.title,

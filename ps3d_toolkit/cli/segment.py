@@ -3,6 +3,9 @@
 Segment every particle of a 3D scan into a label image (uint32, 0 = background,
 one id per particle). Input: .tif/.tiff, a folder of TIFF slices, .zarr,
 .nii/.nii.gz or .npy. The output format follows the extension of --output.
+Before any work the device, the output (not the scan itself, not an existing
+file unless --overwrite, writable, and for .npy/.nii room for 4 bytes a voxel)
+and the scan's values are checked.
 """
 
 from __future__ import annotations
@@ -11,13 +14,17 @@ import argparse
 import time
 from pathlib import Path
 
-from ps3d_toolkit.cli.args import (CLIError, add_method, add_spacing, add_verbosity, check_method,
-                                   check_output, label_formats, positive, say)
+from ps3d_toolkit.cli.args import (CLIError, add_allow_missing_chunks, add_method, add_non_finite,
+                                   add_overwrite, add_spacing, add_verbosity, check_method, check_output,
+                                   label_formats, missing_chunks, positive, say, uncompressed_bytes)
 
 EXAMPLES = """
 ps3d segment scan.tif --spacing 0.01 --output labels.tif
 ps3d segment scan.zarr --particle-size 0.2 --method snow --output labels.zarr
 """
+
+#: Bytes a voxel of the uint32 label image takes.
+LABEL_BYTES = 4
 
 
 def add_arguments(parser) -> None:
@@ -28,11 +35,16 @@ def add_arguments(parser) -> None:
                              "else estimated)")
     parser.add_argument("-o", "--output", type=Path, required=True, metavar="PATH",
                         help="label image to write (.tif, .zarr, .npy, .nii.gz, ...)")
+    add_overwrite(parser, "--output")
     add_method(parser)
+    add_non_finite(parser, "they count as background")
+    add_allow_missing_chunks(parser)
     model = parser.add_argument_group("model options (with the default method)")
     model.add_argument("--weights", type=Path, metavar="PT", default=None,
                        help="weight file, e.g. a fine-tuned runs/mine/model.pt (default: shipped)")
-    model.add_argument("--device", default="auto", help="auto (GPU when present), cpu, cuda or mps")
+    model.add_argument("--device", default=None,
+                       help="auto (GPU when present; the default), cpu, cuda or mps; checked before the "
+                            "scan is read")
     model.add_argument("--overlap", type=float, default=0.25,
                        help="sliding-window overlap in [0, 1) (default 0.25)")
     model.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
@@ -41,18 +53,27 @@ def add_arguments(parser) -> None:
     model.add_argument("--inference-diameter-vox", type=positive, default=None, metavar="VOX",
                        help="mean particle diameter in voxels on the network's grid (default: the "
                             "weights' own, 20 for the shipped model; larger is slower)")
+    model.add_argument("--memory-limit-gb", type=positive, default=None, metavar="GB",
+                       help="refuse a run whose network grid would need more memory than this "
+                            "(default: 80%% of the memory available when the run starts)")
     add_verbosity(parser)
 
 
 def _model_options(args, method: str) -> dict:
-    """The keyword arguments of the model; refuse them with another method."""
+    """The keyword arguments of the model, its device checked now; refuse them with another method."""
     if method == "model":
-        return dict(weights=args.weights, device=args.device, overlap=args.overlap,
+        device = args.device or "auto"
+        if device != "auto":
+            from ps3d_toolkit.segmentation.model.inference import select_device
+
+            select_device(device)  # a DeviceError now, not after reading the scan
+        return dict(weights=args.weights, device=device, overlap=args.overlap,
                     tta="auto" if args.tta is None else args.tta,
-                    inference_diameter_vox=args.inference_diameter_vox)
-    if args.weights is not None or args.tta is not None or args.inference_diameter_vox is not None:
-        raise CLIError("--weights, --tta and --inference-diameter-vox apply to the model, not to "
-                       f"--method {method}")
+                    inference_diameter_vox=args.inference_diameter_vox, memory_limit_gb=args.memory_limit_gb)
+    if (args.weights is not None or args.tta is not None or args.inference_diameter_vox is not None
+            or args.device is not None or args.memory_limit_gb is not None):
+        raise CLIError("--weights, --device, --tta, --inference-diameter-vox and --memory-limit-gb apply to "
+                       f"the model, not to --method {method}")
     return {}
 
 
@@ -61,14 +82,19 @@ def run(args) -> int:
     from ps3d_toolkit.io import load_scan, save_labels
     from ps3d_toolkit.segmentation import segment
 
-    check_output(args.output, label_formats(), "label image")
     method = check_method(args.method)
     options = _model_options(args, method)
-    scan = load_scan(args.scan, spacing=args.spacing)
+    check_output(args.output, label_formats(), "label image", inputs=(args.scan,), overwrite=args.overwrite)
+    scan = load_scan(args.scan, spacing=args.spacing, missing_chunks=missing_chunks(args))
+    size = uncompressed_bytes(args.output, scan.image.size, LABEL_BYTES)
+    if size is not None:
+        # the shape is known now (zarr without reading it): room for the labels before the work
+        check_output(args.output, None, "label image", inputs=(args.scan,), overwrite=args.overwrite,
+                     expected_bytes=size)
     start = time.perf_counter()
     size_mm = args.particle_size_mm or scan.particle_size_mm
     labels = segment(scan.image, spacing=scan.spacing, particle_size_mm=size_mm, method=method,
-                     progress=not args.quiet, **options)
+                     non_finite=args.non_finite, progress=not args.quiet, **options)
     seconds = time.perf_counter() - start
     path = save_labels(labels, args.output, spacing=scan.spacing)
     say(args, f"{method}: {int(labels.max())} particles in {seconds:.1f} s; wrote {path}")

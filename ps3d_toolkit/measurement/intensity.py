@@ -11,52 +11,71 @@ import numpy as np
 import pandas as pd
 
 from ps3d_toolkit.core.checks import check_labels, check_same_shape, check_volume
+from ps3d_toolkit.core.errors import InputError, InputTypeError
 
 #: Percentiles reported as ``intensity_p<q>`` columns.
 PERCENTILES = (10, 50, 90)
+#: The grey-level columns of the particle table, in order.
+_INTENSITY_NAMES = ("intensity_mean", "intensity_std", "intensity_min", "intensity_max",
+                    *(f"intensity_p{q}" for q in PERCENTILES))
 #: Liberation classes, from least to most liberated.
 LIBERATION_CLASSES = ("locked", "middling", "liberated")
 
 
-def intensity_columns(values: np.ndarray, index: np.ndarray, counts: np.ndarray) -> dict:
-    """Mean, std, min, max and percentiles of ``values`` grouped by ``index``.
+def intensity_columns(values: np.ndarray, index: np.ndarray, n_particles: int) -> dict:
+    """Mean, std, min, max and percentiles of the finite ``values`` grouped by ``index``.
+
+    Non-finite values (NaN, inf) are left out of every statistic alike, so that
+    the minimum, mean and maximum of a particle describe the same voxels; a
+    particle without a finite value gets NaN in every column. (:func:`measure`
+    refuses non-finite grey values unless told to mask them.)
 
     Parameters
     ----------
     values : ndarray, 1D
         Grey value of every particle voxel.
     index : ndarray of int, 1D
-        Particle index (0..n-1) of every voxel.
-    counts : ndarray of int, 1D
-        Voxel count of every particle (all > 0).
+        Particle index (0..n_particles-1) of every voxel.
+    n_particles : int
+        Number of particles (rows of the table).
 
     Returns
     -------
     dict
         ``intensity_mean``, ``intensity_std``, ``intensity_min``, ``intensity_max``
-        and ``intensity_p10/p50/p90`` arrays of length ``len(counts)``.
+        and ``intensity_p10/p50/p90`` arrays of length ``n_particles``.
     """
-    counts = np.asarray(counts).astype(np.int64)
-    n = len(counts)
+    if values.dtype.kind == "f":
+        finite = np.isfinite(values)
+        if not finite.all():
+            values, index = values[finite], index[finite]
+    counts = np.bincount(index, minlength=n_particles).astype(np.int64)
+    empty = counts == 0
+    if empty.all():
+        return {name: np.full(n_particles, np.nan) for name in _INTENSITY_NAMES}
     v64 = values.astype(np.float64)
-    total = np.bincount(index, weights=v64, minlength=n)
-    mean = total / counts
-    # second moment about the mean of each particle: no cancellation for bright scans
-    spread = np.bincount(index, weights=(v64 - mean[index]) ** 2, minlength=n)
-    out = {"intensity_mean": mean, "intensity_std": np.sqrt(spread / counts)}
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.bincount(index, weights=v64, minlength=n_particles) / counts
+        # second moment about the mean of each particle: no cancellation for bright scans
+        spread = np.bincount(index, weights=(v64 - mean[index]) ** 2, minlength=n_particles)
+        out = {"intensity_mean": mean, "intensity_std": np.sqrt(spread / counts)}
     ordered = _sorted_by_particle(values, index)
-    start = np.cumsum(counts) - counts
+    # a particle without finite values reads a harmless offset; its row is NaN below
+    last = len(ordered) - 1
+    start = np.minimum(np.cumsum(counts) - counts, last)
+    size = np.maximum(counts, 1)
     out["intensity_min"] = ordered[start].astype(np.float64)
-    out["intensity_max"] = ordered[start + counts - 1].astype(np.float64)
+    out["intensity_max"] = ordered[np.minimum(start + size - 1, last)].astype(np.float64)
     for q in PERCENTILES:
         # numpy's default ("linear") percentile, per segment
-        position = (q / 100.0) * (counts - 1)
+        position = (q / 100.0) * (size - 1)
         below = np.floor(position).astype(np.int64)
-        above = np.minimum(below + 1, counts - 1)
-        frac = position - below
-        lo = ordered[start + below].astype(np.float64)
-        hi = ordered[start + above].astype(np.float64)
-        out[f"intensity_p{q}"] = lo + frac * (hi - lo)
+        above = np.minimum(below + 1, size - 1)
+        lo = ordered[np.minimum(start + below, last)].astype(np.float64)
+        hi = ordered[np.minimum(start + above, last)].astype(np.float64)
+        out[f"intensity_p{q}"] = lo + (position - below) * (hi - lo)
+    for column in out.values():
+        column[empty] = np.nan
     return out
 
 
@@ -101,29 +120,29 @@ def phase_masks(phases: dict, values: np.ndarray | None, codes: np.ndarray | Non
 def check_phases(phases, image, phase_map) -> dict:
     """Validate the ``phases`` argument of :func:`measure` and return it as a dict."""
     if not isinstance(phases, dict) or not phases:
-        raise TypeError(
+        raise InputTypeError(
             "phases must be a non-empty dict {name: (low, high)} of grey-level intervals "
             f"or {{name: id}} of phase-map ids, got {phases!r}"
         )
     checked = {}
     for name, spec in phases.items():
         if not isinstance(name, str) or not name:
-            raise TypeError(f"phases keys must be non-empty strings, got {name!r}")
+            raise InputTypeError(f"phases keys must be non-empty strings, got {name!r}")
         if isinstance(spec, (int, np.integer)) and not isinstance(spec, bool):
             if phase_map is None:
-                raise ValueError(f"phases[{name!r}] is a phase id ({spec}) but no phase_map was given")
+                raise InputError(f"phases[{name!r}] is a phase id ({spec}) but no phase_map was given")
             checked[name] = int(spec)
             continue
         try:
             low, high = (float(v) for v in spec)
         except (TypeError, ValueError):
-            raise TypeError(
+            raise InputTypeError(
                 f"phases[{name!r}] must be a (low, high) grey-level interval or an int phase id, got {spec!r}"
             ) from None
         if not low < high:
-            raise ValueError(f"phases[{name!r}] must have low < high, got ({low}, {high})")
+            raise InputError(f"phases[{name!r}] must have low < high, got ({low}, {high})")
         if image is None:
-            raise ValueError(f"phases[{name!r}] is a grey-level interval but no image was given")
+            raise InputError(f"phases[{name!r}] is a grey-level interval but no image was given")
         checked[name] = (low, high)
     return checked
 
@@ -158,9 +177,9 @@ def liberation_class(fraction, thresholds=(0.3, 0.9)) -> pd.Categorical:
     try:
         low, high = (float(t) for t in thresholds)
     except (TypeError, ValueError):
-        raise TypeError(f"thresholds must be two numbers (locked_below, liberated_from), got {thresholds!r}") from None
+        raise InputTypeError(f"thresholds must be two numbers (locked_below, liberated_from), got {thresholds!r}") from None
     if not 0.0 <= low < high <= 1.0:
-        raise ValueError(f"thresholds must satisfy 0 <= locked_below < liberated_from <= 1, got {thresholds!r}")
+        raise InputError(f"thresholds must satisfy 0 <= locked_below < liberated_from <= 1, got {thresholds!r}")
     f = np.asarray(fraction, dtype=float).reshape(-1)
     codes = np.where(f >= high, 2, np.where(f >= low, 1, 0))
     codes[np.isnan(f)] = -1
@@ -209,12 +228,12 @@ def propose_phase_thresholds(image, labels=None, *, n_phases: int = 2, names=Non
 
     image = check_volume(image, "image")
     if not isinstance(n_phases, (int, np.integer)) or not 2 <= n_phases <= 5:
-        raise ValueError(f"n_phases must be an integer from 2 to 5, got {n_phases!r}")
+        raise InputError(f"n_phases must be an integer from 2 to 5, got {n_phases!r}")
     if names is None:
         names = [f"phase_{i + 1}" for i in range(n_phases)]
     names = [str(n) for n in names]
     if len(names) != n_phases or len(set(names)) != n_phases:
-        raise ValueError(f"names must be {n_phases} distinct names, got {names!r}")
+        raise InputError(f"names must be {n_phases} distinct names, got {names!r}")
     if labels is not None:
         labels = check_labels(labels, "labels")
         check_same_shape(image, labels, "image", "labels")
@@ -225,7 +244,7 @@ def propose_phase_thresholds(image, labels=None, *, n_phases: int = 2, names=Non
     if values.size > max_samples:
         values = np.random.default_rng(seed).choice(values, size=max_samples, replace=False)
     if np.unique(values).size < n_phases:
-        raise ValueError(f"the particles hold fewer than {n_phases} distinct grey values; cannot split them "
+        raise InputError(f"the particles hold fewer than {n_phases} distinct grey values; cannot split them "
                          f"into {n_phases} phases")
     counts, edges = np.histogram(values.astype(np.float64), bins=256)
     centres = 0.5 * (edges[:-1] + edges[1:])
