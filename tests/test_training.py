@@ -245,3 +245,15 @@ def test_training_config_refuses_an_unknown_network_key(tmp_path):
     with pytest.raises(ValueError, match="target_diameter_vox"):
         train(TrainingConfig(output_dir=str(tmp_path / "x"), network={"target_diameter_vox": 20.0}),
               progress=False)
+
+
+@pytest.mark.parametrize("setting", [{"learning_rate": -1.0}, {"learning_rate": float("nan")},
+                                     {"synthetic_fraction": 2.0}, {"stress_fraction": -0.1},
+                                     {"preset_weights": (0, 0, 0)}, {"preset_weights": (1, -1, 1)}])
+def test_training_refuses_bad_settings_before_any_work(tmp_path, setting):
+    from ps3d_toolkit.core.errors import InputError
+
+    config = TrainingConfig(output_dir=str(tmp_path / "run"), steps=1, **setting)
+    with pytest.raises(InputError, match=next(iter(setting))):
+        train(config, progress=False)
+    assert not (tmp_path / "run").exists()

@@ -70,26 +70,25 @@ def whole_number(minimum: int):
     return parse
 
 
-def fraction(text: str) -> float:
-    """A share from 0 to 1."""
+def _number(text: str, accept, words: str) -> float:
+    """``text`` as a float that ``accept`` takes, or an argument error saying it must be ``words``."""
     try:
         value = float(text)
     except ValueError:
         value = math.nan
-    if not 0 <= value <= 1:
-        raise argparse.ArgumentTypeError(f"must be a number from 0 to 1, got {text!r}")
+    if not accept(value):
+        raise argparse.ArgumentTypeError(f"must be {words}, got {text!r}")
     return value
+
+
+def fraction(text: str) -> float:
+    """A share from 0 to 1."""
+    return _number(text, lambda value: 0 <= value <= 1, "a number from 0 to 1")
 
 
 def non_negative(text: str) -> float:
     """A finite number >= 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not 0 <= value < math.inf:
-        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text!r}")
-    return value
+    return _number(text, lambda value: 0 <= value < math.inf, "a number >= 0")
 
 
 def iou_thresholds(text: str) -> tuple:

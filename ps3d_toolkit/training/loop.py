@@ -185,6 +185,15 @@ def _check_config(config: TrainingConfig) -> None:
     if config.workers < 0 or (config.time_limit_s is not None and config.time_limit_s <= 0):
         raise InputError(f"workers must be >= 0 and time_limit_s > 0, got {config.workers}, "
                          f"{config.time_limit_s}")
+    if not 0 < config.learning_rate < math.inf:
+        raise InputError(f"learning_rate must be a positive number, got {config.learning_rate!r}")
+    shares = {"synthetic_fraction": config.synthetic_fraction, "stress_fraction": config.stress_fraction}
+    for name, share in shares.items():
+        if not 0 <= share <= 1:
+            raise InputError(f"{name} must be from 0 to 1, got {share!r}")
+    if len(config.preset_weights) != 3 or min(config.preset_weights) < 0 or not sum(config.preset_weights) > 0:
+        raise InputError("preset_weights must be 3 numbers >= 0 (easy, medium, hard) with a positive sum, "
+                         f"got {config.preset_weights!r}")
     unknown = sorted(set(config.network) - set(DEFAULT_CONFIG))
     if unknown:
         raise InputError(f"network has unknown key(s) {unknown}; known: {sorted(DEFAULT_CONFIG)}")
