@@ -39,11 +39,17 @@ def spacing(text: str) -> tuple:
     from ps3d_toolkit.core.checks import check_spacing
 
     try:
-        return check_spacing([float(v) for v in text.replace(" ", "").split(",")])
-    except (TypeError, ValueError):
+        values = [float(v) for v in text.replace(" ", "").split(",")]
+        if len(values) not in (1, 3) or not all(0 < v < math.inf for v in values):
+            raise ValueError(text)
+    except ValueError:
         raise argparse.ArgumentTypeError(
             f"must be one positive number or three z,y,x separated by commas, in mm; got {text!r}"
         ) from None
+    try:
+        return check_spacing(values)
+    except ValueError as error:  # numbers, but not a voxel size: the check says why
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def positive(text: str) -> float:

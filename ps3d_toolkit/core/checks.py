@@ -16,6 +16,11 @@ from ps3d_toolkit.core.errors import InputError, InputTypeError
 _FINITE_SLAB_VALUES = 1 << 24
 
 
+#: Voxel sizes outside this range (mm) are a unit mistake, and would under- or
+#: overflow voxel volumes and distance maps.
+PLAUSIBLE_SPACING_MM = (1e-9, 1e9)
+
+
 def check_spacing(spacing, name: str = "spacing") -> tuple[float, float, float]:
     """Return ``spacing`` as three positive floats in mm (z, y, x).
 
@@ -31,7 +36,8 @@ def check_spacing(spacing, name: str = "spacing") -> tuple[float, float, float]:
     TypeError
         If ``spacing`` is neither a number nor a sequence of numbers.
     ValueError
-        If it does not hold 3 finite positive values.
+        If it does not hold 3 finite positive values, or one lies outside
+        :data:`PLAUSIBLE_SPACING_MM`.
     """
     if spacing is None:
         raise InputError(f"{name} must be 3 positive numbers in mm (z, y, x), got None")
@@ -48,6 +54,10 @@ def check_spacing(spacing, name: str = "spacing") -> tuple[float, float, float]:
             values = values * 3
     if len(values) != 3 or not all(np.isfinite(v) and v > 0 for v in values):
         raise InputError(f"{name} must be 3 positive numbers in mm (z, y, x), got {spacing!r}")
+    low, high = PLAUSIBLE_SPACING_MM
+    if not all(low <= v <= high for v in values):
+        raise InputError(f"{name} {', '.join(f'{v:.4g}' for v in values)} mm (z, y, x) is not a plausible "
+                         f"voxel size (from {low:g} to {high:g} mm): give the spacing in mm")
     return values
 
 

@@ -36,10 +36,6 @@ NON_FINITE: tuple[str, ...] = get_args(NonFinite)
 #: voxels; the synthetic generator refuses grains under 3 voxels.
 MIN_PARTICLE_VOXELS = 3.0
 
-#: Voxel sizes in mm that a scan can have (1 pm to 1000 km). Outside them a
-#: spacing is a unit mistake, and squared distances and voxel volumes would
-#: underflow or overflow double precision.
-PLAUSIBLE_SPACING_MM = (1e-9, 1e9)
 
 #: Grain-contrast ratio (see :func:`grain_contrast`) below which a scan counts as
 #: holding no grains. Measured: white noise of any distribution gives ~1
@@ -131,7 +127,7 @@ def check_scan(image, spacing, particle_size_mm, *, non_finite: NonFinite = "ref
     ------
     InputError
         If the image is not 3D, the spacing is not positive or not within
-        :data:`PLAUSIBLE_SPACING_MM`, the size is not positive, the size
+        :data:`~ps3d_toolkit.core.checks.PLAUSIBLE_SPACING_MM`, the size is not positive, the size
         spans under 3 voxels or is larger than the scan, or a value is not
         finite (with ``non_finite="refuse"``).
     InputTypeError
@@ -139,21 +135,12 @@ def check_scan(image, spacing, particle_size_mm, *, non_finite: NonFinite = "ref
     """
     non_finite = check_non_finite(non_finite)
     image = check_volume(image, "image")
-    spacing = check_plausible_spacing(check_spacing(spacing))
+    spacing = check_spacing(spacing)
     particle_size_mm = check_positive(particle_size_mm, "particle_size_mm", allow_none=True)
     if particle_size_mm is not None:
         check_particle_size(particle_size_mm, spacing, image.shape)
     image, masked = finite_image(image, non_finite)
     return CheckedScan(image, spacing, particle_size_mm, masked)
-
-
-def check_plausible_spacing(spacing: tuple) -> tuple:
-    """Refuse a voxel size outside :data:`PLAUSIBLE_SPACING_MM` (a unit mistake)."""
-    low, high = PLAUSIBLE_SPACING_MM
-    if not all(low <= s <= high for s in spacing):
-        raise InputError(f"spacing {', '.join(f'{s:.4g}' for s in spacing)} mm (z, y, x) is not a plausible "
-                         f"voxel size (from {low:g} to {high:g} mm): give the spacing in mm")
-    return spacing
 
 
 def check_non_finite(non_finite) -> str:
