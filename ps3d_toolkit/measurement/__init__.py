@@ -2,9 +2,11 @@
 
 Public API
 ----------
-measure(labels, image=None, *, spacing, phases, ...) -> pandas.DataFrame
+measure(labels, image=None, *, spacing, phases, ..., chunk_size=None) -> pandas.DataFrame
     The particle table (volumes, centroids, bounding boxes, surface area,
     sphericity, axes, Feret diameter, border flags, grey levels, phases).
+    Lazy inputs (zarr, dask, memory maps) or ``chunk_size=`` measure block by
+    block, with the same table.
     Save and read it with :func:`ps3d_toolkit.io.save_table` and
     :func:`ps3d_toolkit.io.read_table`.
 propose_phase_thresholds(image, labels=None, *, n_phases=2) -> dict
@@ -18,6 +20,9 @@ Modules
 -------
 table
     :func:`measure`, one private function per column group.
+chunked
+    The same table block by block, with memory bounded by the block and the
+    largest particle (:func:`~ps3d_toolkit.measurement.chunked.measure_chunked`).
 surface
     Surface area and Feret diameter (the per-particle loop) and particle meshes.
 intensity

@@ -224,16 +224,8 @@ def propose_phase_thresholds(image, labels=None, *, n_phases: int = 2, names=Non
         If ``n_phases`` is out of range, ``names`` has the wrong length, or
         there are too few distinct grey values to split.
     """
-    from skimage.filters import threshold_multiotsu
-
     image = check_volume(image, "image")
-    if not isinstance(n_phases, (int, np.integer)) or not 2 <= n_phases <= 5:
-        raise InputError(f"n_phases must be an integer from 2 to 5, got {n_phases!r}")
-    if names is None:
-        names = [f"phase_{i + 1}" for i in range(n_phases)]
-    names = [str(n) for n in names]
-    if len(names) != n_phases or len(set(names)) != n_phases:
-        raise InputError(f"names must be {n_phases} distinct names, got {names!r}")
+    names = phase_names(n_phases, names)
     if labels is not None:
         labels = check_labels(labels, "labels")
         check_same_shape(image, labels, "image", "labels")
@@ -243,6 +235,29 @@ def propose_phase_thresholds(image, labels=None, *, n_phases: int = 2, names=Non
     values = values[np.isfinite(values)] if np.issubdtype(values.dtype, np.floating) else values
     if values.size > max_samples:
         values = np.random.default_rng(seed).choice(values, size=max_samples, replace=False)
+    return phases_from_values(values, names)
+
+
+def phase_names(n_phases, names=None) -> list[str]:
+    """The checked names of ``n_phases`` phases, darkest first (default ``phase_1``, ``phase_2``, ...)."""
+    if not isinstance(n_phases, (int, np.integer)) or not 2 <= n_phases <= 5:
+        raise InputError(f"n_phases must be an integer from 2 to 5, got {n_phases!r}")
+    if names is None:
+        names = [f"phase_{i + 1}" for i in range(n_phases)]
+    names = [str(n) for n in names]
+    if len(names) != n_phases or len(set(names)) != n_phases:
+        raise InputError(f"names must be {n_phases} distinct names, got {names!r}")
+    return names
+
+
+def phases_from_values(values: np.ndarray, names) -> dict:
+    """The grey-level intervals of :func:`propose_phase_thresholds` from the (sampled) finite particle values.
+
+    The result does not depend on the order of ``values``.
+    """
+    from skimage.filters import threshold_multiotsu
+
+    n_phases = len(names)
     if np.unique(values).size < n_phases:
         raise InputError(f"the particles hold fewer than {n_phases} distinct grey values; cannot split them "
                          f"into {n_phases} phases")

@@ -23,6 +23,7 @@ from ps3d_toolkit.core.checks import check_labels, check_same_shape, check_spaci
 from ps3d_toolkit.core.errors import InputError, InputTypeError
 from ps3d_toolkit.core.geometry import equivalent_diameter, wadell_sphericity
 from ps3d_toolkit.core.labels import LUT_MAX_LABEL, compact_ids
+from ps3d_toolkit.measurement import chunked as _chunked
 from ps3d_toolkit.measurement import intensity as _intensity
 from ps3d_toolkit.measurement import surface as _surface
 
@@ -44,7 +45,7 @@ _GREY_MAX_AGREEMENT = 0.25
 def measure(labels, image=None, *, spacing=1.0, phases=None, phase_map=None, fov_mask=None,
             liberation_phase: str | None = None, liberation_thresholds=(0.3, 0.9), confidence=None,
             shape: bool = True, workers: int | None = None, non_finite: NonFinite = "refuse",
-            force: bool = False, progress: bool = True) -> pd.DataFrame:
+            force: bool = False, progress: bool = True, chunk_size: int | None = None) -> pd.DataFrame:
     """Measure every particle of a label image: one table row per particle.
 
     Volumes, centroids, bounding boxes, inertia-equivalent axes, grey-level
@@ -99,7 +100,16 @@ def measure(labels, image=None, *, spacing=1.0, phases=None, phase_map=None, fov
         Measure ``labels`` even when they look like a grey-value scan rather
         than a label image (see :func:`grey_value_reason`); a warning says so.
     progress : bool
-        Show a progress bar over the particles.
+        Show a progress bar over the particles (over the blocks on the chunked path).
+    chunk_size : int, optional
+        Measure block by block, reading blocks of this many voxels per edge
+        (see :func:`ps3d_toolkit.measurement.chunked.measure_chunked`): memory
+        is bounded by the block and the largest particle, and the table is the
+        same. Lazy ``labels`` or ``image`` (zarr, dask, :class:`numpy.memmap`,
+        anything with ``chunks``) larger than
+        :data:`~ps3d_toolkit.measurement.chunked.IN_MEMORY_VOXELS` always
+        take this path, with blocks of 128 voxels per edge unless told
+        otherwise; smaller lazy inputs are read into memory (it is faster).
 
     Returns
     -------
@@ -143,19 +153,44 @@ def measure(labels, image=None, *, spacing=1.0, phases=None, phase_map=None, fov
     >>> round(float(row.volume_mm3), 3), round(float(row.sphericity), 2)
     (1.0, 0.82)
     """
+    if chunk_size is not None or _chunked.is_large_and_lazy(labels) or _chunked.is_large_and_lazy(image):
+        return _chunked.measure_chunked(
+            labels, image, spacing=spacing, phases=phases, phase_map=phase_map, fov_mask=fov_mask,
+            liberation_phase=liberation_phase, liberation_thresholds=liberation_thresholds,
+            confidence=confidence, shape=shape, workers=workers, non_finite=non_finite, force=force,
+            progress=progress, chunk_size=chunk_size)
     labels, image, spacing, phases, phase_map, fov_mask, confidence = _checked_inputs(
         labels, image, spacing, phases, phase_map, fov_mask, confidence, non_finite, force)
     if phases is not None:
         liberation_phase = _checked_liberation(phases, liberation_phase, liberation_thresholds)
-    workers = _workers(workers)
+    table = particle_columns(labels, image, phase_map, fov_mask, confidence, spacing=spacing, phases=phases,
+                             liberation_phase=liberation_phase, thresholds=liberation_thresholds, shape=shape,
+                             workers=_workers(workers), progress=progress)
+    frame = pd.DataFrame(table)
+    frame.attrs.update(_table_attrs(spacing, phases, liberation_phase, liberation_thresholds))
+    return frame
 
+
+def particle_columns(labels, image, phase_map, fov_mask, confidence, *, spacing, phases, liberation_phase,
+                     thresholds, shape, workers, progress, origin=(0, 0, 0), scan_shape=None) -> dict:
+    """The table's columns for the particles of checked in-memory arrays, in label order.
+
+    :func:`measure` calls it on the whole scan; the chunked path
+    (:mod:`ps3d_toolkit.measurement.chunked`) on a crop whose corner lies at
+    ``origin`` of a scan of shape ``scan_shape``, so that centroids, bounding
+    boxes and ``touches_border`` are those of the scan and every value comes
+    from the same code.
+    """
+    scan_shape = labels.shape if scan_shape is None else tuple(scan_shape)
     ids, lookup, labels = _label_ids(labels)
     need_voxels = image is not None or phases is not None or confidence is not None
     sums, voxels = _one_pass(labels, lookup, len(ids), image, phase_map if phases else None, confidence,
-                             need_voxels)
+                             need_voxels, origin)
     slices = _bounding_boxes(labels, ids, lookup)
     bbox = np.array([[s.start for s in sl] + [s.stop for s in sl] for sl in slices],
                     dtype=np.int64).reshape(len(ids), 6)
+    if any(origin):
+        bbox += np.asarray(tuple(origin) * 2, dtype=np.int64)
     area, feret = _shape_metrics(labels, slices, ids, lookup, spacing, shape, workers, progress)
 
     table = _count_columns(ids, sums[0], spacing)
@@ -164,18 +199,16 @@ def measure(labels, image=None, *, spacing=1.0, phases=None, phase_map=None, fov
     table.update(_surface_columns(table["volume_mm3"], area))
     table.update(_axis_columns(sums, spacing))
     table["feret_max_mm"] = feret
-    table["touches_border"] = _touches_border(bbox, labels.shape, labels, lookup, len(ids), fov_mask)
+    table["touches_border"] = _touches_border(bbox, scan_shape, labels, lookup, len(ids), fov_mask)
     index = voxels.get("index", np.zeros(0, dtype=np.int64))
     if image is not None:
         values = voxels.get("values", np.zeros(0, dtype=image.dtype))
         table.update(_intensity.intensity_columns(values, index, len(ids)))
     if phases is not None:
-        table.update(_phase_columns(phases, voxels, index, sums[0], liberation_phase, liberation_thresholds))
+        table.update(_phase_columns(phases, voxels, index, sums[0], liberation_phase, thresholds))
     if confidence is not None:
         table["confidence"] = _mean_by_particle(voxels.get("confidence", np.zeros(0)), index, sums[0])
-    frame = pd.DataFrame(table)
-    frame.attrs.update(_table_attrs(spacing, phases, liberation_phase, liberation_thresholds))
-    return frame
+    return table
 
 
 def _checked_inputs(labels, image, spacing, phases, phase_map, fov_mask, confidence, non_finite, force):
@@ -249,7 +282,9 @@ def grey_value_reason(labels) -> str | None:
     str or None
         A one-line reason, or None.
     """
-    labels = np.asarray(labels)
+    if not hasattr(labels, "shape"):
+        labels = np.asarray(labels)
+    # a lazy array (zarr, dask) is read a pair of planes at a time below
     depth = labels.shape[0]
     planes = np.unique(np.linspace(0, max(depth - 2, 0), min(_GREY_PLANES, depth)).astype(np.int64))
     same, pairs, ids = np.zeros(3), np.zeros(3), set()
@@ -343,25 +378,30 @@ def _label_ids(labels: np.ndarray):
     return ids, None, (index + 1).astype(np.uint32)
 
 
-def _one_pass(labels, lookup, n, image, phase_map, confidence, need_voxels):
+def _one_pass(labels, lookup, n, image, phase_map, confidence, need_voxels, origin=(0, 0, 0)):
     """Moments up to second order of every particle, and its voxels' values.
 
     Returns ``(sums, voxels)`` where ``sums`` is a (10, n) array of the voxel
     count and the sums of z, y, x, zz, yy, xx, zy, zx, yx (voxel indices), and
     ``voxels`` holds ``index`` (row of every particle voxel), ``values`` (grey
-    value), ``codes`` (phase id) and ``confidence`` when asked for.
+    value), ``codes`` (phase id) and ``confidence`` when asked for. Indices
+    count from ``origin`` (the crop's corner in the scan).
     """
+    z0, y0, x0 = (int(o) for o in origin)
     sums = np.zeros((10, n))
     parts = {"index": [], "values": [], "codes": [], "confidence": []}
     width = labels.shape[2]
-    for z in range(labels.shape[0]):
-        plane = labels[z].reshape(-1)
+    for z_crop in range(labels.shape[0]):
+        z = z_crop + z0
+        plane = labels[z_crop].reshape(-1)
         flat = np.flatnonzero(plane)
         if not flat.size:
             continue
         ids = plane[flat]
         rows = lookup[ids] if lookup is not None else ids.astype(np.int64) - 1
         y, x = np.divmod(flat, width)
+        if y0 or x0:
+            y, x = y + y0, x + x0
         # a slice at a time: z is constant, so its sums follow from the in-plane ones
         count = np.bincount(rows, minlength=n)
         sum_y = np.bincount(rows, weights=y, minlength=n)
@@ -379,11 +419,11 @@ def _one_pass(labels, lookup, n, image, phase_map, confidence, need_voxels):
         if need_voxels:
             parts["index"].append(rows)
             if image is not None:
-                parts["values"].append(np.asarray(image[z]).reshape(-1)[flat])
+                parts["values"].append(np.asarray(image[z_crop]).reshape(-1)[flat])
             if phase_map is not None:
-                parts["codes"].append(np.asarray(phase_map[z]).reshape(-1)[flat])
+                parts["codes"].append(np.asarray(phase_map[z_crop]).reshape(-1)[flat])
             if confidence is not None:
-                parts["confidence"].append(np.asarray(confidence[z]).reshape(-1)[flat])
+                parts["confidence"].append(np.asarray(confidence[z_crop]).reshape(-1)[flat])
     voxels = {k: np.concatenate(v) for k, v in parts.items() if v}
     return sums, voxels
 
