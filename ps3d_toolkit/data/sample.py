@@ -100,7 +100,7 @@ def load_sample() -> tuple:
     Returns
     -------
     scan : ps3d_toolkit.io.Scan
-        uint16 grey values, 128 x 128 x 128 voxels of 0.01 mm, with
+        uint16 grey values (a numpy array), 128 x 128 x 128 voxels of 0.01 mm, with
         ``particle_size_mm`` set; ``name`` is ``"sample"``.
     labels : np.ndarray
         uint32 exact instance labels of the same shape, 0 = background.
@@ -120,6 +120,8 @@ def load_sample() -> tuple:
                     particle_size_mm=metadata["particle_size_mm"])
         return scan, labels
     scan = load_scan(folder / _SCAN_FILE)
+    # 4 MB: in memory, as when it is regenerated, so that it is a numpy array either way
+    scan.image = np.asarray(scan.image)
     scan.name = "sample"
     return scan, load_labels(folder / _LABELS_FILE)
 

@@ -1,7 +1,8 @@
 """Readers: :func:`load_scan` and :func:`load_labels`, one private reader per format.
 
 Supported formats (chosen by extension): a folder of TIFF slices, a 3D or
-multi-page TIFF, zarr (v2 and v3, read lazily), NIfTI and ``.npy``.
+multi-page TIFF, zarr (v2 and v3), NIfTI and ``.npy``. Every format is read
+lazily: a block is read from the file when it is sliced (see :mod:`._lazy`).
 
 Spacing is taken, in this order, from the ``spacing`` argument, from the file
 itself (NIfTI header, zarr attributes or OME-NGFF scale, TIFF metadata), or from
@@ -17,8 +18,11 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import re
+import threading
 import warnings
+import weakref
 from pathlib import Path
 from typing import Literal
 
@@ -34,6 +38,7 @@ from ps3d_toolkit.io._formats import (
     read_format,
     stem,
 )
+from ps3d_toolkit.io._lazy import ArrayVolume, LazyVolume, RawFileVolume, Reversed, SliceStack, Squeezed
 from ps3d_toolkit.io._zarr import (
     CheckedZarrArray,
     check_missing_chunks,
@@ -69,10 +74,20 @@ def load_scan(path, spacing=None, *, missing_chunks: MissingChunks = "error") ->
     Returns
     -------
     Scan
-        ``image`` is a numpy array, except for zarr input where it is a lazy
+        ``image`` stays lazy for every format: nothing but the header is read
+        until a block is sliced (``scan.image[z0:z1]`` reads those slices only),
+        and ``numpy.asarray(scan.image)`` reads everything. Zarr gives a
         :class:`~ps3d_toolkit.io._zarr.CheckedZarrArray` (or a dask array over
         one when singleton axes had to be dropped) that names the chunk when
-        one cannot be decoded.
+        one cannot be decoded; the other formats give a
+        :class:`~ps3d_toolkit.io._lazy.LazyVolume` (``shape``, ``dtype``,
+        ``chunks``, basic slicing; ``dask.array.from_array`` wraps it). An
+        uncompressed TIFF and a ``.npy`` are read in place, a compressed TIFF a
+        page (or tile) at a time, a folder of TIFF slices a file at a time, and
+        NIfTI through nibabel's array proxy; a ``.nii.gz`` is one gzip stream,
+        so a block is decompressed from the file's start (bounded memory, but
+        time grows with the block's depth in the file). A TIFF file stays open
+        while its image is in use.
 
     Raises
     ------
@@ -80,8 +95,10 @@ def load_scan(path, spacing=None, *, missing_chunks: MissingChunks = "error") ->
         If ``path`` does not exist (a ``FileNotFoundError``).
     CorruptDataError
         If the file is truncated or damaged, a zarr store lacks chunks (with
-        ``missing_chunks="error"``), or, when the lazy zarr image is read
-        later, a chunk cannot be decoded.
+        ``missing_chunks="error"``), or, when the lazy image is read later, a
+        chunk, page, slice file or gzip stream cannot be decoded. A file cut
+        short is found when loading (its size is checked against its header),
+        except a ``.nii.gz``.
     InputError
         If the format is unknown, the data is not 3D, TIFF slices have no
         common type that holds them exactly, or no spacing is given nor stored
@@ -170,6 +187,8 @@ def _to_3d(image, path: Path, trailing_first: bool = False):
         raise InputError(f"{path} holds {what} of shape {shape}; a scan must be 3D (z, y, x)")
     if len(keep) == len(shape):
         return image
+    if isinstance(image, LazyVolume):
+        return Squeezed(image, keep)
     index = tuple(slice(None) if axis in keep else 0 for axis in range(len(shape)))
     if not isinstance(image, np.ndarray) and not hasattr(image, "compute"):
         import dask.array as da  # a zarr array has no lazy indexing of its own
@@ -180,27 +199,62 @@ def _to_3d(image, path: Path, trailing_first: bool = False):
 
 
 def _read_npy(path: Path):
+    """The file read block by block, checked against its header so that a cut file is refused now.
+
+    Blocks are read with positional reads rather than through a memory map: the
+    pages a map touches count as the process's resident memory until the
+    kernel reclaims them, so a scan read block by block would seem to fill memory.
+    """
     try:
-        image = np.load(path, allow_pickle=False)
+        shape, fortran_order, dtype, offset = _npy_header(path)
+        if dtype.hasobject:
+            raise ValueError("Object arrays cannot be loaded when allow_pickle=False")
+        expected = offset + math.prod(shape) * dtype.itemsize
+        if path.stat().st_size < expected:
+            raise ValueError(f"the file is truncated: its header needs {expected} bytes, "
+                             f"it holds {path.stat().st_size}")
+        if fortran_order or len(shape) < 2 or math.prod(shape) == 0:
+            # rare layouts: a read-only memory map (an empty file cannot be mapped at all)
+            array = np.load(path, mmap_mode="r" if math.prod(shape) else None, allow_pickle=False)
+            volume = ArrayVolume(array, str(path))
+        else:
+            volume = RawFileVolume(path, shape, dtype, offset)
     except Exception as error:  # noqa: BLE001 - any failure means an unreadable file
         raise _unreadable(path, error) from error
-    return _to_3d(image, path), {}
+    return _to_3d(volume, path), {}
+
+
+def _npy_header(path: Path) -> tuple:
+    """(shape, fortran_order, dtype, offset of the data) from a .npy header, without reading the data."""
+    with open(path, "rb") as file:
+        version = np.lib.format.read_magic(file)
+        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, fortran_order, dtype = read_header(file)
+        return tuple(shape), fortran_order, np.dtype(dtype), file.tell()
 
 
 def _read_nifti(path: Path):
+    """NIfTI through nibabel's array proxy: each block is read from the file when sliced.
+
+    A ``.nii.gz`` is one gzip stream: a block is still read without holding the
+    volume, but by decompressing the file from its start up to the block.
+    """
     import nibabel as nib
 
     try:
-        img = nib.load(str(path))
-        data = np.asanyarray(img.dataobj)
+        img = nib.load(str(path), mmap=False)  # blocks are read, not mapped
+        proxy = img.dataobj
         header = img.header
         zooms = [float(z) for z in header.get_zooms()[:3]]
         unit = header.get_xyzt_units()[0]
+        # the type after nibabel's scaling (slope/intercept), from one voxel
+        dtype = np.asanyarray(proxy[(slice(0, 1),) * len(proxy.shape)]).dtype if all(proxy.shape) else proxy.dtype
+        _check_nifti_length(path, proxy)
     except Exception as error:  # noqa: BLE001
         raise _unreadable(path, error) from error
     # NIfTI stores (x, y, z[, t, c]): drop trailing singletons, then reverse.
-    data = _to_3d(data, path, trailing_first=True)
-    image = np.ascontiguousarray(data.transpose(2, 1, 0))
+    data = _to_3d(ArrayVolume(_CheckedReads(proxy, path), str(path), dtype=dtype), path, trailing_first=True)
+    image = Reversed(data)
     stored = {}
     # A header with no unit and unit zooms is what writers leave when they know
     # no spacing; an unknown unit with real zooms is taken as mm (NIfTI custom).
@@ -212,6 +266,15 @@ def _read_nifti(path: Path):
         if stored["spacing"] is None:
             del stored["spacing"]
     return image, stored
+
+
+def _check_nifti_length(path: Path, proxy) -> None:
+    """Refuse an uncompressed NIfTI shorter than its header says (a gzip file cannot be sized unread)."""
+    if str(path).lower().endswith(".gz"):
+        return
+    expected = int(proxy.offset) + math.prod(proxy.shape) * np.dtype(proxy.dtype).itemsize
+    if path.stat().st_size < expected:
+        raise ValueError(f"the file is truncated: its header needs {expected} bytes, it holds {path.stat().st_size}")
 
 
 def _tiff_stored(tif, path: Path) -> dict:
@@ -241,19 +304,100 @@ def _tiff_stored(tif, path: Path) -> dict:
 
 
 def _read_tiff(path: Path):
+    """A lazy TIFF: read in place, through tifffile's zarr view, or page by page when written so.
+
+    A page's data is read when a block needs it. Where tifffile decodes the
+    pages, the file stays open until the volume is garbage-collected.
+    """
     def read(tif):
         series = tif.series
         if not series:
             raise CorruptDataError(f"cannot read {path}: it holds no image data")
+        _check_tiff_extent(tif, path)
         if len(series) > 1 and all(s.ndim == 2 and s.shape == series[0].shape for s in series):
             # pages written one by one, each with its own description
-            return np.stack([s.asarray() for s in series]), "Z" + series[0].axes, _tiff_stored(tif, path)
-        return series[0].asarray(), series[0].axes, _tiff_stored(tif, path)
+            dtype = np.result_type(*(s.dtype for s in series))
+            volume = SliceStack(_locked_reader(series), len(series), series[0].shape, dtype, str(path))
+            axes = "Z" + series[0].axes
+        else:
+            volume, axes = _tiff_series_volume(series[0], path), series[0].axes
+        stored = _tiff_stored(tif, path)
+        if isinstance(volume, (np.ndarray, RawFileVolume)):
+            tif.close()  # read in place or already in memory: tifffile's handle is not needed
+        else:
+            weakref.finalize(volume, tif.close)
+        return volume, axes, stored
 
-    image, axes, stored = _read_tiff_checked(path, read)
+    image, axes, stored = _read_tiff_checked(path, read, keep_open=True)
     if axes.endswith("S") and image.shape[-1] in (3, 4):
         raise InputError(f"{path} is a colour (RGB) image of shape {image.shape}; a scan must be grey values")
     return _to_3d(image, path), stored
+
+
+def _tiff_series_volume(series, path: Path):
+    """The series as a lazy volume: read in place, over tifffile's zarr store, or whole where neither works.
+
+    An uncompressed contiguous series (one tifffile could memory-map) is read
+    with positional reads; any other (compressed, tiled) through ``aszarr``, a
+    page or tile at a time.
+    """
+    import zarr
+
+    if series.dataoffset is not None:
+        stored = np.dtype(series.parent.byteorder + series.dtype.char)
+        return RawFileVolume(path, series.shape, series.dtype.newbyteorder("="), series.dataoffset,
+                             file_dtype=stored)
+    try:
+        array = zarr.open(series.aszarr(), mode="r")
+    except Exception as error:  # noqa: BLE001 - an unusual layout: read it whole as before
+        logger.debug("cannot read %s lazily (%s: %s); reading it whole", path, type(error).__name__, error)
+        return series.asarray()
+    # one tifffile handle serves every read: threads (dask) take turns
+    return ArrayVolume(_CheckedReads(array, path), str(path), lock=True)
+
+
+def _locked_reader(series):
+    """``read(z)``: the 2D series ``z`` of a TIFF file, one thread at a time."""
+    lock = threading.Lock()
+
+    def read(z):
+        with lock:
+            return series[z].asarray()
+
+    return read
+
+
+def _check_tiff_extent(tif, path: Path) -> None:
+    """Refuse a file whose pages' data reach past its end (a cut file), before any pixel is read."""
+    size = path.stat().st_size
+    end = 0
+    for series in tif.series:
+        if series.dataoffset is not None:
+            end = max(end, series.dataoffset + series.nbytes)
+            continue
+        for page in series.pages:
+            if page is None:
+                raise CorruptDataError(f"cannot read {path}: the file is truncated or damaged (a page is missing)")
+            end = max([end] + [o + c for o, c in zip(page.dataoffsets, page.databytecounts)])
+    if end > size:
+        raise CorruptDataError(f"cannot read {path}: the file is truncated or damaged (its data needs "
+                               f"{end} bytes, the file holds {size})")
+
+
+class _CheckedReads:
+    """An array-like (nibabel proxy, zarr array) whose read failures become CorruptDataError naming the file."""
+
+    def __init__(self, array, path: Path):
+        self.array, self.path = array, path
+        self.shape, self.dtype = tuple(array.shape), array.dtype
+
+    def __getitem__(self, box):
+        try:
+            return np.asanyarray(self.array[box])
+        except (IndexError, TypeError):
+            raise  # a bad selection, not a bad file
+        except Exception as error:  # noqa: BLE001 - any decoder or file failure
+            raise _unreadable(self.path, error) from error
 
 
 # tifffile logs (rather than raises) when pages are missing or the file is cut
@@ -262,23 +406,38 @@ _TIFF_DAMAGE = re.compile(r"corrupt|truncat|zeroed|missing|invalid (page )?offse
                           r"|does not match", re.IGNORECASE)
 
 
-def _read_tiff_checked(path: Path, read):
-    """``read(tiff_file)`` with tifffile's log kept off the terminal; damage becomes CorruptDataError."""
+def _read_tiff_checked(path: Path, read, keep_open: bool = False):
+    """``read(tiff_file)`` with tifffile's log kept off the terminal; damage becomes CorruptDataError.
+
+    With ``keep_open`` the file stays open after a successful read, for a lazy
+    volume that reads from it later.
+    """
     import tifffile
 
+    tif = None
     with _tifffile_log_collected() as records:
         try:
-            with tifffile.TiffFile(path) as tif:
-                result = read(tif)
+            tif = tifffile.TiffFile(path)
+            result = read(tif)
         except (InputError, MemoryError):
+            _close(tif)
             raise
         except Exception as error:  # noqa: BLE001 - any failure of the parser means a damaged file
+            _close(tif)
             raise _tiff_damaged(path, str(error)) from error
+    if not keep_open:
+        tif.close()
     for record in records:
         if record.levelno >= logging.ERROR or _TIFF_DAMAGE.search(record.getMessage()):
+            _close(tif)
             raise _tiff_damaged(path, record.getMessage())
         logger.debug("tifffile on %s: %s", path, record.getMessage())
     return result
+
+
+def _close(tif) -> None:
+    if tif is not None:
+        tif.close()
 
 
 def _tiff_damaged(path: Path, message: str) -> CorruptDataError:
@@ -298,19 +457,24 @@ class _RecordList(logging.Handler):
         self.records.append(record)
 
 
+# The logger is global: threads reading slices of a lazy folder (dask) take turns.
+_TIFFFILE_LOG_LOCK = threading.RLock()
+
+
 @contextlib.contextmanager
 def _tifffile_log_collected():
     """Collect tifffile's log records instead of letting them reach stderr; restore the logger after."""
     log = logging.getLogger("tifffile")
-    saved = log.handlers[:], log.propagate, log.level
-    collector = _RecordList()
-    log.handlers, log.propagate = [collector], False
-    log.setLevel(logging.WARNING)
-    try:
-        yield collector.records
-    finally:
-        log.handlers, log.propagate = saved[0], saved[1]
-        log.setLevel(saved[2])
+    with _TIFFFILE_LOG_LOCK:
+        saved = log.handlers[:], log.propagate, log.level
+        collector = _RecordList()
+        log.handlers, log.propagate = [collector], False
+        log.setLevel(logging.WARNING)
+        try:
+            yield collector.records
+        finally:
+            log.handlers, log.propagate = saved[0], saved[1]
+            log.setLevel(saved[2])
 
 
 def _natural_key(path: Path):
@@ -332,16 +496,16 @@ def _read_tiff_folder(path: Path):
         if shape != headers[0][0]:
             raise InputError(f"slice {file} has shape {shape}, but {files[0].name} has {headers[0][0]}")
     dtype = _common_slice_dtype(path, files, [np.dtype(d) for _, d in headers])
-    image = np.empty((len(files),) + headers[0][0], dtype=dtype)
-    for z, file in enumerate(files):
-        image[z] = _read_tiff_checked(file, lambda tif: tif.asarray())
-    return image, {}
+    # each slice file is read when a block needs it, and cast to the common type then
+    return SliceStack(lambda z: _read_tiff_checked(files[z], lambda tif: tif.asarray()),
+                      len(files), headers[0][0], dtype, str(path)), {}
 
 
 def _slice_header(tif, file: Path) -> tuple:
-    """(shape, dtype) of a slice, read from its header only."""
+    """(shape, dtype) of a slice, read from its header only; a slice cut short is refused here."""
     if not tif.series:
         raise CorruptDataError(f"cannot read {file}: it holds no image data")
+    _check_tiff_extent(tif, file)
     return tuple(tif.series[0].shape), tif.series[0].dtype
 
 

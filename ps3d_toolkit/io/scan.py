@@ -18,8 +18,9 @@ class Scan:
 
     Attributes
     ----------
-    image : numpy.ndarray or zarr/dask array
-        Grey values, (z, y, x). Zarr input stays lazy (not read into memory).
+    image : numpy.ndarray or a lazy array
+        Grey values, (z, y, x). What :func:`~ps3d_toolkit.io.load_scan` returns
+        stays lazy (read block by block when sliced; ``np.asarray`` reads it all).
     spacing : tuple of 3 float
         Voxel size in mm, (z, y, x).
     name : str
