@@ -14,6 +14,9 @@ instances
     Border-core class maps to particle instances.
 model
     The border-core U-Net: network, weight files, sliding-window inference.
+chunked
+    ``segment_chunked()``: block by block with a halo, stitched across faces,
+    written to zarr, resumable.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from __future__ import annotations
 from ps3d_toolkit.segmentation.registry import METHODS, Method, default_method, method_function, segment
 
 __all__ = ["METHODS", "Method", "SizeEstimate", "default_method", "estimate_particle_size", "method_function",
-           "segment"]
+           "segment", "segment_chunked"]
 
 
 def __getattr__(name):
@@ -30,4 +33,8 @@ def __getattr__(name):
         from ps3d_toolkit.segmentation import grains
 
         return getattr(grains, name)
+    if name == "segment_chunked":
+        from ps3d_toolkit.segmentation.chunked import segment_chunked
+
+        return segment_chunked
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

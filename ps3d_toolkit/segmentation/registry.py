@@ -27,7 +27,8 @@ def default_method() -> Method:
 
 
 def segment(image, *, spacing, particle_size_mm=None, method: Method | None = None,
-            non_finite: NonFinite = "refuse", progress: bool = True, **options) -> np.ndarray:
+            non_finite: NonFinite = "refuse", progress: bool = True, chunk_size: int | None = None,
+            **options) -> np.ndarray:
     """Segment every particle of a scan into a uint32 label image.
 
     Parameters
@@ -46,6 +47,11 @@ def segment(image, *, spacing, particle_size_mm=None, method: Method | None = No
         those voxels as background (label 0; how many is logged).
     progress : bool
         Show progress bars.
+    chunk_size : int, optional
+        Segment block by block, blocks of ``chunk_size`` voxels a side with a
+        halo, stitched across block faces (see
+        :func:`~ps3d_toolkit.segmentation.chunked.segment_chunked`; not with
+        SNOW or ``non_finite="mask"``); the labels are still returned in memory.
     **options
         Options of the method's own function, with its defaults (e.g. ``overlap``,
         ``tta`` of :func:`~ps3d_toolkit.segmentation.model.inference.segment_with_model`).
@@ -75,6 +81,11 @@ def segment(image, *, spacing, particle_size_mm=None, method: Method | None = No
     method = method or default_method()
     if method not in METHODS:
         raise InputError(f"method must be one of {METHODS}, got {method!r}")
+    if chunk_size is not None:
+        from ps3d_toolkit.segmentation.chunked import segment_chunked
+
+        return segment_chunked(image, spacing=spacing, chunk_size=chunk_size, particle_size_mm=particle_size_mm,
+                               method=method, non_finite=non_finite, progress=progress, **options)
     scan = check_scan(image, spacing, particle_size_mm, non_finite=non_finite)
     public, implementation = _method(method)
     # The public function's signature is the one source of the options' defaults;

@@ -1,0 +1,225 @@
+"""Chunked segmentation: block by block, stitched, the same particles as in memory."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from conftest import ball
+
+from ps3d_toolkit.analysis.evaluate import evaluate_instances
+from ps3d_toolkit.core.errors import InputError, OutputError
+from ps3d_toolkit.segmentation import chunked, segment
+from ps3d_toolkit.segmentation.chunked import segment_chunked
+
+
+@pytest.fixture(scope="module")
+def scan():
+    """A 96^3 synthetic scan of ~16-voxel grains in an epoxy cylinder (2 x 2 x 2 blocks of 48)."""
+    from ps3d_toolkit.data.synthetic import generate_scan
+
+    return generate_scan((96, 96, 96), 16.0, seed=3)
+
+
+@pytest.fixture(scope="module")
+def in_memory(scan):
+    return segment(scan.image, spacing=scan.spacing, particle_size_mm=scan.particle_size_mm,
+                   method="otsu-watershed", progress=False)
+
+
+@pytest.fixture(scope="module")
+def chunked_labels(scan):
+    return _chunked(scan)
+
+
+def _chunked(scan, **kwargs):
+    kwargs = {"chunk_size": 48, "method": "otsu-watershed", "progress": False, **kwargs}
+    return segment_chunked(scan.image, spacing=scan.spacing, particle_size_mm=scan.particle_size_mm, **kwargs)
+
+
+def test_chunked_otsu_watershed_finds_the_particles_of_the_in_memory_run(scan, in_memory, chunked_labels):
+    labels = chunked_labels
+    assert labels.dtype == np.uint32 and labels.shape == scan.image.shape
+    assert evaluate_instances(in_memory, labels)["f1_50"] >= 0.99
+    # ids are 1..n without gaps
+    assert np.array_equal(np.unique(labels), np.arange(labels.max() + 1))
+
+
+def test_segment_with_chunk_size_is_the_chunked_run(scan, chunked_labels):
+    labels = segment(scan.image, spacing=scan.spacing, particle_size_mm=scan.particle_size_mm,
+                     method="otsu-watershed", progress=False, chunk_size=48)
+    assert np.array_equal(labels, chunked_labels)
+
+
+def test_a_thin_halo_splits_particles_at_block_faces(scan, in_memory, chunked_labels):
+    """The halo matters: 0.25 diameters (and the 8-voxel floor) agree less than the default."""
+    thin = evaluate_instances(in_memory, _chunked(scan, halo_diameters=0.25))["f1_50"]
+    assert thin < evaluate_instances(in_memory, chunked_labels)["f1_50"]
+
+
+def test_a_ball_on_a_block_corner_gets_one_id():
+    """A ball of radius 20 centred on the corner shared by 8 blocks of 32."""
+    rng = np.random.default_rng(0)
+    image = rng.normal(100.0, 5.0, (64, 64, 64)).astype(np.float32)
+    image[ball(image.shape, (32, 32, 32), 20)] += 100.0
+    labels = segment_chunked(image, spacing=0.01, particle_size_mm=0.4, chunk_size=32,
+                             method="otsu-watershed", n_classes=2, progress=False)
+    inside = labels[ball(image.shape, (32, 32, 32), 18)]
+    assert labels.max() == 1 and np.all(inside == 1)
+
+
+def test_a_block_of_background_has_no_particles_and_is_not_refused():
+    rng = np.random.default_rng(1)
+    image = rng.normal(100.0, 5.0, (64, 64, 96)).astype(np.float32)
+    image[ball(image.shape, (16, 16, 16), 8)] += 100.0
+    image[ball(image.shape, (40, 20, 20), 8)] += 100.0
+    labels = segment_chunked(image, spacing=0.01, particle_size_mm=0.16, chunk_size=32,
+                             method="otsu-watershed", n_classes=2, progress=False)
+    assert labels.max() == 2
+    assert not labels[:, :, 48:].any()
+    # a region of noise only is not segmented at all
+    assert not chunked._has_contrast(image[:, :, 64:])
+
+
+def test_a_scan_without_grains_gives_no_particles():
+    image = np.random.default_rng(2).normal(100.0, 5.0, (48, 48, 48)).astype(np.float32)
+    labels = segment_chunked(image, spacing=0.01, chunk_size=32, method="otsu-watershed", progress=False)
+    assert labels.shape == image.shape and not labels.any()
+
+
+def test_a_scan_smaller_than_one_block_is_the_in_memory_result(scan):
+    crop = scan.image[:40, 28:68, 28:68]
+    expected = segment(crop, spacing=scan.spacing, particle_size_mm=scan.particle_size_mm,
+                       method="otsu-watershed", progress=False)
+    labels = segment_chunked(crop, spacing=scan.spacing, particle_size_mm=scan.particle_size_mm,
+                             chunk_size=128, method="otsu-watershed", progress=False)
+    assert expected.max() > 3 and np.array_equal(labels, expected)
+
+
+def test_anisotropic_spacing(scan):
+    """Every other z-slice at twice the z spacing: halo in voxels per axis, same particles as in memory."""
+    image = np.ascontiguousarray(scan.image[::2])
+    spacing = (2 * scan.spacing[0], scan.spacing[1], scan.spacing[2])
+    expected = segment(image, spacing=spacing, particle_size_mm=scan.particle_size_mm,
+                       method="otsu-watershed", progress=False)
+    labels = segment_chunked(image, spacing=spacing, particle_size_mm=scan.particle_size_mm, chunk_size=32,
+                             method="otsu-watershed", progress=False)
+    assert evaluate_instances(expected, labels)["f1_50"] >= 0.97
+
+
+def test_the_output_store_is_zarr_v2_with_spacing_and_block_chunks(scan, tmp_path, chunked_labels):
+    out = _chunked(scan, output=tmp_path / "labels.zarr")
+    assert (tmp_path / "labels.zarr" / ".zarray").is_file()
+    assert out.chunks == (48, 48, 48) and out.dtype == np.uint32
+    assert out.attrs["written_by"].startswith("ps3d_toolkit")
+    assert out.attrs["spacing"] == list(scan.spacing)
+    assert not (tmp_path / "labels.zarr.ps3d-work.zarr").exists()
+    assert np.array_equal(out[:], chunked_labels)
+
+
+def test_an_existing_output_is_refused_without_overwrite(scan, tmp_path):
+    path = tmp_path / "labels.zarr"
+    first = _chunked(scan, output=path)[:]
+    with pytest.raises(OutputError, match="overwrite=True"):
+        _chunked(scan, output=path)
+    assert np.array_equal(_chunked(scan, output=path, overwrite=True)[:], first)
+
+
+class _Interrupted(Exception):
+    """Stands for a run killed part-way."""
+
+
+def test_resume_after_an_interruption_gives_the_uninterrupted_labels(scan, tmp_path, monkeypatch):
+    expected = _chunked(scan, output=tmp_path / "whole.zarr")[:]
+    segment_region = chunked._otsu_watershed_region
+    calls, interrupt_at = [], [4]
+
+    def interrupted(region, plan):
+        calls.append(1)
+        if len(calls) in interrupt_at:
+            raise _Interrupted
+        return segment_region(region, plan)
+
+    monkeypatch.setattr(chunked, "_otsu_watershed_region", interrupted)
+    path = tmp_path / "labels.zarr"
+    with pytest.raises(_Interrupted):
+        _chunked(scan, output=path)
+    record = json.loads((tmp_path / "labels.zarr.ps3d-work.zarr" / ".ps3d_blocks.json").read_text())
+    assert len(record["blocks"]) == 3 and not path.exists()
+    calls.clear()
+    interrupt_at.clear()
+    labels = _chunked(scan, output=path, resume=True)[:]
+    assert len(calls) == 5  # only the 5 unfinished blocks were segmented
+    assert np.array_equal(labels, expected)
+
+
+def test_resume_with_other_settings_is_refused(scan, tmp_path, monkeypatch):
+    monkeypatch.setattr(chunked, "_otsu_watershed_region", lambda region, plan: 1 / 0)
+    path = tmp_path / "labels.zarr"
+    with pytest.raises(ZeroDivisionError):
+        _chunked(scan, output=path)
+    with pytest.raises(InputError, match="other settings"):
+        _chunked(scan, output=path, resume=True, chunk_size=32)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"method": "snow"}, "snow"),
+    ({"non_finite": "mask"}, "non_finite"),
+    ({"chunk_size": 8}, "chunk_size"),
+    ({"halo_diameters": 0}, "halo_diameters"),
+])
+def test_invalid_settings_are_refused(scan, kwargs, match):
+    with pytest.raises(InputError, match=match):
+        _chunked(scan, **kwargs)
+
+
+def test_an_unknown_option_is_a_type_error(scan):
+    with pytest.raises(TypeError, match="min_distance"):
+        _chunked(scan, min_distance=3)
+
+
+def test_nan_in_a_block_is_refused(scan):
+    image = scan.image.astype(np.float32)
+    image[90, 90, 90] = np.nan
+    with pytest.raises(InputError, match="NaN"):
+        segment_chunked(image, spacing=scan.spacing, particle_size_mm=scan.particle_size_mm, chunk_size=48,
+                        method="otsu-watershed", progress=False)
+
+
+def test_the_size_is_estimated_once_when_not_given(scan, in_memory):
+    labels = segment_chunked(scan.image, spacing=scan.spacing, chunk_size=48, method="otsu-watershed",
+                             progress=False)
+    assert evaluate_instances(scan.labels, labels)["f1_50"] >= 0.8
+
+
+@pytest.mark.slow
+def test_chunked_model_finds_the_particles_of_the_in_memory_run():
+    """The bundled sample (128^3, ~17-voxel grains) in blocks of 64; measured F1 0.989 at the default halo.
+
+    The model does not reach the 0.99 of otsu-watershed: its windows (instance
+    normalisation) differ between a block and the whole scan, and small grains
+    come and go with them (the in-memory run with 80-voxel windows instead of
+    96 agrees with itself at 0.985 on a generated scan).
+    """
+    from ps3d_toolkit.data.sample import load_sample
+
+    sample, _ = load_sample()
+    image = np.asarray(sample.image)
+    options = dict(spacing=sample.spacing, particle_size_mm=sample.particle_size_mm, method="model",
+                   device="cpu", progress=False)
+    expected = segment(image, **options)
+    labels = segment_chunked(image, chunk_size=64, **options)
+    assert evaluate_instances(expected, labels)["f1_50"] >= 0.98
+
+
+def test_a_lazy_zarr_scan_gives_the_labels_of_the_numpy_scan(scan, tmp_path, chunked_labels):
+    from ps3d_toolkit.io import load_scan, save_scan
+
+    save_scan(scan.image, tmp_path / "scan.zarr", spacing=scan.spacing)
+    lazy = load_scan(tmp_path / "scan.zarr")
+    assert not isinstance(lazy.image, np.ndarray)
+    labels = segment_chunked(lazy.image, spacing=lazy.spacing, particle_size_mm=scan.particle_size_mm,
+                             chunk_size=48, method="otsu-watershed", output=tmp_path / "labels.zarr",
+                             progress=False)
+    assert np.array_equal(labels[:], chunked_labels)
