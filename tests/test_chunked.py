@@ -223,3 +223,44 @@ def test_a_lazy_zarr_scan_gives_the_labels_of_the_numpy_scan(scan, tmp_path, chu
                              chunk_size=48, method="otsu-watershed", output=tmp_path / "labels.zarr",
                              progress=False)
     assert np.array_equal(labels[:], chunked_labels)
+
+
+# --------------------------------------------------------------------------- command line
+
+
+def test_cli_chunked_run_writes_the_store_refuses_it_again_and_resumes(ps3d, tmp_path, sample):
+    from ps3d_toolkit.io import load_labels, save_scan
+
+    scan, _ = sample
+    source = save_scan(scan.image, tmp_path / "scan.zarr", spacing=scan.spacing,
+                       particle_size_mm=scan.particle_size_mm)
+    output = tmp_path / "labels.zarr"
+    code, out, err = ps3d("segment", source, "--method", "otsu-watershed", "--chunk-size", 64, "-o", output, "-q")
+    assert code == 0, err
+    chunked = load_labels(output)
+    in_memory = segment(np.asarray(scan.image), spacing=scan.spacing, particle_size_mm=scan.particle_size_mm,
+                        method="otsu-watershed", progress=False)
+    assert evaluate_instances(in_memory, chunked)["f1_50"] >= 0.99
+    code, _, err = ps3d("segment", source, "--method", "otsu-watershed", "--chunk-size", 64, "-o", output)
+    assert code == 2 and "exists" in err and len(err.strip().splitlines()) == 1
+    code, _, err = ps3d("segment", source, "--method", "otsu-watershed", "--chunk-size", 64, "-o", output,
+                        "--resume", "-q")
+    assert code == 0, err
+    np.testing.assert_array_equal(load_labels(output), chunked)
+
+
+@pytest.mark.parametrize("arguments, words", [
+    (["--resume"], "give the --chunk-size"),
+    (["--chunk-size", "64", "-o", "labels.tif"], "writes a .zarr store"),
+    (["--chunk-size", "8"], "must be a whole number >= 16"),
+])
+def test_cli_refuses_chunked_options_that_cannot_work(ps3d, tmp_path, arguments, words):
+    from ps3d_toolkit.io import save_scan
+
+    source = save_scan(np.zeros((8, 8, 8), np.uint8), tmp_path / "scan.npy", spacing=0.01)
+    if "-o" not in arguments:
+        arguments = [*arguments, "-o", tmp_path / "labels.zarr"]
+    code, _, err = ps3d("segment", source, "--method", "otsu-watershed", *arguments)
+    assert code == 2 and words in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "labels.zarr").exists() and not (tmp_path / "labels.tif").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]

@@ -5,7 +5,9 @@ one id per particle). Input: .tif/.tiff, a folder of TIFF slices, .zarr,
 .nii/.nii.gz or .npy. The output format follows the extension of --output.
 Before any work the device, the output (not the scan itself, not an existing
 file unless --overwrite, writable, and for .npy/.nii room for 4 bytes a voxel)
-and the scan's values are checked.
+and the scan's values are checked. With --chunk-size the scan is segmented block
+by block into a .zarr store (memory bounded by the block), and --resume continues
+an interrupted run from its first unfinished block.
 """
 
 from __future__ import annotations
@@ -16,11 +18,13 @@ from pathlib import Path
 
 from ps3d_toolkit.cli.args import (CLIError, add_allow_missing_chunks, add_method, add_non_finite,
                                    add_overwrite, add_spacing, add_verbosity, check_method, check_output,
-                                   label_formats, missing_chunks, positive, say, uncompressed_bytes)
+                                   label_formats, missing_chunks, positive, say, uncompressed_bytes,
+                                   whole_number)
 
 EXAMPLES = """
 ps3d segment scan.tif --spacing 0.01 --output labels.tif
 ps3d segment scan.zarr --particle-size 0.2 --method snow --output labels.zarr
+ps3d segment big.zarr --chunk-size 128 --output labels.zarr   (again with --resume after a kill)
 """
 
 #: Bytes a voxel of the uint32 label image takes.
@@ -37,6 +41,12 @@ def add_arguments(parser) -> None:
                         help="label image to write (.tif, .zarr, .npy, .nii.gz, ...)")
     add_overwrite(parser, "--output")
     add_method(parser)
+    chunked = parser.add_argument_group("scans larger than memory")
+    chunked.add_argument("--chunk-size", type=whole_number(16), default=None, metavar="VOX",
+                         help="segment block by block, blocks of VOX^3 voxels read with a halo and "
+                              "stitched, into a .zarr --output (otsu-watershed and the model)")
+    chunked.add_argument("--resume", action="store_true",
+                         help="with --chunk-size: continue an interrupted run from its first unfinished block")
     add_non_finite(parser, "they count as background")
     add_allow_missing_chunks(parser)
     model = parser.add_argument_group("model options (with the default method)")
@@ -84,7 +94,9 @@ def run(args) -> int:
 
     method = check_method(args.method)
     options = _model_options(args, method)
-    check_output(args.output, label_formats(), "label image", inputs=(args.scan,), overwrite=args.overwrite)
+    _check_chunked(args)
+    check_output(args.output, label_formats(), "label image", inputs=(args.scan,),
+                 overwrite=args.overwrite or args.resume)
     scan = load_scan(args.scan, spacing=args.spacing, missing_chunks=missing_chunks(args))
     size = uncompressed_bytes(args.output, scan.image.size, LABEL_BYTES)
     if size is not None:
@@ -93,9 +105,34 @@ def run(args) -> int:
                      expected_bytes=size)
     start = time.perf_counter()
     size_mm = args.particle_size_mm or scan.particle_size_mm
+    if args.chunk_size is not None:
+        return _run_chunked(args, scan, size_mm, method, options, start)
     labels = segment(scan.image, spacing=scan.spacing, particle_size_mm=size_mm, method=method,
                      non_finite=args.non_finite, progress=not args.quiet, **options)
     seconds = time.perf_counter() - start
     path = save_labels(labels, args.output, spacing=scan.spacing)
     say(args, f"{method}: {int(labels.max())} particles in {seconds:.1f} s; wrote {path}")
     return 0
+
+
+def _check_chunked(args) -> None:
+    """--chunk-size writes a .zarr store; --resume needs it."""
+    if args.resume and args.chunk_size is None:
+        raise CLIError("--resume continues a chunked run: give the --chunk-size of the interrupted run")
+    if args.chunk_size is not None and not str(args.output).lower().rstrip("/").endswith(".zarr"):
+        raise CLIError(f"--chunk-size writes a .zarr store block by block; got --output {args.output}")
+
+
+def _run_chunked(args, scan, size_mm, method: str, options: dict, start: float) -> int:
+    from ps3d_toolkit.segmentation import segment_chunked
+
+    labels = segment_chunked(scan.image, spacing=scan.spacing, output=args.output, chunk_size=args.chunk_size,
+                             particle_size_mm=size_mm, method=method, resume=args.resume,
+                             overwrite=args.overwrite, non_finite=args.non_finite,
+                             progress=not args.quiet, **options)
+    seconds = time.perf_counter() - start
+    count = int(labels.attrs.get("n_particles", -1)) if hasattr(labels, "attrs") else -1
+    found = f"{count} particles" if count >= 0 else "labels"
+    say(args, f"{method}, blocks of {args.chunk_size}: {found} in {seconds:.1f} s; wrote {args.output}")
+    return 0
+

@@ -19,6 +19,8 @@ import threading
 
 import numpy as np
 
+from ps3d_toolkit.core.errors import InputTypeError
+
 # bytes of one chunk (a slab of whole z-slices) that dask and the slab copies read at once
 _CHUNK_BYTES = 64 * 2**20
 
@@ -236,8 +238,8 @@ def _as_box(selection, shape) -> tuple[tuple, tuple]:
             box.append(part)
             after.append(slice(None, None, -1) if flip else slice(None))
         else:
-            raise TypeError(f"a lazy volume takes slices, integers and '...' only, got {type(item).__name__}; "
-                            "use numpy.asarray(volume) first for other indexing")
+            raise InputTypeError(f"a lazy volume takes slices, integers and '...' only, got {type(item).__name__}; "
+                                 "use numpy.asarray(volume) first for other indexing")
     return tuple(box), tuple(after)
 
 

@@ -119,7 +119,7 @@ from tqdm.auto import tqdm
 
 from ps3d_toolkit.core.atomic import atomic_path
 from ps3d_toolkit.core.checks import check_lazy_volume, check_positive, check_spacing
-from ps3d_toolkit.core.errors import InputError, OutputError, ResourceError
+from ps3d_toolkit.core.errors import InputError, InputTypeError, OutputError, ResourceError
 from ps3d_toolkit.core.labels import drop_small_labels
 from ps3d_toolkit.segmentation._checks import (
     MIN_GRAIN_CONTRAST,
@@ -389,7 +389,7 @@ def _method_settings(method: str, options: dict) -> dict:
     options = {k: v for k, v in options.items() if k != "non_finite"}
     unknown = sorted(set(options) - set(defaults))
     if unknown:
-        raise TypeError(f"{method} got unexpected option(s) {unknown}; its options are {sorted(defaults)}")
+        raise InputTypeError(f"{method} got unexpected option(s) {unknown}; its options are {sorted(defaults)}")
     settings = {**defaults, **options}
     if method == "otsu-watershed":
         return dict(n_classes=check_n_classes(settings["n_classes"]),
@@ -669,7 +669,8 @@ def _write_output(provisional, grid: _Grid, record: dict, output: Path, plan: _P
     final = _final_ids(record)
     attrs = {WRITTEN_BY: f"ps3d_toolkit {_version()}", "spacing": list(plan.spacing),
              "particle_size_mm": plan.particle_size_mm, "method": plan.method,
-             "chunked": {"block": list(grid.block), "halo": list(grid.halo)}}
+             "chunked": {"block": list(grid.block), "halo": list(grid.halo)},
+             "n_particles": int(final.max()) if final.size else 0}
     if math.isnan(plan.particle_size_mm):
         del attrs["particle_size_mm"]
     with atomic_path(output, replace_directory=replace and output.is_dir()) as tmp:
