@@ -200,10 +200,8 @@ def test_segment_on_a_missing_device_fails_at_once_without_reading(ps3d, tmp_pat
     if available:
         pytest.skip(f"this machine has {device}")
     before = _listing(tmp_path)
-    start = time.perf_counter()
+    # no timing: the no_reading fixture fails the test if the scan is read before the refusal
     code, _, err = ps3d("segment", scan_tif, "-o", tmp_path / "labels.tif", "--device", device)
-    # torch's import and CUDA probe take seconds on a cold start; the scan is never read (no_reading)
-    assert time.perf_counter() - start < 30
     assert_one_line_error(code, err, device, "not available")
     assert _listing(tmp_path) == before
 
@@ -249,9 +247,7 @@ def grey_as_labels(tmp_path):
 def test_measure_refuses_a_grey_scan_as_labels_unless_forced(ps3d, tmp_path, grey_as_labels):
     out = tmp_path / "particles.csv"
     before = _listing(tmp_path)
-    start = time.perf_counter()
     code, _, err = ps3d("measure", grey_as_labels, "-o", out)
-    assert time.perf_counter() - start < 5
     assert_one_line_error(code, err, "grey-value scan", "--force")
     assert _listing(tmp_path) == before
 
