@@ -264,3 +264,25 @@ def test_cli_refuses_chunked_options_that_cannot_work(ps3d, tmp_path, arguments,
     assert code == 2 and words in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "labels.zarr").exists() and not (tmp_path / "labels.tif").exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+@pytest.mark.parametrize("output, switched", [("labels.zarr", True), ("labels.tif", False)])
+def test_cli_switches_to_blocks_when_the_scan_would_not_fit(ps3d, tmp_path, monkeypatch, output, switched):
+    import ps3d_toolkit.segmentation._checks as checks
+    from ps3d_toolkit.io import load_labels, save_scan
+
+    image = np.full((40, 40, 40), 100, np.uint16)
+    image[ball(image.shape, (20, 20, 20), 8)] = 1000
+    source = save_scan(image, tmp_path / "scan.npy", spacing=0.01)
+    # 64,000 voxels x 37 bytes for Otsu + watershed: ~2.4 MB, above a budget of 80 % of 2 MB
+    monkeypatch.setattr(checks, "available_memory_bytes", lambda: 2_000_000)
+    code, _, err = ps3d("segment", source, "--method", "otsu-watershed", "--particle-size", 0.16,
+                        "-o", tmp_path / output)
+    if switched:
+        assert code == 0, err
+        assert "segmenting it block by block (--chunk-size 128)" in err
+        assert load_labels(tmp_path / output).max() == 1
+    else:
+        assert code == 2 and len(err.strip().splitlines()) == 1
+        assert "needs ~0.00237 GB in one piece" in err and "--chunk-size 128 into a .zarr" in err
+        assert not (tmp_path / output).exists()

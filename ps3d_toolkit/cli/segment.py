@@ -13,6 +13,7 @@ an interrupted run from its first unfinished block.
 from __future__ import annotations
 
 import argparse
+import logging
 import time
 from pathlib import Path
 
@@ -26,6 +27,8 @@ ps3d segment scan.tif --spacing 0.01 --output labels.tif
 ps3d segment scan.zarr --particle-size 0.2 --method snow --output labels.zarr
 ps3d segment big.zarr --chunk-size 128 --output labels.zarr   (again with --resume after a kill)
 """
+
+logger = logging.getLogger("ps3d_toolkit.cli.segment")
 
 #: Bytes a voxel of the uint32 label image takes.
 LABEL_BYTES = 4
@@ -105,6 +108,8 @@ def run(args) -> int:
                      expected_bytes=size)
     start = time.perf_counter()
     size_mm = args.particle_size_mm or scan.particle_size_mm
+    if args.chunk_size is None:
+        args.chunk_size = _chunk_size_when_too_big(args, scan.image.size, method)
     if args.chunk_size is not None:
         return _run_chunked(args, scan, size_mm, method, options, start)
     labels = segment(scan.image, spacing=scan.spacing, particle_size_mm=size_mm, method=method,
@@ -121,6 +126,39 @@ def _check_chunked(args) -> None:
         raise CLIError("--resume continues a chunked run: give the --chunk-size of the interrupted run")
     if args.chunk_size is not None and not str(args.output).lower().rstrip("/").endswith(".zarr"):
         raise CLIError(f"--chunk-size writes a .zarr store block by block; got --output {args.output}")
+
+
+#: Peak bytes of memory per scan voxel of an in-memory run. The model: 161 with the
+#: size estimated, 134 given (the bundled sample, issue 14); Otsu + watershed: 37
+#: (759 MB on a 256^3 scan, 131 of them Python and its libraries); SNOW: 120
+#: (docs/performance.md: 839 MB for 5.9 Mvoxel).
+IN_MEMORY_BYTES_PER_VOXEL = {"model": 161, "otsu-watershed": 37, "snow": 120}
+
+#: Block edge of the chunked path when a scan is too big for memory and none was asked for.
+DEFAULT_CHUNK_SIZE = 128
+
+
+def _chunk_size_when_too_big(args, voxels: int, method: str):
+    """``None`` when the scan fits the memory budget in one piece; else the chunked path's block edge.
+
+    Raises
+    ------
+    CLIError
+        When the scan does not fit and the chunked path cannot take it (SNOW, or
+        an output that is not a .zarr store).
+    """
+    from ps3d_toolkit.segmentation._checks import memory_budget_bytes
+
+    needed = voxels * IN_MEMORY_BYTES_PER_VOXEL[method]
+    budget, how = memory_budget_bytes(getattr(args, "memory_limit_gb", None))
+    if needed <= budget:
+        return None
+    why = f"the scan ({voxels:,} voxels) needs ~{needed / 1e9:.3g} GB in one piece, above {budget / 1e9:.3g} GB ({how})"
+    if method == "snow" or not str(args.output).lower().rstrip("/").endswith(".zarr"):
+        raise CLIError(f"{why}: segment it block by block with --chunk-size {DEFAULT_CHUNK_SIZE} into a .zarr "
+                       "--output (the model or otsu-watershed)")
+    logger.info("%s: segmenting it block by block (--chunk-size %d)", why, DEFAULT_CHUNK_SIZE)
+    return DEFAULT_CHUNK_SIZE
 
 
 def _run_chunked(args, scan, size_mm, method: str, options: dict, start: float) -> int:
