@@ -120,11 +120,16 @@ def run(args) -> int:
     return 0
 
 
+def _writes_zarr(args) -> bool:
+    """Whether --output is a .zarr store, the only output the chunked path writes."""
+    return str(args.output).lower().rstrip("/").endswith(".zarr")
+
+
 def _check_chunked(args) -> None:
     """--chunk-size writes a .zarr store; --resume needs it."""
     if args.resume and args.chunk_size is None:
         raise CLIError("--resume continues a chunked run: give the --chunk-size of the interrupted run")
-    if args.chunk_size is not None and not str(args.output).lower().rstrip("/").endswith(".zarr"):
+    if args.chunk_size is not None and not _writes_zarr(args):
         raise CLIError(f"--chunk-size writes a .zarr store block by block; got --output {args.output}")
 
 
@@ -154,7 +159,7 @@ def _chunk_size_when_too_big(args, voxels: int, method: str):
     if needed <= budget:
         return None
     why = f"the scan ({voxels:,} voxels) needs ~{needed / 1e9:.3g} GB in one piece, above {budget / 1e9:.3g} GB ({how})"
-    if method == "snow" or not str(args.output).lower().rstrip("/").endswith(".zarr"):
+    if method == "snow" or not _writes_zarr(args):
         raise CLIError(f"{why}: segment it block by block with --chunk-size {DEFAULT_CHUNK_SIZE} into a .zarr "
                        "--output (the model or otsu-watershed)")
     logger.info("%s: segmenting it block by block (--chunk-size %d)", why, DEFAULT_CHUNK_SIZE)

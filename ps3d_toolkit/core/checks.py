@@ -7,6 +7,7 @@ says what was expected, as the design notes ask.
 from __future__ import annotations
 
 import numbers
+from typing import Literal, get_args
 
 import numpy as np
 
@@ -14,6 +15,11 @@ from ps3d_toolkit.core.errors import InputError, InputTypeError
 
 # Values per slab of the finiteness count: bounds its temporary boolean mask (16 MiB).
 _FINITE_SLAB_VALUES = 1 << 24
+
+#: What to do with NaN or infinite grey values: refuse the scan, or leave those
+#: voxels out (background when segmenting, out of the statistics when measuring).
+NonFinite = Literal["refuse", "mask"]
+NON_FINITE: tuple[str, ...] = get_args(NonFinite)
 
 
 #: Voxel sizes outside this range (mm) are a unit mistake, and would under- or
@@ -87,25 +93,36 @@ def _check_real_numbers(dtype: np.dtype, name: str) -> None:
         raise InputTypeError(f"{name} must hold numbers, got dtype {dtype}")
 
 
+def check_non_finite(non_finite) -> str:
+    """Return ``non_finite`` when it is one of :data:`NON_FINITE` ("refuse" or "mask")."""
+    if non_finite not in NON_FINITE:
+        raise InputError(f"non_finite must be one of {NON_FINITE}, got {non_finite!r}")
+    return non_finite
+
+
 def count_non_finite(image) -> int:
     """Number of NaN or infinite values in ``image``; 0 at once for integer and bool arrays.
 
-    Floating-point arrays are scanned a slab of ~16 M values at a time, so
-    that the temporary mask stays small however large the scan.
+    Floating-point arrays, lazy ones too, are scanned a slab of ~16 M values
+    at a time, so that the temporary mask stays small however large the scan.
 
     Examples
     --------
     >>> count_non_finite(np.array([[[1.0, np.nan, np.inf]]]))
     2
     """
-    array = np.asarray(image)
-    if array.dtype.kind not in "fc":
+    # a lazy array (zarr, memory map) is read slab by slab too, never whole
+    array = image if hasattr(image, "shape") and hasattr(image, "dtype") else np.asarray(image)
+    if np.dtype(array.dtype).kind not in "fc":
         return 0
-    if array.ndim == 0:
-        return int(not np.isfinite(array))
-    step = max(1, _FINITE_SLAB_VALUES // max(1, array[0].size))
-    return sum(int(array[i:i + step].size - np.count_nonzero(np.isfinite(array[i:i + step])))
-               for i in range(0, array.shape[0], step))
+    if len(array.shape) == 0:
+        return int(not np.isfinite(np.asarray(array)))
+    step = max(1, _FINITE_SLAB_VALUES // max(1, int(np.prod(array.shape[1:]))))
+    count = 0
+    for i in range(0, array.shape[0], step):
+        slab = np.asarray(array[i:i + step])
+        count += int(slab.size - np.count_nonzero(np.isfinite(slab)))
+    return count
 
 
 def check_labels(labels, name: str = "labels") -> np.ndarray:

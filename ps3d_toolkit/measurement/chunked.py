@@ -27,7 +27,7 @@ import pandas as pd
 from scipy import ndimage as ndi
 from tqdm.auto import tqdm
 
-from ps3d_toolkit.core.checks import check_labels, check_lazy_volume, check_same_shape, check_spacing
+from ps3d_toolkit.core.checks import check_labels, check_lazy_volume, check_non_finite, check_same_shape, check_spacing
 from ps3d_toolkit.core.errors import InputError, InputTypeError
 from ps3d_toolkit.measurement import intensity as _intensity
 from ps3d_toolkit.measurement import table as _table
@@ -270,8 +270,7 @@ def _checked_lazy_inputs(labels, image, spacing, phases, phase_map, fov_mask, co
         raise InputTypeError(f"labels must be an integer label image, got dtype {volumes['labels'].dtype}")
     _table.refuse_grey_values(volumes["labels"], "labels", force=force)
     spacing = check_spacing(spacing)
-    if non_finite not in _table.NON_FINITE:
-        raise InputError(f"non_finite must be one of {_table.NON_FINITE}, got {non_finite!r}")
+    check_non_finite(non_finite)
     for name, array in (("image", image), ("phase_map", phase_map), ("fov_mask", fov_mask),
                         ("confidence", confidence)):
         volumes[name] = None if array is None else check_lazy_volume(array, name)

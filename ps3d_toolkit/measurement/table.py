@@ -12,15 +12,15 @@ from __future__ import annotations
 
 import os
 import warnings
-from typing import Literal, get_args
 
 import numpy as np
 import pandas as pd
 from scipy import ndimage as ndi
 from tqdm.auto import tqdm
 
-from ps3d_toolkit.core.checks import check_labels, check_same_shape, check_spacing, check_volume
-from ps3d_toolkit.core.errors import InputError, InputTypeError
+from ps3d_toolkit.core.checks import (NonFinite, check_labels, check_non_finite, check_same_shape, check_spacing,
+                                      check_volume, count_non_finite)
+from ps3d_toolkit.core.errors import InputError
 from ps3d_toolkit.core.geometry import equivalent_diameter, wadell_sphericity
 from ps3d_toolkit.core.labels import LUT_MAX_LABEL, compact_ids
 from ps3d_toolkit.measurement import chunked as _chunked
@@ -31,8 +31,6 @@ from ps3d_toolkit.measurement import surface as _surface
 _SLAB_VOXELS = 1 << 24
 _BBOX_COLUMNS = ("bbox_z0", "bbox_y0", "bbox_x0", "bbox_z1", "bbox_y1", "bbox_x1")
 
-NonFinite = Literal["refuse", "mask"]
-NON_FINITE: tuple[str, ...] = get_args(NonFinite)
 
 # The grey-value test of a label image (see grey_value_reason): planes sampled,
 # the evidence needed before judging, and the verdict's thresholds.
@@ -216,8 +214,7 @@ def _checked_inputs(labels, image, spacing, phases, phase_map, fov_mask, confide
     labels = check_labels(labels, "labels")
     refuse_grey_values(labels, "labels", force=force)
     spacing = check_spacing(spacing)
-    if non_finite not in NON_FINITE:
-        raise InputError(f"non_finite must be one of {NON_FINITE}, got {non_finite!r}")
+    check_non_finite(non_finite)
     if image is not None:
         image = check_volume(image, "image")
         check_same_shape(labels, image, "labels", "image")
@@ -242,15 +239,11 @@ def _checked_inputs(labels, image, spacing, phases, phase_map, fov_mask, confide
     return labels, image, spacing, phases, phase_map, fov_mask, confidence
 
 
-def _check_grey_values(image: np.ndarray, non_finite: str) -> None:
-    """Refuse complex grey values, and non-finite ones unless they are to be masked."""
-    if np.iscomplexobj(image):
-        raise InputTypeError(f"image must hold real grey values, got dtype {image.dtype}")
-    if non_finite == "mask" or image.dtype.kind != "f":
+def _check_grey_values(image, non_finite: str) -> None:
+    """Refuse non-finite grey values unless they are to be masked (complex ones are refused at the door)."""
+    if non_finite == "mask":
         return
-    step = max(1, _SLAB_VOXELS // max(1, image[0].size))
-    count = sum(int(image[z:z + step].size - np.count_nonzero(np.isfinite(image[z:z + step])))
-                for z in range(0, image.shape[0], step))
+    count = count_non_finite(image)
     if count:
         raise InputError(
             f"image holds {count:,} NaN or infinite grey value{'s' if count > 1 else ''} (of {image.size:,} voxels); "

@@ -14,18 +14,16 @@ import logging
 import math
 import os
 from pathlib import Path
-from typing import Literal, NamedTuple, get_args
+from typing import NamedTuple
 
 import numpy as np
 
 from ps3d_toolkit.core.arrays import strided_sample
-from ps3d_toolkit.core.checks import check_positive, check_spacing, check_volume, count_non_finite
+from ps3d_toolkit.core.checks import (NonFinite, check_non_finite, check_positive, check_spacing,
+                                      check_volume, count_non_finite)
 from ps3d_toolkit.core.errors import InputError, InputTypeError
 
 logger = logging.getLogger(__name__)
-
-NonFinite = Literal["refuse", "mask"]
-NON_FINITE: tuple[str, ...] = get_args(NonFinite)
 
 #: Fewest voxels a particle must span along every axis. Below 3 a grain is all
 #: surface (partial-volume voxels): the classic watershed's seed footprint
@@ -141,13 +139,6 @@ def check_scan(image, spacing, particle_size_mm, *, non_finite: NonFinite = "ref
         check_particle_size(particle_size_mm, spacing, image.shape)
     image, masked = finite_image(image, non_finite)
     return CheckedScan(image, spacing, particle_size_mm, masked)
-
-
-def check_non_finite(non_finite) -> str:
-    """Return ``non_finite`` when it is "refuse" or "mask"."""
-    if non_finite not in NON_FINITE:
-        raise InputError(f"non_finite must be one of {NON_FINITE}, got {non_finite!r}")
-    return non_finite
 
 
 def finite_image(image: np.ndarray, non_finite: NonFinite) -> tuple[np.ndarray, np.ndarray | None]:
