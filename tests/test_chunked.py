@@ -10,7 +10,8 @@ from conftest import ball
 
 from ps3d_toolkit.analysis.evaluate import evaluate_instances
 from ps3d_toolkit.core.errors import InputError, OutputError
-from ps3d_toolkit.segmentation import chunked, segment
+from ps3d_toolkit.segmentation import segment
+from ps3d_toolkit.segmentation.chunked import blocks
 from ps3d_toolkit.segmentation.chunked import segment_chunked
 
 
@@ -79,7 +80,7 @@ def test_a_block_of_background_has_no_particles_and_is_not_refused():
     assert labels.max() == 2
     assert not labels[:, :, 48:].any()
     # a region of noise only is not segmented at all
-    assert not chunked._has_contrast(image[:, :, 64:])
+    assert not blocks.has_contrast(image[:, :, 64:])
 
 
 def test_a_scan_without_grains_gives_no_particles():
@@ -114,7 +115,7 @@ def test_the_output_store_is_zarr_v2_with_spacing_and_block_chunks(scan, tmp_pat
     assert out.chunks == (48, 48, 48) and out.dtype == np.uint32
     assert out.attrs["written_by"].startswith("ps3d_toolkit")
     assert out.attrs["spacing"] == list(scan.spacing)
-    assert not (tmp_path / "labels.zarr.ps3d-work.zarr").exists()
+    assert not (tmp_path / "labels.zarr.ps3d-work").exists()
     assert np.array_equal(out[:], chunked_labels)
 
 
@@ -132,7 +133,7 @@ class _Interrupted(Exception):
 
 def test_resume_after_an_interruption_gives_the_uninterrupted_labels(scan, tmp_path, monkeypatch):
     expected = _chunked(scan, output=tmp_path / "whole.zarr")[:]
-    segment_region = chunked._otsu_watershed_region
+    segment_region = blocks.otsu_watershed_region
     calls, interrupt_at = [], [4]
 
     def interrupted(region, plan):
@@ -141,11 +142,11 @@ def test_resume_after_an_interruption_gives_the_uninterrupted_labels(scan, tmp_p
             raise _Interrupted
         return segment_region(region, plan)
 
-    monkeypatch.setattr(chunked, "_otsu_watershed_region", interrupted)
+    monkeypatch.setattr(blocks, "otsu_watershed_region", interrupted)
     path = tmp_path / "labels.zarr"
     with pytest.raises(_Interrupted):
         _chunked(scan, output=path)
-    record = json.loads((tmp_path / "labels.zarr.ps3d-work.zarr" / ".ps3d_blocks.json").read_text())
+    record = json.loads((tmp_path / "labels.zarr.ps3d-work" / "blocks.json").read_text())
     assert len(record["blocks"]) == 3 and not path.exists()
     calls.clear()
     interrupt_at.clear()
@@ -155,7 +156,7 @@ def test_resume_after_an_interruption_gives_the_uninterrupted_labels(scan, tmp_p
 
 
 def test_resume_with_other_settings_is_refused(scan, tmp_path, monkeypatch):
-    monkeypatch.setattr(chunked, "_otsu_watershed_region", lambda region, plan: 1 / 0)
+    monkeypatch.setattr(blocks, "otsu_watershed_region", lambda region, plan: 1 / 0)
     path = tmp_path / "labels.zarr"
     with pytest.raises(ZeroDivisionError):
         _chunked(scan, output=path)

@@ -135,27 +135,34 @@ def _otsu_watershed(image, spacing, particle_size_mm, *, n_classes, min_distance
         mask, distance = _mask_and_distance(image, spacing, n_classes, bar)
         radius = _radius_vox(distance, mask, spacing, particle_size_mm)
         bar.update()
-        bar.set_postfix_str("seeds")
-        # min_distance_fraction = 0.6 and SNOW's r_max = R / 2 were the best of a small
-        # sweep on synthetic scans (seed 1; medium and hard presets) that the
-        # benchmark does not use.
-        # Peaks shallower than a fifth of a radius are debris or rough surface, not grains.
-        peaks = peak_local_max(
-            distance,
-            min_distance=max(1, int(round(min_distance_fraction * radius))),
-            threshold_abs=max(1.0, 0.2 * radius),
-            exclude_border=False,
-        )
-        markers = np.zeros(image.shape, np.int32)
-        markers[tuple(peaks.T)] = np.arange(1, len(peaks) + 1, dtype=np.int32)
-        bar.update()
-        bar.set_postfix_str("watershed")
-        labels = watershed(-distance, markers, mask=mask)
-        bar.update()
-        bar.set_postfix_str("filter")
-        labels = drop_small_labels(labels, min_fraction=min_particle_fraction)
-        bar.update()
+        bar.set_postfix_str("seeds + watershed")
+        labels = _seeded_watershed(mask, distance, radius, min_distance_fraction=min_distance_fraction,
+                                   min_particle_fraction=min_particle_fraction)
+        bar.update(3)
     return labels
+
+
+def _seeded_watershed(mask: np.ndarray, distance: np.ndarray, radius: float, *, min_distance_fraction: float,
+                      min_particle_fraction: float) -> np.ndarray:
+    """Watershed of the distance map from its peaks, small particles dropped (the core of otsu-watershed).
+
+    ``radius`` is the mean particle radius in voxels of the finest axis.
+    Shared with the chunked run, which cuts each block's mask with the whole scan's threshold.
+    """
+    # min_distance_fraction = 0.6 and SNOW's r_max = R / 2 were the best of a small
+    # sweep on synthetic scans (seed 1; medium and hard presets) that the
+    # benchmark does not use.
+    # Peaks shallower than a fifth of a radius are debris or rough surface, not grains.
+    peaks = peak_local_max(
+        distance,
+        min_distance=max(1, int(round(min_distance_fraction * radius))),
+        threshold_abs=max(1.0, 0.2 * radius),
+        exclude_border=False,
+    )
+    markers = np.zeros(mask.shape, np.int32)
+    markers[tuple(peaks.T)] = np.arange(1, len(peaks) + 1, dtype=np.int32)
+    labels = watershed(-distance, markers, mask=mask)
+    return drop_small_labels(labels, min_fraction=min_particle_fraction)
 
 
 def snow(

@@ -1,0 +1,163 @@
+"""One block of a chunked run, segmented on its region (core + halo) by the plan's method.
+
+- **otsu-watershed**: the grain mask cut with the plan's threshold, then the
+  in-memory method's seeded watershed (``classic._seeded_watershed``).
+- **model**: the network's windows are the whole scan's
+  (:mod:`ps3d_toolkit.segmentation.model.windows`): each is computed once, by
+  the first block that overlaps it, and blended over every block it covers,
+  so a block's probabilities are the in-memory ones. The instance step and
+  the phantom filter then run on the region.
+
+A region without grain contrast of its own is not segmented: it holds no
+particles. Within a region a grain's enclosed holes are filled only when they
+lie wholly inside it, and small particles are dropped relative to the
+region's mean particle.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+from ps3d_toolkit.segmentation._checks import MIN_GRAIN_CONTRAST, grain_contrast
+from ps3d_toolkit.segmentation.chunked.grid import Grid
+from ps3d_toolkit.segmentation.chunked.plan import Plan, grain_mask, read_region, scaled
+from ps3d_toolkit.segmentation.grains import _SMOOTH_SIGMA, _distance_map
+
+
+def has_contrast(region: np.ndarray) -> bool:
+    return np.ptp(region) > 0 and grain_contrast(region) >= MIN_GRAIN_CONTRAST
+
+
+def otsu_watershed_region(values: np.ndarray, plan: Plan) -> np.ndarray:
+    """``classic._otsu_watershed`` on a region, with the plan's threshold and size."""
+    from ps3d_toolkit.segmentation.classic import _seeded_watershed
+
+    if not has_contrast(values):
+        return np.zeros(values.shape, np.uint32)
+    mask = grain_mask(scaled(values, plan), plan)
+    radius = plan.particle_size_mm / 2 / min(plan.spacing)
+    return _seeded_watershed(mask, _distance_map(mask, plan.spacing), radius,
+                             min_distance_fraction=plan.settings["min_distance_fraction"],
+                             min_particle_fraction=plan.settings["min_particle_fraction"])
+
+
+@dataclass
+class ModelBlocks:
+    """The model's side of a chunked run: the scan's network grid and the windows computed so far.
+
+    Parameters
+    ----------
+    plan : Plan
+        The run's plan (method "model").
+    grid : Grid
+        The run's blocks.
+    folder : Path
+        Where the windows' logits are kept until no unfinished block needs them.
+    """
+
+    plan: Plan
+    grid: Grid
+    folder: object
+
+    def __post_init__(self):
+        from ps3d_toolkit.segmentation.model.windows import NetworkGrid, WindowStore, importance_map
+        from ps3d_toolkit.segmentation.normalize import _output_shape, _zoom_factors
+
+        settings = self.plan.settings
+        self.zoom = _zoom_factors(self.plan.spacing, self.plan.particle_size_mm, settings["diameter_vox"])
+        self.network = NetworkGrid.for_scan(self.grid.shape, _output_shape(self.grid.shape, self.zoom),
+                                            roi_size=settings["window"]["roi_size"],
+                                            overlap=settings["window"]["overlap"], tta=settings["tta"])
+        self.store = WindowStore(self.folder, self.network)
+        self.weight = importance_map(self.network.roi)
+
+    def extent(self, index) -> tuple:
+        """The network-grid box a block's region is resampled from."""
+        return self.network.grid_extent(self.grid.region(index))
+
+    def windows(self, index) -> list:
+        return self.network.overlapping(self.extent(index))
+
+    def owners(self) -> dict:
+        """Block index -> the windows it computes: those it is the first block (raster order) to overlap."""
+        owned, seen = {}, set()
+        for index in self.grid.indices():
+            mine = [w for w in self.windows(index) if w not in seen]
+            seen.update(mine)
+            owned[index] = mine
+        return owned
+
+    def consumers(self) -> dict:
+        """Window -> the blocks that overlap it."""
+        found = {}
+        for index in self.grid.indices():
+            for window in self.windows(index):
+                found.setdefault(window, []).append(index)
+        return found
+
+    def compute(self, image, windows) -> None:
+        """Run the network on the given windows that are not on disk yet, a batch at a time."""
+        from ps3d_toolkit.segmentation.model import inference as m
+        from ps3d_toolkit.segmentation.model.windows import predict_windows, window_inputs
+
+        missing = self.store.missing(windows)
+        if not missing:
+            return
+        import torch
+
+        device = torch.device(self.plan.settings["device"])
+        model, _ = m._open_model(self.plan.settings["weights"], device)
+        batch_size = self.plan.settings["window"]["batch_size"]
+        for start in range(0, len(missing), batch_size):
+            batch = missing[start:start + batch_size]
+            inputs = window_inputs(image, batch, self.network, lambda crop: scaled(_checked(crop), self.plan))
+            logits = predict_windows(model, inputs, device)
+            for window, values in zip(batch, logits):
+                flip = self.network.flips[window[0]]
+                if flip:
+                    values = np.flip(values, axis=tuple(a + 1 for a in flip))
+                self.store.save(window, values)
+
+    def segment(self, image, index) -> np.ndarray:
+        """uint32 labels of a block's region: the blended probabilities, instances, phantoms dropped."""
+        from ps3d_toolkit.segmentation.model.inference import _drop_phantom_particles, _instances_from_core_border
+        from ps3d_toolkit.segmentation.model.windows import blend_probabilities, resample_region
+
+        region = self.grid.region(index)
+        values = read_region(image, region)
+        if not has_contrast(values):
+            return np.zeros(values.shape, np.uint32)
+        extent = self.extent(index)
+        self.compute(image, self.network.overlapping(extent))
+        probs = blend_probabilities(self.store, extent, self.weight)
+        core_border = resample_region(probs[1:], extent, region, self.network.grid_shape, self.grid.shape)
+        del probs
+        normalized = scaled(values, self.plan)
+        bright = ndimage.gaussian_filter(normalized, _SMOOTH_SIGMA) > self.plan.grain_threshold
+        labels = _instances_from_core_border(core_border, spacing=self.plan.spacing, zoom=self.zoom,
+                                             particle_size_mm=self.plan.particle_size_mm,
+                                             **self.plan.settings["instances"])
+        return _drop_phantom_particles(labels, normalized, bright).astype(np.uint32, copy=False)
+
+
+def _checked(crop: np.ndarray) -> np.ndarray:
+    if crop.dtype.kind == "f" and not np.isfinite(crop).all():
+        from ps3d_toolkit.core.errors import InputError
+
+        raise InputError("image holds NaN or infinite grey values; fix the scan, or segment it in memory "
+                         "with non_finite='mask'")
+    return crop
+
+
+def segment_block(image, index, plan: Plan, grid: Grid, model_blocks: ModelBlocks | None) -> np.ndarray:
+    """uint32 labels of a block's region (core + halo), by the plan's method."""
+    if not plan.has_contrast or math.isnan(plan.particle_size_mm):
+        region = grid.region(index)
+        return np.zeros(tuple(s.stop - s.start for s in region), np.uint32)
+    if plan.method == "model":
+        return model_blocks.segment(image, index)
+    return otsu_watershed_region(read_region(image, grid.region(index)), plan)

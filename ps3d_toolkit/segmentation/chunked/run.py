@@ -1,0 +1,388 @@
+"""``segment_chunked``: a scan of any size, block by block, in one process or on a Dask cluster."""
+
+from __future__ import annotations
+
+import logging
+import math
+import pickle
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from ps3d_toolkit.core.atomic import atomic_path
+from ps3d_toolkit.core.checks import check_lazy_volume, check_positive, check_spacing
+from ps3d_toolkit.core.errors import InputError, InputTypeError, OutputError, ResourceError
+from ps3d_toolkit.segmentation._checks import check_particle_size
+from ps3d_toolkit.segmentation.chunked import blocks as _blocks
+from ps3d_toolkit.segmentation.chunked import stitch
+from ps3d_toolkit.segmentation.chunked.grid import Grid, key
+from ps3d_toolkit.segmentation.chunked.plan import Plan, halo_voxels, make_plan
+from ps3d_toolkit.segmentation.chunked.work import WORK_SUFFIX, Work, save_block
+
+logger = logging.getLogger(__name__)
+
+
+def segment_chunked(image, *, spacing, output=None, chunk_size: int = 128, particle_size_mm=None,
+                    method=None, halo_diameters: float | None = None, resume: bool = False,
+                    overwrite: bool = False, zarr_format: int = 2, scheduler=None, progress: bool = True,
+                    **options):
+    """Segment a scan of any size block by block; the same particles as :func:`segment`, up to renumbering.
+
+    Parameters
+    ----------
+    image : array_like
+        Grey-value scan (z, y, x): numpy, memory map, zarr or any lazy array
+        with ``shape``, ``dtype`` and slicing. Only blocks are read.
+    spacing : float or tuple of 3 float
+        Voxel size in mm.
+    output : str or Path, optional
+        A ``.zarr`` store to write the labels to; None: return a numpy array.
+    chunk_size : int
+        Block edge in voxels (at least 16): memory grows with (chunk_size + 2 halo)^3.
+    particle_size_mm : float, optional
+        Mean particle diameter in mm; estimated once from a few blocks when omitted.
+    method : {"model", "otsu-watershed"}, optional
+        Segmentation method; default: the shipped model.
+    halo_diameters : float, optional
+        Context read around each block for the instance step, in particle
+        diameters (at least 8 voxels); default
+        :data:`~ps3d_toolkit.segmentation.chunked.plan.DEFAULT_HALO_DIAMETERS`.
+    resume : bool
+        Continue an interrupted run into the same ``output`` from its finished blocks.
+    overwrite : bool
+        Replace an existing ``output`` (a store the toolkit wrote).
+    zarr_format : {2, 3}
+        Zarr format of the output store.
+    scheduler : None, "local", str or distributed.Client
+        Where the blocks run: None in this process; ``"local"`` on a new
+        ``LocalCluster``; a scheduler address (``"tcp://host:8786"``) or a
+        ``Client`` on that cluster (its workers must see the output's folder).
+    progress : bool
+        Show a progress bar over the blocks, with an ETA.
+    **options
+        Options of the method (as for :func:`segment`).
+
+    Returns
+    -------
+    np.ndarray or zarr.Array
+        uint32 labels 1..n, 0 = background: in memory without ``output``,
+        else the written store opened read-only.
+
+    Raises
+    ------
+    InputError
+        For an invalid image, spacing, size, chunk size, halo, method or
+        scheduler (SNOW and ``non_finite="mask"`` are not offered chunked),
+        NaN or infinite values in a block, or a resume whose settings differ.
+    OutputError
+        If ``output`` exists and neither ``resume`` nor ``overwrite`` is set.
+    """
+    image = check_lazy_volume(image, "image")
+    spacing = check_spacing(spacing)
+    method = _check_method(method)
+    chunk_size = _check_chunk_size(chunk_size)
+    if zarr_format not in (2, 3):
+        raise InputError(f"zarr_format must be 2 or 3, got {zarr_format!r}")
+    if output is not None:
+        output = _check_output(Path(output), resume, overwrite)
+    particle_size_mm = check_positive(particle_size_mm, "particle_size_mm", allow_none=True)
+    if particle_size_mm is not None:
+        check_particle_size(particle_size_mm, spacing, image.shape)
+    _check_scheduler(scheduler)
+    block = tuple(min(chunk_size, n) for n in image.shape)
+    plan = make_plan(image, spacing, particle_size_mm, method, block, options)
+    grid = Grid(tuple(image.shape), block, halo_voxels(plan, halo_diameters))
+    _check_region_memory(plan, grid)
+    if output is not None:
+        folder = output.with_name(output.name + WORK_SUFFIX)
+    else:
+        folder = Path(tempfile.mkdtemp(prefix="ps3d-chunked-")) / "work"
+    finished = False
+    try:
+        work = Work(folder, plan.key(grid), grid, resume and output is not None)
+        model_blocks = _blocks.ModelBlocks(plan, grid, work.windows) if _runs_network(plan) else None
+        if scheduler is None:
+            _run_here(image, plan, grid, work, model_blocks, progress)
+        else:
+            _run_on_dask(image, plan, grid, work, model_blocks, scheduler, progress)
+        final = stitch.final_ids(sum(work.counts.values()),
+                                 stitch.matches(grid, work.counts, lambda box: work.labels[box], work.read_shells))
+        if output is None:
+            labels = _assemble(work, grid, final)
+        else:
+            _write_output(work, grid, final, output, plan, zarr_format, overwrite or resume)
+        finished = True
+    finally:
+        # an interrupted run keeps its work folder for resume=True; a temporary one always goes
+        if finished or output is None:
+            shutil.rmtree(folder if output is not None else folder.parent, ignore_errors=True)
+    if output is None:
+        return labels
+    import zarr
+
+    return zarr.open_array(str(output), mode="r")
+
+
+def _runs_network(plan: Plan) -> bool:
+    return plan.method == "model" and plan.has_contrast and not math.isnan(plan.particle_size_mm)
+
+
+def _check_method(method) -> str:
+    from ps3d_toolkit.segmentation.registry import METHODS, default_method
+
+    method = method or default_method()
+    if method not in METHODS:
+        raise InputError(f"method must be one of {METHODS}, got {method!r}")
+    if method == "snow":
+        raise InputError("method 'snow' is not available with chunk_size yet; use 'model' or "
+                         "'otsu-watershed', or segment without chunk_size")
+    return method
+
+
+def _check_chunk_size(chunk_size) -> int:
+    if not isinstance(chunk_size, (int, np.integer)) or isinstance(chunk_size, bool) or chunk_size < 16:
+        raise InputError(f"chunk_size must be an integer of at least 16 voxels, got {chunk_size!r}")
+    return int(chunk_size)
+
+
+def _check_scheduler(scheduler) -> None:
+    if scheduler is None or isinstance(scheduler, str):
+        return
+    try:
+        from distributed import Client
+    except ImportError:  # pragma: no cover - only without dask.distributed
+        Client = ()
+    if not isinstance(scheduler, Client):
+        raise InputTypeError(f"scheduler must be None, 'local', a scheduler address or a distributed.Client, "
+                             f"got {type(scheduler).__name__}")
+
+
+def _check_output(output: Path, resume: bool, overwrite: bool) -> Path:
+    """Refuse an existing output unless resumed or overwritten; refuse a non-zarr target."""
+    from ps3d_toolkit.io.outputs import replaceable_directory
+
+    if "".join(output.suffixes[-1:]).lower() != ".zarr":
+        raise InputError(f"output must be a .zarr store for chunked segmentation, got {output}")
+    if output.exists():
+        if not (resume or overwrite):
+            raise OutputError(f"{output} exists; pass overwrite=True to replace it or resume=True to "
+                              "continue an interrupted run")
+        if not replaceable_directory(output):
+            raise OutputError(f"{output} exists and is not a zarr store written by ps3d_toolkit; "
+                              "choose another output")
+    return output
+
+
+def _check_region_memory(plan: Plan, grid: Grid) -> None:
+    """The model's memory check (as in memory) on one region's network grid."""
+    if not _runs_network(plan):
+        return
+    from ps3d_toolkit.segmentation.model.inference import _GridCheck
+
+    region_shape = tuple(min(n, b + 2 * h) for n, b, h in zip(grid.shape, grid.block, grid.halo))
+    _GridCheck(region_shape, plan.spacing, plan.settings["diameter_vox"], plan.settings["tta"],
+               plan.settings["budget"]).check(plan.particle_size_mm)
+
+
+# --------------------------------------------------------------------------- engines
+
+
+def _segment_and_save(image, index, plan: Plan, grid: Grid, folder: Path, model_blocks) -> int:
+    """Segment one block and write its local labels and shells; its particle count."""
+    labels = _blocks.segment_block(image, index, plan, grid, model_blocks)
+    core, shells, count = stitch.local_ids(labels, grid, index)
+    save_block(folder, grid, index, core, shells)
+    return count
+
+
+class _Windows:
+    """Which blocks still need each window; a window's file is removed when none does."""
+
+    def __init__(self, model_blocks, todo: list):
+        self.model_blocks = model_blocks
+        self.left = {}
+        if model_blocks is None:
+            return
+        pending = set(todo)
+        for window, users in model_blocks.consumers().items():
+            self.left[window] = sum(1 for u in users if u in pending)
+            if self.left[window] == 0:
+                model_blocks.store.remove(window)
+
+    def done(self, index) -> None:
+        if self.model_blocks is None:
+            return
+        for window in self.model_blocks.windows(index):
+            self.left[window] -= 1
+            if self.left[window] == 0:
+                self.model_blocks.store.remove(window)
+
+
+def _run_here(image, plan: Plan, grid: Grid, work: Work, model_blocks, progress: bool) -> None:
+    """Every unfinished block in raster order, in this process."""
+    todo = work.todo()
+    windows = _Windows(model_blocks, todo)
+    offset = sum(work.counts.values())
+    with tqdm(total=len(grid.indices()), initial=len(grid.indices()) - len(todo), desc="blocks", unit="block",
+              disable=not progress) as bar:
+        for index in todo:
+            count = _segment_and_save(image, index, plan, grid, work.folder, model_blocks)
+            offset += count
+            if offset >= np.iinfo(np.uint32).max:
+                raise ResourceError("the scan holds more particles than uint32 labels can number")
+            work.finish(index, count)
+            windows.done(index)
+            bar.update()
+
+
+def _windows_task(image, windows: list, plan: Plan, grid: Grid, folder: str) -> int:
+    """On a worker: compute some of the network's windows (each worker loads the weights once)."""
+    _limit_threads()
+    _blocks.ModelBlocks(plan, grid, Path(folder) / "windows").compute(image, windows)
+    return len(windows)
+
+
+def _block_task(image, index, plan: Plan, grid: Grid, folder: str, *windows_ready) -> tuple:
+    """On a worker: one block, after the windows it needs (``windows_ready``) are on disk."""
+    _limit_threads()
+    model_blocks = _blocks.ModelBlocks(plan, grid, Path(folder) / "windows") if _runs_network(plan) else None
+    return index, _segment_and_save(image, index, plan, grid, Path(folder), model_blocks)
+
+
+def _limit_threads() -> None:
+    """One torch thread per Dask worker thread: workers already share the cores."""
+    import torch
+
+    try:
+        from distributed import get_worker
+
+        threads = get_worker().state.nthreads
+    except (ImportError, ValueError):
+        return
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+
+
+def _run_on_dask(image, plan: Plan, grid: Grid, work: Work, model_blocks, scheduler, progress: bool) -> None:
+    """Every unfinished block as a task on dask.distributed; the ledger is written here as tasks finish.
+
+    The windows a block is the first to overlap are one task, and the block's
+    task waits for the window tasks of every window it overlaps.
+    """
+    from distributed import as_completed
+
+    client, close = _client(scheduler)
+    try:
+        source = _shippable(image, client)
+        todo = work.todo()
+        windows = _Windows(model_blocks, todo)
+        window_tasks = {}
+        if model_blocks is not None:
+            owners = model_blocks.owners()
+            needed = {w for index in todo for w in model_blocks.windows(index)}
+            owner_of = {w: index for index, ws in owners.items() for w in ws}
+            for index, owned in owners.items():
+                missing = model_blocks.store.missing([w for w in owned if w in needed])
+                if missing:
+                    window_tasks[index] = client.submit(_windows_task, source, missing, plan, grid,
+                                                        str(work.folder), pure=False)
+        futures = []
+        for index in todo:
+            ready = []
+            if model_blocks is not None:
+                owners_needed = {owner_of[w] for w in model_blocks.windows(index)}
+                ready = [window_tasks[o] for o in sorted(owners_needed) if o in window_tasks]
+            futures.append(client.submit(_block_task, source, index, plan, grid, str(work.folder), *ready,
+                                         pure=False))
+        with tqdm(total=len(grid.indices()), initial=len(grid.indices()) - len(todo), desc="blocks",
+                  unit="block", disable=not progress) as bar:
+            for future in as_completed(futures):
+                index, count = future.result()
+                work.finish(index, count)
+                windows.done(index)
+                bar.update()
+    finally:
+        close()
+
+
+def _client(scheduler) -> tuple:
+    """A distributed Client for ``scheduler`` and a function that closes what was opened here."""
+    try:
+        from distributed import Client, LocalCluster
+    except ImportError as error:
+        raise InputError("scheduler needs dask.distributed: pip install 'ps3d_toolkit[dask]'") from error
+    if isinstance(scheduler, Client):
+        return scheduler, lambda: None
+    if scheduler == "local":
+        import os
+
+        cluster = LocalCluster(n_workers=max(1, min(4, os.cpu_count() or 1)), threads_per_worker=1,
+                               processes=True, dashboard_address=":0")
+        client = Client(cluster)
+        logger.info("Dask LocalCluster, dashboard: %s", client.dashboard_link)
+
+        def close():
+            client.close()
+            cluster.close()
+
+        return client, close
+    try:
+        client = Client(scheduler, timeout="20s")
+    except (OSError, TimeoutError, ValueError) as error:
+        raise InputError(f"cannot reach the Dask scheduler at {scheduler!r} ({error}); start it, or pass "
+                         "scheduler='local'") from error
+    return client, client.close
+
+
+def _shippable(image, client):
+    """The scan as workers get it: numpy scattered once; lazy arrays sent as they are (they must pickle)."""
+    if isinstance(image, np.ndarray) and not isinstance(image, np.memmap):
+        return client.scatter(image, broadcast=True)
+    try:
+        pickle.dumps(image)
+    except Exception as error:
+        raise InputError(f"this {type(image).__name__} scan cannot be sent to Dask workers ({error}); convert it "
+                         "to zarr first (ps3d convert scan out.zarr) and segment that") from error
+    return image
+
+
+# --------------------------------------------------------------------------- output
+
+
+def _assemble(work: Work, grid: Grid, final: np.ndarray) -> np.ndarray:
+    """The labels in memory: every block's local ids turned final."""
+    labels = np.zeros(grid.shape, np.uint32)
+    start = stitch.offsets(grid, work.counts)
+    for index in grid.indices():
+        core = grid.core(index)
+        lut = stitch.block_lookup(final, start[key(index)], work.counts[key(index)])
+        labels[core] = lut[np.asarray(work.labels[core])]
+    return labels
+
+
+def _write_output(work: Work, grid: Grid, final: np.ndarray, output: Path, plan: Plan, zarr_format: int,
+                  replace: bool) -> None:
+    """The final store, written atomically block by block from the work folder."""
+    import zarr
+
+    from ps3d_toolkit.io._zarr import WRITTEN_BY
+    from ps3d_toolkit.io.writers import _version
+
+    attrs = {WRITTEN_BY: f"ps3d_toolkit {_version()}", "spacing": list(plan.spacing),
+             "particle_size_mm": plan.particle_size_mm, "method": plan.method,
+             "chunked": {"block": list(grid.block), "halo": list(grid.halo)},
+             "n_particles": int(final.max()) if final.size else 0}
+    if math.isnan(plan.particle_size_mm):
+        del attrs["particle_size_mm"]
+    start = stitch.offsets(grid, work.counts)
+    with atomic_path(output, replace_directory=replace and output.is_dir()) as tmp:
+        out = zarr.create_array(store=str(tmp), shape=grid.shape, chunks=grid.block, dtype=np.uint32,
+                                fill_value=0, zarr_format=zarr_format, attributes=attrs,
+                                config={"write_empty_chunks": True})
+        for index in grid.indices():
+            core = grid.core(index)
+            lut = stitch.block_lookup(final, start[key(index)], work.counts[key(index)])
+            out[core] = lut[np.asarray(work.labels[core])]
