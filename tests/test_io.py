@@ -75,7 +75,11 @@ def test_scan_round_trip_keeps_values_dtype_and_spacing(tmp_path, ext, dtype):
 def test_labels_round_trip_uint32_above_65535(tmp_path, ext):
     labels = _labels()
     assert labels.max() > 65535
-    path = save_labels(labels, tmp_path / f"labels{ext}", spacing=SPACING)
+    if ext in (".tif", ".tiff"):
+        with pytest.warns(UserWarning, match="above 65535 do not fit an ImageJ TIFF"):
+            path = save_labels(labels, tmp_path / f"labels{ext}", spacing=SPACING)
+    else:
+        path = save_labels(labels, tmp_path / f"labels{ext}", spacing=SPACING)
     back = load_labels(path)
     assert isinstance(back, np.ndarray)
     assert back.dtype == np.uint32
@@ -131,8 +135,9 @@ def test_tiff_written_by_us_carries_particle_size_and_resolution_tags(tmp_path):
     path = save_scan(_grey(), tmp_path / "s.tif", spacing=SPACING, particle_size_mm=1.5)
     assert load_scan(path).particle_size_mm == 1.5
     with tifffile.TiffFile(path) as tif:
-        x_res, y_res = tif.pages[0].resolution  # pixels per cm
-    assert (10 / x_res, 10 / y_res) == pytest.approx((SPACING[2], SPACING[1]))
+        x_res, y_res = tif.pages[0].resolution  # pixels per ImageJ unit, here mm
+        assert tif.imagej_metadata["unit"] == "mm"
+    assert (1 / x_res, 1 / y_res) == pytest.approx((SPACING[2], SPACING[1]))
 
 
 def test_tiff_with_3_or_4_columns_is_not_mistaken_for_colour(tmp_path):
@@ -222,6 +227,15 @@ def test_ome_zarr_5d_singletons_squeezed_lazily_with_micrometre_scale(tmp_path):
     assert scan.shape == SHAPE
     np.testing.assert_array_equal(np.asarray(scan.image), _grey())
     assert scan.spacing == pytest.approx((0.03, 0.02, 0.01))
+
+
+@pytest.mark.parametrize("zarr_format, marker", [(None, "zarr.json"), (2, ".zarray"), (3, "zarr.json")])
+def test_plain_zarr_keeps_its_default_format_and_takes_another_by_option(tmp_path, zarr_format, marker):
+    path = save_scan(_grey(), tmp_path / "s.zarr", spacing=SPACING, zarr_format=zarr_format)
+    assert (path / marker).is_file()
+    assert load_scan(path).spacing == SPACING
+    with pytest.raises(ValueError, match="zarr_format"):
+        save_labels(_labels(), tmp_path / "l.zarr", zarr_format=4)
 
 
 def test_save_scan_zarr_uses_64_chunks(tmp_path):
@@ -400,6 +414,7 @@ def test_corrupt_zarr_and_empty_folder(tmp_path):
 # --------------------------------------------------------------------------- atomicity
 
 
+@pytest.mark.filterwarnings("ignore:.*above 65535 do not fit an ImageJ TIFF")
 def test_failed_tiff_write_keeps_old_file_and_leaves_no_temp(tmp_path, monkeypatch):
     path = save_labels(_labels(), tmp_path / "labels.tif", spacing=SPACING)
     before = path.read_bytes()

@@ -2,8 +2,9 @@
 
 A scan is a 3D grey-value volume in (z, y, x) order with a voxel spacing in mm.
 Supported formats (chosen by extension): a folder of TIFF slices, a 3D or
-multi-page TIFF, zarr (v2 and v3, read lazily), NIfTI and ``.npy``; particle
-tables are CSV or Parquet.
+multi-page TIFF (ImageJ hyperstacks written, OME-TIFF read), zarr (v2 and v3,
+read lazily), OME-Zarr (``.ome.zarr``: a multiscale image with its axes in mm),
+NIfTI and ``.npy``; particle tables are CSV or Parquet.
 
 Modules
 -------
@@ -16,6 +17,9 @@ readers
     :class:`CheckedZarrArray`, which names a chunk that cannot be decoded.
 writers
     :func:`save_scan`, :func:`save_labels`, :func:`convert`.
+ome_zarr
+    :func:`save_ome_zarr`, :func:`write_pyramid`, :func:`ngff_attributes`:
+    OME-NGFF multiscale stores written block by block.
 outputs
     :func:`check_output_path`: an output checked before any heavy work.
 tables
@@ -27,6 +31,7 @@ from __future__ import annotations
 from ps3d_toolkit.io._formats import SUPPORTED_FORMATS
 from ps3d_toolkit.io._zarr import CheckedZarrArray
 from ps3d_toolkit.io.metadata import read_metadata, write_metadata
+from ps3d_toolkit.io.ome_zarr import ngff_attributes, save_ome_zarr, write_pyramid
 from ps3d_toolkit.io.outputs import check_output_path
 from ps3d_toolkit.io.readers import load_labels, load_scan
 from ps3d_toolkit.io.scan import Scan
@@ -42,10 +47,13 @@ __all__ = [
     "convert",
     "load_labels",
     "load_scan",
+    "ngff_attributes",
     "read_metadata",
     "read_table",
     "save_labels",
+    "save_ome_zarr",
     "save_scan",
     "save_table",
+    "write_pyramid",
     "write_metadata",
 ]

@@ -9,12 +9,15 @@ import numpy as np
 from ps3d_toolkit.core.checks import check_labels
 from ps3d_toolkit.core.errors import InputError, InputTypeError, MissingInputError
 
-#: File extensions understood by the readers and writers. A folder of TIFF
+#: File extensions understood by the readers and writers (``.ome.zarr``: an OME-NGFF
+#: multiscale image, see :mod:`ps3d_toolkit.io.ome_zarr`). A folder of TIFF
 #: slices (``.tif``/``.tiff`` files) can also be read.
-SUPPORTED_FORMATS = (".tif", ".tiff", ".zarr", ".nii", ".nii.gz", ".npy")
+SUPPORTED_FORMATS = (".tif", ".tiff", ".zarr", ".ome.zarr", ".nii", ".nii.gz", ".npy")
 
 FORMATS_TEXT = ", ".join(SUPPORTED_FORMATS) + ", or a folder of TIFF slices"
 TIFF_SUFFIXES = (".tif", ".tiff")
+# a zarr store written as an OME-NGFF multiscale image (pyramid and axes metadata)
+OME_ZARR_SUFFIX = ".ome.zarr"
 ZARR_MARKERS = ("zarr.json", ".zarray", ".zgroup")
 # z-slices per chunk of the zarr stores written, and per slab of lazy copies
 ZARR_CHUNK = 64
@@ -40,8 +43,10 @@ def suffix(path: Path) -> str:
 
 
 def stem(path: Path) -> str:
-    """The file name without its extension (``scan.nii.gz`` -> ``scan``)."""
+    """The file name without its extension (``scan.nii.gz`` -> ``scan``, ``scan.ome.zarr`` -> ``scan``)."""
     ext = suffix(path)
+    if ext in (".zarr", *TIFF_SUFFIXES) and path.name.lower().endswith(".ome" + ext):
+        ext = ".ome" + ext
     return path.name[: len(path.name) - len(ext)] if ext and path.name.lower().endswith(ext) else path.name
 
 
@@ -64,9 +69,11 @@ def read_format(path: Path) -> str:
 
 
 def write_format(path) -> str:
-    """Writer key of a target path, checked before anything is written."""
+    """Writer key of a target path (``ome_zarr`` for ``.ome.zarr``), checked before anything is written."""
     if path is None:
         raise InputTypeError("path must be a file path, got None")
+    if Path(path).name.lower().endswith(OME_ZARR_SUFFIX):
+        return "ome_zarr"
     ext = suffix(Path(path))
     if ext not in _WRITE_FORMATS:
         raise InputError(

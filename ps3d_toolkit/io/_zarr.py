@@ -28,6 +28,13 @@ _SHOWN = 3
 WRITTEN_BY = "written_by"
 
 
+def toolkit_mark() -> dict:
+    """The root attribute that marks a store as written by ps3d_toolkit (so a later write may replace it)."""
+    from ps3d_toolkit import __version__
+
+    return {WRITTEN_BY: f"ps3d_toolkit {__version__}"}
+
+
 def written_by_toolkit(path: Path) -> bool:
     """Whether ``path`` is a zarr store whose root attributes say ps3d_toolkit wrote it."""
     for name, attrs_of in (("zarr.json", lambda meta: meta.get("attributes", {})), (".zattrs", lambda a: a)):

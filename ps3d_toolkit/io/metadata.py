@@ -1,4 +1,4 @@
-"""Scan metadata: length units, and the sidecar JSON beside a scan (spacing, particle size).
+"""Scan metadata: length units, spacing in TIFF metadata, and the sidecar JSON beside a scan.
 
 For a scan ``<dir>/<stem>.<ext>`` the sidecar is ``<dir>/<stem>.json``, else
 ``<dir>/metadata.json``; for a folder of slices, ``metadata.json`` inside it
@@ -8,32 +8,119 @@ comes first.
 from __future__ import annotations
 
 import json
+import logging
+import warnings
 from pathlib import Path
+
+import numpy as np
 
 from ps3d_toolkit.core.atomic import atomic_path
 from ps3d_toolkit.core.checks import check_positive, check_spacing
 from ps3d_toolkit.core.errors import InputError
 from ps3d_toolkit.io._formats import read_format, stem, suffix
 
-# Length units found in ImageJ TIFFs, OME-NGFF axes and NIfTI headers, in mm.
+logger = logging.getLogger(__name__)
+
+# the units ImageJ gives an uncalibrated image
+_UNCALIBRATED = ("", "pixel", "pixels")
+# Length units found in ImageJ TIFFs, OME-TIFF, OME-NGFF axes and NIfTI headers, in mm.
 _UNIT_TO_MM = {
     "mm": 1.0, "millimeter": 1.0, "millimetre": 1.0,
     # micro sign, Greek mu, and the escaped form ImageJ sometimes leaves
     "um": 1e-3, "\u00b5m": 1e-3, "\u03bcm": 1e-3, "\\u00b5m": 1e-3,
     "micron": 1e-3, "microns": 1e-3, "micrometer": 1e-3, "micrometre": 1e-3,
     "nm": 1e-6, "nanometer": 1e-6, "nanometre": 1e-6,
+    "pm": 1e-9, "picometer": 1e-9, "picometre": 1e-9,
+    "\u00e5": 1e-7, "\u212b": 1e-7, "angstrom": 1e-7, "\u00e5ngstr\u00f6m": 1e-7,
     "cm": 10.0, "centimeter": 10.0, "centimetre": 10.0,
+    "dm": 100.0, "decimeter": 100.0, "decimetre": 100.0,
     "m": 1000.0, "meter": 1000.0, "metre": 1000.0,
-    "inch": 25.4, "in": 25.4,
+    "inch": 25.4, "in": 25.4, "foot": 304.8, "ft": 304.8,
 }
+
+
+def unit_in_mm(unit) -> float | None:
+    """Millimetres in one ``unit`` (``"micrometer"`` -> 0.001), or None for a unit not known."""
+    return None if unit is None else _UNIT_TO_MM.get(str(unit).strip().lower())
 
 
 def spacing_in_mm(values, unit, where: str):
     """Spacing ``values`` in ``unit`` converted to mm, or None for an unknown unit."""
-    factor = _UNIT_TO_MM.get(str(unit).strip().lower()) if unit is not None else None
+    factor = unit_in_mm(unit)
     if factor is None:
         return None
     return check_spacing(tuple(float(v) * factor for v in values), f"spacing in {where}")
+
+
+def warn_unknown_unit(unit, where: str) -> None:
+    """Warn that the spacing stored in ``where`` is ignored because its unit is not a known length."""
+    warnings.warn(f"{where} gives its voxel size in {unit!r}, which is not a length unit ps3d_toolkit knows "
+                  f"(it knows mm, micrometer, nm, angstrom, cm, m, inch, ...); that voxel size is ignored: "
+                  "pass spacing=... in mm", UserWarning, stacklevel=4)
+
+
+def shaped_stored(meta: dict, where: str) -> dict:
+    """Spacing and particle size from the JSON description tifffile writes (``shaped`` TIFFs)."""
+    stored = {}
+    if meta.get("spacing") is not None:
+        values = meta["spacing"]
+        values = [values] * 3 if np.ndim(values) == 0 else np.ravel(values)
+        unit = meta.get("unit", "mm")
+        spacing = spacing_in_mm(values, unit, where)
+        if spacing is None:
+            warn_unknown_unit(unit, where)
+        else:
+            stored["spacing"] = spacing
+    if meta.get("particle_size_mm") is not None:
+        stored["particle_size_mm"] = check_positive(meta["particle_size_mm"], f"particle_size_mm in {where}")
+    return stored
+
+
+def imagej_stored(meta: dict, resolution, where: str) -> dict:
+    """Spacing and particle size from ImageJ metadata and the x/y resolution (pixels per ``unit``)."""
+    stored = {}
+    if meta.get("particle_size_mm") is not None:
+        stored["particle_size_mm"] = check_positive(float(meta["particle_size_mm"]), f"particle_size_mm in {where}")
+    unit = meta.get("unit")
+    if unit is None or str(unit).strip().lower() in _UNCALIBRATED:
+        return stored
+    if unit_in_mm(unit) is None:
+        warn_unknown_unit(unit, where)
+        return stored
+    if not resolution or not all(r > 0 for r in resolution):
+        return stored
+    try:  # ImageJ writes 'spacing' only where the z step differs from its default of one unit
+        z_step = float(meta.get("spacing", 1.0))
+    except (TypeError, ValueError):
+        return stored
+    stored["spacing"] = spacing_in_mm((z_step, 1.0 / resolution[1], 1.0 / resolution[0]), unit, where)
+    return stored
+
+
+def ome_xml_spacing(xml: str, where: str):
+    """Spacing in mm from the first ``Pixels`` of OME-XML (``PhysicalSizeZ/Y/X`` and their units), or None."""
+    from xml.etree import ElementTree
+
+    try:
+        root = ElementTree.fromstring(xml)
+    except ElementTree.ParseError as error:
+        logger.info("cannot parse the OME-XML of %s (%s): its voxel size is not read", where, error)
+        return None
+    pixels = next((e for e in root.iter() if e.tag.rsplit("}", 1)[-1] == "Pixels"), None)
+    if pixels is None:
+        return None
+    sizes = [pixels.get(f"PhysicalSize{axis}") for axis in "ZYX"]
+    if None in sizes:
+        logger.info("the OME-XML of %s gives no PhysicalSize for %s: its voxel size is not read", where,
+                    ", ".join(a for a, v in zip("ZYX", sizes) if v is None))
+        return None
+    # the OME schema's default unit is the micrometre
+    units = [pixels.get(f"PhysicalSize{axis}Unit", "\u00b5m") for axis in "ZYX"]
+    unknown = [unit for unit in units if unit_in_mm(unit) is None]
+    if unknown:
+        warn_unknown_unit(unknown[0], where)
+        return None
+    return check_spacing(tuple(float(v) * unit_in_mm(u) for v, u in zip(sizes, units)), f"spacing in {where}")
 
 
 def read_metadata(path) -> dict:

@@ -5,7 +5,9 @@ multi-page TIFF, zarr (v2 and v3), NIfTI and ``.npy``. Every format is read
 lazily: a block is read from the file when it is sliced (see :mod:`._lazy`).
 
 Spacing is taken, in this order, from the ``spacing`` argument, from the file
-itself (NIfTI header, zarr attributes or OME-NGFF scale, TIFF metadata), or from
+itself (NIfTI header, zarr attributes or OME-NGFF scale and axis units, the
+toolkit's TIFF description, OME-TIFF ``PhysicalSize``, ImageJ ``spacing``/``unit``
+and resolution), or from
 a sidecar JSON (``<stem>.json`` or ``metadata.json``) beside the scan.
 
 No reader truncates silently: TIFF slices of different types are promoted to a
@@ -30,21 +32,11 @@ import numpy as np
 
 from ps3d_toolkit.core.checks import check_spacing
 from ps3d_toolkit.core.errors import CorruptDataError, InputError
-from ps3d_toolkit.io._formats import (
-    FORMATS_TEXT,
-    TIFF_SUFFIXES,
-    as_uint32_labels,
-    existing,
-    read_format,
-    stem,
-)
+from ps3d_toolkit.io._formats import FORMATS_TEXT, TIFF_SUFFIXES, as_uint32_labels, existing, read_format, stem
 from ps3d_toolkit.io._lazy import ArrayVolume, LazyVolume, RawFileVolume, Reversed, SliceStack, Squeezed
-from ps3d_toolkit.io._zarr import (
-    CheckedZarrArray,
-    check_missing_chunks,
-    check_missing_chunks_choice,
-)
-from ps3d_toolkit.io.metadata import read_metadata, spacing_in_mm
+from ps3d_toolkit.io._zarr import CheckedZarrArray, check_missing_chunks, check_missing_chunks_choice
+from ps3d_toolkit.io.metadata import imagej_stored, ome_xml_spacing, read_metadata, shaped_stored, spacing_in_mm
+from ps3d_toolkit.io.ome_zarr import ngff_level0_path, ngff_spacing
 from ps3d_toolkit.io.scan import Scan
 
 logger = logging.getLogger(__name__)
@@ -62,10 +54,14 @@ def load_scan(path, spacing=None, *, missing_chunks: MissingChunks = "error") ->
         naturally: ``slice2`` before ``slice10``; slices of different types are
         promoted to a common type, with a warning), a ``.zarr`` store (v2 or v3;
         a root array, or a group holding one array or an array named ``image``
-        or ``0``), a ``.nii``/``.nii.gz`` or a ``.npy`` file.
+        or ``0``; of an OME-Zarr multiscale image, NGFF 0.4 or 0.5, its full
+        resolution), a ``.nii``/``.nii.gz`` or a ``.npy`` file.
     spacing : float or sequence of 3 float, optional
         Voxel size in mm, (z, y, x). Overrides any spacing stored with the scan
-        (with a warning when they differ).
+        (with a warning when they differ). Stored spacings are converted to mm
+        from their unit (NGFF axis units, OME-TIFF ``PhysicalSize*Unit``,
+        ImageJ ``unit``; an NGFF axis without unit is taken as micrometres,
+        and logged); a unit that is not a known length is ignored with a warning.
     missing_chunks : {"error", "fill"}
         What to do when a zarr store lacks chunks that its shape implies:
         ``"error"`` refuses the store; ``"fill"`` reads them as the array's
@@ -278,29 +274,21 @@ def _check_nifti_length(path: Path, proxy) -> None:
 
 
 def _tiff_stored(tif, path: Path) -> dict:
-    """Spacing and particle size from our JSON description or ImageJ tags."""
-    stored = {}
-    meta = tif.shaped_metadata[0] if tif.is_shaped and tif.shaped_metadata else None
-    if meta and "spacing" in meta:
-        values = meta["spacing"]
-        values = [values] * 3 if np.ndim(values) == 0 else np.ravel(values)
-        spacing = spacing_in_mm(values, meta.get("unit", "mm"), str(path))
-        if spacing is not None:
-            stored["spacing"] = spacing
-        if meta.get("particle_size_mm") is not None:
-            stored["particle_size_mm"] = meta["particle_size_mm"]
-    elif tif.is_imagej and tif.imagej_metadata and "spacing" in tif.imagej_metadata:
-        meta = tif.imagej_metadata
+    """Spacing and particle size from the toolkit's JSON description, OME-XML or ImageJ metadata, in that order."""
+    where = str(path)
+    shaped = tif.shaped_metadata[0] if tif.is_shaped and tif.shaped_metadata else None
+    if shaped and ("spacing" in shaped or "particle_size_mm" in shaped):
+        return shaped_stored(shaped, where)  # what the toolkit wrote before its TIFFs were ImageJ hyperstacks
+    if tif.is_ome and tif.ome_metadata:
+        spacing = ome_xml_spacing(tif.ome_metadata, where)
+        return {} if spacing is None else {"spacing": spacing}
+    if tif.is_imagej and tif.imagej_metadata:
         try:
-            x_res, y_res = tif.pages[0].resolution
-            if x_res > 0 and y_res > 0:
-                zyx = (float(meta["spacing"]), 1.0 / y_res, 1.0 / x_res)
-                spacing = spacing_in_mm(zyx, meta.get("unit"), str(path))
-                if spacing is not None:
-                    stored["spacing"] = spacing
-        except (TypeError, ValueError, ZeroDivisionError):
-            pass  # unusable tags: fall back to the sidecar or the argument
-    return stored
+            resolution = tuple(float(r) for r in tif.pages[0].resolution)
+        except (TypeError, ValueError):
+            resolution = None  # unusable tags: fall back to the sidecar or the argument
+        return imagej_stored(tif.imagej_metadata, resolution, where)
+    return {}
 
 
 def _read_tiff(path: Path):
@@ -545,26 +533,12 @@ def _holds_exactly(target: np.dtype, source: np.dtype) -> bool:
     return bool(np.can_cast(source, target, casting="safe"))
 
 
-def _ome_spacing(attrs: dict, where: str):
-    """Spacing of the first OME-NGFF multiscale level, if the attributes hold one."""
-    try:
-        multiscale = attrs.get("multiscales", attrs.get("ome", {}).get("multiscales"))[0]
-        scale = next(t["scale"] for t in multiscale["datasets"][0]["coordinateTransformations"] if t["type"] == "scale")
-        axes = multiscale.get("axes", [])
-        units = {a.get("unit", "micrometer") for a in axes[-3:] if isinstance(a, dict)} or {"micrometer"}
-    except (AttributeError, KeyError, IndexError, StopIteration, TypeError):
-        return None
-    if len(units) != 1:
-        return None
-    return spacing_in_mm(scale[-3:], units.pop(), where)
-
-
 def _zarr_stored(attrs: dict, where: str) -> dict:
     stored = {}
     if attrs.get("spacing") is not None:
         stored["spacing"] = check_spacing(attrs["spacing"], f"'spacing' attribute of {where}")
     else:
-        spacing = _ome_spacing(attrs, where)
+        spacing = ngff_spacing(attrs, where)
         if spacing is not None:
             stored["spacing"] = spacing
     if attrs.get("particle_size_mm") is not None:
@@ -581,7 +555,10 @@ def _read_zarr(path: Path, missing_chunks: str = "error"):
         source = str(path)
         if hasattr(node, "array_keys"):
             names = sorted(node.array_keys())
-            if "image" in names:
+            level0 = ngff_level0_path(attrs)
+            if level0 is not None and level0 in node:
+                name = level0  # an OME-Zarr multiscale image: its full resolution
+            elif "image" in names:
                 name = "image"
             elif "0" in names:
                 name = "0"
