@@ -50,6 +50,10 @@ def add_arguments(parser) -> None:
                               "stitched, into a .zarr --output (otsu-watershed and the model)")
     chunked.add_argument("--resume", action="store_true",
                          help="with --chunk-size: continue an interrupted run from its first unfinished block")
+    chunked.add_argument("--dask-scheduler", default=None, metavar="local|ADDRESS",
+                         help="with --chunk-size: run the blocks on Dask, on a new local cluster ('local') "
+                              "or on the scheduler at ADDRESS (e.g. tcp://head:8786; its workers must see "
+                              "the --output folder)")
     add_non_finite(parser, "they count as background")
     add_allow_missing_chunks(parser)
     model = parser.add_argument_group("model options (with the default method)")
@@ -129,6 +133,8 @@ def _check_chunked(args) -> None:
     """--chunk-size writes a .zarr store; --resume needs it."""
     if args.resume and args.chunk_size is None:
         raise CLIError("--resume continues a chunked run: give the --chunk-size of the interrupted run")
+    if args.dask_scheduler is not None and args.chunk_size is None:
+        raise CLIError("--dask-scheduler runs the blocks of a chunked run: give a --chunk-size too")
     if args.chunk_size is not None and not _writes_zarr(args):
         raise CLIError(f"--chunk-size writes a .zarr store block by block; got --output {args.output}")
 
@@ -172,7 +178,7 @@ def _run_chunked(args, scan, size_mm, method: str, options: dict, start: float) 
     labels = segment_chunked(scan.image, spacing=scan.spacing, output=args.output, chunk_size=args.chunk_size,
                              particle_size_mm=size_mm, method=method, resume=args.resume,
                              overwrite=args.overwrite, non_finite=args.non_finite,
-                             progress=not args.quiet, **options)
+                             scheduler=args.dask_scheduler, progress=not args.quiet, **options)
     seconds = time.perf_counter() - start
     count = int(labels.attrs.get("n_particles", -1)) if hasattr(labels, "attrs") else -1
     found = f"{count} particles" if count >= 0 else "labels"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import pickle
@@ -12,13 +13,12 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from ps3d_toolkit.core.atomic import atomic_path
 from ps3d_toolkit.core.checks import check_lazy_volume, check_positive, check_spacing
 from ps3d_toolkit.core.errors import InputError, InputTypeError, OutputError, ResourceError
 from ps3d_toolkit.segmentation._checks import check_particle_size
 from ps3d_toolkit.segmentation.chunked import blocks as _blocks
 from ps3d_toolkit.segmentation.chunked import stitch
-from ps3d_toolkit.segmentation.chunked.grid import Grid, key
+from ps3d_toolkit.segmentation.chunked.grid import Grid, key, shared_box, within
 from ps3d_toolkit.segmentation.chunked.plan import Plan, halo_voxels, make_plan
 from ps3d_toolkit.segmentation.chunked.work import WORK_SUFFIX, Work, save_block
 
@@ -113,7 +113,7 @@ def segment_chunked(image, *, spacing, output=None, chunk_size: int = 128, parti
         if output is None:
             labels = _assemble(work, grid, final)
         else:
-            _write_output(work, grid, final, output, plan, zarr_format, overwrite or resume)
+            _write_output(work, grid, final, output, plan, zarr_format)
         finished = True
     finally:
         # an interrupted run keeps its work folder for resume=True; a temporary one always goes
@@ -121,9 +121,31 @@ def segment_chunked(image, *, spacing, output=None, chunk_size: int = 128, parti
             shutil.rmtree(folder if output is not None else folder.parent, ignore_errors=True)
     if output is None:
         return labels
+    return open_labels(output)
+
+
+def open_labels(output) -> object:
+    """A chunked run's labels, read-only: level 0 of the OME-Zarr store; the run's attributes on ``.attrs``."""
     import zarr
 
-    return zarr.open_array(str(output), mode="r")
+    group = zarr.open_group(str(output), mode="r")
+    labels = group["0"]
+    return _LabelsWithAttributes(labels, dict(group.attrs))
+
+
+class _LabelsWithAttributes:
+    """A zarr array of labels whose ``attrs`` are its group's (spacing, method, n_particles...)."""
+
+    def __init__(self, array, attrs: dict):
+        self._array, self.attrs = array, attrs
+        self.shape, self.dtype, self.chunks, self.ndim = array.shape, array.dtype, array.chunks, array.ndim
+
+    def __getitem__(self, box):
+        return self._array[box]
+
+    def __array__(self, dtype=None, copy=None):
+        values = self._array[...]
+        return values if dtype is None else values.astype(dtype)
 
 
 def _runs_network(plan: Plan) -> bool:
@@ -363,26 +385,36 @@ def _assemble(work: Work, grid: Grid, final: np.ndarray) -> np.ndarray:
     return labels
 
 
-def _write_output(work: Work, grid: Grid, final: np.ndarray, output: Path, plan: Plan, zarr_format: int,
-                  replace: bool) -> None:
-    """The final store, written atomically block by block from the work folder."""
-    import zarr
+class _FinalLabels:
+    """The final labels as a lazy array: any box, read from the work folder's local ids and turned final."""
 
-    from ps3d_toolkit.io._zarr import WRITTEN_BY
-    from ps3d_toolkit.io.writers import _version
+    def __init__(self, work: Work, grid: Grid, final: np.ndarray):
+        self.work, self.grid = work, grid
+        self.shape, self.dtype, self.ndim = grid.shape, np.dtype(np.uint32), 3
+        start = stitch.offsets(grid, work.counts)
+        self.lookups = {index: stitch.block_lookup(final, start[key(index)], work.counts[key(index)])
+                        for index in grid.indices()}
 
-    attrs = {WRITTEN_BY: f"ps3d_toolkit {_version()}", "spacing": list(plan.spacing),
-             "particle_size_mm": plan.particle_size_mm, "method": plan.method,
+    def __getitem__(self, box):
+        box = tuple(slice(*s.indices(n)[:2]) for s, n in zip(box, self.shape))
+        out = np.zeros(tuple(s.stop - s.start for s in box), np.uint32)
+        first = tuple(s.start // b for s, b in zip(box, self.grid.block))
+        last = tuple((s.stop - 1) // b for s, b in zip(box, self.grid.block))
+        for index in itertools.product(*(range(a, b + 1) for a, b in zip(first, last))):
+            part = shared_box(self.grid.core(index), box)
+            if part is not None:
+                out[within(part, box)] = self.lookups[index][np.asarray(self.work.labels[part])]
+        return out
+
+
+def _write_output(work: Work, grid: Grid, final: np.ndarray, output: Path, plan: Plan, zarr_format: int) -> None:
+    """The final store: OME-Zarr (labels at level 0, a pyramid for viewing), written atomically block by block."""
+    from ps3d_toolkit.io.ome_zarr import save_ome_zarr
+
+    attrs = {"particle_size_mm": plan.particle_size_mm, "method": plan.method,
              "chunked": {"block": list(grid.block), "halo": list(grid.halo)},
              "n_particles": int(final.max()) if final.size else 0}
     if math.isnan(plan.particle_size_mm):
         del attrs["particle_size_mm"]
-    start = stitch.offsets(grid, work.counts)
-    with atomic_path(output, replace_directory=replace and output.is_dir()) as tmp:
-        out = zarr.create_array(store=str(tmp), shape=grid.shape, chunks=grid.block, dtype=np.uint32,
-                                fill_value=0, zarr_format=zarr_format, attributes=attrs,
-                                config={"write_empty_chunks": True})
-        for index in grid.indices():
-            core = grid.core(index)
-            lut = stitch.block_lookup(final, start[key(index)], work.counts[key(index)])
-            out[core] = lut[np.asarray(work.labels[core])]
+    save_ome_zarr(_FinalLabels(work, grid, final), output, spacing=plan.spacing, labels=True,
+                  zarr_format=zarr_format, chunks=grid.block, overwrite=True, attributes=attrs)
