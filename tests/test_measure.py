@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from analytic_shapes import box_labels, ellipsoid_area, ellipsoid_labels, feret_max, surface_area
 from scipy.spatial.transform import Rotation
 
 import ps3d_toolkit
-from analytic_shapes import box_labels, ellipsoid_area, ellipsoid_labels, feret_max, surface_area
 from ps3d_toolkit.measurement import liberation_class, measure, particle_mesh, propose_phase_thresholds
 
 CUBE_SPHERICITY = (np.pi / 6) ** (1 / 3)  # 0.806
@@ -295,30 +295,134 @@ def test_two_phase_grain_fractions_and_liberation():
     table = measure(labels, image, phases=phases, shape=False, progress=False).set_index("label")
     assert table.phase_fraction_ore.to_dict() == pytest.approx({1: 0.5, 2: 0.95, 3: 0.1})
     assert (table.phase_fraction_ore + table.phase_fraction_gangue).to_numpy() == pytest.approx(1.0)
-    assert list(table.liberation_class.astype(str)) == ["middling", "liberated", "locked"]
-    assert table.attrs["liberation_thresholds"] == (0.3, 0.9)
-    strict = measure(labels, image, phases=phases, liberation_thresholds=(0.2, 0.97), shape=False,
-                     progress=False).set_index("label")
-    assert strict.attrs["liberation_thresholds"] == (0.2, 0.97)
-    assert list(strict.liberation_class.astype(str)) == ["middling", "middling", "locked"]
-    # the same from a phase map, and with the other phase as the one of interest
+    # one column per phase, named after it: ore 50, 95, 10 %; gangue 50, 5, 90 %
+    assert list(table.liberation_ore.astype(str)) == ["middling", "liberated", "locked"]
+    assert list(table.liberation_gangue.astype(str)) == ["middling", "locked", "middling"]
+    assert "liberation_class" not in table
+    assert table.attrs["liberation_thresholds"] == (0.3, 0.95) and table.attrs["min_phase_fraction"] == 0.02
+    assert table.attrs["liberation_phases"] == ["ore", "gangue"]
+    strict = measure(labels, image, phases=phases, liberation_thresholds=(0.2, 0.97), min_phase_fraction=0.06,
+                     shape=False, progress=False).set_index("label")
+    assert strict.attrs["liberation_thresholds"] == (0.2, 0.97) and strict.attrs["min_phase_fraction"] == 0.06
+    assert list(strict.liberation_ore.astype(str)) == ["middling", "middling", "locked"]
+    assert list(strict.liberation_gangue.astype(str)) == ["middling", "barren", "middling"]  # 5 % < 6 %
+    # the same from a phase map, with one phase of interest
     phase_map = np.where(image > 120, 2, 1).astype(np.uint8)
     by_map = measure(labels, phases={"ore": 2, "gangue": 1}, phase_map=phase_map, liberation_phase="gangue",
                      shape=False, progress=False).set_index("label")
     assert by_map.phase_fraction_ore.to_dict() == pytest.approx({1: 0.5, 2: 0.95, 3: 0.1})
-    assert list(by_map.liberation_class.astype(str)) == ["middling", "locked", "liberated"]  # gangue 50, 5, 90 %
+    assert list(by_map.liberation_gangue.astype(str)) == ["middling", "locked", "middling"]
+    assert "liberation_ore" not in by_map
     auto = measure(labels, image, phases="auto", shape=False, progress=False).set_index("label")
     assert auto.phase_fraction_phase_2.to_dict() == pytest.approx({1: 0.5, 2: 0.95, 3: 0.1})
+    named = measure(labels, image, phases="auto", phase_names="quartz,magnetite", liberation_phase="magnetite",
+                    shape=False, progress=False).set_index("label")
+    assert named.phase_fraction_magnetite.to_dict() == pytest.approx({1: 0.5, 2: 0.95, 3: 0.1})
+    assert list(named.liberation_magnetite.astype(str)) == ["middling", "liberated", "locked"]
+    assert list(named.attrs["phases"]) == ["quartz", "magnetite"] and named.attrs["liberation_phases"] == ["magnetite"]
+
+
+# Per-grain truth of the two-phase phantom: voxels of phase B out of 1000 (10^3 cubes), and the
+# class of the grain in A and in B (barren < 2 % <= locked < 30 % <= middling < 95 % <= liberated).
+_PHANTOM = [
+    (0, "liberated", "barren"),       # no voxel of B: barren in B
+    (10, "liberated", "barren"),      # 1 % of B: below the minimum, B is absent
+    (19, "liberated", "barren"),      # 1.9 %
+    (20, "liberated", "locked"),      # 2 %: B is there
+    (100, "middling", "locked"),      # 10 % B, 90 % A
+    (299, "middling", "locked"),
+    (300, "middling", "middling"),
+    (500, "middling", "middling"),
+    (949, "locked", "middling"),      # 5.1 % A, 94.9 % B
+    (950, "locked", "liberated"),     # 95 % B, 5 % A
+    (985, "barren", "liberated"),     # 1.5 % A: barren in A
+    (1000, "barren", "liberated"),    # no voxel of A
+]
+
+
+def _two_phase_phantom():
+    """10^3-voxel cubes with exact per-grain voxel counts of phases A (id 1) and B (id 2), and grey values."""
+    n = len(_PHANTOM)
+    labels = np.zeros((12, 12, 12 * n), np.uint32)
+    phase_map = np.zeros(labels.shape, np.uint8)
+    for i, (n_b, _, _) in enumerate(_PHANTOM):
+        cube = (slice(1, 11), slice(1, 11), slice(12 * i + 1, 12 * i + 11))
+        labels[cube] = i + 1
+        flat = np.ones(1000, np.uint8)
+        flat[:n_b] = 2
+        phase_map[cube] = flat.reshape(10, 10, 10)
+    image = np.choose(phase_map, [0.0, 100.0, 200.0]).astype(np.float32)
+    return labels, phase_map, image
+
+
+@pytest.mark.parametrize("by", ["phase map", "grey levels"])
+def test_liberation_per_phase_matches_a_phantom_with_known_fractions(by):
+    from ps3d_toolkit.analysis.stats import liberation_table, phase_summary
+
+    labels, phase_map, image = _two_phase_phantom()
+    if by == "phase map":
+        table = measure(labels, phases={"A": 1, "B": 2}, phase_map=phase_map, spacing=0.1, shape=False,
+                        progress=False)
+    else:
+        table = measure(labels, image, phases={"A": (50, 150), "B": (150, 250)}, spacing=0.1, shape=False,
+                        progress=False)
+    fraction_b = np.array([n_b / 1000 for n_b, _, _ in _PHANTOM])
+    assert table.phase_fraction_B.to_numpy() == pytest.approx(fraction_b)
+    assert table.phase_fraction_A.to_numpy() == pytest.approx(1 - fraction_b)
+    assert list(table.liberation_A.astype(str)) == [a for _, a, _ in _PHANTOM]
+    assert list(table.liberation_B.astype(str)) == [b for _, _, b in _PHANTOM]
+    # a grain with no voxel of a phase is barren in it
+    assert (table.liberation_B[fraction_b == 0] == "barren").all()
+    assert (table.liberation_A[fraction_b == 1] == "barren").all()
+    # no phase is "contained" in a grain where it is below the minimum fraction
+    summary = phase_summary(table)
+    for name, fraction in (("A", 1 - fraction_b), ("B", fraction_b)):
+        assert summary.loc[name, "particles_with_phase"] == int(np.sum(fraction >= 0.02))
+        assert summary.loc[name, "particles_with_phase"] == int(np.sum(table[f"liberation_{name}"] != "barren"))
+    lib = liberation_table(table).set_index(["phase", "liberation_class"])["count"]
+    for name, column in (("A", 1), ("B", 2)):
+        truth = pd.Series([row[column] for row in _PHANTOM]).value_counts()
+        for cls in ("barren", "locked", "middling", "liberated"):
+            assert lib[(name, cls)] == truth.get(cls, 0), (name, cls)
+    # the chunked path gives the same table
+    chunked = measure(labels, phases={"A": 1, "B": 2}, phase_map=phase_map, spacing=0.1, shape=False,
+                      progress=False, chunk_size=24)
+    assert list(chunked.liberation_B.astype(str)) == [b for _, _, b in _PHANTOM]
+    assert chunked.attrs["min_phase_fraction"] == 0.02 and chunked.attrs["liberation_thresholds"] == (0.3, 0.95)
+
+
+def test_phase_names_rename_the_table_columns_and_attrs():
+    from ps3d_toolkit.measurement.intensity import rename_phases
+
+    labels, phase_map, _ = _two_phase_phantom()
+    table = measure(labels, phases={"A": 1, "B": 2}, phase_map=phase_map, shape=False, progress=False)
+    renamed = rename_phases(table, ["quartz", "magnetite"])
+    assert {"phase_fraction_quartz", "liberation_magnetite"} <= set(renamed.columns)
+    assert not any(c.endswith(("_A", "_B")) for c in renamed.columns)
+    assert list(renamed.attrs["phases"]) == ["quartz", "magnetite"]
+    assert renamed.attrs["liberation_phases"] == ["quartz", "magnetite"]
+    assert renamed.phase_fraction_magnetite.equals(table.phase_fraction_B)
+    assert list(rename_phases(table, {"B": "ore"}).columns[-2:]) == ["liberation_A", "liberation_ore"]
+    with pytest.raises(ValueError, match="2 distinct phase names"):
+        rename_phases(table, ["only_one"])
+    with pytest.raises(ValueError, match="letters, digits"):
+        rename_phases(table, ["quartz", "bad name"])
+    with pytest.raises(ValueError, match="phase_names"):
+        measure(labels, phases={"A": 1, "B": 2}, phase_map=phase_map, phase_names=["x", "y"], progress=False)
 
 
 def test_liberation_class_boundaries():
-    classes = liberation_class([0.0, 0.299, 0.3, 0.899, 0.9, 1.0, np.nan])
-    assert list(classes[:6]) == ["locked", "locked", "middling", "middling", "liberated", "liberated"]
-    assert pd.isna(classes[6])
-    assert list(classes.categories) == ["locked", "middling", "liberated"] and classes.ordered
+    classes = liberation_class([0.0, 0.0199, 0.02, 0.299, 0.3, 0.949, 0.95, 1.0, np.nan])
+    assert list(classes[:8]) == ["barren", "barren", "locked", "locked", "middling", "middling", "liberated",
+                                 "liberated"]
+    assert pd.isna(classes[8])
+    assert list(classes.categories) == ["barren", "locked", "middling", "liberated"] and classes.ordered
     assert list(liberation_class([0.5, 0.85], thresholds=(0.2, 0.8)).astype(str)) == ["middling", "liberated"]
+    assert list(liberation_class([0.0, 0.01], min_phase_fraction=0.0).astype(str)) == ["locked", "locked"]
     with pytest.raises(ValueError, match="thresholds"):
         liberation_class([0.5], thresholds=(0.9, 0.3))
+    with pytest.raises(ValueError, match="min_phase_fraction"):
+        liberation_class([0.5], min_phase_fraction=0.5)
 
 
 def test_propose_phase_thresholds_splits_a_bimodal_histogram():
@@ -450,7 +554,7 @@ def test_masked_non_finite_values_leave_every_statistic_alike():
     two = table.loc[2]
     assert two.voxel_count == 8
     grey = [c for c in table.columns if c.startswith(("intensity_", "phase_fraction_"))]
-    assert two[grey].isna().all() and pd.isna(two.liberation_class)
+    assert two[grey].isna().all() and pd.isna(two.liberation_dark) and pd.isna(two.liberation_bright)
 
 
 def test_complex_grey_values_are_refused():

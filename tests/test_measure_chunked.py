@@ -72,7 +72,7 @@ def test_automatic_phases_are_the_in_memory_ones(sample, tmp_path):
     expected = measure(truth, image, phases="auto", shape=False, progress=False)
     chunked = measure(lazy_labels, lazy_image, phases="auto", shape=False, chunk_size=48, progress=False)
     assert_same_table(chunked, expected)
-    assert "liberation_class" in chunked and chunked.attrs["phases"] == expected.attrs["phases"]
+    assert "liberation_phase_1" in chunked and chunked.attrs["phases"] == expected.attrs["phases"]
     # a sample smaller than the particle voxels is drawn in block order: close, not equal
     few = {"max_samples": 20_000, "n_phases": 3}
     in_memory = propose_phase_thresholds(image, truth, **few)

@@ -5,19 +5,22 @@ from __future__ import annotations
 import base64
 import html.parser
 import io
+import json
 import re
 
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import assert_one_line_error
 from PIL import Image
 
-from conftest import assert_one_line_error
 from ps3d_toolkit.analysis.evaluate import evaluate_instances
+from ps3d_toolkit.analysis.stats import percentiles
 from ps3d_toolkit.io import Scan, save_labels, save_scan
 from ps3d_toolkit.measurement import measure
+from ps3d_toolkit.measurement.intensity import LIBERATION_CLASSES
 from ps3d_toolkit.report import build_report, export_tables, liberation_table, summary_table, write_report
-from ps3d_toolkit.analysis.stats import percentiles
+from ps3d_toolkit.report.payload import decode
 
 SPACING = 0.1
 
@@ -76,6 +79,17 @@ class _Report(html.parser.HTMLParser):
             self._row[-1] += data
 
 
+def _payload(text: str) -> tuple:
+    """plotly.js and the figure specs packed into the page (as its loader unpacks them)."""
+    blocks = dict((name, decode(data, int(length))) for name, length, data in re.findall(
+        r'<script type="application/octet-stream" id="([^"]+)" data-length="(\d+)">([^<]*)</script>', text))
+    return blocks["ps3d-plotlyjs"].decode("utf-8"), json.loads(blocks["ps3d-figures"])
+
+
+def _n_figures(text: str) -> int:
+    return text.count('<div class="ps3d-figure"')
+
+
 def _summary_cells(text: str) -> dict:
     """The Summary section's key-value table, as the reader sees it (entities decoded)."""
     return {row[0]: row[1] for row in _Report(text).sections["Summary"][0]}
@@ -94,10 +108,13 @@ def test_report_is_self_contained_with_every_section(cubes, tmp_path):
     # in this order, and no phases measured: no phase sections
     assert list(page.sections) == ["Summary", "Accuracy against the ground truth", "Particle-size distribution",
                                    "Shape", "Slices", "Particles"]
-    # plotly.js is inline (once) and nothing is loaded from elsewhere
-    assert text.count("plotly.js v") == 1 and "<script src=" not in text
+    # plotly.js is inline (once, compressed) and nothing is loaded from elsewhere
+    plotlyjs, specs = _payload(text)
+    assert "plotly.js v" in plotlyjs and text.count('id="ps3d-plotlyjs"') == 1 and "<script src=" not in text
     # cumulative PSD, histograms by volume and number, sphericity against size, Zingg diagram
-    assert text.count("Plotly.newPlot") == 5
+    assert _n_figures(text) == len(specs) == 5
+    titles = [spec["layout"]["title"]["text"] for spec in specs]
+    assert "Cumulative" in titles[0] and titles[4] == "Zingg diagram"
     summary = _summary_cells(text)
     assert summary["particles"] == "2" and summary["method"] == "by hand"
     accuracy = {row[0]: row[1] for row in page.sections["Accuracy against the ground truth"][0]}
@@ -123,6 +140,24 @@ def test_slice_images_show_the_outlines(cubes, tmp_path):
     expected[12:20, 14:22] = True
     expected[13:19, 15:21] = False
     np.testing.assert_array_equal(orange[::factor, ::factor], expected)
+
+
+def test_slice_images_carry_a_scale_bar(cubes, tmp_path):
+    scan, labels, table = cubes
+    z_slice = np.asarray(_pngs(write_report(table, tmp_path / "r.html", scan=scan, labels=labels).read_text())[0]
+                         .convert("RGB"))
+    rows, cols = z_slice.shape[:2]
+    factor = rows // labels.shape[1]
+    # 0.1 mm voxels shown 14 times enlarged: a quarter of 392 px is 0.7 mm, so the bar is 0.5 mm = 70 px
+    from ps3d_toolkit.viz.slices import scale_bar_length
+
+    length_mm = scale_bar_length(cols, SPACING / factor)
+    assert length_mm == 0.5
+    white = np.all(z_slice == 255, axis=-1)
+    runs = [int(white[r].sum()) for r in range(rows - 20, rows)]
+    assert max(runs) == round(length_mm / (SPACING / factor))
+    # the cubes are grey (1000 of 100..1000 windowed), so white is the bar and its label only
+    assert not white[: rows // 2].any()
 
 
 def test_report_without_scan_labels_or_metrics(cubes, tmp_path):
@@ -191,29 +226,31 @@ def minerals():
 def test_liberation_table_counts_and_volume_shares(minerals):
     lib = liberation_table(minerals).set_index(["phase", "liberation_class"])
     assert list(lib.index.get_level_values(0).unique()) == ["ore", "gangue"]
-    np.testing.assert_array_equal(lib.loc["ore", "count"], [2, 1, 2])
-    np.testing.assert_array_equal(lib.loc["gangue", "count"], [2, 2, 1])
-    np.testing.assert_allclose(lib.loc["ore", "count_share"], [0.4, 0.2, 0.4])
-    np.testing.assert_allclose(lib.loc["ore", "particle_volume_mm3"], [3.0, 3.0, 14.0])
-    np.testing.assert_allclose(lib.loc["ore", "particle_volume_share"], [3 / 20, 3 / 20, 14 / 20])
-    # ore volume: 0.2 * 2 locked, 0.5 * 3 middling, 0.95 * 4 + 10 liberated, of 15.7 in all
-    np.testing.assert_allclose(lib.loc["ore", "phase_volume_mm3"], [0.4, 1.5, 13.8])
-    np.testing.assert_allclose(lib.loc["ore", "phase_volume_share"], np.array([0.4, 1.5, 13.8]) / 15.7)
-    np.testing.assert_allclose(lib.loc["gangue", "phase_volume_mm3"], [0.2, 3.1, 1.0])
+    assert list(lib.loc["ore"].index) == list(LIBERATION_CLASSES)
+    # barren (< 2 %), locked (< 30 %), middling (< 95 %), liberated
+    np.testing.assert_array_equal(lib.loc["ore", "count"], [1, 1, 1, 2])
+    np.testing.assert_array_equal(lib.loc["gangue", "count"], [1, 1, 2, 1])
+    np.testing.assert_allclose(lib.loc["ore", "count_share"], [0.2, 0.2, 0.2, 0.4])
+    np.testing.assert_allclose(lib.loc["ore", "particle_volume_mm3"], [1.0, 2.0, 3.0, 14.0])
+    np.testing.assert_allclose(lib.loc["ore", "particle_volume_share"], [1 / 20, 2 / 20, 3 / 20, 14 / 20])
+    # ore volume: none barren, 0.2 * 2 locked, 0.5 * 3 middling, 0.95 * 4 + 10 liberated, of 15.7 in all
+    np.testing.assert_allclose(lib.loc["ore", "phase_volume_mm3"], [0.0, 0.4, 1.5, 13.8])
+    np.testing.assert_allclose(lib.loc["ore", "phase_volume_share"], np.array([0.0, 0.4, 1.5, 13.8]) / 15.7)
+    np.testing.assert_allclose(lib.loc["gangue", "phase_volume_mm3"], [0.0, 0.2, 3.1, 1.0])
     # other thresholds move the boundary particles: gangue 0.8 becomes liberated
     other = liberation_table(minerals, thresholds=(0.1, 0.75)).set_index(["phase", "liberation_class"])
-    np.testing.assert_array_equal(other.loc["gangue", "count"], [2, 1, 2])
+    np.testing.assert_array_equal(other.loc["gangue", "count"], [1, 1, 1, 2])
 
 
 def test_liberation_table_keeps_the_tables_own_classes(minerals):
-    # measured with other thresholds: the ore's column wins unless thresholds are given
-    minerals["liberation_class"] = pd.Categorical(["locked", "middling", "liberated", "liberated", "liberated"],
-                                                  categories=["locked", "middling", "liberated"], ordered=True)
+    # measured with other thresholds: the ore's own column wins unless thresholds are given
+    minerals["liberation_ore"] = pd.Categorical(["barren", "middling", "liberated", "liberated", "liberated"],
+                                                categories=list(LIBERATION_CLASSES), ordered=True)
     lib = liberation_table(minerals).set_index(["phase", "liberation_class"])
-    np.testing.assert_array_equal(lib.loc["ore", "count"], [1, 1, 3])
-    np.testing.assert_array_equal(lib.loc["gangue", "count"], [2, 2, 1])
-    again = liberation_table(minerals, thresholds=(0.3, 0.9)).set_index(["phase", "liberation_class"])
-    np.testing.assert_array_equal(again.loc["ore", "count"], [2, 1, 2])
+    np.testing.assert_array_equal(lib.loc["ore", "count"], [1, 0, 1, 3])
+    np.testing.assert_array_equal(lib.loc["gangue", "count"], [1, 1, 2, 1])
+    again = liberation_table(minerals, thresholds=(0.3, 0.95)).set_index(["phase", "liberation_class"])
+    np.testing.assert_array_equal(again.loc["ore", "count"], [1, 1, 1, 2])
     with pytest.raises(ValueError, match="phase_fraction"):
         liberation_table(minerals.drop(columns=["phase_fraction_ore", "phase_fraction_gangue"]))
 
@@ -224,11 +261,14 @@ def test_sections_follow_the_columns(minerals):
         assert heading in _Report(text).sections
     assert "Shape" not in _Report(text).sections  # no axes or sphericity in the table
     # cumulative PSD, two histograms, liberation bars; plotly.js once
-    assert text.count("Plotly.newPlot") == 4 and text.count("plotly.js v") == 1
+    assert _n_figures(text) == len(_payload(text)[1]) == 4 and text.count('id="ps3d-plotlyjs"') == 1
     page = _Report(text)
-    assert ["ore", "locked", "2", "40", "15", "2.55"] in page.sections["Liberation"][0]
+    # ore 0 % is barren, 20 % locked (1 of 5 particles, 2 of 20 mm³, 0.4 of the 15.7 mm³ of ore)
+    assert ["ore", "barren", "1", "20", "5", "0"] in page.sections["Liberation"][0]
+    assert ["ore", "locked", "1", "20", "10", "2.55"] in page.sections["Liberation"][0]
     ore = next(row for row in page.sections["Phases"][0] if row[0] == "ore")
-    assert ore[-4:-2] == ["15.7", "78.5"]  # 15.7 of 20 mm³
+    assert ore[1:3] == ["15.7", "78.5"]  # 15.7 of 20 mm³
+    assert ore[-2:] == ["4", "5"]  # contained (>= 2 %) in 4 of the 5 particles
 
     bare = build_report(minerals[["label"]])
     assert "Summary" in _Report(bare).sections and "Plotly" not in bare
@@ -245,13 +285,13 @@ def test_summary_d_values_are_the_percentiles(cubes):
         for name, value in percentiles(table, weight=weight).items():
             d = name.removesuffix("_mm")
             assert summary.loc[f"{d}_{weight}_mm", "value"] == value
-            assert cells[f"{d} by {weight}, mm"] == f"{value:.4g}"
+            assert cells[f"{d} by {weight}, mm"] == f"{value:.3g}"  # 3 significant digits throughout
     # two cubes of 6 and 8 voxels a side, 0.1 mm each
     assert summary.loc["total_volume_mm3", "value"] == pytest.approx(0.216 + 0.512)
     assert summary.loc["n_particles", "value"] == 2
     assert cells["voxel size (z × y × x), mm"] == "0.1 × 0.1 × 0.1"
     assert cells["voxels (z × y × x)"] == "20 × 24 × 28"
-    assert cells["mean sphericity (Wadell)"] == f"{table['sphericity'].mean():.4g}"
+    assert cells["mean sphericity (Wadell)"] == f"{table['sphericity'].mean():.3g}"
     assert cells["method"] == "by hand"
     # without the scan, the spacing comes from the table
     assert _summary_cells(build_report(table))["voxel size (z × y × x), mm"] == "0.1 × 0.1 × 0.1"
@@ -288,7 +328,7 @@ def test_csv_export_beside_the_particle_table(minerals, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(names)  # no temporary files left
     pd.testing.assert_frame_equal(pd.read_csv(written[0]), minerals, check_dtype=False)
     lib = pd.read_csv(tmp_path / "particles_liberation.csv")
-    assert lib["count"].tolist() == [2, 1, 2, 2, 2, 1]
+    assert lib["count"].tolist() == [1, 1, 1, 2, 1, 1, 2, 1]
     # a stem without extension: every table gets its suffix
     stem = export_tables(minerals[["label", "volume_mm3", "eq_diameter_mm"]], tmp_path / "sub" / "run1")
     assert [p.name for p in stem] == ["run1_particles.csv", "run1_summary.csv", "run1_psd.csv"]
@@ -361,6 +401,14 @@ def test_cli_report_measures_with_phases_and_writes_every_table(ps3d, scan_files
     (["--table", "{scan}"], ["table format"]),
     (["--table", "{not_a_table}"], ["not a particle table"]),
     (["{labels}", "--image", "{small}"], ["shape"]),
+    (["{labels}", "--phases", "ore:0:1", "--image", "{scan}", "--phase-names", "a,b"], ["--phases names its own"]),
+    (["{labels}", "--phase-names", "a,b"], ["--phase-names", "--auto-phases"]),
+    (["{labels}", "--image", "{scan}", "--auto-phases", "2", "--phase-names", "quartz"],
+     ["--phase-names", "2 distinct"]),
+    (["{labels}", "--image", "{scan}", "--auto-phases", "2", "--phase-names", "a b,c"], ["letters, digits"]),
+    (["--table", "{table}", "--min-phase-fraction", "0.1"], ["--min-phase-fraction", "--table"]),
+    (["{labels}", "--min-phase-fraction", "2"], ["--min-phase-fraction", "0 to 1"]),
+    (["{labels}", "--pdf", "{out}/report.txt"], ["PDF report", ".pdf"]),
 ])
 def test_cli_report_errors_are_one_line(ps3d, scan_files, tmp_path, argv, fragments):
     folder = scan_files["folder"]
@@ -386,3 +434,73 @@ def test_demo_writes_the_mineralogy_report_and_workbook(ps3d, tmp_path):
     sheets = pd.read_excel(tmp_path / "report.xlsx", sheet_name=None)
     assert list(sheets) == ["particles", "summary", "psd", "shape", "phases", "liberation"]
     assert len(sheets["particles"]) == int(_summary_cells(text)["particles"].replace(",", ""))
+
+
+# --------------------------------------------------------------------------- the bundled sample: cut grains, size
+
+
+def _d_by_hand(sizes, weights, p):
+    """dP of the sieve curve through the particles, as the report computed it before the cut-grain policy."""
+    order = np.argsort(sizes, kind="stable")
+    passing = np.cumsum(weights[order]) / weights.sum()
+    return float(np.interp(p / 100, passing, sizes[order]))
+
+
+def test_the_sample_report_leaves_cut_grains_out_and_include_cut_gives_the_old_numbers(ps3d, tmp_path):
+    from ps3d_toolkit.data.sample import sample_path
+
+    folder = sample_path()
+    if folder is None:
+        pytest.skip("the bundled sample's files are not installed (a wheel)")
+    code, stdout, err = ps3d("report", folder / "labels.tif", "--image", folder / "scan.tif", "--auto-phases", "2",
+                             "--phase-names", "quartz,magnetite", "-o", tmp_path / "report.html",
+                             "--csv", tmp_path / "particles.csv")
+    assert code == 0, err
+    table = pd.read_csv(tmp_path / "particles.csv")
+    cut = table["touches_border"].to_numpy(bool)
+    n_cut = int(cut.sum())
+    assert 0 < n_cut < len(table) == 225
+    assert f"{n_cut} cut by the scan border left out" in stdout
+    summary = pd.read_csv(tmp_path / "particles_summary.csv").set_index("quantity")["value"]
+    assert int(summary["n_cut_left_out"]) == n_cut and int(summary["n_in_statistics"]) == len(table) - n_cut
+    text = (tmp_path / "report.html").read_text(encoding="utf-8")
+    assert f"{n_cut} of 225 particles are cut by the scan border and left out" in text
+    # the statistics count the uncut grains only ...
+    sizes, volumes = table["eq_diameter_mm"].to_numpy(), table["volume_mm3"].to_numpy()
+    for p in (10, 50, 90):
+        assert float(summary[f"d{p}_number_mm"]) == pytest.approx(_d_by_hand(sizes[~cut], np.ones((~cut).sum()), p))
+        assert float(summary[f"d{p}_volume_mm"]) == pytest.approx(_d_by_hand(sizes[~cut], volumes[~cut], p))
+    # ... and --include-cut gives the numbers of all the grains, as before the policy (d10 by number moves most)
+    code, stdout, err = ps3d("report", "--table", tmp_path / "particles.csv", "--include-cut",
+                             "-o", tmp_path / "all.html", "--csv", tmp_path / "all.csv")
+    assert code == 0, err
+    assert "statistics count all 225 particles" in stdout
+    everything = pd.read_csv(tmp_path / "all_summary.csv").set_index("quantity")["value"]
+    assert int(everything["n_cut_left_out"]) == 0 and int(everything["n_in_statistics"]) == 225
+    for p in (10, 50, 90):
+        assert float(everything[f"d{p}_number_mm"]) == pytest.approx(_d_by_hand(sizes, np.ones(len(sizes)), p))
+        assert float(everything[f"d{p}_volume_mm"]) == pytest.approx(_d_by_hand(sizes, volumes, p))
+    assert float(everything["total_volume_mm3"]) == pytest.approx(volumes.sum())
+    assert float(everything["d10_number_mm"]) < 0.9 * float(summary["d10_number_mm"])
+    # the phase names reach the table, the report and its tables
+    assert {"phase_fraction_quartz", "liberation_quartz", "liberation_magnetite"} <= set(table.columns)
+    phases = pd.read_csv(tmp_path / "particles_phases.csv")
+    assert phases["phase"].tolist() == ["quartz", "magnetite"]
+    assert "quartz liberation" in text and "<td>magnetite</td>" in text
+
+
+def test_the_sample_report_is_at_most_2_mb_with_a_compact_particle_table(sample, tmp_path):
+    scan, truth = sample
+    table = measure(truth, scan.image, spacing=scan.spacing, phases="auto", progress=False)
+    path = write_report(table, tmp_path / "report.html", scan=scan, labels=truth)
+    assert path.stat().st_size <= 2_000_000
+    page = _Report(path.read_text(encoding="utf-8"))
+    header = page.sections["Particles"][0][0]
+    assert header[:3] == ["label", "eq. diameter, mm", "volume, mm³"] and len(header) <= 14
+    assert not any("centroid" in h or "bbox" in h or "intensity" in h for h in header)
+    # the sieve apertures are a standard series, every value with at most 3 significant digits
+    apertures = [float(row[0]) for row in page.sections["Particle-size distribution"][1][1:]]
+    assert set(apertures) <= {0.09, 0.106, 0.125, 0.15, 0.18, 0.212, 0.25, 0.3, 0.355, 0.425}
+    for row in page.sections["Summary"][0]:
+        if re.fullmatch(r"[\d.]+", row[1]):
+            assert len(row[1].replace(".", "").lstrip("0")) <= 3, row

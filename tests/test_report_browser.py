@@ -34,7 +34,7 @@ def test_mineralogy_report_renders_every_figure_offline(browser, tmp_path, shots
                         title="ps3d mineralogy report: the bundled sample",
                         notes={"labels": "ground truth of the bundled sample"})
     text = path.read_text(encoding="utf-8")
-    n_figures = text.count("Plotly.newPlot")
+    n_figures = text.count('<div class="ps3d-figure"')
     assert n_figures == 6  # cumulative PSD, 2 histograms, sphericity vs size, Zingg, liberation
     for heading in ("Summary", "Particle-size distribution", "Shape", "Phases", "Liberation", "Slices",
                     "Particles"):
@@ -46,6 +46,9 @@ def test_mineralogy_report_renders_every_figure_offline(browser, tmp_path, shots
             if not request.url.startswith(("file:", "data:", "blob:", "about:")) else None)
     page.on("pageerror", lambda error: errors.append(str(error)))
     page.goto(path.as_uri())
+    # the page's loader inflates plotly.js and the figures, then says so
+    page.wait_for_function("() => document.body.dataset.figures", timeout=120_000, polling=200)
+    assert page.evaluate("() => document.body.dataset.figures") == "ready"
     page.wait_for_function(
         f"() => document.querySelectorAll('.js-plotly-plot .main-svg').length >= {2 * n_figures}",
         timeout=60_000, polling=200)

@@ -9,6 +9,15 @@ can be chosen with ``size=``.
 Weighting: ``"number"`` counts particles, ``"volume"`` weighs each by its
 ``volume_mm3`` (a mass distribution for a single density), the usual basis of
 sieve analysis.
+
+Cut grains: a particle cut by the scan border (``touches_border``) has a size
+and shape that are not its own, so every distribution and summary here leaves
+it out unless ``include_cut=True``; :func:`cut_particles` says which rows are
+cut (the flag columns in :data:`CUT_COLUMNS`) and :func:`select_particles`
+applies the policy (its result's ``attrs["n_cut_left_out"]`` counts the rows
+left out). Dropping cut grains biases a distribution slightly towards small
+grains (a large grain is more likely to be cut); the count left out says how
+much is at stake.
 """
 
 from __future__ import annotations
@@ -22,13 +31,19 @@ from ps3d_toolkit.core.checks import check_table
 from ps3d_toolkit.core.errors import InputError
 
 __all__ = [
+    "CUT_COLUMNS",
+    "SIEVE_SERIES",
     "ZINGG_BOUNDARY",
     "cumulative_distribution",
+    "cut_particles",
+    "liberation_limits",
     "liberation_table",
     "percentiles",
     "phase_names",
     "phase_summary",
+    "select_particles",
     "shape_summary",
+    "sieve_apertures",
     "sieve_curve",
     "size_distribution",
     "zingg_class",
@@ -40,16 +55,73 @@ ZINGG_BOUNDARY = 2.0 / 3.0
 Weight = Literal["number", "volume"]
 _WEIGHTS = ("number", "volume")
 _PHASE_PREFIX = "phase_fraction_"
-#: measure()'s default classes: locked below 30 %, liberated from 90 % of the phase
-_LIBERATION_THRESHOLDS = (0.3, 0.9)
+_LIBERATION_PREFIX = "liberation_"
+#: Flag columns that mark a particle as cut, so that its size and shape are not
+#: its own: by the scan border (or the field of view given to measure). A flag
+#: for grains cut by a sample mask joins this tuple when the table carries one.
+CUT_COLUMNS = ("touches_border",)
+#: R40 preferred numbers (ISO 3): every third is the ISO 565 R40/3 sieve series,
+#: every sixth the principal R20/3 series (... 0.045, 0.063, 0.09, 0.125, 0.18, 0.25, 0.355, 0.5 ... mm).
+_R40 = (1.00, 1.06, 1.12, 1.18, 1.25, 1.32, 1.40, 1.50, 1.60, 1.70, 1.80, 1.90, 2.00, 2.12, 2.24, 2.36, 2.50,
+        2.65, 2.80, 3.00, 3.15, 3.35, 3.55, 3.75, 4.00, 4.25, 4.50, 4.75, 5.00, 5.30, 5.60, 6.00, 6.30, 6.70,
+        7.10, 7.50, 8.00, 8.50, 9.00, 9.50)
+#: Sieve series of :func:`sieve_apertures`: steps of the R40 numbers between apertures.
+SIEVE_SERIES = {"R20/3": 6, "R40/3": 3}
+# the principal series is used when it puts at least this many sieves across the particles
+_MIN_SIEVES = 8
 
 
-def _sizes_and_weights(table, size: str, weight: Weight):
+def cut_particles(table) -> np.ndarray:
+    """Which particles are cut (their size and shape are not their own): any flag of :data:`CUT_COLUMNS` set.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        The particle table; a table without any flag column has no cut particle.
+
+    Returns
+    -------
+    numpy.ndarray of bool
+        One value per row.
+    """
+    table = check_table(table)
+    cut = np.zeros(len(table), dtype=bool)
+    for column in CUT_COLUMNS:
+        if column in table.columns:
+            cut |= table[column].fillna(False).astype(bool).to_numpy()
+    return cut
+
+
+def select_particles(table, *, include_cut: bool = False) -> pd.DataFrame:
+    """The particles the statistics use: all of them with ``include_cut``, else those not cut.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        The particle table.
+    include_cut : bool
+        Keep the particles cut by the scan border (:func:`cut_particles`).
+
+    Returns
+    -------
+    pandas.DataFrame
+        The rows kept (the table itself when nothing is left out), with
+        ``attrs["n_cut_left_out"]`` the number of rows left out and
+        ``attrs["include_cut"]`` the policy.
+    """
+    table = check_table(table)
+    cut = np.zeros(len(table), dtype=bool) if include_cut else cut_particles(table)
+    kept = table[~cut] if cut.any() else table.copy(deep=False)
+    kept.attrs = {**table.attrs, "n_cut_left_out": int(cut.sum()), "include_cut": bool(include_cut)}
+    return kept
+
+
+def _sizes_and_weights(table, size: str, weight: Weight, include_cut: bool):
     """Check the table and ``weight``; return finite sizes and their weights, sorted by size."""
     if weight not in _WEIGHTS:
         raise InputError(f"weight must be 'number' or 'volume', got {weight!r}")
     columns = [size] + (["volume_mm3"] if weight == "volume" else [])
-    table = check_table(table, columns)
+    table = select_particles(check_table(table, columns), include_cut=include_cut)
     sizes = table[size].to_numpy(dtype=float)
     weights = table["volume_mm3"].to_numpy(dtype=float) if weight == "volume" else np.ones(len(sizes))
     keep = np.isfinite(sizes) & np.isfinite(weights) & (weights >= 0)
@@ -61,7 +133,8 @@ def _sizes_and_weights(table, size: str, weight: Weight):
 # --------------------------------------------------------------------------- distributions
 
 
-def size_distribution(table, weight: Weight = "number", bins=20, *, size: str = "eq_diameter_mm") -> pd.DataFrame:
+def size_distribution(table, weight: Weight = "number", bins=20, *, size: str = "eq_diameter_mm",
+                      include_cut: bool = False) -> pd.DataFrame:
     """Particle-size distribution: the share of particles (or volume) per size class.
 
     Parameters
@@ -75,6 +148,8 @@ def size_distribution(table, weight: Weight = "number", bins=20, *, size: str = 
         size (size distributions are read on a log scale), or the class edges in mm.
     size : str
         Size column (mm).
+    include_cut : bool
+        Count the particles cut by the scan border too (see :func:`select_particles`).
 
     Returns
     -------
@@ -85,7 +160,7 @@ def size_distribution(table, weight: Weight = "number", bins=20, *, size: str = 
         below ``size_high_mm``), ``density_per_mm`` (fraction / class width).
         Classes are ``[low, high)``, the last one closed.
     """
-    sizes, weights = _sizes_and_weights(table, size, weight)
+    sizes, weights = _sizes_and_weights(table, size, weight, include_cut)
     edges = _edges(sizes, bins)
     count, _ = np.histogram(sizes, bins=edges)
     mass, _ = np.histogram(sizes, bins=edges, weights=weights)
@@ -121,7 +196,8 @@ def _edges(sizes: np.ndarray, bins) -> np.ndarray:
     return edges
 
 
-def cumulative_distribution(table, weight: Weight = "volume", *, size: str = "eq_diameter_mm") -> pd.DataFrame:
+def cumulative_distribution(table, weight: Weight = "volume", *, size: str = "eq_diameter_mm",
+                            include_cut: bool = False) -> pd.DataFrame:
     """The cumulative size distribution through the particles (the sieve curve at their own sizes).
 
     Parameters
@@ -132,6 +208,8 @@ def cumulative_distribution(table, weight: Weight = "volume", *, size: str = "eq
         Count particles, or weigh them by volume (the default).
     size : str
         Size column (mm).
+    include_cut : bool
+        Count the particles cut by the scan border too (see :func:`select_particles`).
 
     Returns
     -------
@@ -147,13 +225,14 @@ def cumulative_distribution(table, weight: Weight = "volume", *, size: str = "eq
     >>> cumulative_distribution(table)["fraction_passing"].tolist()
     [0.25, 1.0]
     """
-    sizes, weights = _sizes_and_weights(table, size, weight)
+    sizes, weights = _sizes_and_weights(table, size, weight, include_cut)
     total = weights.sum()
     passing = np.cumsum(weights) / total if total > 0 else np.zeros(len(sizes))
     return pd.DataFrame({"size_mm": sizes, "fraction_passing": passing})
 
 
-def percentiles(table, weight: Weight = "volume", *, size: str = "eq_diameter_mm", points=(10, 50, 90)) -> dict:
+def percentiles(table, weight: Weight = "volume", *, size: str = "eq_diameter_mm", points=(10, 50, 90),
+                include_cut: bool = False) -> dict:
     """Characteristic sizes d10, d50, d90 (mm) of the number or volume distribution.
 
     The cumulative distribution is the sieve curve through the particles: with the
@@ -176,13 +255,15 @@ def percentiles(table, weight: Weight = "volume", *, size: str = "eq_diameter_mm
         Size column (mm).
     points : sequence of float
         Percentages to report.
+    include_cut : bool
+        Count the particles cut by the scan border too (see :func:`select_particles`).
 
     Returns
     -------
     dict
         ``{"d10_mm": ..., "d50_mm": ..., "d90_mm": ...}`` (NaN for an empty table).
     """
-    sizes, weights = _sizes_and_weights(table, size, weight)
+    sizes, weights = _sizes_and_weights(table, size, weight, include_cut)
     points = [float(p) for p in np.atleast_1d(points)]
     if any(not 0 <= p <= 100 for p in points):
         raise InputError(f"points must be percentages between 0 and 100, got {points}")
@@ -194,7 +275,8 @@ def percentiles(table, weight: Weight = "volume", *, size: str = "eq_diameter_mm
     return {name: float(np.interp(p / 100.0, passing, sizes)) for name, p in zip(names, points)}
 
 
-def sieve_curve(table, sizes_mm=None, *, weight: Weight = "volume", size: str = "eq_diameter_mm") -> pd.DataFrame:
+def sieve_curve(table, sizes_mm=None, *, weight: Weight = "volume", size: str = "eq_diameter_mm",
+                include_cut: bool = False) -> pd.DataFrame:
     """Cumulative percentage passing at a series of sieve sizes.
 
     Parameters
@@ -202,13 +284,14 @@ def sieve_curve(table, sizes_mm=None, *, weight: Weight = "volume", size: str = 
     table : pandas.DataFrame
         The particle table.
     sizes_mm : sequence of float, optional
-        Sieve apertures in mm. Default: a sqrt(2) series (as ISO 565 R 20/3)
-        through 1 mm spanning the particles, from the largest aperture that
-        passes nothing to the smallest that passes everything.
+        Sieve apertures in mm. Default: :func:`sieve_apertures` of the
+        particles' sizes (an ISO 565 series spanning them).
     weight : {"number", "volume"}
         Percent of particles or of volume (mass for one density); volume by default.
     size : str
         Size column (mm) compared with the aperture.
+    include_cut : bool
+        Count the particles cut by the scan border too (see :func:`select_particles`).
 
     Returns
     -------
@@ -217,15 +300,9 @@ def sieve_curve(table, sizes_mm=None, *, weight: Weight = "volume", size: str = 
         weight in particles with ``size <= size_mm``; ``percent_retained`` on the
         sieve (between it and the next smaller one).
     """
-    sizes, weights = _sizes_and_weights(table, size, weight)
+    sizes, weights = _sizes_and_weights(table, size, weight, include_cut)
     if sizes_mm is None:
-        if not len(sizes) or sizes.max() <= 0:
-            apertures = np.array([1.0])
-        else:
-            positive = sizes[sizes > 0]
-            low = np.floor(2 * np.log2(positive.min())) - 1
-            high = np.ceil(2 * np.log2(sizes.max()))
-            apertures = 2.0 ** (np.arange(low, high + 1) / 2.0)
+        apertures = sieve_apertures(sizes)
     else:
         apertures = np.sort(np.asarray(sizes_mm, dtype=float).reshape(-1))
         if not len(apertures) or np.any(apertures <= 0):
@@ -239,6 +316,52 @@ def sieve_curve(table, sizes_mm=None, *, weight: Weight = "volume", size: str = 
         "percent_passing": percent,
         "percent_retained": np.diff(np.concatenate(([0.0], percent))),
     })
+
+
+def sieve_apertures(sizes_mm, series: str = "auto") -> np.ndarray:
+    """Standard sieve apertures (ISO 565 / ISO 3310-1) spanning a set of particle sizes.
+
+    From the largest aperture smaller than the smallest particle (nothing
+    passes it) to the smallest aperture at least as large as the largest one
+    (everything passes).
+
+    Parameters
+    ----------
+    sizes_mm : array_like of float
+        Particle sizes in mm (non-positive and non-finite ones are ignored).
+    series : {"auto", "R20/3", "R40/3"}
+        The principal series R20/3 (ratio 10^(3/20), about sqrt(2): ... 0.063,
+        0.09, 0.125, 0.18, 0.25, 0.355, 0.5 mm ...), the supplementary R40/3
+        (ratio 10^(3/40): ... 0.075, 0.09, 0.106, 0.125, 0.15, 0.18 mm ...), or
+        ``"auto"``: R20/3 when it puts at least 8 sieves across the sizes, else R40/3.
+
+    Returns
+    -------
+    numpy.ndarray
+        Increasing apertures in mm; ``[1.0]`` when there is no positive size.
+
+    Examples
+    --------
+    >>> sieve_apertures([0.1, 0.3], "R20/3").tolist()
+    [0.09, 0.125, 0.18, 0.25, 0.355]
+    """
+    if series != "auto" and series not in SIEVE_SERIES:
+        raise InputError(f"series must be 'auto', 'R20/3' or 'R40/3', got {series!r}")
+    sizes = np.asarray(sizes_mm, dtype=float).reshape(-1)
+    sizes = sizes[np.isfinite(sizes) & (sizes > 0)]
+    if not len(sizes):
+        return np.array([1.0])
+    if series == "auto":
+        principal = sieve_apertures(sizes, "R20/3")
+        return principal if len(principal) >= _MIN_SIEVES else sieve_apertures(sizes, "R40/3")
+    step = SIEVE_SERIES[series]
+    # R40 index k has the value _R40[k % 40] * 10 ** (k // 40); steps of 3 or 6 from 1 mm
+    low = int(np.floor(40 * np.log10(sizes.min()) / step)) * step - step
+    high = int(np.ceil(40 * np.log10(sizes.max()) / step)) * step + step
+    values = np.array([round(_R40[k % 40] * 10.0 ** (k // 40), 6) for k in range(low, high + 1, step)])
+    below = np.flatnonzero(values < sizes.min())
+    above = np.flatnonzero(values >= sizes.max())
+    return values[below[-1]:above[0] + 1]
 
 
 def zingg_class(table) -> pd.Categorical:
@@ -264,8 +387,15 @@ def _zingg_class(table) -> pd.Categorical:
     return pd.Categorical.from_codes(codes, categories=["spheroid", "disc", "rod", "blade"])
 
 
-def shape_summary(table) -> pd.DataFrame:
+def shape_summary(table, *, include_cut: bool = False) -> pd.DataFrame:
     """Statistics of the shape descriptors and the share of each Zingg class.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        The particle table.
+    include_cut : bool
+        Count the particles cut by the scan border too (see :func:`select_particles`).
 
     Returns
     -------
@@ -276,6 +406,7 @@ def shape_summary(table) -> pd.DataFrame:
         ``count`` is the number of particles in the class and ``mean`` their share.
     """
     table = check_table(table, ["sphericity", "elongation", "flatness", "axis_major_mm", "axis_minor_mm"])
+    table = select_particles(table, include_cut=include_cut)
     with np.errstate(invalid="ignore", divide="ignore"):
         series = {
             "sphericity": table["sphericity"],
@@ -302,24 +433,29 @@ def shape_summary(table) -> pd.DataFrame:
     return frame
 
 
-def phase_summary(table) -> pd.DataFrame:
-    """Volume of each mineral phase over all particles, and liberation by class.
+def phase_summary(table, *, min_phase_fraction: float | None = None, include_cut: bool = False) -> pd.DataFrame:
+    """Volume of each mineral phase over all particles, and the particles that contain it.
 
     Parameters
     ----------
     table : pandas.DataFrame
-        A particle table measured with ``phases=`` (``phase_fraction_<name>``
-        columns, optionally ``liberation_class``).
+        A particle table measured with ``phases=`` (``phase_fraction_<name>`` columns).
+    min_phase_fraction : float, optional
+        A particle contains a phase when the phase fills at least this share of
+        it (below it the phase is absent: partial-volume voxels at a grain's
+        edge are not a phase). Default: the table's
+        ``attrs["min_phase_fraction"]``, else
+        :data:`~ps3d_toolkit.measurement.intensity.MIN_PHASE_FRACTION` (0.02).
+    include_cut : bool
+        Count the particles cut by the scan border too (see :func:`select_particles`).
 
     Returns
     -------
     pandas.DataFrame
         One row per phase: ``volume_mm3`` (sum of fraction x particle volume),
         ``volume_fraction`` (of all particle volume), ``mean_particle_fraction``,
-        ``particles_with_phase`` (fraction > 0); for the phase that set
-        ``liberation_class`` (``table.attrs["liberation_phase"]``, else the first
-        phase), also ``n_<class>`` and ``phase_volume_fraction_<class>``: how much
-        of that phase sits in locked, middling and liberated particles.
+        ``particles_with_phase`` (fraction >= ``min_phase_fraction``), ``particles``
+        (all counted). ``attrs["min_phase_fraction"]`` holds the minimum used.
 
     Raises
     ------
@@ -330,6 +466,8 @@ def phase_summary(table) -> pd.DataFrame:
     names = phase_names(table)
     if not names:
         raise InputError("table has no phase_fraction_<name> columns; measure it with phases=")
+    minimum = _min_phase_fraction(table, min_phase_fraction)
+    table = select_particles(table, include_cut=include_cut)
     volume = table["volume_mm3"].to_numpy(dtype=float)
     total = volume.sum()
     rows = []
@@ -341,26 +479,36 @@ def phase_summary(table) -> pd.DataFrame:
             "volume_mm3": phase_volume,
             "volume_fraction": phase_volume / total if total > 0 else np.nan,
             "mean_particle_fraction": float(np.nanmean(fraction)) if len(fraction) else np.nan,
-            "particles_with_phase": int(np.sum(fraction > 0)),
+            "particles_with_phase": int(np.sum(fraction >= minimum)),
+            "particles": len(table),
         })
     frame = pd.DataFrame(rows).set_index("phase")
-    target = table.attrs.get("liberation_phase", names[0])
-    if "liberation_class" in table.columns and target in names:
-        # the table's own classes: liberation_table keeps them for the phase that set them
-        liberation = _liberation_rows(table, names, None)
-        rows = liberation[liberation["phase"] == target]
-        for cls, count, share in zip(rows["liberation_class"], rows["count"], rows["phase_volume_share"]):
-            frame.loc[target, f"n_{cls}"] = int(count)
-            frame.loc[target, f"phase_volume_fraction_{cls}"] = share
+    frame.attrs = {"min_phase_fraction": minimum, "n_cut_left_out": table.attrs["n_cut_left_out"]}
     return frame
 
 
-def liberation_table(table, *, thresholds=None) -> pd.DataFrame:
+def _min_phase_fraction(table, value) -> float:
+    """The minimum phase fraction asked for, else the table's own, else the default; checked."""
+    from ps3d_toolkit.measurement.intensity import MIN_PHASE_FRACTION
+
+    value = table.attrs.get("min_phase_fraction", MIN_PHASE_FRACTION) if value is None else value
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        raise InputError(f"min_phase_fraction must be a number in [0, 1], got {value!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise InputError(f"min_phase_fraction must be in [0, 1], got {value!r}")
+    return value
+
+
+def liberation_table(table, *, thresholds=None, min_phase_fraction: float | None = None,
+                     include_cut: bool = False) -> pd.DataFrame:
     """Particles and phase volume per liberation class, for every phase of the table.
 
-    For each phase, each particle is classed by the volume fraction of that
-    phase inside it (:func:`ps3d_toolkit.measurement.liberation_class`): locked,
-    middling or liberated.
+    For each phase, each particle is classed by the volume fraction ``f`` of
+    that phase inside it (:func:`ps3d_toolkit.measurement.liberation_class`):
+    barren (``f < min_phase_fraction``: the phase is absent), locked
+    (``f < locked_below``), middling, liberated (``f >= liberated_from``).
 
     Parameters
     ----------
@@ -368,20 +516,25 @@ def liberation_table(table, *, thresholds=None) -> pd.DataFrame:
         A particle table measured with ``phases=`` (``phase_fraction_<name>`` columns).
     thresholds : (float, float), optional
         ``(locked_below, liberated_from)``. By default the table's
-        ``attrs["liberation_thresholds"]``, else (0.3, 0.9) as in
-        :func:`~ps3d_toolkit.measurement.measure`; and the phase behind the
-        table's own ``liberation_class`` column (``attrs["liberation_phase"]``,
-        else the first phase) keeps that column's classes.
+        ``attrs["liberation_thresholds"]``, else (0.3, 0.95) as in
+        :func:`~ps3d_toolkit.measurement.measure`.
+    min_phase_fraction : float, optional
+        By default the table's ``attrs["min_phase_fraction"]``, else 0.02.
+        With neither argument given, a phase's own ``liberation_<name>``
+        column (as measured) gives its classes.
+    include_cut : bool
+        Count the particles cut by the scan border too (see :func:`select_particles`).
 
     Returns
     -------
     pandas.DataFrame
-        One row per phase and class (locked, middling, liberated): ``phase``,
-        ``liberation_class``, ``count`` (particles), ``count_share`` (of all
-        particles), ``particle_volume_mm3`` and ``particle_volume_share`` (of
-        all particle volume), ``phase_volume_mm3`` (volume of the phase in
-        those particles) and ``phase_volume_share`` (of the phase's whole
-        volume; sums to 1 over the classes of a phase that is present).
+        One row per phase and class (barren, locked, middling, liberated):
+        ``phase``, ``liberation_class``, ``count`` (particles), ``count_share``
+        (of all particles counted), ``particle_volume_mm3`` and
+        ``particle_volume_share`` (of all particle volume), ``phase_volume_mm3``
+        (volume of the phase in those particles) and ``phase_volume_share``
+        (of the phase's whole volume; sums to 1 over the classes of a phase
+        that is present). ``attrs`` holds the thresholds and minimum used.
 
     Raises
     ------
@@ -395,7 +548,25 @@ def liberation_table(table, *, thresholds=None) -> pd.DataFrame:
     names = phase_names(table)
     if not names or "volume_mm3" not in table.columns:
         raise InputError("table must have volume_mm3 and phase_fraction_<name> columns; measure it with phases=")
-    return _liberation_rows(table, names, thresholds)
+    own_classes = thresholds is None and min_phase_fraction is None
+    limits = liberation_limits(table, thresholds=thresholds, min_phase_fraction=min_phase_fraction)
+    kept = select_particles(table, include_cut=include_cut)
+    frame = _liberation_rows(kept, names, limits, own_classes)
+    frame.attrs = {"min_phase_fraction": limits[0], "liberation_thresholds": limits[1:],
+                   "n_cut_left_out": kept.attrs["n_cut_left_out"]}
+    return frame
+
+
+def liberation_limits(table, *, thresholds=None, min_phase_fraction: float | None = None) -> tuple:
+    """``(min_phase_fraction, locked_below, liberated_from)``: those given, else the table's own, else the defaults.
+
+    The defaults are those of :func:`~ps3d_toolkit.measurement.measure`:
+    barren < 2 % <= locked < 30 % <= middling < 95 % <= liberated.
+    """
+    from ps3d_toolkit.measurement.intensity import LIBERATION_THRESHOLDS, check_liberation_thresholds
+
+    limits = table.attrs.get("liberation_thresholds", LIBERATION_THRESHOLDS) if thresholds is None else thresholds
+    return check_liberation_thresholds(limits, _min_phase_fraction(table, min_phase_fraction))
 
 
 def phase_names(table) -> list:
@@ -403,21 +574,19 @@ def phase_names(table) -> list:
     return [c[len(_PHASE_PREFIX):] for c in table.columns if c.startswith(_PHASE_PREFIX)]
 
 
-def _liberation_rows(table, names, thresholds) -> pd.DataFrame:
+def _liberation_rows(table, names, limits, own_classes: bool) -> pd.DataFrame:
     """:func:`liberation_table` of a checked table with ``volume_mm3`` and the phases ``names``."""
-    from ps3d_toolkit.measurement import LIBERATION_CLASSES, liberation_class
+    from ps3d_toolkit.measurement.intensity import LIBERATION_CLASSES, liberation_class
 
-    own_classes = thresholds is None and "liberation_class" in table.columns
-    if thresholds is None:
-        thresholds = table.attrs.get("liberation_thresholds", _LIBERATION_THRESHOLDS)
-    own_phase = table.attrs.get("liberation_phase", names[0])
+    barren, low, high = limits
     volume = table["volume_mm3"].to_numpy(dtype=float)
     total_volume = np.nansum(volume)
     rows = []
     for name in names:
         fraction = table[_PHASE_PREFIX + name].to_numpy(dtype=float)
-        classes = table["liberation_class"] if own_classes and name == own_phase else liberation_class(
-            fraction, thresholds)
+        own = _LIBERATION_PREFIX + name
+        classes = table[own] if own_classes and own in table.columns else liberation_class(
+            fraction, (low, high), min_phase_fraction=barren)
         # NaN (no class) becomes "nan", which matches no class
         classes = np.asarray(pd.Series(classes).astype(str))
         phase_volume = fraction * volume

@@ -4,7 +4,9 @@ Measure every particle of a label image (or read a particle table made by
 'ps3d measure') and write one HTML file that opens offline: summary, particle-size
 distribution with d10/d50/d90, shape statistics, phase volumes and liberation
 (with --phases or --auto-phases), slices with the particles outlined, and the table.
---excel and --csv write the same tables for a spreadsheet. Every output is checked
+Particles cut by the scan border are left out of every statistic (the summary says
+how many) unless --include-cut. --excel and --csv write the same tables for a
+spreadsheet, --pdf prints the report to PDF with headless Chromium. Every output is checked
 before any work (an existing one is refused unless --overwrite); a label image that
 looks like a grey-value scan is refused unless --force, NaN grey values unless
 --non-finite mask.
@@ -12,16 +14,31 @@ looks like a grey-value scan is refused unless --force, NaN grey values unless
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
-from ps3d_toolkit.cli.args import (CLIError, add_allow_missing_chunks, add_force, add_non_finite, add_overwrite,
-                                   add_spacing, add_verbosity, check_excel, check_output, missing_chunks,
-                                   phase_count, phase_intervals, read_scan_and_labels, say)
+from ps3d_toolkit.cli.args import (
+    CLIError,
+    add_allow_missing_chunks,
+    add_force,
+    add_non_finite,
+    add_overwrite,
+    add_spacing,
+    add_verbosity,
+    check_excel,
+    check_output,
+    fraction,
+    missing_chunks,
+    phase_count,
+    phase_intervals,
+    read_scan_and_labels,
+    say,
+)
 
 EXAMPLES = """
-ps3d report labels.tif --image scan.tif --auto-phases 2 --excel report.xlsx
-ps3d report labels.tif --image scan.tif --phases 'gangue:0:30000,ore:30000:inf'
-ps3d report --table particles.csv --output report.html
+ps3d report data/sample/labels.tif --image data/sample/scan.tif --auto-phases 2 --phase-names quartz,magnetite
+ps3d report data/sample/labels.tif --image data/sample/scan.tif --phases 'gangue:0:40000,ore:40000:inf' --pdf report.pdf
+ps3d report --table particles.csv --include-cut --output report.html
 """
 
 #: The tables that --csv writes beside the particle table, as <name>_<table>.csv
@@ -40,10 +57,19 @@ def add_arguments(parser) -> None:
     add_spacing(parser, "the scan or label image")
     phases = parser.add_mutually_exclusive_group()
     phases.add_argument("--phases", type=phase_intervals, metavar="NAME:LO:HI[,...]",
-                        help="mineral phases as grey-level intervals [LO, HI) (inf allowed); "
-                             "the first one sets the liberation class column")
+                        help="mineral phases as grey-level intervals [LO, HI) (inf allowed); each gets a "
+                             "liberation_<name> column")
     phases.add_argument("--auto-phases", type=phase_count, metavar="N",
                         help="split the particles' grey levels into N phases (2-5) automatically")
+    parser.add_argument("--phase-names", metavar="NAME[,...]",
+                        help="names of the --auto-phases phases, darkest first (e.g. quartz,magnetite), or new "
+                             "names for the phases of --table; default phase_1, phase_2, ...")
+    parser.add_argument("--min-phase-fraction", type=fraction, metavar="F",
+                        help="a phase filling less than this share of a particle is absent from it (the "
+                             "particle is barren in it; default 0.02: partial-volume voxels at a grain's edge)")
+    parser.add_argument("--include-cut", action="store_true",
+                        help="count the particles cut by the scan border in every statistic (default: leave "
+                             "them out, and say how many)")
     parser.add_argument("-o", "--output", type=Path, default=Path("report.html"), metavar="HTML",
                         help="report to write (default: report.html)")
     parser.add_argument("--excel", type=Path, metavar="XLSX",
@@ -51,6 +77,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--csv", type=Path, metavar="CSV",
                         help="also write the particle table to this .csv and each other table beside "
                              "it as <name>_<table>.csv")
+    parser.add_argument("--pdf", type=Path, metavar="PDF",
+                        help="also print the report to this PDF (headless Chromium at /usr/bin/chromium, "
+                             "driven by Playwright)")
     parser.add_argument("--title", default="ps3d_toolkit mineralogy report", help="the report's heading")
     add_overwrite(parser, "the report and tables")
     add_non_finite(parser, "left out of the grey levels and phase fractions")
@@ -68,6 +97,7 @@ def _check_arguments(args) -> None:
         raise CLIError(f"{phase_option} applies when measuring LABELS; it cannot be used with --table")
     if phase_option and args.image is None:
         raise CLIError(f"{phase_option} needs --image, the grey values the phases are read from")
+    _check_phase_options(args)
     inputs = (args.labels, args.table, args.image)
     check_output(args.output, (".html", ".htm"), "report", inputs=inputs, overwrite=args.overwrite)
     if args.excel is not None:
@@ -78,6 +108,38 @@ def _check_arguments(args) -> None:
         for name in CSV_TABLES:
             check_output(stem.with_name(f"{stem.name}_{name}.csv"), None, "CSV table", inputs=inputs,
                          overwrite=args.overwrite)
+    if args.pdf is not None:
+        _check_pdf(args, inputs)
+
+
+def _check_phase_options(args) -> None:
+    """--phase-names and --min-phase-fraction: with what they apply to, names checked."""
+    from ps3d_toolkit.measurement.intensity import check_phase_names
+
+    if args.min_phase_fraction is not None and args.table is not None:
+        raise CLIError("--min-phase-fraction applies when measuring LABELS; it cannot be used with --table")
+    if args.phase_names is None:
+        return
+    if args.phases:
+        raise CLIError("--phase-names names the phases of --auto-phases or --table; --phases names its own")
+    if not args.auto_phases and args.table is None:
+        raise CLIError("--phase-names needs --auto-phases N (or --table with phases to rename)")
+    names = [n.strip() for n in args.phase_names.split(",")]
+    try:
+        args.phase_names = check_phase_names(names, args.auto_phases or len(names))
+    except ValueError as error:
+        raise CLIError(f"--phase-names: {error}") from None
+
+
+def _check_pdf(args, inputs) -> None:
+    """The PDF can be written and printed: a .pdf path, Chromium and Playwright present."""
+    from ps3d_toolkit.report.pdf import find_chromium
+
+    check_output(args.pdf, (".pdf",), "PDF report", inputs=inputs, overwrite=args.overwrite)
+    if find_chromium() is None:
+        raise CLIError("--pdf needs Chromium: apt-get install chromium (or set PS3D_CHROMIUM)")
+    if importlib.util.find_spec("playwright") is None:
+        raise CLIError("--pdf needs Playwright: pip install playwright (no 'playwright install' needed)")
 
 
 def _particle_table(args, scan, labels, spacing, notes: dict):
@@ -90,31 +152,57 @@ def _particle_table(args, scan, labels, spacing, notes: dict):
         if spacing is not None:
             table.attrs.setdefault("spacing_mm", tuple(spacing))
         notes["particle table"] = str(args.table)
-        return table
+        return table if args.phase_names is None else _renamed(table, args.phase_names)
     phases = args.phases
     if args.auto_phases:
-        phases = propose_phase_thresholds(scan.image, labels, n_phases=args.auto_phases)
+        phases = propose_phase_thresholds(scan.image, labels, n_phases=args.auto_phases, names=args.phase_names)
+    options = {} if args.min_phase_fraction is None else {"min_phase_fraction": args.min_phase_fraction}
     return measure(labels, image=None if scan is None else scan.image, spacing=spacing, phases=phases,
-                   non_finite=args.non_finite, force=args.force, progress=not args.quiet)
+                   non_finite=args.non_finite, force=args.force, progress=not args.quiet, **options)
+
+
+def _renamed(table, names):
+    """The table read from --table with its phases renamed by --phase-names."""
+    from ps3d_toolkit.measurement.intensity import rename_phases
+
+    try:
+        return rename_phases(table, names)
+    except ValueError as error:
+        raise CLIError(f"--phase-names: {error}") from None
 
 
 def run(args) -> int:
     """Run ``ps3d report`` on parsed arguments."""
-    from ps3d_toolkit.report import export_tables, write_report
+    from ps3d_toolkit.report import export_tables, write_pdf, write_report
 
     _check_arguments(args)
     scan, labels, spacing = read_scan_and_labels(args.image, args.labels, args.spacing,
                                                  missing_chunks=missing_chunks(args))
     notes = {} if args.labels is None else {"label image": str(args.labels)}
     table = _particle_table(args, scan, labels, spacing, notes)
+    cut = {"include_cut": args.include_cut}
     written = {"report": write_report(table, args.output, scan=scan, labels=labels, title=args.title,
-                                      notes=notes)}
+                                      notes=notes, **cut)}
+    if args.pdf is not None:
+        written["PDF"] = write_pdf(args.output, args.pdf)
     if args.excel is not None:
-        written["tables (Excel)"] = export_tables(table, args.excel, scan=scan, notes=notes)[0]
+        written["tables (Excel)"] = export_tables(table, args.excel, scan=scan, notes=notes, **cut)[0]
     if args.csv is not None:
-        paths = export_tables(table, args.csv, scan=scan, notes=notes)
+        paths = export_tables(table, args.csv, scan=scan, notes=notes, **cut)
         written["tables (CSV)"] = ", ".join(str(p) for p in paths)
     say(args, f"{len(table)} particles")
+    say(args, _statistics_line(table, args.include_cut))
     for what, path in written.items():
         say(args, f"wrote {what}: {path}")
     return 0
+
+
+def _statistics_line(table, include_cut: bool) -> str:
+    """Which particles the statistics count, in one line."""
+    from ps3d_toolkit.analysis.stats import cut_particles
+
+    n_cut = int(cut_particles(table).sum())
+    if include_cut:
+        return f"statistics count all {len(table)} particles, {n_cut} of them cut by the scan border (--include-cut)"
+    return (f"statistics count {len(table) - n_cut} particles: {n_cut} cut by the scan border left out "
+            "(--include-cut counts them)")

@@ -11,8 +11,10 @@ measure(labels, image=None, *, spacing, phases, ..., chunk_size=None) -> pandas.
     :func:`ps3d_toolkit.io.read_table`.
 propose_phase_thresholds(image, labels=None, *, n_phases=2) -> dict
     Grey-level intervals for ``phases=`` from the particles' histogram.
-liberation_class(fraction, thresholds=(0.3, 0.9)) -> pandas.Categorical
-    locked / middling / liberated.
+liberation_class(fraction, thresholds=LIBERATION_THRESHOLDS, *, min_phase_fraction=MIN_PHASE_FRACTION)
+    barren / locked / middling / liberated, per phase (columns ``liberation_<phase>``).
+rename_phases(table, names) -> pandas.DataFrame
+    Give the phases their mineral names (``phase_1`` -> ``quartz``...).
 particle_mesh(labels, label, *, spacing) -> (vertices_mm, faces)
     Marching-cubes surface of one particle, for 3D views.
 
@@ -33,14 +35,24 @@ mesh
 
 from __future__ import annotations
 
-from ps3d_toolkit.measurement.intensity import LIBERATION_CLASSES, liberation_class, propose_phase_thresholds
+from ps3d_toolkit.measurement.intensity import (
+    LIBERATION_CLASSES,
+    LIBERATION_THRESHOLDS,
+    MIN_PHASE_FRACTION,
+    liberation_class,
+    propose_phase_thresholds,
+    rename_phases,
+)
 from ps3d_toolkit.measurement.mesh import particle_mesh
 from ps3d_toolkit.measurement.table import measure
 
 __all__ = [
     "LIBERATION_CLASSES",
+    "LIBERATION_THRESHOLDS",
+    "MIN_PHASE_FRACTION",
     "liberation_class",
     "measure",
     "particle_mesh",
     "propose_phase_thresholds",
+    "rename_phases",
 ]

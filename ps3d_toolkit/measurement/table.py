@@ -18,8 +18,15 @@ import pandas as pd
 from scipy import ndimage as ndi
 from tqdm.auto import tqdm
 
-from ps3d_toolkit.core.checks import (NonFinite, check_labels, check_non_finite, check_same_shape, check_spacing,
-                                      check_volume, count_non_finite)
+from ps3d_toolkit.core.checks import (
+    NonFinite,
+    check_labels,
+    check_non_finite,
+    check_same_shape,
+    check_spacing,
+    check_volume,
+    count_non_finite,
+)
 from ps3d_toolkit.core.errors import InputError
 from ps3d_toolkit.core.geometry import equivalent_diameter, wadell_sphericity
 from ps3d_toolkit.core.labels import LUT_MAX_LABEL, compact_ids
@@ -41,8 +48,9 @@ _GREY_MAX_AGREEMENT = 0.25
 
 
 def measure(labels, image=None, *, spacing=1.0, phases=None, phase_map=None, fov_mask=None,
-            liberation_phase: str | None = None, liberation_thresholds=(0.3, 0.9), confidence=None,
-            shape: bool = True, workers: int | None = None, non_finite: NonFinite = "refuse",
+            phase_names=None, liberation_phase=None, liberation_thresholds=_intensity.LIBERATION_THRESHOLDS,
+            min_phase_fraction: float = _intensity.MIN_PHASE_FRACTION, confidence=None, shape: bool = True,
+            workers: int | None = None, non_finite: NonFinite = "refuse",
             force: bool = False, progress: bool = True, chunk_size: int | None = None) -> pd.DataFrame:
     """Measure every particle of a label image: one table row per particle.
 
@@ -66,7 +74,8 @@ def measure(labels, image=None, *, spacing=1.0, phases=None, phase_map=None, fov
         ``phase_fraction_<name>`` column: ``{name: (low, high)}`` grey-level
         intervals of ``image`` (``low <= value < high``), or ``{name: id}``
         ids of ``phase_map``. ``"auto"`` takes two phases from
-        :func:`propose_phase_thresholds`.
+        :func:`propose_phase_thresholds` (named ``phase_1``, ``phase_2``,
+        darkest first, unless ``phase_names`` names them).
     phase_map : array_like of int, 3D, optional
         Phase id of every voxel (e.g. ``SyntheticScan.phases``), for
         ``phases={name: id}``.
@@ -74,11 +83,19 @@ def measure(labels, image=None, *, spacing=1.0, phases=None, phase_map=None, fov
         Field of view (e.g. the inside of the sample cylinder). A particle with a
         voxel outside it or next to it (6-neighbours) is flagged ``touches_border``,
         as is one that reaches the edge of the array.
-    liberation_phase : str, optional
-        Phase whose fraction gives the ``liberation_class`` column; default the
-        first key of ``phases``.
+    phase_names : sequence of str or str, optional
+        Names of the two phases of ``phases="auto"``, darkest first (e.g.
+        ``["quartz", "magnetite"]`` or ``"quartz,magnetite"``); a dict of
+        ``phases`` is named by its keys.
+    liberation_phase : str or sequence of str, optional
+        The phases of interest: each gets a ``liberation_<name>`` column.
+        Default: every phase.
     liberation_thresholds : (float, float)
-        See :func:`liberation_class`; default locked < 30 % <= middling < 90 % <= liberated.
+        ``(locked_below, liberated_from)``, see :func:`liberation_class`;
+        default locked < 30 % <= middling < 95 % <= liberated.
+    min_phase_fraction : float
+        Below this volume fraction a phase is absent from a particle, which is
+        then ``barren`` in it; default 0.02 (why: :data:`MIN_PHASE_FRACTION`).
     confidence : array_like of float, 3D, optional
         Per-voxel model confidence (e.g. the predicted probability of the voxel's
         class); its mean over each particle becomes the ``confidence`` column.
@@ -128,11 +145,13 @@ def measure(labels, image=None, *, spacing=1.0, phases=None, phase_map=None, fov
         - ``elongation`` (intermediate / major), ``flatness`` (minor / intermediate);
         - ``feret_max_mm``, ``touches_border``;
         - with ``image``: ``intensity_mean/std/min/max/p10/p50/p90``;
-        - with ``phases``: ``phase_fraction_<name>`` per phase and ``liberation_class``;
+        - with ``phases``: ``phase_fraction_<name>`` per phase and
+          ``liberation_<name>`` (barren, locked, middling, liberated) per phase of interest;
         - with ``confidence``: ``confidence``.
 
         ``table.attrs["spacing_mm"]`` holds the spacing used (and, with phases,
-        ``attrs["liberation_thresholds"]`` the liberation thresholds).
+        ``attrs["phases"]``, ``attrs["liberation_phases"]``,
+        ``attrs["liberation_thresholds"]`` and ``attrs["min_phase_fraction"]``).
 
     Raises
     ------
@@ -151,22 +170,44 @@ def measure(labels, image=None, *, spacing=1.0, phases=None, phase_map=None, fov
     >>> round(float(row.volume_mm3), 3), round(float(row.sphericity), 2)
     (1.0, 0.82)
     """
+    names, liberation_phase = _auto_phase_names(phases, phase_names, liberation_phase)
+    # one tuple through both paths: (min_phase_fraction, locked_below, liberated_from)
+    thresholds = _intensity.check_liberation_thresholds(liberation_thresholds, min_phase_fraction)
     if chunk_size is not None or _chunked.is_large_and_lazy(labels) or _chunked.is_large_and_lazy(image):
-        return _chunked.measure_chunked(
+        frame = _chunked.measure_chunked(
             labels, image, spacing=spacing, phases=phases, phase_map=phase_map, fov_mask=fov_mask,
-            liberation_phase=liberation_phase, liberation_thresholds=liberation_thresholds,
+            liberation_phase=liberation_phase, liberation_thresholds=thresholds,
             confidence=confidence, shape=shape, workers=workers, non_finite=non_finite, force=force,
             progress=progress, chunk_size=chunk_size)
+        return frame if names is None else _intensity.rename_phases(frame, names)
     labels, image, spacing, phases, phase_map, fov_mask, confidence = _checked_inputs(
         labels, image, spacing, phases, phase_map, fov_mask, confidence, non_finite, force)
     if phases is not None:
-        liberation_phase = _checked_liberation(phases, liberation_phase, liberation_thresholds)
+        liberation_phase = _checked_liberation(phases, liberation_phase, thresholds)
     table = particle_columns(labels, image, phase_map, fov_mask, confidence, spacing=spacing, phases=phases,
-                             liberation_phase=liberation_phase, thresholds=liberation_thresholds, shape=shape,
+                             liberation_phase=liberation_phase, thresholds=thresholds, shape=shape,
                              workers=_workers(workers), progress=progress)
     frame = pd.DataFrame(table)
-    frame.attrs.update(_table_attrs(spacing, phases, liberation_phase, liberation_thresholds))
-    return frame
+    frame.attrs.update(_table_attrs(spacing, phases, liberation_phase, thresholds))
+    return frame if names is None else _intensity.rename_phases(frame, names)
+
+
+def _auto_phase_names(phases, phase_names, liberation_phase):
+    """The checked ``phase_names`` of ``phases="auto"`` (None without), and ``liberation_phase`` in the default names.
+
+    The automatic phases are measured as ``phase_1``, ``phase_2`` on both the
+    in-memory and the chunked path and renamed at the end.
+    """
+    if phase_names is None:
+        return None, liberation_phase
+    if not (isinstance(phases, str) and phases == "auto"):
+        raise InputError("phase_names names the phases of phases='auto'; a dict of phases is named by its keys")
+    names = _intensity.check_phase_names(phase_names, 2)
+    default = dict(zip(names, _intensity.phase_names(2)))
+    if liberation_phase is not None:
+        wanted = [liberation_phase] if isinstance(liberation_phase, str) else list(liberation_phase)
+        liberation_phase = [default.get(name, name) for name in wanted]
+    return names, liberation_phase
 
 
 def particle_columns(labels, image, phase_map, fov_mask, confidence, *, spacing, phases, liberation_phase,
@@ -323,14 +364,25 @@ def refuse_grey_values(labels, name: str = "labels", *, force: bool = False) -> 
                      "label image, pass force=True")
 
 
-def _checked_liberation(phases: dict, liberation_phase, thresholds) -> str:
-    """The phase behind ``liberation_class`` (default the first); the thresholds checked now, not at the end."""
+def _checked_liberation(phases: dict, liberation_phase, thresholds) -> list:
+    """The phases of interest (default all), each with a ``liberation_<name>`` column; the thresholds checked now."""
     if liberation_phase is None:
-        liberation_phase = next(iter(phases))
-    elif liberation_phase not in phases:
-        raise InputError(f"liberation_phase must be one of {list(phases)}, got {liberation_phase!r}")
-    _intensity.liberation_class([], thresholds)
-    return liberation_phase
+        wanted = list(phases)
+    else:
+        wanted = [liberation_phase] if isinstance(liberation_phase, str) else list(liberation_phase)
+    unknown = [name for name in wanted if name not in phases]
+    if unknown or not wanted:
+        raise InputError(f"liberation_phase must name phases among {list(phases)}, got {liberation_phase!r}")
+    _liberation_thresholds(thresholds)
+    return list(dict.fromkeys(wanted))
+
+
+def _liberation_thresholds(thresholds) -> tuple[float, float, float]:
+    """``(min_phase_fraction, locked_below, liberated_from)`` from 3 values, or from 2 with the default minimum."""
+    values = tuple(thresholds)
+    if len(values) == 3:
+        return _intensity.check_liberation_thresholds(values[1:], values[0])
+    return _intensity.check_liberation_thresholds(values, _intensity.MIN_PHASE_FRACTION)
 
 
 def _workers(workers) -> int:
@@ -476,7 +528,7 @@ def _mean_by_particle(values, index, counts) -> np.ndarray:
 
 
 def _phase_columns(phases, voxels, index, counts, liberation_phase, thresholds) -> dict:
-    """``phase_fraction_<name>`` per phase, then ``liberation_class`` of ``liberation_phase``.
+    """``phase_fraction_<name>`` per phase, then ``liberation_<name>`` per phase of interest.
 
     A grey-interval phase is a fraction of the particle's finite grey values
     (all of them unless ``non_finite="mask"`` let NaN through).
@@ -494,8 +546,10 @@ def _phase_columns(phases, voxels, index, counts, liberation_phase, thresholds) 
             columns[f"phase_fraction_{name}"] = _mean_by_particle(inside[finite], index[finite], finite_counts)
         else:
             columns[f"phase_fraction_{name}"] = _mean_by_particle(inside, index, counts)
-    columns["liberation_class"] = _intensity.liberation_class(columns[f"phase_fraction_{liberation_phase}"],
-                                                              thresholds)
+    barren, low, high = _liberation_thresholds(thresholds)
+    for name in ([liberation_phase] if isinstance(liberation_phase, str) else liberation_phase):
+        columns[f"liberation_{name}"] = _intensity.liberation_class(columns[f"phase_fraction_{name}"], (low, high),
+                                                                    min_phase_fraction=barren)
     return columns
 
 
@@ -503,10 +557,12 @@ def _table_attrs(spacing, phases, liberation_phase, thresholds) -> dict:
     """The table's ``attrs``: the spacing and, with phases, their definitions and liberation thresholds."""
     attrs = {"spacing_mm": tuple(spacing)}
     if phases is not None:
+        barren, low, high = _liberation_thresholds(thresholds)
         attrs["phases"] = {k: list(v) if isinstance(v, tuple) else v for k, v in phases.items()}
-        attrs["liberation_phase"] = liberation_phase
+        attrs["liberation_phases"] = [liberation_phase] if isinstance(liberation_phase, str) else list(liberation_phase)
         # the report classes every phase with the thresholds actually used
-        attrs["liberation_thresholds"] = tuple(thresholds)
+        attrs["liberation_thresholds"] = (low, high)
+        attrs["min_phase_fraction"] = barren
     return attrs
 
 

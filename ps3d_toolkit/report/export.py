@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import pandas as pd
@@ -15,7 +16,7 @@ from ps3d_toolkit.report.tables import report_frames
 _EXCEL_MAX_ROWS = 1_048_575
 
 
-def export_tables(table, path, *, scan=None, notes: dict | None = None) -> list:
+def export_tables(table, path, *, scan=None, notes: dict | None = None, include_cut: bool = False) -> list:
     """Write the particle table and the report's tables as CSV files or one Excel workbook, atomically.
 
     The tables (sheets) are ``particles`` (the table itself), ``summary``
@@ -23,7 +24,9 @@ def export_tables(table, path, *, scan=None, notes: dict | None = None) -> list:
     ``shape`` (:func:`ps3d_toolkit.analysis.stats.shape_summary`), ``phases``
     (:func:`ps3d_toolkit.analysis.stats.phase_summary`) and ``liberation``
     (:func:`liberation_table`); ``psd``, ``shape``, ``phases`` and
-    ``liberation`` only when the table has the columns they need.
+    ``liberation`` only when the table has the columns they need. The
+    particle table holds every particle; the others leave out the particles
+    cut by the scan border unless ``include_cut`` (``summary`` says how many).
 
     Parameters
     ----------
@@ -38,6 +41,8 @@ def export_tables(table, path, *, scan=None, notes: dict | None = None) -> list:
         The scan, for the summary.
     notes : dict, optional
         Extra summary rows.
+    include_cut : bool
+        Count the particles cut by the scan border in the statistics.
 
     Returns
     -------
@@ -65,14 +70,12 @@ def export_tables(table, path, *, scan=None, notes: dict | None = None) -> list:
     if suffix not in (".xlsx", ".csv", ""):
         raise InputError(f"path must end in .xlsx or .csv, or be a stem without extension, got {path.name!r}")
     if suffix == ".xlsx":
-        try:
-            import openpyxl  # noqa: F401
-        except ImportError:
-            raise ImportError("writing .xlsx needs openpyxl: pip install openpyxl") from None
+        if importlib.util.find_spec("openpyxl") is None:
+            raise ImportError("writing .xlsx needs openpyxl: pip install openpyxl")
         if len(table) > _EXCEL_MAX_ROWS:
             raise InputError(f"{len(table):,} particles do not fit in an Excel sheet "
                              f"({_EXCEL_MAX_ROWS:,} rows); export to .csv instead")
-    frames = report_frames(table, scan=scan, notes=notes)
+    frames = report_frames(table, scan=scan, notes=notes, include_cut=include_cut)
     if suffix == ".xlsx":
         with atomic_path(path) as tmp:
             with pd.ExcelWriter(tmp, engine="openpyxl") as writer:

@@ -24,6 +24,11 @@ class ReportContext:
         Scores against a ground truth (:func:`ps3d_toolkit.analysis.evaluate.evaluate_instances`).
     notes : dict
         Extra lines for the summary (method, run time, ...), shown as given.
+    include_cut : bool
+        Whether the statistics count the particles cut by the scan border.
+    figures : list
+        The plotly figures placed so far; the page draws them from one
+        compressed block (:mod:`ps3d_toolkit.report.payload`).
     """
 
     table: object
@@ -31,18 +36,37 @@ class ReportContext:
     labels: np.ndarray | None = None
     metrics: dict | None = None
     notes: dict = field(default_factory=dict)
-    _plotlyjs_done: bool = False
+    include_cut: bool = False
+    figures: list = field(default_factory=list)
+    _stats: object = field(default=None, init=False, repr=False)
+
+    @property
+    def stats(self):
+        """The particles the statistics use (:func:`ps3d_toolkit.analysis.stats.select_particles`)."""
+        if self._stats is None:
+            from ps3d_toolkit.analysis.stats import select_particles
+
+            self._stats = select_particles(self.table, include_cut=self.include_cut)
+        return self._stats
 
     def figure_html(self, figure) -> str:
-        """A plotly figure as an HTML fragment; plotly.js goes inline with the first one."""
-        fragment = figure.to_html(full_html=False, include_plotlyjs=not self._plotlyjs_done,
-                                  config={"displaylogo": False})
-        self._plotlyjs_done = True
-        return fragment
+        """A placeholder ``div`` for a plotly figure, drawn by the page's loader."""
+        self.figures.append(figure)
+        return f'<div class="ps3d-figure" data-figure="{len(self.figures) - 1}"></div>'
 
     def has(self, *columns) -> bool:
-        """Whether the table has rows and every one of ``columns``."""
-        return len(self.table) > 0 and all(c in self.table.columns for c in columns)
+        """Whether the statistics have particles and the table every one of ``columns``."""
+        return len(self.stats) > 0 and all(c in self.table.columns for c in columns)
+
+    def cut_note(self) -> str:
+        """One sentence on the particles the statistics leave out (or keep) for being cut."""
+        left_out = self.stats.attrs["n_cut_left_out"]
+        if self.include_cut:
+            return "Particles cut by the scan border are counted (include_cut)."
+        if not left_out:
+            return "No particle is cut by the scan border."
+        return (f"{left_out:,} of {len(self.table):,} particles are cut by the scan border and left out "
+                "(their sizes and shapes are not their own; include them with --include-cut).")
 
 
 
@@ -68,7 +92,8 @@ def frame_table(frame, columns: dict, percent=()) -> str:
     cells = []
     for column in columns:
         values = frame[column].tolist()
-        cells.append([f"{100 * v:.3g}" if column in percent and _finite(v) else format_value(v) for v in values])
+        cells.append([format_value(100 * v) if column in percent and _finite(v) else format_value(v)
+                      for v in values])
     rows = "\n".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in zip(*cells))
     return f"<table>\n<tr>{head}</tr>\n{rows}\n</table>"
 
@@ -83,12 +108,25 @@ def figures(ctx: ReportContext, plots) -> str:
 
 
 
+#: Significant digits of every measured value in the report: a 10-voxel grain's
+#: diameter is known to about 1 %, so a fourth digit would be noise.
+SIGNIFICANT_DIGITS = 3
+
+
 def format_value(value) -> str:
-    """A cell value as the report shows it: thousands separators, 4 significant digits, n/a."""
+    """A cell value as the report shows it: 3 significant digits, thousands separators, n/a.
+
+    Numbers of 1,000 and more are rounded to whole units rather than written
+    in powers of ten (``12,346``, not ``1.23e+04``).
+    """
     if isinstance(value, (bool, np.bool_)):
-        return str(bool(value))
+        return "yes" if value else "no"
     if isinstance(value, (int, np.integer)):
         return f"{int(value):,}"
     if isinstance(value, (float, np.floating)):
-        return "n/a" if not np.isfinite(value) else f"{float(value):.4g}"
+        if not np.isfinite(value):
+            return "n/a"
+        if abs(value) >= 10 ** SIGNIFICANT_DIGITS:
+            return f"{float(value):,.0f}"
+        return f"{float(value):.{SIGNIFICANT_DIGITS}g}"
     return str(value)

@@ -14,6 +14,7 @@ from ps3d_toolkit.core.atomic import atomic_path
 from ps3d_toolkit.core.checks import check_table
 from ps3d_toolkit.core.errors import InputError
 from ps3d_toolkit.report.fragments import ReportContext
+from ps3d_toolkit.report.payload import figures_block
 from ps3d_toolkit.report.sections import SECTIONS
 
 
@@ -24,7 +25,7 @@ def _css() -> str:
 
 def build_report(table, *, scan=None, labels=None, metrics=None,
                  title: str = "ps3d_toolkit particle report", notes: dict | None = None,
-                 sections=None) -> str:
+                 include_cut: bool = False, sections=None) -> str:
     """Build the self-contained HTML report as a string.
 
     Parameters are those of :func:`write_report`; ``sections`` replaces
@@ -35,8 +36,11 @@ def build_report(table, *, scan=None, labels=None, metrics=None,
         labels = np.asarray(labels)
         if scan is not None and tuple(labels.shape) != tuple(scan.shape):
             raise InputError(f"labels and scan must have the same shape, got {labels.shape} and {scan.shape}")
-    ctx = ReportContext(table=table, scan=scan, labels=labels, metrics=metrics, notes=dict(notes or {}))
+    ctx = ReportContext(table=table, scan=scan, labels=labels, metrics=metrics, notes=dict(notes or {}),
+                        include_cut=bool(include_cut))
     parts = [part for build in (SECTIONS if sections is None else sections) if (part := build(ctx))]
+    if ctx.figures:
+        parts.append(figures_block(ctx.figures))
     stamp = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
     return (
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
@@ -49,7 +53,8 @@ def build_report(table, *, scan=None, labels=None, metrics=None,
 
 
 def write_report(table, path, *, scan=None, labels=None, metrics=None,
-                 title: str = "ps3d_toolkit particle report", notes: dict | None = None) -> Path:
+                 title: str = "ps3d_toolkit particle report", notes: dict | None = None,
+                 include_cut: bool = False) -> Path:
     """Write a self-contained HTML report (opens offline), atomically.
 
     Parameters
@@ -68,6 +73,10 @@ def write_report(table, path, *, scan=None, labels=None, metrics=None,
         Heading and window title.
     notes : dict, optional
         Extra summary rows, e.g. ``{"method": "otsu-watershed"}``.
+    include_cut : bool
+        Count the particles cut by the scan border (``touches_border``) in
+        every statistic. By default they are left out, and the summary says
+        how many; the particle table lists them all.
 
     Returns
     -------
@@ -84,7 +93,8 @@ def write_report(table, path, *, scan=None, labels=None, metrics=None,
     path = Path(path).expanduser()
     if path.suffix.lower() not in (".html", ".htm"):
         raise InputError(f"path must end in .html, got {path}")
-    text = build_report(table, scan=scan, labels=labels, metrics=metrics, title=title, notes=notes)
+    text = build_report(table, scan=scan, labels=labels, metrics=metrics, title=title, notes=notes,
+                        include_cut=include_cut)
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
     return path

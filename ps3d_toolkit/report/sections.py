@@ -10,22 +10,20 @@ import html
 
 import numpy as np
 
-from ps3d_toolkit.analysis.stats import phase_names
-from ps3d_toolkit.report.fragments import (
-    ReportContext,
-    figures,
-    format_value,
-    frame_table,
-    key_value_table,
-    section,
+from ps3d_toolkit.analysis.stats import liberation_limits, phase_names
+from ps3d_toolkit.report.fragments import ReportContext, figures, format_value, frame_table, key_value_table, section
+from ps3d_toolkit.report.tables import (
+    SHAPE_COLUMNS,
+    SIZE_COLUMNS,
+    liberation_table,
+    phases_frame,
+    sieve_frame,
+    summary_rows,
 )
-from ps3d_toolkit.report.tables import SHAPE_COLUMNS, SIZE_COLUMNS, liberation_table, phases_frame, sieve_frame, summary_rows
 
 _OUTLINE_RGB = (255, 120, 0)
 _MIN_IMAGE_PX = 384
 _TABLE_ROWS = 20
-#: measure()'s default classes: locked below 30 %, liberated from 90 % of the phase
-_LIBERATION_THRESHOLDS = (0.3, 0.9)
 
 
 _METRIC_NAMES = {
@@ -48,9 +46,10 @@ def _metric_label(key: str) -> str:
 
 
 def section_summary(ctx: ReportContext) -> str:
-    """Count, volume, d10/d50/d90 by number and volume, sphericity and the scan's geometry."""
-    rows = summary_rows(ctx.table, scan=ctx.scan, notes=ctx.notes)
-    return section("Summary", key_value_table(zip(rows["description"], rows["value"])))
+    """Count, cut grains left out, volume, d10/d50/d90 by number and volume, sphericity and the scan's geometry."""
+    rows = summary_rows(ctx.table, scan=ctx.scan, notes=ctx.notes, include_cut=ctx.include_cut)
+    note = f'<p class="note">{html.escape(ctx.cut_note())}</p>' if len(ctx.table) else ""
+    return section("Summary", note + key_value_table(zip(rows["description"], rows["value"])))
 
 
 def section_metrics(ctx: ReportContext) -> str | None:
@@ -68,26 +67,27 @@ def section_size_distribution(ctx: ReportContext) -> str | None:
     from ps3d_toolkit.analysis.stats import percentiles
     from ps3d_toolkit.viz.figures import fig_cumulative_psd, fig_size_histogram
 
-    table = ctx.table
-    marks = {weight: percentiles(table, weight=weight) for weight in ("volume", "number")}
+    table = ctx.stats
+    marks = {weight: percentiles(table, weight=weight, include_cut=True) for weight in ("volume", "number")}
     characteristic = "".join(
         f"<tr><td>by {weight}</td>" + "".join(f"<td>{format_value(v)}</td>" for v in values.values()) + "</tr>"
         for weight, values in marks.items()
     )
-    sieve = sieve_frame(table)
+    sieve = sieve_frame(table, include_cut=True)
     tables = (
         '<div class="tables">\n<div><p>Characteristic sizes (equivalent diameter), mm</p>\n'
         f"<table>\n<tr><th>weighting</th><th>d10</th><th>d50</th><th>d90</th></tr>\n{characteristic}\n</table></div>\n"
-        "<div><p>Sieve curve: percent passing each aperture</p>\n"
+        "<div><p>Sieve curve: percent passing each aperture (ISO 565)</p>\n"
         + frame_table(sieve, {"size_mm": "aperture, mm", "percent_passing_volume": "% passing by volume",
                                "percent_passing_number": "% passing by number"})
         + "</div>\n</div>"
     )
-    plots = [fig_cumulative_psd(table), fig_size_histogram(table, weight="volume"),
-               fig_size_histogram(table, weight="number")]
+    plots = [fig_cumulative_psd(table, include_cut=True), fig_size_histogram(table, weight="volume", include_cut=True),
+             fig_size_histogram(table, weight="number", include_cut=True)]
     note = ('<p class="note">Sizes are volume-equivalent sphere diameters. The cumulative curve marks '
             "d10/d50/d90 of the volume distribution; the sieve curve counts a particle as passing an "
-            "aperture when its equivalent diameter is at most the aperture.</p>")
+            "aperture when its equivalent diameter is at most the aperture. "
+            f"{html.escape(ctx.cut_note())}</p>")
     return section("Particle-size distribution", note + tables + "\n" + figures(ctx, plots))
 
 
@@ -106,13 +106,13 @@ def section_shape(ctx: ReportContext) -> str | None:
     from ps3d_toolkit.analysis.stats import shape_summary
     from ps3d_toolkit.viz.figures import fig_sphericity_vs_size, fig_zingg
 
-    summary = shape_summary(ctx.table)
+    summary = shape_summary(ctx.stats, include_cut=True)
     descriptors = summary.loc[list(_SHAPE_NAMES)].rename(index=_SHAPE_NAMES).rename_axis("name").reset_index()
     zingg = summary.loc[[i for i in summary.index if i.startswith("zingg_")]]
     classes = pd.DataFrame({"name": [i.removeprefix("zingg_") for i in zingg.index],
                             "count": zingg["count"].to_numpy(), "share": zingg["mean"].to_numpy()})
     counts = dict(zip(classes["name"], classes["count"]))
-    zingg_figure = fig_zingg(ctx.table)
+    zingg_figure = fig_zingg(ctx.stats, include_cut=True)
     for trace in zingg_figure.data:
         trace.name = f"{trace.name} ({counts.get(trace.name, 0)})"
     tables = (
@@ -124,8 +124,8 @@ def section_shape(ctx: ReportContext) -> str | None:
         + "</div>\n</div>"
     )
     note = ('<p class="note">Axes L ≥ I ≥ S from the inertia tensor. Sphericity 1 is a perfect sphere; '
-            "voxelised grains of a few voxels read lower.</p>")
-    plots = [fig_sphericity_vs_size(ctx.table), zingg_figure]
+            f"voxelised grains of a few voxels read lower. {html.escape(ctx.cut_note())}</p>")
+    plots = [fig_sphericity_vs_size(ctx.stats, include_cut=True), zingg_figure]
     return section("Shape", note + tables + "\n" + figures(ctx, plots))
 
 
@@ -133,15 +133,20 @@ def section_phases(ctx: ReportContext) -> str | None:
     """Volume of each mineral phase over all particles (tables measured with ``phases=``)."""
     if not ctx.has("volume_mm3") or not phase_names(ctx.table):
         return None
-    frame = phases_frame(ctx.table)
+    frame = phases_frame(ctx.stats, include_cut=True)
+    minimum = 100 * liberation_limits(ctx.table)[0]
     columns = {"phase": "phase"}
     if "definition" in frame.columns:
         columns["definition"] = "defined as"
     columns.update({"volume_mm3": "volume, mm³", "volume_fraction": "share of particle volume, %",
                     "mean_particle_fraction": "mean share within a particle, %",
-                    "particles_with_phase": "particles containing it"})
+                    "particles_with_phase": f"particles containing it (≥ {minimum:g} %)",
+                    "particles": "particles"})
     table = frame_table(frame, columns, percent={"volume_fraction", "mean_particle_fraction"})
-    return section("Phases", table)
+    note = (f'<p class="note">A particle contains a phase when the phase fills at least {minimum:g} % of it; '
+            "below that the phase is absent (partial-volume voxels at a grain's edge take the grey level of "
+            f"the neighbouring phase and are not a phase). {html.escape(ctx.cut_note())}</p>")
+    return section("Phases", note + table)
 
 
 def section_liberation(ctx: ReportContext) -> str | None:
@@ -150,14 +155,16 @@ def section_liberation(ctx: ReportContext) -> str | None:
         return None
     import plotly.graph_objects as go
 
-    from ps3d_toolkit.measurement import LIBERATION_CLASSES
+    from ps3d_toolkit.measurement.intensity import LIBERATION_CLASSES
 
-    frame = liberation_table(ctx.table)
-    low, high = ctx.table.attrs.get("liberation_thresholds", _LIBERATION_THRESHOLDS)
-    note = (f'<p class="note">For each phase, a particle is <em>locked</em> when the phase fills less than '
-            f"{100 * low:g} % of its volume, <em>liberated</em> from {100 * high:g} %, <em>middling</em> "
-            "in between. The phase-volume share says how much of the phase sits in particles of the "
-            "class (the usual liberation measure).</p>")
+    frame = liberation_table(ctx.stats, include_cut=True)
+    barren = 100 * frame.attrs["min_phase_fraction"]
+    low, high = (100 * t for t in frame.attrs["liberation_thresholds"])
+    note = (f'<p class="note">For each phase, a particle is <em>barren</em> in it when the phase fills less '
+            f"than {barren:g} % of its volume (the phase is absent), <em>locked</em> below {low:g} %, "
+            f"<em>middling</em> from {low:g} to {high:g} %, <em>liberated</em> from {high:g} %. The phase-volume "
+            "share says how much of the phase sits in particles of the class (the usual liberation measure). "
+            f"{html.escape(ctx.cut_note())}</p>")
     table = frame_table(
         frame,
         {"phase": "phase", "liberation_class": "class", "count": "particles", "count_share": "particles, %",
@@ -165,7 +172,7 @@ def section_liberation(ctx: ReportContext) -> str | None:
         percent={"count_share", "particle_volume_share", "phase_volume_share"},
     )
     figure = go.Figure()
-    for cls in LIBERATION_CLASSES:
+    for cls in LIBERATION_CLASSES[1:]:  # a barren particle holds none of the phase's volume
         rows = frame[frame["liberation_class"] == cls]
         figure.add_trace(go.Bar(x=100 * rows["phase_volume_share"], y=rows["phase"], orientation="h", name=cls,
                                 hovertemplate="%{y}: %{x:.1f} % of its volume<extra>" + cls + "</extra>"))
@@ -177,21 +184,27 @@ def section_liberation(ctx: ReportContext) -> str | None:
 
 
 def section_slices(ctx: ReportContext) -> str | None:
-    """The middle z and y slices with every particle outlined."""
-    from ps3d_toolkit.viz.slices import outlined_slice, png_base64
+    """The middle z and y slices with every particle outlined, and a scale bar."""
+    from ps3d_toolkit.viz.slices import draw_scale_bar, outlined_slice, png_base64
 
     volume = ctx.labels if ctx.labels is not None else (ctx.scan.image if ctx.scan is not None else None)
     if volume is None:
         return None
     image = ctx.scan.image if ctx.scan is not None else None
+    spacing = _spacing(ctx)
     images = []
     for axis, plane in ((0, "z"), (1, "y")):
         index = volume.shape[axis] // 2
         take = (slice(None),) * axis + (index,)
         grey = None if image is None else np.asarray(image[take])
         labels = None if ctx.labels is None else np.asarray(ctx.labels[take])
-        png = png_base64(outlined_slice(grey, labels, outline_rgb=_OUTLINE_RGB, min_size_px=_MIN_IMAGE_PX),
-                         optimize=True)
+        rgb = outlined_slice(grey, labels, outline_rgb=_OUTLINE_RGB, min_size_px=_MIN_IMAGE_PX)
+        if spacing is not None:
+            # the plane's rows and columns are the two axes other than ``axis``
+            pixel = [s for i, s in enumerate(spacing) if i != axis]
+            factor = rgb.shape[0] // _plane_shape(volume, axis)[0]
+            rgb = draw_scale_bar(rgb, pixel[1] / factor)
+        png = png_base64(rgb, optimize=True, palette=True)
         caption = f"{plane} = {index} (middle slice)"
         if labels is not None:
             caption += f", {len(np.unique(labels[labels > 0]))} particles outlined"
@@ -202,14 +215,40 @@ def section_slices(ctx: ReportContext) -> str | None:
     return section("Slices", '<div class="slices">\n' + "\n".join(images) + "\n</div>")
 
 
+def _plane_shape(volume, axis: int) -> tuple:
+    """The shape of a plane of ``volume`` across ``axis``."""
+    return tuple(s for i, s in enumerate(volume.shape) if i != axis)
+
+
+def _spacing(ctx: ReportContext):
+    """The voxel size (z, y, x) in mm: the scan's, else the table's ``attrs``; None when unknown."""
+    spacing = ctx.scan.spacing if ctx.scan is not None else ctx.table.attrs.get("spacing_mm")
+    return None if spacing is None else tuple(float(s) for s in np.broadcast_to(spacing, (3,)))
+
+
+#: The columns of the particle table the report shows (all of them go to CSV/Excel), with their headings.
+PARTICLE_COLUMNS = {
+    "label": "label", "eq_diameter_mm": "eq. diameter, mm", "volume_mm3": "volume, mm³",
+    "feret_max_mm": "max Feret, mm", "sphericity": "sphericity", "elongation": "I/L", "flatness": "S/I",
+    "touches_border": "cut by border",
+}
+
+
 def section_particles(ctx: ReportContext) -> str | None:
-    """The first rows of the particle table."""
+    """The first rows of the particle table, in the columns a reader needs (the full table is in CSV/Excel)."""
     if not len(ctx.table):
         return None
+    columns = {c: h for c, h in PARTICLE_COLUMNS.items() if c in ctx.table.columns}
+    for name in phase_names(ctx.table):
+        columns[f"phase_fraction_{name}"] = f"{name}, %"
+        if f"liberation_{name}" in ctx.table.columns:
+            columns[f"liberation_{name}"] = f"{name} liberation"
     shown = ctx.table.head(_TABLE_ROWS)
-    caption = f"<p>The first {len(shown)} of {len(ctx.table)} particles.</p>"
-    table = shown.to_html(index=False, float_format=lambda v: f"{v:.4g}", border=0)
-    return section("Particles", caption + f'<div class="scroll">{table}</div>')
+    percent = {c for c in columns if c.startswith("phase_fraction_")}
+    caption = (f"<p>The first {len(shown)} of {len(ctx.table):,} particles, all of them (cut or not), in "
+               f"{len(columns)} of the table's {len(ctx.table.columns)} columns; the whole table goes to "
+               "CSV or Excel (<code>ps3d report --csv/--excel</code>, <code>export_tables</code>).</p>")
+    return section("Particles", caption + f'<div class="scroll">{frame_table(shown, columns, percent=percent)}</div>')
 
 
 #: The report's sections, in order. Each takes a :class:`ReportContext` and

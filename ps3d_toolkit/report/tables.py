@@ -6,10 +6,12 @@ import numpy as np
 import pandas as pd
 
 from ps3d_toolkit.analysis.stats import (
+    liberation_limits,
     liberation_table,
     percentiles,
     phase_names,
     phase_summary,
+    select_particles,
     shape_summary,
     sieve_curve,
 )
@@ -24,7 +26,7 @@ SHAPE_COLUMNS = ("label", "eq_diameter_mm", "sphericity", "elongation", "flatnes
                  "axis_major_mm", "axis_minor_mm")
 
 
-def summary_table(table, *, scan=None, notes: dict | None = None):
+def summary_table(table, *, scan=None, notes: dict | None = None, include_cut: bool = False):
     """Headline numbers of a particle table, one row per quantity.
 
     Parameters
@@ -35,45 +37,46 @@ def summary_table(table, *, scan=None, notes: dict | None = None):
         The scan, for its name, shape, voxel size and the particle size given.
     notes : dict, optional
         Extra rows, appended as given.
+    include_cut : bool
+        Count the particles cut by the scan border in the statistics (by
+        default they are left out; see :func:`ps3d_toolkit.analysis.stats.select_particles`).
 
     Returns
     -------
     pandas.DataFrame
         Columns ``quantity`` (a key, e.g. ``d50_volume_mm``), ``description``
-        (as the report shows it) and ``value``. Rows: ``n_particles``; with
-        ``volume_mm3`` ``total_volume_mm3``; with ``eq_diameter_mm`` also
+        (as the report shows it) and ``value``. Rows: ``n_particles`` (all),
+        ``n_touching_border`` when the table has that column,
+        ``n_cut_left_out`` and ``n_in_statistics`` (the policy's effect); then,
+        over the particles in the statistics: with ``volume_mm3``
+        ``total_volume_mm3``; with ``eq_diameter_mm`` also
         ``d10/d50/d90_volume_mm`` and ``..._number_mm`` (the values of
         :func:`ps3d_toolkit.analysis.stats.percentiles`) and ``mean_eq_diameter_mm``;
-        ``mean_sphericity`` and ``n_touching_border`` when the table has those
-        columns; ``scan``, ``scan_shape`` with a scan; ``spacing_mm`` from the
-        scan or the table's ``attrs``; then the notes.
+        ``mean_sphericity``; with phases ``min_phase_fraction`` and
+        ``liberation_thresholds``; ``scan``, ``scan_shape`` with a scan;
+        ``spacing_mm`` from the scan or the table's ``attrs``; then the notes.
 
     Raises
     ------
     TypeError
         If ``table`` is not a DataFrame.
     """
-    return summary_rows(check_table(table), scan=scan, notes=notes)
+    return summary_rows(check_table(table), scan=scan, notes=notes, include_cut=include_cut)
 
 
-def summary_rows(table, *, scan=None, notes: dict | None = None):
+def summary_rows(table, *, scan=None, notes: dict | None = None, include_cut: bool = False):
     """:func:`summary_table` of a table already checked."""
     columns = set(table.columns)
     rows = [("n_particles", "particles", len(table))]
-    if "volume_mm3" in columns:
-        rows.append(("total_volume_mm3", "total particle volume, mm³", float(table["volume_mm3"].sum())))
-    if {"eq_diameter_mm", "volume_mm3"} <= columns:
-        for weight in ("volume", "number"):
-            for name, value in percentiles(table, weight=weight).items():
-                d = name.removesuffix("_mm")
-                rows.append((f"{d}_{weight}_mm", f"{d} by {weight}, mm", value))
-    if "eq_diameter_mm" in columns:
-        rows.append(("mean_eq_diameter_mm", "mean equivalent diameter, mm", float(table["eq_diameter_mm"].mean())))
-    if "sphericity" in columns:
-        rows.append(("mean_sphericity", "mean sphericity (Wadell)", float(table["sphericity"].mean())))
     if "touches_border" in columns:
         rows.append(("n_touching_border", "particles touching the scan border",
                      int(table["touches_border"].astype(bool).sum())))
+    kept = select_particles(table, include_cut=include_cut)
+    policy = "counted (include_cut)" if include_cut else "left out"
+    rows += [("n_cut_left_out", f"particles left out of the statistics (cut grains {policy})",
+              kept.attrs["n_cut_left_out"]),
+             ("n_in_statistics", "particles in the statistics", len(kept))]
+    rows += _statistics_rows(kept, columns)
     spacing = scan.spacing if scan is not None else table.attrs.get("spacing_mm")
     if scan is not None:
         rows += [("scan", "scan", scan.name),
@@ -86,11 +89,34 @@ def summary_rows(table, *, scan=None, notes: dict | None = None):
     return pd.DataFrame(rows, columns=["quantity", "description", "value"])
 
 
+def _statistics_rows(kept, columns) -> list:
+    """The summary's statistics over the particles ``kept`` (already selected: nothing more is left out)."""
+    rows = []
+    if "volume_mm3" in columns:
+        rows.append(("total_volume_mm3", "total particle volume, mm³", float(kept["volume_mm3"].sum())))
+    if {"eq_diameter_mm", "volume_mm3"} <= columns:
+        for weight in ("volume", "number"):
+            for name, value in percentiles(kept, weight=weight, include_cut=True).items():
+                d = name.removesuffix("_mm")
+                rows.append((f"{d}_{weight}_mm", f"{d} by {weight}, mm", value))
+    if "eq_diameter_mm" in columns:
+        rows.append(("mean_eq_diameter_mm", "mean equivalent diameter, mm", float(kept["eq_diameter_mm"].mean())))
+    if "sphericity" in columns:
+        rows.append(("mean_sphericity", "mean sphericity (Wadell)", float(kept["sphericity"].mean())))
+    if phase_names(kept):
+        barren, low, high = liberation_limits(kept)
+        rows.append(("min_phase_fraction", "a phase is absent below this share of a particle, %", 100 * barren))
+        rows.append(("liberation_thresholds", "liberation classes, % of the phase in a particle",
+                     f"barren < {100 * barren:g} ≤ locked < {100 * low:g} ≤ middling < {100 * high:g} "
+                     "≤ liberated"))
+    return rows
 
-def sieve_frame(table):
-    """Sieve curves by volume and by number on the same apertures."""
-    volume = sieve_curve(table, weight="volume")
-    number = sieve_curve(table, volume["size_mm"], weight="number")
+
+
+def sieve_frame(table, include_cut: bool = False):
+    """Sieve curves by volume and by number on the same (ISO 565) apertures."""
+    volume = sieve_curve(table, weight="volume", include_cut=include_cut)
+    number = sieve_curve(table, volume["size_mm"], weight="number", include_cut=include_cut)
     return pd.DataFrame({
         "size_mm": volume["size_mm"],
         "percent_passing_volume": volume["percent_passing"],
@@ -114,25 +140,28 @@ def _phase_definition(spec) -> str:
     return f"{low:.6g} ≤ grey < {high:.6g}"
 
 
-def phases_frame(table):
+def phases_frame(table, include_cut: bool = False):
     """:func:`ps3d_toolkit.analysis.stats.phase_summary` with a ``phase`` column and, when known, each definition."""
-    frame = phase_summary(table).reset_index()
+    frame = phase_summary(table, include_cut=include_cut).reset_index()
     definitions = table.attrs.get("phases") or {}
     if definitions:
         frame.insert(1, "definition", [_phase_definition(definitions.get(name)) for name in frame["phase"]])
     return frame
 
 
-def report_frames(table, scan=None, notes=None) -> dict:
-    """The tables of the report by sheet name (only those the table's columns allow); ``table`` checked."""
-    frames = {"particles": table, "summary": summary_rows(table, scan=scan, notes=notes)}
+def report_frames(table, scan=None, notes=None, include_cut: bool = False) -> dict:
+    """The tables of the report by sheet name (only those the table's columns allow); ``table`` checked.
+
+    ``particles`` is the whole table; the others follow ``include_cut``.
+    """
+    frames = {"particles": table, "summary": summary_rows(table, scan=scan, notes=notes, include_cut=include_cut)}
     columns = set(table.columns)
     if set(SIZE_COLUMNS) <= columns:
-        frames["psd"] = sieve_frame(table)
+        frames["psd"] = sieve_frame(table, include_cut)
     if set(SHAPE_COLUMNS) <= columns:
-        frames["shape"] = shape_summary(table).rename_axis("quantity").reset_index()
+        frames["shape"] = shape_summary(table, include_cut=include_cut).rename_axis("quantity").reset_index()
     if "volume_mm3" in columns and phase_names(table):
-        frames["phases"] = phases_frame(table)
-        frames["liberation"] = liberation_table(table)
+        frames["phases"] = phases_frame(table, include_cut)
+        frames["liberation"] = liberation_table(table, include_cut=include_cut)
     return frames
 

@@ -14,6 +14,7 @@ from ps3d_toolkit.analysis.stats import (
     Weight,
     cumulative_distribution,
     percentiles,
+    select_particles,
     size_distribution,
     zingg_class,
 )
@@ -29,8 +30,12 @@ def _size_label(size: str) -> str:
     return f"{names.get(size, size.removesuffix('_mm'))} (mm)"
 
 
-def fig_size_histogram(table, weight: Weight = "number", bins=30, *, size: str = "eq_diameter_mm"):
+def fig_size_histogram(table, weight: Weight = "number", bins=30, *, size: str = "eq_diameter_mm",
+                       include_cut: bool = False):
     """Histogram of particle sizes on a log axis (number or volume share per class).
+
+    Particles cut by the scan border are left out unless ``include_cut``
+    (:func:`ps3d_toolkit.analysis.stats.select_particles`); so in every figure here.
 
     Returns
     -------
@@ -38,7 +43,8 @@ def fig_size_histogram(table, weight: Weight = "number", bins=30, *, size: str =
     """
     import plotly.graph_objects as go
 
-    dist = size_distribution(table, weight=weight, bins=bins, size=size)
+    table = select_particles(table, include_cut=include_cut)
+    dist = size_distribution(table, weight=weight, bins=bins, size=size, include_cut=True)
     fig = go.Figure(go.Bar(
         x=dist["size_mid_mm"], y=100 * dist["fraction"], width=dist["size_high_mm"] - dist["size_low_mm"],
         customdata=np.stack([dist["size_low_mm"], dist["size_high_mm"], dist["count"]], axis=1),
@@ -55,7 +61,7 @@ def fig_size_histogram(table, weight: Weight = "number", bins=30, *, size: str =
     return fig
 
 
-def fig_cumulative_psd(table, *, size: str = "eq_diameter_mm"):
+def fig_cumulative_psd(table, *, size: str = "eq_diameter_mm", include_cut: bool = False):
     """Cumulative size distributions (percent passing) by number and by volume, with d10/d50/d90.
 
     Returns
@@ -64,14 +70,15 @@ def fig_cumulative_psd(table, *, size: str = "eq_diameter_mm"):
     """
     import plotly.graph_objects as go
 
+    table = select_particles(table, include_cut=include_cut)
     fig = go.Figure()
     for weight, dash in (("number", "dot"), ("volume", "solid")):
-        curve = cumulative_distribution(table, weight=weight, size=size)
+        curve = cumulative_distribution(table, weight=weight, size=size, include_cut=True)
         fig.add_trace(go.Scatter(x=curve["size_mm"].to_numpy(), y=100 * curve["fraction_passing"].to_numpy(),
                                  mode="lines", line_shape="hv", line_dash=dash,
                                  name=f"by {weight}",
                                  hovertemplate="%{x:.3g} mm: %{y:.1f} % passing<extra>" + weight + "</extra>"))
-    marks = percentiles(table, weight="volume", size=size)
+    marks = percentiles(table, weight="volume", size=size, include_cut=True)
     for (name, value), pct in zip(marks.items(), (10, 50, 90)):
         if np.isfinite(value):
             fig.add_trace(go.Scatter(x=[value], y=[pct], mode="markers+text", text=[name.removesuffix("_mm")],
@@ -82,7 +89,7 @@ def fig_cumulative_psd(table, *, size: str = "eq_diameter_mm"):
     return _log_sizes(fig, table, size)
 
 
-def fig_sphericity_vs_size(table, *, size: str = "eq_diameter_mm"):
+def fig_sphericity_vs_size(table, *, size: str = "eq_diameter_mm", include_cut: bool = False):
     """Sphericity against size, one marker per particle (hover shows the label).
 
     Returns
@@ -91,7 +98,7 @@ def fig_sphericity_vs_size(table, *, size: str = "eq_diameter_mm"):
     """
     import plotly.graph_objects as go
 
-    table = check_table(table, [size, "sphericity", "label"])
+    table = select_particles(check_table(table, [size, "sphericity", "label"]), include_cut=include_cut)
     fig = go.Figure(go.Scattergl(
         x=table[size], y=table["sphericity"], mode="markers", marker=dict(size=5, opacity=0.6),
         customdata=table["label"], hovertemplate="label %{customdata}<br>%{x:.3g} mm<br>sphericity %{y:.3f}"
@@ -103,7 +110,7 @@ def fig_sphericity_vs_size(table, *, size: str = "eq_diameter_mm"):
     return _log_sizes(fig, table, size)
 
 
-def fig_zingg(table):
+def fig_zingg(table, *, include_cut: bool = False):
     """Zingg diagram: flatness (S/I) against elongation (I/L), with the 2/3 class boundaries.
 
     Returns
@@ -112,7 +119,7 @@ def fig_zingg(table):
     """
     import plotly.graph_objects as go
 
-    table = check_table(table, ["elongation", "flatness", "label"])
+    table = select_particles(check_table(table, ["elongation", "flatness", "label"]), include_cut=include_cut)
     classes = zingg_class(table)
     fig = go.Figure()
     for name in classes.categories:

@@ -15,8 +15,8 @@ import numpy as np
 from ps3d_toolkit.core.arrays import strided_sample
 from ps3d_toolkit.core.errors import InputError
 
-__all__ = ["HIGHLIGHT_RGB", "default_window", "label_colors", "outlined_slice", "overlay_labels",
-           "png_base64", "png_data_uri", "window_image"]
+__all__ = ["HIGHLIGHT_RGB", "default_window", "draw_scale_bar", "label_colors", "outlined_slice", "overlay_labels",
+           "png_base64", "png_data_uri", "scale_bar_length", "window_image"]
 
 #: Colour of highlighted (selected) particles in the overlay.
 HIGHLIGHT_RGB = (255, 230, 0)
@@ -154,15 +154,21 @@ def overlay_labels(grey, labels, *, opacity: float = 0.4, highlight=None, outlin
 
 
 
-def png_base64(rgb, *, optimize: bool = False) -> str:
+def png_base64(rgb, *, optimize: bool = False, palette: bool = False) -> str:
     """An RGB (or grey) uint8 image as base64-encoded PNG bytes.
 
     ``optimize`` makes the file smaller (for reports) at a little more time.
+    ``palette`` stores an RGB image with 256 colours at most (a third of the
+    data; a grey slice with a few outline colours loses at most a grey level
+    or two).
     """
     from PIL import Image
 
     buffer = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(rgb, dtype=np.uint8)).save(buffer, format="PNG", optimize=optimize)
+    picture = Image.fromarray(np.ascontiguousarray(rgb, dtype=np.uint8))
+    if palette and picture.mode == "RGB":
+        picture = picture.quantize(colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
+    picture.save(buffer, format="PNG", optimize=optimize)
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
@@ -200,3 +206,60 @@ def outlined_slice(grey, labels, *, outline_rgb=(255, 60, 60), min_size_px: int 
         rgb[find_boundaries(np.asarray(labels), mode="inner")] = outline_rgb
     factor = max(1, int(np.ceil(min_size_px / max(rgb.shape[:2]))))
     return np.repeat(np.repeat(rgb, factor, axis=0), factor, axis=1)
+
+
+def scale_bar_length(width_px: int, pixel_mm: float, fraction: float = 0.25) -> float:
+    """The longest round length (1, 2 or 5 times a power of ten, in mm) that spans at most ``fraction`` of the width.
+
+    Examples
+    --------
+    >>> scale_bar_length(384, 0.01 / 3)
+    0.2
+    """
+    if not (np.isfinite(pixel_mm) and pixel_mm > 0):
+        raise InputError(f"pixel_mm must be a positive pixel size in mm, got {pixel_mm!r}")
+    longest = width_px * fraction * pixel_mm
+    power = 10.0 ** np.floor(np.log10(longest))
+    step = max((m for m in (1, 2, 5) if m * power <= longest * (1 + 1e-9)), default=1)
+    return float(f"{step * power:.6g}")
+
+
+def draw_scale_bar(rgb, pixel_mm: float, *, fraction: float = 0.25) -> np.ndarray:
+    """Draw a scale bar with its length (mm) in the lower left corner of an RGB image.
+
+    A white bar outlined in black, of :func:`scale_bar_length`, with its label
+    above it; readable on dark and bright scans alike.
+
+    Parameters
+    ----------
+    rgb : array_like of uint8, shape (rows, cols, 3)
+        The image (e.g. from :func:`outlined_slice`).
+    pixel_mm : float
+        Width of one image pixel in mm (the voxel size over any enlargement).
+    fraction : float
+        The bar spans at most this share of the image width.
+
+    Returns
+    -------
+    np.ndarray of uint8
+        A copy with the bar drawn.
+    """
+    from PIL import Image, ImageDraw, ImageFont
+
+    rgb = np.asarray(rgb, dtype=np.uint8)
+    if rgb.ndim != 3 or rgb.shape[2] != 3:
+        raise InputError(f"rgb must be an RGB image (rows, cols, 3), got shape {rgb.shape}")
+    rows, cols = rgb.shape[:2]
+    length_mm = scale_bar_length(cols, pixel_mm, fraction)
+    length_px = int(round(length_mm / pixel_mm))
+    thick = max(3, rows // 80)
+    margin = max(4, cols // 30)
+    picture = Image.fromarray(rgb.copy())
+    draw = ImageDraw.Draw(picture)
+    x0, y1 = margin, rows - margin
+    draw.rectangle([x0 - 1, y1 - thick - 1, x0 + length_px, y1], fill=(0, 0, 0))
+    draw.rectangle([x0, y1 - thick, x0 + length_px - 1, y1 - 1], fill=(255, 255, 255))
+    font = ImageFont.load_default(size=max(10, rows // 24))
+    draw.text((x0, y1 - thick - 3), f"{length_mm:g} mm", fill=(255, 255, 255), font=font, anchor="ls",
+              stroke_width=2, stroke_fill=(0, 0, 0))
+    return np.asarray(picture)
