@@ -177,8 +177,7 @@ def test_resume_with_other_settings_is_refused(scan, tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("kwargs, match", [
-    ({"method": "snow"}, "snow"),
-    ({"non_finite": "mask"}, "non_finite"),
+    ({"non_finite": "drop"}, "non_finite"),
     ({"chunk_size": 8}, "chunk_size"),
     ({"halo_diameters": 0}, "halo_diameters"),
 ])
@@ -198,6 +197,24 @@ def test_nan_in_a_block_is_refused(scan):
     with pytest.raises(InputError, match="NaN"):
         segment_chunked(image, spacing=scan.spacing, particle_size_mm=scan.particle_size_mm, chunk_size=48,
                         method="otsu-watershed", progress=False)
+
+
+def test_nan_voxels_are_background_with_non_finite_mask_as_in_memory(scan):
+    image = scan.image.astype(np.float32)
+    image[40:44, :, :] = np.nan  # a slab across 4 blocks
+    options = dict(spacing=scan.spacing, particle_size_mm=scan.particle_size_mm, method="otsu-watershed",
+                   non_finite="mask", progress=False)
+    expected = segment(image, **options)
+    labels = segment_chunked(image, chunk_size=48, **options)
+    assert not labels[40:44].any()
+    assert evaluate_instances(expected, labels)["f1_50"] >= 0.99
+
+
+def test_snow_in_blocks_finds_the_particles_of_the_in_memory_run(scan):
+    options = dict(spacing=scan.spacing, particle_size_mm=scan.particle_size_mm, method="snow", progress=False)
+    expected = segment(scan.image, **options)
+    labels = segment_chunked(scan.image, chunk_size=48, **options)
+    assert expected.max() > 20 and evaluate_instances(expected, labels)["f1_50"] >= 0.97
 
 
 def test_the_size_is_estimated_once_when_not_given(scan, in_memory):

@@ -47,7 +47,7 @@ def add_arguments(parser) -> None:
     chunked = parser.add_argument_group("scans larger than memory")
     chunked.add_argument("--chunk-size", type=whole_number(16), default=None, metavar="VOX",
                          help="segment block by block, blocks of VOX^3 voxels read with a halo and "
-                              "stitched, into a .zarr --output (otsu-watershed and the model)")
+                              "stitched, into a .zarr --output (OME-Zarr; every method)")
     chunked.add_argument("--resume", action="store_true",
                          help="with --chunk-size: continue an interrupted run from its first unfinished block")
     chunked.add_argument("--dask-scheduler", default=None, metavar="local|ADDRESS",
@@ -165,9 +165,9 @@ def _chunk_size_when_too_big(args, voxels: int, method: str):
     if needed <= budget:
         return None
     why = f"the scan ({voxels:,} voxels) needs ~{needed / 1e9:.3g} GB in one piece, above {budget / 1e9:.3g} GB ({how})"
-    if method == "snow" or not _writes_zarr(args):
+    if not _writes_zarr(args):
         raise CLIError(f"{why}: segment it block by block with --chunk-size {DEFAULT_CHUNK_SIZE} into a .zarr "
-                       "--output (the model or otsu-watershed)")
+                       "--output")
     logger.info("%s: segmenting it block by block (--chunk-size %d)", why, DEFAULT_CHUNK_SIZE)
     return DEFAULT_CHUNK_SIZE
 

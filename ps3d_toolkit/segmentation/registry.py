@@ -50,8 +50,8 @@ def segment(image, *, spacing, particle_size_mm=None, method: Method | None = No
     chunk_size : int, optional
         Segment block by block, blocks of ``chunk_size`` voxels a side with a
         halo, stitched across block faces (see
-        :func:`~ps3d_toolkit.segmentation.chunked.segment_chunked`; not with
-        SNOW or ``non_finite="mask"``); the labels are still returned in memory.
+        :func:`~ps3d_toolkit.segmentation.chunked.segment_chunked`); the
+        labels are still returned in memory.
     **options
         Options of the method's own function, with its defaults (e.g. ``overlap``,
         ``tta`` of :func:`~ps3d_toolkit.segmentation.model.inference.segment_with_model`).

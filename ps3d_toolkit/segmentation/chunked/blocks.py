@@ -24,7 +24,7 @@ from scipy import ndimage
 
 from ps3d_toolkit.segmentation._checks import MIN_GRAIN_CONTRAST, grain_contrast
 from ps3d_toolkit.segmentation.chunked.grid import Grid
-from ps3d_toolkit.segmentation.chunked.plan import Plan, grain_mask, read_region, scaled
+from ps3d_toolkit.segmentation.chunked.plan import Plan, grain_mask, read_region, read_region_masked, scaled
 from ps3d_toolkit.segmentation.grains import _SMOOTH_SIGMA, _distance_map
 
 
@@ -114,7 +114,7 @@ class ModelBlocks:
         batch_size = self.plan.settings["window"]["batch_size"]
         for start in range(0, len(missing), batch_size):
             batch = missing[start:start + batch_size]
-            inputs = window_inputs(image, batch, self.network, lambda crop: scaled(_checked(crop), self.plan))
+            inputs = window_inputs(image, batch, self.network, self._normalized)
             logits = predict_windows(model, inputs, device)
             for window, values in zip(batch, logits):
                 flip = self.network.flips[window[0]]
@@ -122,13 +122,17 @@ class ModelBlocks:
                     values = np.flip(values, axis=tuple(a + 1 for a in flip))
                 self.store.save(window, values)
 
-    def segment(self, image, index) -> np.ndarray:
-        """uint32 labels of a block's region: the blended probabilities, instances, phantoms dropped."""
+    def _normalized(self, crop: np.ndarray) -> np.ndarray:
+        """A window's scan crop as the network sees it: NaN/inf read as the plan's fill, then normalised."""
+        box = tuple(slice(0, n) for n in crop.shape)
+        return scaled(read_region(crop, box, self.plan.fill), self.plan)
+
+    def segment(self, image, index, values: np.ndarray) -> np.ndarray:
+        """uint32 labels of a block's region (grey ``values``): the blended probabilities, instances, phantoms dropped."""
         from ps3d_toolkit.segmentation.model.inference import _drop_phantom_particles, _instances_from_core_border
         from ps3d_toolkit.segmentation.model.windows import blend_probabilities, resample_region
 
         region = self.grid.region(index)
-        values = read_region(image, region)
         if not has_contrast(values):
             return np.zeros(values.shape, np.uint32)
         extent = self.extent(index)
@@ -144,20 +148,52 @@ class ModelBlocks:
         return _drop_phantom_particles(labels, normalized, bright).astype(np.uint32, copy=False)
 
 
-def _checked(crop: np.ndarray) -> np.ndarray:
-    if crop.dtype.kind == "f" and not np.isfinite(crop).all():
-        from ps3d_toolkit.core.errors import InputError
+def snow_region(values: np.ndarray, plan: Plan) -> np.ndarray:
+    """``classic._snow`` on a region, with the plan's threshold and size."""
+    import porespy
 
-        raise InputError("image holds NaN or infinite grey values; fix the scan, or segment it in memory "
-                         "with non_finite='mask'")
-    return crop
+    from ps3d_toolkit.core.labels import drop_small_labels
+
+    if not has_contrast(values):
+        return np.zeros(values.shape, np.uint32)
+    settings = plan.settings
+    mask = grain_mask(scaled(values, plan), plan)
+    if not mask.any():
+        return np.zeros(values.shape, np.uint32)
+    r_max = settings["r_max"] or max(2, int(round(0.5 * plan.particle_size_mm / 2 / min(plan.spacing))))
+    regions = porespy.filters.snow_partitioning(mask, dt=_distance_map(mask, plan.spacing), r_max=int(r_max),
+                                                sigma=settings["sigma"]).regions
+    return drop_small_labels(regions.astype(np.int64, copy=False), min_fraction=settings["min_particle_fraction"])
 
 
-def segment_block(image, index, plan: Plan, grid: Grid, model_blocks: ModelBlocks | None) -> np.ndarray:
-    """uint32 labels of a block's region (core + halo), by the plan's method."""
+def prepare_block(image, index, plan: Plan, grid: Grid, model_blocks: ModelBlocks | None):
+    """What a block needs before its own work: its region's grey values (and where they were NaN or
+    infinite), and the model's windows over it.
+
+    Runs ahead of the block (in another thread of the same process), so that
+    reading and the network overlap the previous block's instance step.
+    """
     if not plan.has_contrast or math.isnan(plan.particle_size_mm):
+        return None
+    values, masked = read_region_masked(image, grid.region(index), plan.fill)
+    if plan.method == "model" and has_contrast(values):
+        model_blocks.compute(image, model_blocks.windows(index))
+    return values, masked
+
+
+def segment_block(image, index, plan: Plan, grid: Grid, model_blocks: ModelBlocks | None,
+                  prepared: tuple | None) -> np.ndarray:
+    """uint32 labels of a block's region (core + halo), by the plan's method, from :func:`prepare_block`."""
+    if prepared is None:
         region = grid.region(index)
         return np.zeros(tuple(s.stop - s.start for s in region), np.uint32)
+    values, masked = prepared
     if plan.method == "model":
-        return model_blocks.segment(image, index)
-    return otsu_watershed_region(read_region(image, grid.region(index)), plan)
+        labels = model_blocks.segment(image, index, values)
+    elif plan.method == "snow":
+        labels = snow_region(values, plan)
+    else:
+        labels = otsu_watershed_region(values, plan)
+    if masked is not None:  # as in memory: NaN or infinite voxels are background
+        labels[masked] = 0
+    return labels

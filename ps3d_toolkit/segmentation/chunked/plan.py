@@ -65,13 +65,16 @@ class Plan:
     has_contrast: bool
     percentiles: tuple = (0.0, 1.0)
     settings: dict = field(default_factory=dict)
+    #: With non_finite="mask": the grey value NaN/inf voxels are read as (the in-memory
+    #: run's 0.5th percentile of the finite values); None: they are refused.
+    fill: float | None = None
 
     def key(self, grid: Grid) -> dict:
         """What a resumed run must share with the interrupted one (JSON-ready)."""
         return {"method": self.method, "shape": list(grid.shape), "block": list(grid.block),
                 "halo": list(grid.halo), "spacing": list(self.spacing),
                 "particle_size_mm": self.particle_size_mm, "grain_threshold": self.grain_threshold,
-                "percentiles": list(self.percentiles)}
+                "percentiles": list(self.percentiles), "fill": self.fill}
 
 
 
@@ -90,7 +93,7 @@ def _sample_stride(shape: tuple, max_values: int) -> int:
     return max(1, int(np.ceil((math.prod(shape) / max_values) ** (1 / 3))))
 
 
-def _smoothed_sample(image, max_values: int) -> np.ndarray:
+def _smoothed_sample(image, max_values: int, fill: float | None) -> np.ndarray:
     """``strided_sample(gaussian_filter(image, 0.5), max_values)``, reading 5 z-planes per sampled plane."""
     shape = image.shape
     stride = _sample_stride(shape, max_values)
@@ -100,6 +103,8 @@ def _smoothed_sample(image, max_values: int) -> np.ndarray:
     for z in range(0, shape[0], stride):
         z0, z1 = max(0, z - reach), min(shape[0], z + reach + 1)
         slab = np.asarray(image[z0:z1], dtype=np.float32)
+        if fill is not None:
+            slab[~np.isfinite(slab)] = fill
         smooth = ndimage.gaussian_filter(slab, _SMOOTH_SIGMA)
         planes.append(smooth[z - z0, ::stride, ::stride])
     return np.stack(planes)
@@ -109,13 +114,17 @@ def make_plan(image, spacing, particle_size_mm, method, block, options) -> Plan:
     """The shared plan: thresholds and contrast from the sample, the size given or estimated."""
     from ps3d_toolkit.core.arrays import strided_sample
 
+    non_finite = options.get("non_finite", "refuse")
     settings = _method_settings(method, options)
-    smooth = _smoothed_sample(image, _OTSU_SAMPLE)
-    if not np.isfinite(smooth).all():
-        raise InputError("image holds NaN or infinite grey values; fix the scan, or segment it in memory "
-                         "with non_finite='mask'")
-    # the contrast of the raw values, as in memory: smoothing makes noise look like grains
     raw = strided_sample(image, _PERCENTILE_SAMPLE).astype(np.float32, copy=False)
+    fill = _fill_value(raw) if non_finite == "mask" else None
+    if fill is not None:
+        raw = np.where(np.isfinite(raw), raw, np.float32(fill))
+    smooth = _smoothed_sample(image, _OTSU_SAMPLE, fill)
+    if not np.isfinite(smooth).all():
+        raise InputError("image holds NaN or infinite grey values; fix the scan, or pass non_finite='mask' "
+                         "to treat those voxels as background")
+    # the contrast of the raw values, as in memory: smoothing makes noise look like grains
     contrast = grain_contrast(raw) if np.ptp(raw) > 0 else 0.0
     percentiles = (0.0, 1.0)
     if method == "model":
@@ -125,7 +134,7 @@ def make_plan(image, spacing, particle_size_mm, method, block, options) -> Plan:
     n_classes = settings.get("n_classes")
     threshold = float(_grain_threshold(smooth.ravel(), n_classes)) if np.ptp(smooth) > 0 else math.inf
     plan = Plan(method, spacing, particle_size_mm or math.nan, threshold,
-                 contrast >= MIN_GRAIN_CONTRAST, percentiles, settings)
+                contrast >= MIN_GRAIN_CONTRAST, percentiles, settings, fill)
     if not plan.has_contrast:
         logger.warning("the scan shows no grain contrast (block contrast %.3g, below %g: empty, constant or "
                        "noise only): no particles", contrast, MIN_GRAIN_CONTRAST)
@@ -134,15 +143,25 @@ def make_plan(image, spacing, particle_size_mm, method, block, options) -> Plan:
     return plan
 
 
+def _fill_value(raw: np.ndarray) -> float:
+    """The grey value of masked voxels: as ``_checks.finite_image``, the 0.5th percentile of the finite sample."""
+    from ps3d_toolkit.segmentation._checks import _MASK_PERCENTILE
+
+    finite = raw[np.isfinite(raw)]
+    if finite.size == 0:
+        raise InputError("image holds no finite grey value in its sample (NaN or infinite everywhere looked at)")
+    return float(np.percentile(finite, _MASK_PERCENTILE))
+
+
 def _method_settings(method: str, options: dict) -> dict:
     """The method's options with its defaults, checked; the model's network loaded once."""
     from ps3d_toolkit.segmentation.registry import method_function
 
     defaults = {k: v for k, v in method_function(method).__kwdefaults__.items()
                 if k not in ("non_finite", "progress")}
-    if options.get("non_finite", "refuse") != "refuse":
-        raise InputError("non_finite='mask' is not available with chunk_size yet; fix the scan's NaN or "
-                         "infinite values, or segment without chunk_size")
+    from ps3d_toolkit.core.checks import check_non_finite
+
+    check_non_finite(options.get("non_finite", "refuse"))
     options = {k: v for k, v in options.items() if k != "non_finite"}
     unknown = sorted(set(options) - set(defaults))
     if unknown:
@@ -154,7 +173,20 @@ def _method_settings(method: str, options: dict) -> dict:
                                                          "min_distance_fraction"),
                     min_particle_fraction=check_fraction(settings["min_particle_fraction"],
                                                          "min_particle_fraction"))
+    if method == "snow":
+        return _snow_settings(settings)
     return _model_settings(settings)
+
+
+def _snow_settings(settings: dict) -> dict:
+    """SNOW's options, checked as ``classic._snow`` does."""
+    r_max, sigma = settings["r_max"], float(settings["sigma"])
+    if r_max is not None and (not isinstance(r_max, (int, np.integer)) or isinstance(r_max, bool) or r_max < 1):
+        raise InputError(f"r_max must be a positive integer (voxels), got {r_max!r}")
+    if not sigma >= 0:
+        raise InputError(f"sigma must be a non-negative number of voxels, got {sigma!r}")
+    return dict(n_classes=check_n_classes(settings["n_classes"]), r_max=r_max, sigma=sigma,
+                min_particle_fraction=check_fraction(settings["min_particle_fraction"], "min_particle_fraction"))
 
 
 def _model_settings(settings: dict) -> dict:
@@ -194,7 +226,7 @@ def _estimate_size(image, plan: Plan, smooth: np.ndarray, block: tuple) -> float
         share[index] = float(bright[cut].mean()) if bright[cut].size else 0.0
     sizes, weights = [], []
     for index in sorted(share, key=share.get, reverse=True)[:_SIZE_BLOCKS]:
-        region = read_region(image, grid.core(index))
+        region = read_region(image, grid.core(index), plan.fill)
         try:
             estimate = _estimate_particle_size(region, plan.spacing, grain_mask(scaled(region, plan), plan),
                                                None)
@@ -212,13 +244,29 @@ def _estimate_size(image, plan: Plan, smooth: np.ndarray, block: tuple) -> float
 
 
 
-def read_region(image, region: tuple) -> np.ndarray:
-    """A region of the scan as numpy; NaN or infinite grey values are refused, naming the region."""
+def read_region(image, region: tuple, fill: float | None = None) -> np.ndarray:
+    """A region of the scan as numpy; NaN or infinite grey values read as ``fill``, or refused naming the region."""
+    return read_region_masked(image, region, fill)[0]
+
+
+def read_region_masked(image, region: tuple, fill: float | None) -> tuple:
+    """A region's grey values (NaN/inf read as ``fill``) and where they were not finite (None: nowhere).
+
+    Raises
+    ------
+    InputError
+        For NaN or infinite values when ``fill`` is None (non_finite="refuse").
+    """
     values = np.asarray(image[region])
-    if values.dtype.kind == "f" and not np.isfinite(values).all():
+    if values.dtype.kind != "f":
+        return values, None
+    finite = np.isfinite(values)
+    if finite.all():
+        return values, None
+    if fill is None:
         raise InputError(f"image holds NaN or infinite grey values in {region_text(region)}; fix the scan, "
-                         "or segment it in memory with non_finite='mask'")
-    return values
+                         "or pass non_finite='mask' to treat those voxels as background")
+    return np.where(finite, values, values.dtype.type(fill)), ~finite
 
 
 def region_text(region: tuple) -> str:

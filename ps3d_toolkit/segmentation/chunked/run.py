@@ -24,6 +24,9 @@ from ps3d_toolkit.segmentation.chunked.work import WORK_SUFFIX, Work, save_block
 
 logger = logging.getLogger(__name__)
 
+# Blocks prepared ahead of the one being segmented (1: the next one; memory grows with it).
+_AHEAD = 1
+
 
 def segment_chunked(image, *, spacing, output=None, chunk_size: int = 128, particle_size_mm=None,
                     method=None, halo_diameters: float | None = None, resume: bool = False,
@@ -44,7 +47,7 @@ def segment_chunked(image, *, spacing, output=None, chunk_size: int = 128, parti
         Block edge in voxels (at least 16): memory grows with (chunk_size + 2 halo)^3.
     particle_size_mm : float, optional
         Mean particle diameter in mm; estimated once from a few blocks when omitted.
-    method : {"model", "otsu-watershed"}, optional
+    method : {"model", "otsu-watershed", "snow"}, optional
         Segmentation method; default: the shipped model.
     halo_diameters : float, optional
         Context read around each block for the instance step, in particle
@@ -75,8 +78,8 @@ def segment_chunked(image, *, spacing, output=None, chunk_size: int = 128, parti
     ------
     InputError
         For an invalid image, spacing, size, chunk size, halo, method or
-        scheduler (SNOW and ``non_finite="mask"`` are not offered chunked),
-        NaN or infinite values in a block, or a resume whose settings differ.
+        scheduler, NaN or infinite values in a block (unless
+        ``non_finite="mask"``), or a resume whose settings differ.
     OutputError
         If ``output`` exists and neither ``resume`` nor ``overwrite`` is set.
     """
@@ -158,9 +161,6 @@ def _check_method(method) -> str:
     method = method or default_method()
     if method not in METHODS:
         raise InputError(f"method must be one of {METHODS}, got {method!r}")
-    if method == "snow":
-        raise InputError("method 'snow' is not available with chunk_size yet; use 'model' or "
-                         "'otsu-watershed', or segment without chunk_size")
     return method
 
 
@@ -212,9 +212,9 @@ def _check_region_memory(plan: Plan, grid: Grid) -> None:
 # --------------------------------------------------------------------------- engines
 
 
-def _segment_and_save(image, index, plan: Plan, grid: Grid, folder: Path, model_blocks) -> int:
-    """Segment one block and write its local labels and shells; its particle count."""
-    labels = _blocks.segment_block(image, index, plan, grid, model_blocks)
+def _segment_and_save(image, index, plan: Plan, grid: Grid, folder: Path, model_blocks, values) -> int:
+    """Segment one block (its prepared values) and write its local labels and shells; its particle count."""
+    labels = _blocks.segment_block(image, index, plan, grid, model_blocks, values)
     core, shells, count = stitch.local_ids(labels, grid, index)
     save_block(folder, grid, index, core, shells)
     return count
@@ -244,20 +244,42 @@ class _Windows:
 
 
 def _run_here(image, plan: Plan, grid: Grid, work: Work, model_blocks, progress: bool) -> None:
-    """Every unfinished block in raster order, in this process."""
+    """Every unfinished block in raster order, in this process, preparing the next block meanwhile.
+
+    One thread reads the next block's region and runs the network on its
+    windows while this thread does the current block's instance step and
+    writes it (torch and most of numpy/scipy release the GIL).
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
     todo = work.todo()
     windows = _Windows(model_blocks, todo)
     offset = sum(work.counts.values())
-    with tqdm(total=len(grid.indices()), initial=len(grid.indices()) - len(todo), desc="blocks", unit="block",
-              disable=not progress) as bar:
-        for index in todo:
-            count = _segment_and_save(image, index, plan, grid, work.folder, model_blocks)
-            offset += count
-            if offset >= np.iinfo(np.uint32).max:
-                raise ResourceError("the scan holds more particles than uint32 labels can number")
-            work.finish(index, count)
-            windows.done(index)
-            bar.update()
+
+    def prepare(index):
+        return _blocks.prepare_block(image, index, plan, grid, model_blocks)
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ps3d-prepare") as ahead, \
+            tqdm(total=len(grid.indices()), initial=len(grid.indices()) - len(todo), desc="blocks",
+                 unit="block", disable=not progress) as bar:
+        prepared = [ahead.submit(prepare, index) for index in todo[:_AHEAD]]
+        try:
+            for k, index in enumerate(todo):
+                values = prepared[k].result()
+                prepared[k] = None  # let the values go with the block
+                if k + _AHEAD < len(todo):
+                    prepared.append(ahead.submit(prepare, todo[k + _AHEAD]))
+                count = _segment_and_save(image, index, plan, grid, work.folder, model_blocks, values)
+                offset += count
+                if offset >= np.iinfo(np.uint32).max:
+                    raise ResourceError("the scan holds more particles than uint32 labels can number")
+                work.finish(index, count)
+                windows.done(index)
+                bar.update()
+        finally:
+            for future in prepared:
+                if future is not None:
+                    future.cancel()
 
 
 def _windows_task(image, windows: list, plan: Plan, grid: Grid, folder: str) -> int:
@@ -271,7 +293,8 @@ def _block_task(image, index, plan: Plan, grid: Grid, folder: str, *windows_read
     """On a worker: one block, after the windows it needs (``windows_ready``) are on disk."""
     _limit_threads()
     model_blocks = _blocks.ModelBlocks(plan, grid, Path(folder) / "windows") if _runs_network(plan) else None
-    return index, _segment_and_save(image, index, plan, grid, Path(folder), model_blocks)
+    prepared = _blocks.prepare_block(image, index, plan, grid, model_blocks)
+    return index, _segment_and_save(image, index, plan, grid, Path(folder), model_blocks, prepared)
 
 
 def _limit_threads() -> None:
