@@ -310,6 +310,15 @@ def test_cli_chunked_run_writes_the_store_refuses_it_again_and_resumes(ps3d, tmp
                         "--resume", "-q")
     assert code == 0, err
     np.testing.assert_array_equal(load_labels(output), chunked)
+    # ps3d measure reads the OME-Zarr labels block by block: the in-memory table's count and volume
+    from ps3d_toolkit.io import read_table
+    from ps3d_toolkit.measurement import measure
+
+    code, _, err = ps3d("measure", output, "--spacing", scan.spacing[0], "--output", tmp_path / "t.csv", "-q")
+    assert code == 0, err
+    table, expected = read_table(tmp_path / "t.csv"), measure(in_memory, spacing=scan.spacing)
+    assert abs(len(table) - len(expected)) <= 0.01 * len(expected)
+    assert table["volume_mm3"].sum() == pytest.approx(expected["volume_mm3"].sum(), rel=0.01)
 
 
 @pytest.mark.parametrize("arguments, words", [
