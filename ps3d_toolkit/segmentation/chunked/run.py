@@ -51,8 +51,9 @@ def segment_chunked(image, *, spacing, output=None, chunk_size: int = 128, parti
         Segmentation method; default: the shipped model.
     halo_diameters : float, optional
         Context read around each block for the instance step, in particle
-        diameters (at least 8 voxels); default
-        :data:`~ps3d_toolkit.segmentation.chunked.plan.DEFAULT_HALO_DIAMETERS`.
+        diameters (at least 8 voxels); default by method,
+        :data:`~ps3d_toolkit.segmentation.chunked.plan.DEFAULT_HALO_DIAMETERS`
+        (0.5 for the model, 1 for the classic methods).
     resume : bool
         Continue an interrupted run into the same ``output`` from its finished blocks.
     overwrite : bool
