@@ -34,9 +34,10 @@ def chunked_labels(scan):
     return _chunked(scan)
 
 
-def _chunked(scan, **kwargs):
+def _chunked(scan, image=None, **kwargs):
     kwargs = {"chunk_size": 48, "method": "otsu-watershed", "progress": False, **kwargs}
-    return segment_chunked(scan.image, spacing=scan.spacing, particle_size_mm=scan.particle_size_mm, **kwargs)
+    return segment_chunked(scan.image if image is None else image, spacing=scan.spacing,
+                           particle_size_mm=scan.particle_size_mm, **kwargs)
 
 
 def test_chunked_otsu_watershed_finds_the_particles_of_the_in_memory_run(scan, in_memory, chunked_labels):
@@ -267,6 +268,14 @@ def test_dask_runs_the_model_with_the_windows_of_the_whole_scan(model_scan, clus
     here = segment_chunked(model_scan.image, chunk_size=40, **_model_options(model_scan))
     there = segment_chunked(model_scan.image, chunk_size=40, scheduler=cluster, **_model_options(model_scan))
     assert np.array_equal(here, there)
+
+
+def test_a_scan_dask_workers_cannot_open_is_refused_naming_convert(scan, tmp_path, cluster):
+    from ps3d_toolkit.io import load_scan, save_scan
+
+    lazy = load_scan(save_scan(scan.image, tmp_path / "scan.tif", spacing=scan.spacing)).image
+    with pytest.raises(InputError, match="ps3d convert"):
+        _chunked(scan, image=lazy, scheduler=cluster)
 
 
 def test_an_unknown_scheduler_is_refused(scan):
