@@ -58,7 +58,7 @@ def test_blending_every_window_over_a_box_gives_the_in_memory_probabilities(tmp_
     assert grid.roi == (24, 24, 24) and len(grid.flips) == (8 if tta else 1)
     store = WindowStore(tmp_path, grid)
     for window in grid.windows():
-        logits = predict_windows(small_network, window_inputs(image, [window], grid, lambda c: c), device)[0]
+        logits = predict_windows(small_network, window_inputs(image, [window], grid, lambda c: c, device), device)[0]
         flip = grid.flips[window[0]]
         store.save(window, np.flip(logits, axis=tuple(a + 1 for a in flip)) if flip else logits)
     weight = importance_map(grid.roi)

@@ -114,7 +114,7 @@ class ModelBlocks:
         batch_size = self.plan.settings["window"]["batch_size"]
         for start in range(0, len(missing), batch_size):
             batch = missing[start:start + batch_size]
-            inputs = window_inputs(image, batch, self.network, self._normalized)
+            inputs = window_inputs(image, batch, self.network, self._normalized, device)
             logits = predict_windows(model, inputs, device)
             for window, values in zip(batch, logits):
                 flip = self.network.flips[window[0]]
@@ -130,6 +130,8 @@ class ModelBlocks:
     def segment(self, image, index, values: np.ndarray) -> np.ndarray:
         """uint32 labels of a block's region (grey ``values``): the blended probabilities, instances, phantoms dropped."""
         from ps3d_toolkit.segmentation.model.inference import _drop_phantom_particles, _instances_from_core_border
+        import torch
+
         from ps3d_toolkit.segmentation.model.windows import blend_probabilities, resample_region
 
         region = self.grid.region(index)
@@ -137,8 +139,10 @@ class ModelBlocks:
             return np.zeros(values.shape, np.uint32)
         extent = self.extent(index)
         self.compute(image, self.network.overlapping(extent))
-        probs = blend_probabilities(self.store, extent, self.weight)
-        core_border = resample_region(probs[1:], extent, region, self.network.grid_shape, self.grid.shape)
+        device = torch.device(self.plan.settings["device"])
+        probs = blend_probabilities(self.store, extent, self.weight, device)
+        core_border = resample_region(probs[1:], extent, region, self.network.grid_shape, self.grid.shape,
+                                      device)
         del probs
         normalized = scaled(values, self.plan)
         bright = ndimage.gaussian_filter(normalized, _SMOOTH_SIGMA) > self.plan.grain_threshold

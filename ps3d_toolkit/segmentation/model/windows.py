@@ -135,13 +135,13 @@ def _source_span(start: int, stop: int, source_size: int, target_size: int) -> t
     return int(low.min()), int(high.max()) + 1
 
 
-def resample_region(values: np.ndarray, source_box: tuple, target_box: tuple, source_shape: tuple,
-                    target_shape: tuple) -> np.ndarray:
+def resample_region(values, source_box: tuple, target_box: tuple, source_shape: tuple, target_shape: tuple,
+                    device=None):
     """Trilinear resampling of a crop, with the whole volume's coordinate mapping.
 
     Parameters
     ----------
-    values : np.ndarray
+    values : np.ndarray or torch.Tensor
         (..., z, y, x) float32 values of the source volume in ``source_box``.
     source_box, target_box : tuple of 3 slices
         Where ``values`` lie in the source volume, and the target box wanted.
@@ -149,32 +149,36 @@ def resample_region(values: np.ndarray, source_box: tuple, target_box: tuple, so
         (:meth:`NetworkGrid.grid_extent`, :meth:`NetworkGrid.scan_extent`).
     source_shape, target_shape : tuple of 3 int
         The whole volumes' shapes.
+    device : torch.device, optional
+        Where to compute (a GPU when the network runs on one); default: where
+        ``values`` are (the CPU for numpy).
 
     Returns
     -------
-    np.ndarray
-        float32 values on ``target_box``: the crop of torch's
-        ``interpolate(..., mode="trilinear", align_corners=False)`` of the
-        whole volume, up to floating-point order.
+    np.ndarray or torch.Tensor
+        float32 values on ``target_box`` (numpy for numpy ``values``, else a
+        tensor on ``device``): the crop of torch's ``interpolate(...,
+        mode="trilinear", align_corners=False)`` of the whole volume, up to
+        floating-point order.
     """
-    out = np.asarray(values, dtype=np.float32)
+    as_numpy = isinstance(values, np.ndarray)
+    out = torch.as_tensor(np.ascontiguousarray(values, dtype=np.float32) if as_numpy else values,
+                          dtype=torch.float32, device=device)
     lead = out.ndim - 3
     for axis in range(3):
         box, target = source_box[axis], target_box[axis]
+        dim = lead + axis
         if source_shape[axis] == target_shape[axis]:
-            out = np.take(out, np.arange(target.start - box.start, target.stop - box.start), axis=lead + axis)
+            out = out.narrow(dim, target.start - box.start, target.stop - target.start)
             continue
         low, high, weight = _source_coordinates(target.start, target.stop, source_shape[axis], target_shape[axis])
         shape = [1] * out.ndim
-        shape[lead + axis] = weight.size
-        weight = weight.reshape(shape)
-        a = np.take(out, low - box.start, axis=lead + axis)
-        b = np.take(out, high - box.start, axis=lead + axis)
-        a *= 1 - weight
-        b *= weight
-        a += b
-        out = a
-    return out
+        shape[dim] = weight.size
+        weight = torch.from_numpy(weight).to(out.device).reshape(shape)
+        a = out.index_select(dim, torch.from_numpy(low - box.start).to(out.device))
+        b = out.index_select(dim, torch.from_numpy(high - box.start).to(out.device))
+        out = torch.lerp(a, b, weight)
+    return out.cpu().numpy() if as_numpy else out
 
 
 class WindowStore:
@@ -215,29 +219,30 @@ class WindowStore:
         self.path(window).unlink(missing_ok=True)
 
 
-def window_inputs(image, windows, grid: NetworkGrid, normalize) -> np.ndarray:
-    """The network's inputs for some windows: (n, 1, *roi) float32, mirrored as each window's flip asks.
+def window_inputs(image, windows, grid: NetworkGrid, normalize, device=None) -> torch.Tensor:
+    """The network's inputs for some windows: (n, 1, *roi) float32 on ``device``, mirrored as each window's flip asks.
 
     ``normalize`` turns a scan crop into normalised float32 values (the plan's
-    intensity scaling).
+    intensity scaling). The resampling runs on ``device`` (a GPU when the
+    network runs on one).
     """
-    batch = np.zeros((len(windows), 1, *grid.roi), np.float32)
+    batch = torch.zeros((len(windows), 1, *grid.roi), dtype=torch.float32, device=device)
     for i, (f, corner) in enumerate(windows):
         extent = tuple(slice(c, c + r) for c, r in zip(corner, grid.roi))
         inside = tuple(slice(max(e.start, 0), min(e.stop, g)) for e, g in zip(extent, grid.grid_shape))
         source = grid.scan_extent(inside)
-        crop = normalize(np.asarray(image[source]))
+        crop = torch.from_numpy(np.ascontiguousarray(normalize(np.asarray(image[source])))).to(device)
         values = resample_region(crop, source, inside, grid.scan_shape, grid.grid_shape)
         where = tuple(slice(s.start - e.start, s.stop - e.start) for s, e in zip(inside, extent))
         batch[(i, 0, *where)] = values
         if grid.flips[f]:
-            batch[i, 0] = np.flip(batch[i, 0], axis=grid.flips[f])
+            batch[i, 0] = batch[i, 0].flip(grid.flips[f])
     return batch
 
 
-def predict_windows(model, batch: np.ndarray, device: torch.device) -> np.ndarray:
-    """Logits of a batch of windows, as MONAI's predictor call (mixed precision on CUDA)."""
-    x = torch.from_numpy(batch)
+def predict_windows(model, batch, device: torch.device) -> np.ndarray:
+    """Logits of a batch of windows (numpy or a tensor), as MONAI's predictor call (mixed precision on CUDA)."""
+    x = torch.as_tensor(batch)
     with torch.inference_mode(), torch.autocast(device_type=device.type, enabled=device.type == "cuda",
                                                 dtype=torch.float16):
         logits = model(x.to(device))
@@ -252,19 +257,21 @@ def importance_map(roi: tuple) -> np.ndarray:
                                   dtype=torch.float32).numpy()
 
 
-def blend_probabilities(store: WindowStore, extent: tuple, weight: np.ndarray) -> np.ndarray:
+def blend_probabilities(store: WindowStore, extent: tuple, weight: np.ndarray, device=None) -> np.ndarray:
     """Class probabilities (3, *extent) on a grid box, from every window over it.
 
     Per mirroring, the windows' logits are averaged with the Gaussian
     ``weight`` and turned into probabilities (softmax), as in memory; the
-    mirrorings' probabilities are then averaged.
+    mirrorings' probabilities are then averaged. The sums and the softmax
+    run on ``device`` (a GPU when the network runs on one).
     """
     grid = store.grid
     shape = tuple(e.stop - e.start for e in extent)
+    weight = torch.as_tensor(weight, device=device)
     total = None
     for f in range(len(grid.flips)):
-        summed = np.zeros((3, *shape), np.float32)
-        count = np.zeros(shape, np.float32)
+        summed = torch.zeros((3, *shape), dtype=torch.float32, device=device)
+        count = torch.zeros(shape, dtype=torch.float32, device=device)
         for window in grid.overlapping(extent):
             if window[0] != f:
                 continue
@@ -273,12 +280,12 @@ def blend_probabilities(store: WindowStore, extent: tuple, weight: np.ndarray) -
             mine = tuple(slice(b.start - c, b.stop - c) for b, c in zip(both, corner))
             there = tuple(slice(b.start - e.start, b.stop - e.start) for b, e in zip(both, extent))
             w = weight[mine]
-            summed[(slice(None), *there)] += store.load(window)[(slice(None), *mine)] * w
+            logits = torch.from_numpy(store.load(window)[(slice(None), *mine)]).to(weight.device)
+            summed[(slice(None), *there)] += logits * w
             count[there] += w
-        summed /= count
-        probs = torch.softmax(torch.from_numpy(summed), dim=0).numpy()
+        probs = torch.softmax(summed / count, dim=0)
         total = probs if total is None else total + probs
-    return total / np.float32(len(grid.flips))
+    return (total / len(grid.flips)).cpu().numpy()
 
 
 def consumers(grid: NetworkGrid, extents: dict) -> dict:
