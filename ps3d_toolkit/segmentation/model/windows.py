@@ -24,7 +24,6 @@ of the resampled whole.
 
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -286,21 +285,3 @@ def blend_probabilities(store: WindowStore, extent: tuple, weight: np.ndarray, d
         probs = torch.softmax(summed / count, dim=0)
         total = probs if total is None else total + probs
     return (total / len(grid.flips)).cpu().numpy()
-
-
-def consumers(grid: NetworkGrid, extents: dict) -> dict:
-    """For each window, how many of the given grid boxes (key -> extent) it overlaps."""
-    count = {}
-    for extent in extents.values():
-        for window in grid.overlapping(extent):
-            count[window] = count.get(window, 0) + 1
-    return count
-
-
-def n_windows(grid: NetworkGrid) -> int:
-    """How many windows the network runs on the whole grid."""
-    return len(grid.windows())
-
-
-def grid_voxels(grid: NetworkGrid) -> int:
-    return math.prod(grid.grid_shape)
