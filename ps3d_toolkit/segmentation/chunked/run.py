@@ -365,8 +365,9 @@ def _client(scheduler) -> tuple:
     if scheduler == "local":
         import os
 
+        # silence_logs: Dask's own notes (e.g. a worker killed at shutdown) are not the user's business
         cluster = LocalCluster(n_workers=max(1, min(4, os.cpu_count() or 1)), threads_per_worker=1,
-                               processes=True, dashboard_address=":0")
+                               processes=True, dashboard_address=":0", silence_logs=logging.ERROR)
         client = Client(cluster)
         logger.info("Dask LocalCluster, dashboard: %s", client.dashboard_link)
 
