@@ -18,6 +18,13 @@ LAUNCH_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backgro
                "--disable-component-update", "--disable-sync", "--no-first-run"]
 
 
+try:
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+except ImportError:     # the browser fixture skips (or fails in CI) without Playwright
+    class PlaywrightTimeout(Exception):
+        """Stands for Playwright's timeout where Playwright is not installed."""
+
+
 def unavailable(reason: str):
     """Skip the test for want of ``reason``, or fail it in CI, which must run the browser tests."""
     if os.environ.get("CI"):

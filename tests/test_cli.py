@@ -13,8 +13,8 @@ import pytest
 
 from ps3d_toolkit import cli
 from ps3d_toolkit.cli import app
-from ps3d_toolkit.io import load_labels, load_scan, save_labels, save_scan
 from ps3d_toolkit.data.synthetic import generate_scan
+from ps3d_toolkit.io import load_labels, load_scan, save_labels, save_scan
 
 SPACING = 0.01
 
@@ -124,7 +124,8 @@ def test_segment_warns_in_one_line_when_spacing_overrides_the_file(capsys, files
     code, _, err = run(capsys, "segment", files["tif"], "--spacing", "0.02", "-o", tmp_path / "l.npy", "-q")
     assert code == 0
     warning_lines = [line for line in err.splitlines() if line]
-    assert len(warning_lines) == 1 and warning_lines[0].startswith("ps3d: warning: spacing=")
+    assert len(warning_lines) == 1
+    assert warning_lines[0].startswith("ps3d: warning: --spacing (0.02, 0.02, 0.02) overrides")
 
 
 def test_segment_anisotropic_spacing_is_parsed_z_y_x(capsys, files, tmp_path):
@@ -476,3 +477,111 @@ def test_library_log_messages_are_one_line_each_on_stderr(capsys, chatty, flag, 
     assert code == 0 and stdout == ""
     assert err.splitlines() == expected
     assert logging.getLogger("ps3d_toolkit").handlers == []     # nothing left behind after the command
+
+
+# --------------------------------------------------------------------------- convert: spacing and folders
+
+
+def test_convert_without_a_spacing_names_the_flag(capsys, files, tmp_path):
+    code, _, err = run(capsys, "convert", files["bare"], tmp_path / "x.zarr")
+    assert_one_line_error(code, err, "pass --spacing")
+    assert "spacing=" not in err
+
+
+def test_convert_reads_a_folder_of_tiff_slices(capsys, phantom, tmp_path):
+    import tifffile
+
+    slices = tmp_path / "slices"
+    slices.mkdir()
+    for index, plane in enumerate(phantom.image):
+        tifffile.imwrite(slices / f"slice_{index:03d}.tif", plane)
+    code, _, err = run(capsys, "convert", slices, tmp_path / "scan.zarr", "--spacing", "0.01", "-q")
+    assert code == 0, err
+    scan = load_scan(tmp_path / "scan.zarr")
+    np.testing.assert_array_equal(np.asarray(scan.image), phantom.image)
+    assert scan.spacing == (SPACING,) * 3
+
+
+@pytest.mark.parametrize("existing", [False, True])
+def test_convert_to_a_folder_of_slices_is_refused_with_the_reason(capsys, files, tmp_path, existing):
+    target = tmp_path / "slices"
+    if existing:
+        target.mkdir()
+    code, _, err = run(capsys, "convert", files["tif"], target)
+    assert_one_line_error(code, err, "folder of TIFF slices", "slices.tif", "slices.zarr")
+    assert target.exists() == existing and (not existing or not any(target.iterdir()))
+
+
+def test_convert_help_says_which_formats_it_reads_and_writes(capsys):
+    code, stdout, _ = run(capsys, "convert", "--help")
+    assert code == 0
+    assert "folder of 2D TIFF slices" in stdout and "not a folder of slices" in stdout
+
+
+# --------------------------------------------------------------------------- a reader that goes away
+
+
+@pytest.mark.parametrize("argv", [["evaluate", "TRUTH", "TRUTH"], ["evaluate", "TRUTH", "TRUTH", "--json"],
+                                  ["--help"], ["convert", "--help"]])
+def test_a_closed_pipe_ends_quietly_with_the_sigpipe_code(files, argv):
+    """``ps3d ... | head -1``: stdout's reader is gone before ps3d writes; no 'Broken pipe', no error code 2."""
+    import os
+
+    script = Path(sys.executable).with_name("ps3d")
+    read_end, write_end = os.pipe()
+    os.close(read_end)                      # the reader has already gone: every write fails
+    try:
+        done = subprocess.run([str(script), *[str(files["truth"]) if a == "TRUTH" else a for a in argv]],
+                              stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=300)
+    finally:
+        os.close(write_end)
+    assert done.stderr == ""
+    if "--help" in argv:    # argparse drops help it cannot write; ps3d ends as after any help
+        assert done.returncode in (0, app.EXIT_PIPE_CLOSED)
+    else:
+        assert done.returncode == app.EXIT_PIPE_CLOSED == 141
+
+
+# --------------------------------------------------------------------------- CSV numbers
+
+
+def test_csv_tables_carry_no_float_noise_and_read_back_within_1e_9(tmp_path):
+    from ps3d_toolkit.io import read_table, save_table
+
+    rng = np.random.default_rng(0)
+    values = np.concatenate([[0.0015810000000000002, 0.1 + 0.2, 1 / 3, 0.0, -2.5e-7, 123456.789012345],
+                             rng.lognormal(0, 6, 200) * rng.choice([-1, 1], 200)])
+    table = pd.DataFrame({"label": np.arange(1, values.size + 1), "eq_diameter_mm": values,
+                          "volume_mm3": values ** 2, "touches_border": values > 0})
+    text = save_table(table, tmp_path / "t.csv").read_text()
+    assert "0.0015810000000000002" not in text and "0.30000000000000004" not in text
+    assert "0.001581," in text
+    back = read_table(tmp_path / "t.csv")
+    np.testing.assert_allclose(back["eq_diameter_mm"], values, rtol=1e-9, atol=0)
+    np.testing.assert_allclose(back["volume_mm3"], values ** 2, rtol=1e-9, atol=0)
+    assert back["label"].dtype.kind == "i" and back["touches_border"].tolist() == table["touches_border"].tolist()
+
+
+def test_measured_csv_matches_the_parquet_within_1e_9(capsys, files, tmp_path):
+    for suffix in (".csv", ".parquet"):
+        code, _, err = run(capsys, "measure", files["truth"], "--image", files["tif"], "-o",
+                           tmp_path / f"particles{suffix}", "-q")
+        assert code == 0, err
+    csv, parquet = pd.read_csv(tmp_path / "particles.csv"), pd.read_parquet(tmp_path / "particles.parquet")
+    assert list(csv.columns) == list(parquet.columns)
+    floats = [c for c in parquet.columns if parquet[c].dtype.kind == "f"]
+    assert floats
+    for column in floats:
+        np.testing.assert_allclose(csv[column], parquet[column], rtol=1e-9, atol=1e-300, err_msg=column)
+    longest = max(len(cell) for line in (tmp_path / "particles.csv").read_text().splitlines()[1:]
+                  for cell in line.split(","))
+    assert longest <= 16      # 10 significant digits, a sign, a point and an exponent at most
+
+
+@pytest.mark.parametrize("message, expected", [
+    ("spacing is not stored in x; pass spacing=... in mm", "spacing is not stored in x; pass --spacing ... in mm"),
+    ("no shipped model weights; use method='otsu-watershed'", "no shipped model weights; use --method otsu-watershed"),
+    ("pass overwrite=True (overwrite=True)", "pass --overwrite"),
+])
+def test_library_keywords_are_named_as_their_flags(message, expected):
+    assert app._one_line(message) == expected

@@ -12,7 +12,9 @@ Errors a user can cause (a missing or unreadable file, a bad spacing, an
 unknown format or method: a :class:`~ps3d_toolkit.core.errors.Ps3dError`, or an
 ``OSError`` from the file system) end with exit code 2 and one line on stderr,
 ``ps3d: error: ...``; anything else is a bug in the toolkit: exit code 1 and a
-line asking for a report. ``PS3D_DEBUG=1`` shows the traceback instead. A
+line asking for a report. ``PS3D_DEBUG=1`` shows the traceback instead. When
+the reader of the output goes away (``ps3d evaluate ... | head -1``) the command
+stops quietly with code 141, as a program ended by SIGPIPE does. A
 library message that names a keyword argument a flag stands for
 (``force=True``, ``non_finite='mask'``, ...) names the flag instead. Warnings
 are one line, ``ps3d: warning: ...``. The library's log messages (logger
@@ -40,6 +42,8 @@ __all__ = ["PROG", "SUBCOMMANDS", "add_subcommand", "build_parser", "main"]
 PROG = "ps3d"
 EXIT_USAGE = 2
 EXIT_BUG = 1
+#: 128 + SIGPIPE: what a shell reports for a program whose reader closed the pipe.
+EXIT_PIPE_CLOSED = 141
 REPORT_TO = "the ps3d_toolkit issue tracker"
 LIBRARY_LOGGER = "ps3d_toolkit"
 
@@ -67,6 +71,8 @@ _FLAG_FOR_KEYWORD = (
     (re.compile(r"\bnon_finite\s*=\s*['\"]mask['\"]"), "--non-finite mask"),
     (re.compile(r"\bmissing_chunks\s*=\s*['\"]fill['\"]"), "--allow-missing-chunks"),
     (re.compile(r"\bdevice\s*=\s*['\"]([a-z]+)['\"]"), r"--device \1"),
+    (re.compile(r"\bmethod\s*=\s*['\"]([a-z-]+)['\"]"), r"--method \1"),
+    (re.compile(r"\bspacing\s*=\s*"), "--spacing "),
     (re.compile(r"\bparticle_size_mm\b"), "--particle-size"),
     (re.compile(r"\binference_diameter_vox\b"), "--inference-diameter-vox"),
     (re.compile(r"\bmemory_limit_gb\b"), "--memory-limit-gb"),
@@ -132,7 +138,22 @@ def _dispatch(args) -> int:
     run = args.run
     with _library_messages(args):
         code = run(args)
+        # a reader that went away is found here, not at exit, where Python would print it
+        sys.stdout.flush()
     return 0 if code is None else int(code)
+
+
+def _reader_gone() -> int:
+    """Stop quietly when stdout's reader has closed the pipe (``ps3d ... | head -1``).
+
+    Later writes, including the interpreter's flush at exit, go to the null
+    device instead of raising ``BrokenPipeError`` again.
+    """
+    with contextlib.suppress(OSError, ValueError):
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, sys.stdout.fileno())
+        os.close(null)
+    return EXIT_PIPE_CLOSED
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -171,13 +192,17 @@ def main(argv=None) -> int:
     int
         0 on success, 2 on a usage or input error (one line on stderr), 1 on
         an internal error (a bug: one line asking for a report), 130 when
-        interrupted.
+        interrupted, 141 when the reader of stdout closed the pipe.
     """
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
-    except SystemExit as stop:  # --help, --version and usage errors
-        return stop.code if isinstance(stop.code, int) else 0
+        try:
+            args = parser.parse_args(argv)
+        except SystemExit as stop:  # --help, --version and usage errors
+            sys.stdout.flush()
+            return stop.code if isinstance(stop.code, int) else 0
+    except BrokenPipeError:  # ps3d --help | head -1
+        return _reader_gone()
     debug = os.environ.get("PS3D_DEBUG", "").strip() not in ("", "0")
     with warnings.catch_warnings():
         if not debug:
@@ -189,6 +214,10 @@ def main(argv=None) -> int:
                 raise
             print(f"{PROG}: interrupted", file=sys.stderr)
             return 130
+        except BrokenPipeError:
+            if debug:
+                raise
+            return _reader_gone()
         except (Ps3dError, OSError) as error:
             # the input, the settings or the file system: FileNotFoundError,
             # PermissionError and a full disk are OSErrors

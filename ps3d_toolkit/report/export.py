@@ -10,6 +10,7 @@ import pandas as pd
 from ps3d_toolkit.core.atomic import atomic_path
 from ps3d_toolkit.core.checks import check_table
 from ps3d_toolkit.core.errors import InputError
+from ps3d_toolkit.io.tables import CSV_FLOAT_FORMAT
 from ps3d_toolkit.report.tables import report_frames
 
 # a worksheet holds 1,048,576 rows, one of them the header
@@ -87,7 +88,7 @@ def export_tables(table, path, *, scan=None, notes: dict | None = None, include_
     for name, frame in frames.items():
         target = path if (suffix == ".csv" and name == "particles") else stem.with_name(f"{stem.name}_{name}.csv")
         with atomic_path(target) as tmp:
-            frame.to_csv(tmp, index=False)
+            frame.to_csv(tmp, index=False, float_format=CSV_FLOAT_FORMAT)
         written.append(target)
     return written
 
