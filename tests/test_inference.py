@@ -309,8 +309,9 @@ def test_the_memory_budget_refuses_a_grid_too_large_before_any_work(monkeypatch)
     # 4-voxel particles drawn 18 voxels wide: a 144^3 grid, 42 bytes a voxel = 0.125 GB
     with pytest.raises(ResourceError, match=r"particle_size_mm 4 mm the model's network grid would be 144 x 144 x "
                                             r"144 voxels .* need ~0\.125 GB \(42 bytes a voxel\), above the memory "
-                                            r"budget of 0\.1 GB \(memory_limit_gb=0\.1\); use a larger particle "
-                                            r"size, a smaller inference_diameter_vox, or crop the scan"):
+                                            r"budget of 0\.1 GB \(memory_limit_gb=0\.1\); segment it block by block "
+                                            r"with chunk_size=128 .* a smaller inference_diameter_vox, or crop the "
+                                            r"scan"):
         run_model(image, particle_size_mm=4.0, memory_limit_gb=0.1, **options)
     with pytest.raises(ResourceError, match=r"~0\.233 GB \(78 bytes a voxel\)"):  # test-time augmentation
         run_model(image, particle_size_mm=4.0, memory_limit_gb=0.2, tta=True, **options)

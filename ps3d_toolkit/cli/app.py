@@ -76,6 +76,9 @@ _FLAG_FOR_KEYWORD = (
     (re.compile(r"\bparticle_size_mm\b"), "--particle-size"),
     (re.compile(r"\binference_diameter_vox\b"), "--inference-diameter-vox"),
     (re.compile(r"\bmemory_limit_gb\b"), "--memory-limit-gb"),
+    (re.compile(r"\bchunk_size\s*=\s*"), "--chunk-size "),
+    (re.compile(r"\bchunk_size\b"), "--chunk-size"),
+    (re.compile(r"\bresume\s*=\s*True\b"), "--resume"),
 )
 
 _FLAG_TWICE = re.compile(r"(--[a-z-]+(?: [a-z]+)?) \(\1\)")

@@ -530,8 +530,9 @@ class _GridCheck:
                 f"at {what} {particle_size_mm:.4g} mm the model's network grid would be "
                 f"{' x '.join(f'{g:.0f}' for g in grid)} voxels ({self.diameter_vox:g} voxels a particle) and "
                 f"need ~{needed / 1e9:.3g} GB ({per_voxel} bytes a voxel), above the memory budget of "
-                f"{limit / 1e9:.3g} GB ({how}); use a larger particle size, a smaller "
-                "inference_diameter_vox, or crop the scan")
+                f"{limit / 1e9:.3g} GB ({how}); segment it block by block with chunk_size=128 (a smaller "
+                "chunk_size if it already is), or use a larger particle size, a smaller inference_diameter_vox, "
+                "or crop the scan")
         return particle_size_mm
 
 
