@@ -276,11 +276,36 @@ def _run_here(image, plan: Plan, grid: Grid, work: Work, model_blocks, progress:
                     raise ResourceError("the scan holds more particles than uint32 labels can number")
                 work.finish(index, count)
                 windows.done(index)
+                _release_freed_memory()
                 bar.update()
         finally:
             for future in prepared:
                 if future is not None:
                     future.cancel()
+
+
+def _release_freed_memory() -> None:
+    """Hand memory freed by the last block back to the system (glibc keeps it otherwise).
+
+    Blocks allocate and free arrays of many sizes from two threads; glibc's
+    per-thread arenas then hold on to freed pages, and the resident memory
+    crept up by ~200 MB over 64 blocks of 64^3 (the model, a 256^3 scan)
+    without it. Elsewhere than glibc this does nothing.
+    """
+    global _MALLOC_TRIM
+    if _MALLOC_TRIM is None:
+        import ctypes
+        import ctypes.util
+
+        try:
+            _MALLOC_TRIM = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+        except (OSError, AttributeError):
+            _MALLOC_TRIM = False
+    if _MALLOC_TRIM:
+        _MALLOC_TRIM(0)
+
+
+_MALLOC_TRIM = None
 
 
 def _windows_task(image, windows: list, plan: Plan, grid: Grid, folder: str) -> int:
