@@ -17,10 +17,23 @@ import logging
 import time
 from pathlib import Path
 
-from ps3d_toolkit.cli.args import (CLIError, add_allow_missing_chunks, add_method, add_non_finite,
-                                   add_overwrite, add_spacing, add_verbosity, check_method, check_output,
-                                   label_formats, missing_chunks, positive, say, uncompressed_bytes,
-                                   whole_number)
+from ps3d_toolkit.cli.args import (
+    CLIError,
+    add_allow_missing_chunks,
+    add_method,
+    add_non_finite,
+    add_overwrite,
+    add_spacing,
+    add_verbosity,
+    check_method,
+    check_output,
+    label_formats,
+    missing_chunks,
+    positive,
+    say,
+    uncompressed_bytes,
+    whole_number,
+)
 
 EXAMPLES = """
 ps3d segment scan.tif --spacing 0.01 --output labels.tif
@@ -96,6 +109,11 @@ def _model_options(args, method: str) -> dict:
 
 def run(args) -> int:
     """Run ``ps3d segment`` on parsed arguments."""
+    import importlib
+
+    import numpy as np
+
+    from ps3d_toolkit.core.progress import Stages
     from ps3d_toolkit.io import load_scan, save_labels
     from ps3d_toolkit.segmentation import segment
 
@@ -116,11 +134,22 @@ def run(args) -> int:
         args.chunk_size = _chunk_size_when_too_big(args, scan.image.size, method)
     if args.chunk_size is not None:
         return _run_chunked(args, scan, size_mm, method, options, start)
-    labels = segment(scan.image, spacing=scan.spacing, particle_size_mm=size_mm, method=method,
-                     non_finite=args.non_finite, progress=not args.quiet, **options)
+    stages = Stages(method, enabled=not args.quiet)
+    try:
+        stages.start("read")
+        image = np.asarray(scan.image)  # in memory: read here, by its own stage, not inside a later one
+        if method == "model":
+            stages.start("load model")
+            importlib.import_module("ps3d_toolkit.segmentation.model.inference")  # torch and MONAI load here
+        labels = segment(image, spacing=scan.spacing, particle_size_mm=size_mm, method=method,
+                         non_finite=args.non_finite, progress=stages, **options)
+        stages.start("write")
+        path = save_labels(labels, args.output, spacing=scan.spacing)
+    finally:
+        stages.close()
     seconds = time.perf_counter() - start
-    path = save_labels(labels, args.output, spacing=scan.spacing)
     say(args, f"{method}: {int(labels.max())} particles in {seconds:.1f} s; wrote {path}")
+    logger.debug("stages: %s", ", ".join(f"{name} {t:.1f} s" for name, t in stages.seconds.items()))
     return 0
 
 

@@ -27,7 +27,7 @@ def default_method() -> Method:
 
 
 def segment(image, *, spacing, particle_size_mm=None, method: Method | None = None,
-            non_finite: NonFinite = "refuse", progress: bool = True, chunk_size: int | None = None,
+            non_finite: NonFinite = "refuse", progress=True, chunk_size: int | None = None,
             **options) -> np.ndarray:
     """Segment every particle of a scan into a uint32 label image.
 
@@ -45,8 +45,11 @@ def segment(image, *, spacing, particle_size_mm=None, method: Method | None = No
     non_finite : {"refuse", "mask"}
         NaN or infinite grey values: refuse the scan (the default), or treat
         those voxels as background (label 0; how many is logged).
-    progress : bool
-        Show progress bars.
+    progress : bool or Stages
+        Show progress: the model as one bar over named stages (normalise,
+        estimate size, network, ..., instances), the classic methods by their
+        steps; a :class:`~ps3d_toolkit.core.progress.Stages` continues a
+        caller's display (``ps3d segment`` adds read and write).
     chunk_size : int, optional
         Segment block by block, blocks of ``chunk_size`` voxels a side with a
         halo, stitched across block faces (see

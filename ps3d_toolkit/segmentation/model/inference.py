@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -22,10 +22,17 @@ from scipy import ndimage
 from ps3d_toolkit.core.checks import check_positive, check_spacing
 from ps3d_toolkit.core.errors import DeviceError, InputError, MissingInputError, ResourceError
 from ps3d_toolkit.core.geometry import sphere_volume
-from ps3d_toolkit.segmentation._checks import (MIN_PARTICLE_VOXELS, NonFinite, check_fraction,
-                                               check_particle_size, check_scan, lacks_grain_contrast,
-                                               memory_budget_bytes)
 from ps3d_toolkit.core.labels import keep_labels
+from ps3d_toolkit.core.progress import Stages
+from ps3d_toolkit.segmentation._checks import (
+    MIN_PARTICLE_VOXELS,
+    NonFinite,
+    check_fraction,
+    check_particle_size,
+    check_scan,
+    lacks_grain_contrast,
+    memory_budget_bytes,
+)
 from ps3d_toolkit.segmentation.grains import SizeEstimate, _above_grain_threshold, _estimate_particle_size
 from ps3d_toolkit.segmentation.instances import _border_core_to_instances
 from ps3d_toolkit.segmentation.model.network import load_weights, resolve_inference_diameter_vox
@@ -225,8 +232,12 @@ def _check_window(roi_size, overlap, batch_size) -> None:
 
 def _predict_probabilities(normalized: np.ndarray, model, *, roi_size, overlap: float,
                            batch_size: int, device: torch.device, tta: bool,
-                           progress: bool) -> np.ndarray:
-    """:func:`predict_probabilities` on checked settings."""
+                           progress: bool, stages=None) -> np.ndarray:
+    """:func:`predict_probabilities` on checked settings.
+
+    With ``stages`` (a :class:`~ps3d_toolkit.core.progress.Stages`), the
+    network is its stage "network", one step a window, instead of MONAI's bar.
+    """
     from monai.inferers import sliding_window_inference
 
     if isinstance(roi_size, str):
@@ -240,19 +251,41 @@ def _predict_probabilities(normalized: np.ndarray, model, *, roi_size, overlap: 
     if tta:
         flips = [(), (2,), (3,), (4,), (2, 3), (2, 4), (3, 4), (2, 3, 4)]
     use_amp = device.type == "cuda"
+    predictor = model
+    if stages is not None:
+        stages.start("network", steps=_window_count(normalized.shape, roi, overlap) * len(flips))
+        predictor, progress = _counting(model, stages), False
     total = None
     with torch.inference_mode(), torch.autocast(device_type=device.type, enabled=use_amp,
                                                 dtype=torch.float16):
         for dims in flips:
             xin = x.flip(dims) if dims else x
             logits = sliding_window_inference(
-                xin, roi_size=roi, sw_batch_size=batch_size, predictor=model,
+                xin, roi_size=roi, sw_batch_size=batch_size, predictor=predictor,
                 overlap=overlap, mode="gaussian", sw_device=device, device="cpu",
                 progress=progress)
             probs = torch.softmax(logits.float(), dim=1)
             probs = probs.flip(dims) if dims else probs
             total = probs if total is None else total + probs
     return (total / len(flips))[0].numpy()
+
+
+def _counting(model, stages):
+    """``model`` as a predictor that moves the stages' bar by one step a window."""
+    def predictor(windows):
+        out = model(windows)
+        stages.advance(int(windows.shape[0]))
+        return out
+    return predictor
+
+
+def _window_count(shape: tuple, roi: tuple, overlap: float) -> int:
+    """How many windows MONAI's sliding window places on a grid of ``shape``."""
+    from monai.data.utils import dense_patch_slices
+    from monai.inferers.utils import _get_scan_interval
+
+    padded = tuple(max(n, r) for n, r in zip(shape, roi))
+    return len(dense_patch_slices(padded, roi, _get_scan_interval(padded, roi, 3, (overlap,) * 3)))
 
 
 @dataclass
@@ -279,6 +312,9 @@ class ModelRun:
         Whether the mirrorings were averaged.
     seconds, network_seconds : float
         Time in all, and in the network (all passes).
+    stage_seconds : dict
+        Seconds per named stage (normalise, estimate size, to network grid,
+        network, back to scan grid, instances), in the order they ran.
     """
 
     labels: np.ndarray
@@ -290,6 +326,7 @@ class ModelRun:
     tta: bool
     seconds: float
     network_seconds: float
+    stage_seconds: dict = field(default_factory=dict)
 
     @property
     def n_particles(self) -> int:
@@ -368,8 +405,8 @@ def segment_with_model(image, *, spacing, particle_size_mm=None, weights=None,
     non_finite : {"refuse", "mask"}
         NaN or infinite grey values: refuse the scan, or treat those voxels as
         background (label 0).
-    progress : bool
-        Show progress bars.
+    progress : bool or Stages
+        Show one bar over the named stages, or continue a caller's :class:`~ps3d_toolkit.core.progress.Stages`.
 
     Returns
     -------
@@ -437,17 +474,30 @@ def _run_model(image: np.ndarray, *, spacing, particle_size_mm, weights, overlap
     tta = _check_tta(tta, device)
     _check_window(roi_size, overlap, batch_size)
     budget = memory_budget_bytes(memory_limit_gb)
-    model, config = _open_model(weights, device)
-    diameter_vox = _inference_diameter_vox(config, inference_diameter_vox)
-    predict = dict(
-        model=model, spacing=spacing, diameter_vox=diameter_vox,
-        window=dict(roi_size=roi_size, overlap=overlap, batch_size=int(batch_size), device=device,
-                    tta=tta, progress=progress),
-        instances=dict(core_threshold=_core_threshold(core_threshold, config),
-                       min_core_voxels=min_core_voxels,
-                       min_particle_fraction=check_fraction(min_particle_fraction, "min_particle_fraction")))
-    grid = _GridCheck(image.shape, spacing, diameter_vox, tta, budget)
-    t0 = time.perf_counter()
+    stages = progress if isinstance(progress, Stages) else Stages("model", enabled=bool(progress))
+    try:
+        stages.start("load model")
+        model, config = _open_model(weights, device)
+        diameter_vox = _inference_diameter_vox(config, inference_diameter_vox)
+        predict = dict(
+            model=model, spacing=spacing, diameter_vox=diameter_vox,
+            window=dict(roi_size=roi_size, overlap=overlap, batch_size=int(batch_size), device=device,
+                        tta=tta, progress=False),
+            instances=dict(core_threshold=_core_threshold(core_threshold, config),
+                           min_core_voxels=min_core_voxels,
+                           min_particle_fraction=check_fraction(min_particle_fraction, "min_particle_fraction")))
+        grid = _GridCheck(image.shape, spacing, diameter_vox, tta, budget)
+        return _run_stages(image, spacing, particle_size_mm, refine_size, config, predict, grid, device, tta,
+                           stages, time.perf_counter())
+    finally:
+        if stages is not progress:
+            stages.close()
+
+
+def _run_stages(image, spacing, particle_size_mm, refine_size, config, predict, grid, device, tta, stages,
+                t0) -> ModelRun:
+    """:func:`_run_model`'s steps, each a named stage of ``stages``."""
+    stages.start("check")
     if particle_size_mm is not None:
         grid.check(particle_size_mm)
     if lacks_grain_contrast(image):
@@ -456,26 +506,30 @@ def _run_model(image: np.ndarray, *, spacing, particle_size_mm, weights, overlap
                         size_estimate=None, model_mask_estimate=None,
                         network_shape=(0, 0, 0) if particle_size_mm is None else grid.shape(particle_size_mm),
                         device=str(device), tta=tta, seconds=time.perf_counter() - t0, network_seconds=0.0)
+    stages.start("normalise")
     normalized = _normalize_intensity(image, _check_percentiles(config["intensity_percentiles"]))
     predict["bright"] = _above_grain_threshold(normalized)
     first_estimate = mask_estimate = None
     if particle_size_mm is None:
+        stages.start("estimate size")
         first_estimate = _estimate_particle_size(image, spacing, None, None)
         logger.info("%s", first_estimate)
         particle_size_mm = grid.check(first_estimate.particle_size_mm, estimated=True)
-    labels, network_shape, network_seconds = _labels_at_size(normalized, particle_size_mm, **predict)
+    labels, network_shape, network_seconds = _labels_at_size(normalized, particle_size_mm, **predict,
+                                                             stages=stages)
     if first_estimate is not None and refine_size and labels.any():
+        stages.start("estimate size")
         mask_estimate = _estimate_particle_size(image, spacing, labels > 0, _MODEL_MASK_EQ_PER_INSCRIBED)
         if mask_estimate.particle_size_mm > _REFINE_SIZE_ABOVE * particle_size_mm:
             logger.info("the model's particle mask gives %.4g mm; re-running at that size",
                         mask_estimate.particle_size_mm)
             particle_size_mm = grid.check(mask_estimate.particle_size_mm, estimated=True)
-            labels, network_shape, seconds = _labels_at_size(normalized, particle_size_mm, **predict)
+            labels, network_shape, seconds = _labels_at_size(normalized, particle_size_mm, **predict, stages=stages)
             network_seconds += seconds
     return ModelRun(labels=labels, particle_size_mm=particle_size_mm, size_estimate=first_estimate,
                     model_mask_estimate=mask_estimate, network_shape=network_shape,
                     device=str(device), tta=tta, seconds=time.perf_counter() - t0,
-                    network_seconds=network_seconds)
+                    network_seconds=network_seconds, stage_seconds=dict(stages.seconds))
 
 
 def _inference_diameter_vox(config: dict, override) -> float:
@@ -561,7 +615,8 @@ def _core_threshold(core_threshold, config: dict) -> float:
 
 
 def _labels_at_size(normalized: np.ndarray, particle_size_mm: float, *, model, spacing,
-                    diameter_vox: float, window: dict, instances: dict, bright: np.ndarray) -> tuple:
+                    diameter_vox: float, window: dict, instances: dict, bright: np.ndarray,
+                    stages=None) -> tuple:
     """One pass at one particle size: to the grid, through the network, back, instances.
 
     ``bright`` marks the voxels above the scan's grain threshold: particles
@@ -571,16 +626,25 @@ def _labels_at_size(normalized: np.ndarray, particle_size_mm: float, *, model, s
     -------
     labels, network_shape, network_seconds
     """
+    _start(stages, "to network grid")
     grid_image, zoom = _normalized_to_grid(normalized, spacing, particle_size_mm, diameter_vox)
     start = time.perf_counter()
-    probs = _predict_probabilities(grid_image, model, **window)
+    probs = _predict_probabilities(grid_image, model, **window, stages=stages)
     network_seconds = time.perf_counter() - start
     # Trilinear resampling keeps the three probabilities summing to one, so
     # only core and border need resampling to the scan's grid.
+    _start(stages, "back to scan grid")
     core_border = resample_to_shape(probs[1:], normalized.shape)
+    del probs
+    _start(stages, "instances")
     labels = _instances_from_core_border(core_border, spacing=spacing, zoom=zoom,
                                          particle_size_mm=particle_size_mm, **instances)
     return _drop_phantom_particles(labels, normalized, bright), grid_image.shape, network_seconds
+
+
+def _start(stages, name: str) -> None:
+    if stages is not None:
+        stages.start(name)
 
 
 def _drop_phantom_particles(labels: np.ndarray, image: np.ndarray, bright: np.ndarray) -> np.ndarray:
