@@ -56,11 +56,9 @@ def write_pdf(html_path, pdf_path, *, timeout_ms: int = _FIGURES_TIMEOUT_MS) -> 
     Raises
     ------
     MissingInputError
-        If ``html_path`` does not exist, or there is no Chromium.
-    ValueError
+        If ``html_path`` does not exist, or there is no Chromium or no Playwright.
+    InputError
         If ``pdf_path`` does not end in ``.pdf``.
-    ImportError
-        If Playwright is missing.
     OutputError
         If the figures were not drawn in time.
     """
@@ -73,13 +71,13 @@ def write_pdf(html_path, pdf_path, *, timeout_ms: int = _FIGURES_TIMEOUT_MS) -> 
     chromium = find_chromium()
     if chromium is None:
         raise MissingInputError("printing to PDF needs Chromium: apt-get install chromium (or set PS3D_CHROMIUM "
-                            "to a Chromium or Chrome executable)")
+                                "to a Chromium or Chrome executable)")
     try:
         from playwright.sync_api import Error as PlaywrightError
         from playwright.sync_api import sync_playwright
     except ImportError:
-        raise ImportError("printing to PDF needs Playwright: pip install playwright "
-                            "(it drives the Chromium already installed; no 'playwright install')") from None
+        raise MissingInputError("printing to PDF needs Playwright: pip install 'ps3d_toolkit[pdf]' (it drives the "
+                                "Chromium already installed; no 'playwright install')") from None
     with atomic_path(pdf_path) as tmp, sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(chromium), args=_LAUNCH_ARGS, headless=True)
         try:
