@@ -134,6 +134,7 @@ def run(args) -> int:
         args.chunk_size = _chunk_size_when_too_big(args, scan.image.size, method)
     if args.chunk_size is not None:
         return _run_chunked(args, scan, size_mm, method, options, start)
+    _check_before_the_work(scan, size_mm, method, options)
     stages = Stages(method, enabled=not args.quiet)
     try:
         stages.start("read")
@@ -151,6 +152,21 @@ def run(args) -> int:
     say(args, f"{method}: {int(labels.max())} particles in {seconds:.1f} s; wrote {path}")
     logger.debug("stages: %s", ", ".join(f"{name} {t:.1f} s" for name, t in stages.seconds.items()))
     return 0
+
+
+def _check_before_the_work(scan, size_mm, method: str, options: dict) -> None:
+    """The particle size against the scan, and the model's weights, before any progress is shown.
+
+    A refusal is then the only line the command prints.
+    """
+    if size_mm is not None:
+        from ps3d_toolkit.segmentation._checks import check_particle_size
+
+        check_particle_size(size_mm, scan.spacing, scan.image.shape)
+    if method == "model":
+        from ps3d_toolkit.segmentation.model.inference import load_model, select_device
+
+        load_model(options["weights"], device=select_device(options["device"]))  # kept for the run
 
 
 def _writes_zarr(args) -> bool:

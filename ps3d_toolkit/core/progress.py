@@ -45,13 +45,17 @@ class Stages:
         self.seconds: dict = {}
         self._name = None
         self._since = None
-        self._bar = tqdm(total=None, desc=what, unit="step", disable=not enabled, leave=True, mininterval=0.5)
+        self._enabled = enabled
+        self._bar = None  # shown from the first stage on
 
     def start(self, name: str, steps: int = 1) -> None:
         """End the running stage and start ``name``, which will take ``steps`` steps of the bar."""
         self._end()
+        if self._bar is None:
+            self._bar = tqdm(total=0, desc=f"{self.what}: {name}", unit="step", disable=not self._enabled,
+                             leave=True, mininterval=0.5)
         self._name, self._since = name, time.perf_counter()
-        self._bar.total = (self._bar.total or self._bar.n) + steps
+        self._bar.total += steps
         self._bar.set_description_str(f"{self.what}: {name}", refresh=False)
         self._own_steps = steps
         self._bar.refresh()
@@ -64,8 +68,9 @@ class Stages:
     def close(self) -> None:
         """End the last stage and the bar."""
         self._end()
-        self._bar.set_description_str(self.what, refresh=False)
-        self._bar.close()
+        if self._bar is not None:
+            self._bar.set_description_str(self.what, refresh=False)
+            self._bar.close()
 
     def _end(self) -> None:
         if self._name is None:
