@@ -263,3 +263,17 @@ def test_lazy_reads_leave_no_warning(tmp_path):
             image = load_scan(tmp_path / name, spacing=1).image
             image[3:5]
             da.from_array(image).sum().compute()
+
+
+def test_a_strided_sample_of_a_zarr_scan_is_read_a_row_of_chunks_at_a_time(tmp_path):
+    """The same values as slicing numpy, without decoding the whole scan at once."""
+    import zarr
+
+    from ps3d_toolkit.core.arrays import strided_sample
+
+    image = np.random.default_rng(0).integers(0, 1000, (70, 83, 91)).astype(np.uint16)
+    store = zarr.create_array(store=str(tmp_path / "a.zarr"), shape=image.shape, chunks=(16, 20, 32),
+                              dtype=image.dtype)
+    store[:] = image
+    for max_values in (1_000, 20_000, 10_000_000):
+        assert np.array_equal(strided_sample(store, max_values), strided_sample(image, max_values))

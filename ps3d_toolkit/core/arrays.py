@@ -19,4 +19,32 @@ def strided_sample(image, max_values: int = 2_000_000) -> np.ndarray:
     ndim = len(image.shape)
     size = int(np.prod(image.shape))
     stride = max(1, int(np.ceil((size / max_values) ** (1 / max(1, ndim)))))
-    return np.asarray(image[(slice(None, None, stride),) * ndim])
+    chunks = getattr(image, "chunks", None)
+    if isinstance(image, np.ndarray) or ndim != 3 or not chunks or len(chunks) != 3:
+        return np.asarray(image[(slice(None, None, stride),) * ndim])
+    return _strided_by_chunk_rows(image, stride, chunks)
+
+
+def _strided_by_chunk_rows(image, stride: int, chunks) -> np.ndarray:
+    """:func:`strided_sample` of a chunked 3D array, one row of chunks (z and y chunk, all x) at a time.
+
+    Slicing a zarr array with a step at once decodes every chunk before the
+    values are picked (0.9 GB for a 768^3 uint16 scan); a row at a time
+    holds one row of chunks, and still decodes each chunk once.
+    """
+    nz, ny, _ = image.shape
+    cz, cy = max(int(chunks[0]), 1), max(int(chunks[1]), 1)
+    rows = []
+    for z0 in range(0, nz, cz):
+        z1 = min(z0 + cz, nz)
+        zs = slice(-(-z0 // stride) * stride, z1, stride)
+        if zs.start >= z1:
+            continue
+        band = []
+        for y0 in range(0, ny, cy):
+            y1 = min(y0 + cy, ny)
+            ys = slice(-(-y0 // stride) * stride, y1, stride)
+            if ys.start < y1:
+                band.append(np.asarray(image[zs, ys, ::stride]))
+        rows.append(np.concatenate(band, axis=1))
+    return np.concatenate(rows, axis=0)

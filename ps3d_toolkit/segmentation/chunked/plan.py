@@ -114,7 +114,7 @@ def _smoothed_sample(image, max_values: int, fill: float | None) -> np.ndarray:
         if fill is not None:
             slab[~np.isfinite(slab)] = fill
         smooth = ndimage.gaussian_filter(slab, _SMOOTH_SIGMA)
-        planes.append(smooth[z - z0, ::stride, ::stride])
+        planes.append(smooth[z - z0, ::stride, ::stride].copy())  # a view would keep the whole slab
     return np.stack(planes)
 
 
