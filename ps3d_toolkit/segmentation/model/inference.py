@@ -281,11 +281,9 @@ def _counting(model, stages):
 
 def _window_count(shape: tuple, roi: tuple, overlap: float) -> int:
     """How many windows MONAI's sliding window places on a grid of ``shape``."""
-    from monai.data.utils import dense_patch_slices
-    from monai.inferers.utils import _get_scan_interval
+    from ps3d_toolkit.segmentation.model.windows import padded_axis_starts
 
-    padded = tuple(max(n, r) for n, r in zip(shape, roi))
-    return len(dense_patch_slices(padded, roi, _get_scan_interval(padded, roi, 3, (overlap,) * 3)))
+    return math.prod(len(starts) for starts in padded_axis_starts(shape, roi, overlap))
 
 
 @dataclass

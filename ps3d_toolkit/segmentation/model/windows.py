@@ -24,8 +24,10 @@ of the resampled whole.
 
 from __future__ import annotations
 
+import itertools
 import os
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -78,32 +80,36 @@ class NetworkGrid:
         """MONAI's low-side padding of a grid smaller than a window, per axis."""
         return tuple(max(r - g, 0) // 2 for r, g in zip(self.roi, self.grid_shape))
 
-    def starts(self, flip: tuple) -> list:
-        """The windows' low corners in grid coordinates (before mirroring back), for one mirroring."""
-        from monai.data.utils import dense_patch_slices
-        from monai.inferers.utils import _get_scan_interval
+    @cached_property
+    def _axis_corners(self) -> tuple:
+        """Per mirroring, the windows' low corners along each axis, in grid coordinates.
 
-        padded = tuple(max(g, r) for g, r in zip(self.grid_shape, self.roi))
-        interval = _get_scan_interval(padded, self.roi, 3, (self.overlap,) * 3)
-        corners = []
-        for window in dense_patch_slices(padded, self.roi, interval):
-            corner = []
-            for axis, s in enumerate(window):
-                low = s.start - self.pad[axis]  # in the (mirrored) grid
+        Every window is one corner from each axis (MONAI places them as a
+        product), so a box's windows are found axis by axis, not by testing
+        every window of the scan against it.
+        """
+        found = []
+        for flip in self.flips:
+            axes = []
+            for axis, lows in enumerate(padded_axis_starts(self.grid_shape, self.roi, self.overlap)):
+                lows = [low - self.pad[axis] for low in lows]  # in the (mirrored) grid
                 if axis in flip:
-                    low = self.grid_shape[axis] - low - self.roi[axis]
-                corner.append(low)
-            corners.append(tuple(int(c) for c in corner))
-        return corners
+                    lows = [self.grid_shape[axis] - low - self.roi[axis] for low in lows]
+                axes.append(lows)
+            found.append(tuple(axes))
+        return tuple(found)
 
     def windows(self) -> list:
-        """Every window as (mirroring index, low corner)."""
-        return [(f, corner) for f, flip in enumerate(self.flips) for corner in self.starts(flip)]
+        """Every window as (mirroring index, low corner), in MONAI's order for each mirroring."""
+        return [(f, corner) for f, axes in enumerate(self._axis_corners) for corner in itertools.product(*axes)]
 
     def overlapping(self, extent: tuple) -> list:
         """The windows that overlap a grid box (tuple of slices)."""
-        return [(f, corner) for f, corner in self.windows()
-                if all(c < e.stop and c + r > e.start for c, r, e in zip(corner, self.roi, extent))]
+        found = []
+        for f, axes in enumerate(self._axis_corners):
+            near = [[c for c in lows if c < e.stop and c + r > e.start] for lows, r, e in zip(axes, self.roi, extent)]
+            found += [(f, corner) for corner in itertools.product(*near)]
+        return found
 
     def grid_extent(self, region: tuple) -> tuple:
         """The grid box that trilinear resampling of a scan region back from the grid reads."""
@@ -114,6 +120,19 @@ class NetworkGrid:
         """The scan box that resampling a grid box (clipped to the grid) reads."""
         return tuple(slice(*_source_span(max(e.start, 0), min(e.stop, g), n, g))
                      for e, g, n in zip(extent, self.grid_shape, self.scan_shape))
+
+
+def padded_axis_starts(grid_shape: tuple, roi: tuple, overlap: float) -> tuple:
+    """MONAI's window starts along each axis of a grid (padded up to the window where smaller).
+
+    ``dense_patch_slices`` places one window at every combination of these.
+    """
+    from monai.data.utils import dense_patch_slices
+    from monai.inferers.utils import _get_scan_interval
+
+    padded = tuple(max(g, r) for g, r in zip(grid_shape, roi))
+    windows = dense_patch_slices(padded, roi, _get_scan_interval(padded, roi, 3, (overlap,) * 3))
+    return tuple(sorted({int(w[axis].start) for w in windows}) for axis in range(3))
 
 
 def _source_coordinates(start: int, stop: int, source_size: int, target_size: int) -> tuple:
