@@ -39,8 +39,7 @@ from ps3d_toolkit.training.loop import TrainingConfig, train
 SPACING = 0.01
 HAVE_PORESPY = importlib.util.find_spec("porespy") is not None
 AVAILABLE_METHODS = tuple(m for m in METHODS if m != "snow" or HAVE_PORESPY)
-SEGMENT_METHODS = [pytest.param(m, marks=pytest.mark.skipif(m == "snow" and not HAVE_PORESPY,
-                                                            reason="SNOW needs porespy"))
+SEGMENT_METHODS = [pytest.param(m, marks=[pytest.mark.needs_porespy] if m == "snow" else [])
                    for m in METHODS]
 
 
@@ -206,6 +205,7 @@ def test_segment_on_a_missing_device_fails_at_once_without_reading(ps3d, tmp_pat
     assert _listing(tmp_path) == before
 
 
+@pytest.mark.needs_porespy
 def test_device_with_a_classic_method_is_refused(ps3d, tmp_path, scan_tif, no_reading):
     code, _, err = ps3d("segment", scan_tif, "-o", tmp_path / "l.tif", "--method", "snow", "--device", "cpu")
     assert_one_line_error(code, err, "--device", "snow")
@@ -226,6 +226,7 @@ def test_segment_refuses_nan_grey_values_unless_masked(ps3d, tmp_path, scan_imag
     assert load_labels(out).max() == 2
 
 
+@pytest.mark.needs_porespy
 def test_non_finite_choice_reaches_segment(ps3d, tmp_path, scan_tif, fake_segment):
     assert ps3d("segment", scan_tif, "-o", tmp_path / "l.tif", "--method", "snow", "--non-finite", "mask",
                 "-q")[0] == 0
@@ -638,7 +639,7 @@ def test_a_scan_without_a_finite_value_is_refused_even_masked():
 
 def test_an_unknown_non_finite_choice_is_refused(two_grains):
     with pytest.raises(InputError, match="non_finite must be one of"):
-        _segment(two_grains[0], "snow", non_finite="ignore")
+        _segment(two_grains[0], "otsu-watershed", non_finite="ignore")
 
 
 def test_the_finite_check_copies_nothing_for_integer_scans(two_grains, monkeypatch):

@@ -211,6 +211,7 @@ def test_nan_voxels_are_background_with_non_finite_mask_as_in_memory(scan):
     assert evaluate_instances(expected, labels)["f1_50"] >= 0.99
 
 
+@pytest.mark.needs_porespy
 def test_snow_in_blocks_finds_the_particles_of_the_in_memory_run(scan):
     options = dict(spacing=scan.spacing, particle_size_mm=scan.particle_size_mm, method="snow", progress=False)
     expected = segment(scan.image, **options)

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
+from ps3d_toolkit.analysis.evaluate import match_instances
 from ps3d_toolkit.segmentation.classic import BASELINES, otsu_watershed, snow
 from ps3d_toolkit.segmentation.grains import grain_mask
-from ps3d_toolkit.analysis.evaluate import match_instances
 
 SHAPE = (40, 48, 56)
+#: Each baseline by name; SNOW needs porespy (the optional extra 'classic').
+BASELINE_NAMES = [pytest.param(m, marks=[pytest.mark.needs_porespy] if m == "snow" else []) for m in sorted(BASELINES)]
 CENTRES = [(20, 24, 18), (20, 24, 37)]  # 19 voxels apart: radius-10 balls overlap by 2
 RADIUS = 10
 
@@ -44,14 +49,14 @@ def assert_finds_both_balls(gt, labels):
     assert matches["gt_label"].tolist() == [1, 2], matches
 
 
-@pytest.mark.parametrize("method", sorted(BASELINES))
+@pytest.mark.parametrize("method", BASELINE_NAMES)
 def test_two_touching_balls_in_epoxy_are_separated(method):
     gt = two_touching_balls()
     labels = BASELINES[method](render(gt), spacing=0.02, particle_size_mm=0.4, progress=False)
     assert_finds_both_balls(gt, labels)
 
 
-@pytest.mark.parametrize("method", sorted(BASELINES))
+@pytest.mark.parametrize("method", BASELINE_NAMES)
 def test_particle_size_is_estimated_when_not_given(method):
     gt = two_touching_balls()
     labels = BASELINES[method](render(gt, seed=1), spacing=0.02, progress=False)
@@ -79,6 +84,7 @@ def test_foreground_is_every_phase_above_the_epoxy(grain_values, noise):
     assert dice > 0.95
 
 
+@pytest.mark.needs_porespy
 def test_two_phase_grains_are_both_found():
     gt = two_touching_balls()
     image = render(gt, grain_values=(1.0, 2.0), noise=0.05, seed=3)
@@ -97,6 +103,7 @@ def test_small_debris_is_dropped():
     assert dropped.max() == 2
 
 
+@pytest.mark.needs_porespy
 def test_blank_image_gives_no_particles():
     for method in BASELINES.values():
         labels = method(np.zeros((16, 16, 16), np.float32), spacing=0.1, progress=False)
@@ -104,7 +111,7 @@ def test_blank_image_gives_no_particles():
         assert not labels.any()
 
 
-@pytest.mark.parametrize("method", sorted(BASELINES))
+@pytest.mark.parametrize("method", BASELINE_NAMES)
 def test_validation_errors_name_the_argument(method):
     segment = BASELINES[method]
     image = np.zeros((8, 8, 8), np.float32)
@@ -122,6 +129,7 @@ def test_validation_errors_name_the_argument(method):
         segment(np.full((8, 8, 8), "a"), spacing=0.1, progress=False)
 
 
+@pytest.mark.needs_porespy
 def test_snow_rejects_a_bad_r_max():
     with pytest.raises(ValueError, match="r_max"):
         snow(np.zeros((8, 8, 8), np.float32), spacing=0.1, r_max=0, progress=False)
@@ -136,3 +144,52 @@ def test_method_function_names_the_public_function_of_each_method():
     assert method_function("model") is segment_with_model
     with pytest.raises(ValueError, match="method must be one of"):
         method_function("watershed")
+
+
+@pytest.fixture
+def without_porespy(monkeypatch):
+    """As if the optional extra 'classic' were not installed: ``import porespy`` fails."""
+    monkeypatch.setitem(sys.modules, "porespy", None)
+
+
+def test_snow_without_porespy_names_the_extra_and_the_other_methods_still_run(without_porespy, two_balls):
+    from ps3d_toolkit.core.errors import MissingDependencyError
+    from ps3d_toolkit.segmentation import segment
+    from ps3d_toolkit.segmentation.classic import snow_available
+    from ps3d_toolkit.viz.tuner.parameters import available_methods
+
+    image, _ = two_balls
+    assert not snow_available() and "snow" not in available_methods()
+    for run in (lambda: segment(image, spacing=0.02, particle_size_mm=0.2, method="snow", progress=False),
+                lambda: segment(image, spacing=0.02, particle_size_mm=0.2, method="snow", chunk_size=16,
+                                progress=False),
+                lambda: snow(image, spacing=0.02, particle_size_mm=0.2, progress=False)):
+        with pytest.raises(MissingDependencyError, match=r"porespy.*ps3d_toolkit\[classic\]"):
+            run()
+    labels = segment(image, spacing=0.02, particle_size_mm=0.2, method="otsu-watershed", progress=False)
+    assert len(np.unique(labels)) == 3
+
+
+def test_cli_snow_without_porespy_is_one_line_naming_the_extra(without_porespy, tmp_path, capsys):
+    from ps3d_toolkit.cli import main
+    from ps3d_toolkit.io import save_scan
+
+    save_scan(np.zeros((16, 16, 16), np.float32), tmp_path / "scan.npy", spacing=0.1)
+    code = main(["segment", str(tmp_path / "scan.npy"), "-o", str(tmp_path / "labels.tif"), "--method", "snow",
+                 "--particle-size", "0.5", "-q"])
+    err = capsys.readouterr().err.strip()
+    assert code != 0 and len(err.splitlines()) == 1 and "classic" in err, err
+    assert not (tmp_path / "labels.tif").exists()
+
+
+def test_every_module_imports_without_porespy():
+    import pkgutil
+
+    import ps3d_toolkit
+
+    names = [m.name for m in pkgutil.walk_packages(ps3d_toolkit.__path__, "ps3d_toolkit.")]
+    code = ("import importlib, sys\nsys.modules['porespy'] = None\n"
+            f"for name in {names!r}:\n    importlib.import_module(name)\nprint(len({names!r}))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert int(result.stdout) == len(names) > 40

@@ -232,6 +232,7 @@ def test_load_weights_reads_the_old_training_diameter_key(tmp_path):
     assert load_weights(new)[1]["train_diameter_vox"] == 21.0
 
 
+@pytest.mark.needs_porespy
 def test_segment_refuses_the_old_particle_size_alias():
     from ps3d_toolkit.segmentation import segment
 

@@ -83,6 +83,7 @@ def test_tuner_settings_and_code_follow_the_sliders(grains_in_epoxy, monkeypatch
     assert seen == {"spacing": (0.02, 0.01, 0.01), **settings}
 
 
+@pytest.mark.needs_porespy
 def test_tuner_method_change_resets_options_and_checks_values(grains_in_epoxy):
     image, truth = grains_in_epoxy
     tuner = SegmentationTuner(image, spacing=0.01, particle_size_mm=0.11, method="otsu-watershed")
@@ -119,6 +120,7 @@ def test_tuner_widget_slider_runs_the_preview(grains_in_epoxy, html_text):
     assert tuner.preview_rgb().shape == (64, 64, 3)
 
 
+@pytest.mark.needs_porespy
 def test_tuner_controls_follow_updates_from_code_and_method_changes(grains_in_epoxy):
     image, truth = grains_in_epoxy
     tuner = SegmentationTuner(image, spacing=0.01, particle_size_mm=0.11, method="otsu-watershed")

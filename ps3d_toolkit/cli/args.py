@@ -177,6 +177,25 @@ def add_non_finite(parser, masked: str) -> None:
                              f"or mask them: {masked}")
 
 
+def add_sample_region(parser, command: str) -> None:
+    """--grains, --roi and --mask: which way round the grains are, and where the sample is."""
+    from ps3d_toolkit.segmentation.region import GRAIN_POLARITIES
+
+    group = parser.add_argument_group("the sample")
+    if command == "segment":
+        group.add_argument("--grains", choices=GRAIN_POLARITIES, default="brighter",
+                           help="grains brighter than their matrix (X-ray CT of minerals in epoxy; the default), "
+                                "darker (neutron CT of concrete, light minerals in a heavy matrix, pores), or "
+                                "auto: decided from the scan, and said which")
+    group.add_argument("--roi", default=None, metavar="Z0:Z1,Y0:Y1,X0:X1",
+                       help=f"{command} only this box of voxels (stop excluded; an empty side is the scan's "
+                            "edge, e.g. ':,100:400,:'); particles it cuts are flagged as cut")
+    group.add_argument("--mask", default=None, metavar="auto|PATH",
+                       help=f"{command} only the sample: 'auto' finds the inside of the holder (without its "
+                            "wall and the air around it), or a mask image (nonzero = sample); particles it "
+                            "cuts are flagged as cut")
+
+
 def add_force(parser, what: str) -> None:
     """``--force``: go on with a label image that looks like grey values."""
     parser.add_argument("--force", action="store_true",
@@ -237,11 +256,11 @@ def label_formats() -> tuple:
 
 
 def check_method(method):
-    """Resolve the default method and refuse the model while no weights ship."""
-    from ps3d_toolkit.segmentation import default_method
+    """Resolve the default method; refuse the model while no weights ship, and SNOW without porespy."""
     from ps3d_toolkit.segmentation.model import weights_available
+    from ps3d_toolkit.segmentation.registry import check_method as resolve
 
-    method = method or default_method()
+    method = resolve(method)
     if method == "model" and not weights_available():
         raise CLIError(
             "method 'model' needs the trained weights, which this version does not ship yet; "

@@ -22,8 +22,8 @@ Examples
 from __future__ import annotations
 
 __all__ = [
-    "CorruptDataError", "DeviceError", "InputError", "InputTypeError", "MissingInputError",
-    "OutputError", "Ps3dError", "ResourceError",
+    "CorruptDataError", "DeviceError", "InputError", "InputTypeError", "MissingDependencyError",
+    "MissingInputError", "OutputError", "Ps3dError", "ResourceError",
 ]
 
 
@@ -57,3 +57,7 @@ class DeviceError(InputError):
 
 class OutputError(Ps3dError, OSError):
     """An output that cannot or must not be written (the input itself, a directory, no space)."""
+
+
+class MissingDependencyError(Ps3dError, ImportError):
+    """An optional package that a chosen method needs is not installed (the message names the extra)."""

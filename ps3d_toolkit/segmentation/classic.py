@@ -5,6 +5,8 @@ Two baselines the model is measured against (and a fallback when no model fits):
 - :func:`otsu_watershed`: multi-level Otsu threshold, Euclidean distance transform,
   markers at distance-map peaks, marker-based watershed;
 - :func:`snow`: porespy's SNOW partitioning (Gostick 2017) of the same foreground.
+  porespy (with vtk, pyvista and numba, ~800 MB) is the optional extra ``classic``:
+  :func:`import_porespy` says so when it is missing.
 
 Both take a grey-value scan of grains (bright) in epoxy (middle) in air (dark) and
 return a uint32 label image, 0 = background, like the model's segmenter.
@@ -18,13 +20,22 @@ from skimage.segmentation import watershed
 from tqdm.auto import tqdm
 
 from ps3d_toolkit.core.checks import check_positive
-from ps3d_toolkit.core.errors import InputError
+from ps3d_toolkit.core.errors import InputError, MissingDependencyError
 from ps3d_toolkit.core.labels import drop_small_labels
-from ps3d_toolkit.segmentation._checks import (NonFinite, check_fraction, check_n_classes, check_scan,
-                                               lacks_grain_contrast)
+from ps3d_toolkit.segmentation._checks import (
+    NonFinite,
+    check_fraction,
+    check_n_classes,
+    check_scan,
+    lacks_grain_contrast,
+)
 from ps3d_toolkit.segmentation.grains import _distance_map, _grain_mask
 
-__all__ = ["otsu_watershed", "snow", "BASELINES"]
+__all__ = ["otsu_watershed", "snow", "BASELINES", "import_porespy", "snow_available"]
+
+_PORESPY_MISSING = ("method 'snow' needs porespy, which is not installed: it is the optional extra "
+                    "'classic' (pip install \"ps3d_toolkit[classic]\", or pip install porespy); "
+                    "method 'otsu-watershed' and the model need nothing more")
 
 # For a ball of radius R, the 95th percentile of its distance map is 0.63 R
 # (the fraction of the ball deeper than d is (1 - d/R)^3).
@@ -234,8 +245,7 @@ def snow(
 def _snow(image, spacing, particle_size_mm, *, n_classes, r_max, sigma, min_particle_fraction,
           progress) -> np.ndarray:
     """:func:`snow` on checked image, spacing and size; checks its own options."""
-    import porespy
-
+    porespy = import_porespy()
     n_classes = check_n_classes(n_classes)
     min_particle_fraction = check_fraction(min_particle_fraction, "min_particle_fraction")
     if r_max is not None and (not isinstance(r_max, (int, np.integer)) or isinstance(r_max, bool) or r_max < 1):
@@ -259,6 +269,28 @@ def _snow(image, spacing, particle_size_mm, *, n_classes, r_max, sigma, min_part
         labels = drop_small_labels(regions.astype(np.int64, copy=False), min_fraction=min_particle_fraction)
         bar.update()
     return labels
+
+
+def snow_available() -> bool:
+    """Whether porespy (the ``classic`` extra, needed by :func:`snow`) is installed; imports nothing."""
+    import importlib.util
+
+    return importlib.util.find_spec("porespy") is not None
+
+
+def import_porespy():
+    """porespy, or a :class:`~ps3d_toolkit.core.errors.MissingDependencyError` that names the extra.
+
+    Raises
+    ------
+    MissingDependencyError
+        If porespy is not installed.
+    """
+    try:
+        import porespy
+    except ImportError as error:
+        raise MissingDependencyError(_PORESPY_MISSING) from error
+    return porespy
 
 
 #: Name -> public segmenter.

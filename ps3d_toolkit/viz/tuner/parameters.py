@@ -169,8 +169,10 @@ def _weights_auto_values(path: str) -> tuple:
 
 
 def available_methods() -> tuple:
-    """The methods the tuner offers: the model only when its weights ship."""
+    """The methods the tuner offers: the model only when its weights ship, SNOW only with porespy."""
     from ps3d_toolkit.segmentation import METHODS
+    from ps3d_toolkit.segmentation.classic import snow_available
     from ps3d_toolkit.segmentation.model import weights_available
 
-    return tuple(m for m in METHODS if m != "model" or weights_available())
+    ready = {"model": weights_available(), "snow": snow_available()}
+    return tuple(m for m in METHODS if ready.get(m, True))
