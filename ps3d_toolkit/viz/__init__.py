@@ -32,6 +32,7 @@ from __future__ import annotations
 from ps3d_toolkit.viz.figures import fig_cumulative_psd, fig_size_histogram, fig_sphericity_vs_size, fig_zingg
 from ps3d_toolkit.viz.linked import LinkedExplorer, fig_scatter, point_labels, selection_mask, selection_to_labels
 from ps3d_toolkit.viz.mesh import fig_particles_3d, mesh_trace
+from ps3d_toolkit.viz.napari import to_napari
 from ps3d_toolkit.viz.slices import (HIGHLIGHT_RGB, default_window, label_colors, overlay_labels, png_data_uri,
                                      window_image)
 from ps3d_toolkit.viz.tuner import PARAMETERS, SegmentationTuner, available_methods, preview_region
@@ -42,5 +43,5 @@ __all__ = [
     "available_methods", "default_window", "fig_cumulative_psd", "fig_particles_3d", "fig_scatter",
     "fig_size_histogram", "fig_sphericity_vs_size", "fig_zingg", "label_colors", "mesh_trace",
     "orthogonal_slices", "overlay_labels", "particle_at", "particle_row", "plane_to_voxel", "png_data_uri",
-    "point_labels", "preview_region", "selection_mask", "selection_to_labels", "window_image",
+    "point_labels", "preview_region", "selection_mask", "selection_to_labels", "to_napari", "window_image",
 ]
