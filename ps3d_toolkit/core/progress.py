@@ -48,6 +48,10 @@ class Stages:
         self._enabled = enabled
         self._bar = None  # shown from the first stage on
 
+    def __bool__(self) -> bool:
+        """Whether progress is shown: a method handed a silent ``Stages`` shows no bar of its own either."""
+        return bool(self._enabled)
+
     def start(self, name: str, steps: int = 1) -> None:
         """End the running stage and start ``name``, which will take ``steps`` steps of the bar."""
         self._end()

@@ -11,9 +11,11 @@ from typing import Literal, get_args
 import numpy as np
 
 from ps3d_toolkit.core.errors import InputError
+from ps3d_toolkit.core.labels import drop_small_labels
 from ps3d_toolkit.segmentation._checks import NonFinite, check_scan
+from ps3d_toolkit.segmentation.region import Grains, check_grains, prepare_scan, resolve_region
 
-__all__ = ["METHODS", "Method", "default_method", "method_function", "segment"]
+__all__ = ["METHODS", "Method", "check_method", "default_method", "method_function", "segment"]
 
 Method = Literal["model", "otsu-watershed", "snow"]
 METHODS: tuple[str, ...] = get_args(Method)
@@ -26,8 +28,8 @@ def default_method() -> Method:
     return "model" if weights_available() else "otsu-watershed"
 
 
-def segment(image, *, spacing, particle_size_mm=None, method: Method | None = None,
-            non_finite: NonFinite = "refuse", progress=True, chunk_size: int | None = None,
+def segment(image, *, spacing, particle_size_mm=None, method: Method | None = None, grains: Grains = "brighter",
+            roi=None, mask=None, non_finite: NonFinite = "refuse", progress=True, chunk_size: int | None = None,
             **options) -> np.ndarray:
     """Segment every particle of a scan into a uint32 label image.
 
@@ -42,6 +44,22 @@ def segment(image, *, spacing, particle_size_mm=None, method: Method | None = No
         It must span at least 3 voxels along every axis and fit in the scan.
     method : {"model", "otsu-watershed", "snow"}, optional
         Segmentation method; default: the shipped model.
+    grains : {"brighter", "darker", "auto"}
+        Whether the grains are brighter than their matrix (X-ray CT of minerals in epoxy; the
+        default) or darker (neutron CT of concrete, light minerals in a heavy matrix, pores):
+        every method then sees the grey values turned round. ``"auto"`` decides from the scan
+        inside the sample region and logs what it chose and why
+        (:func:`~ps3d_toolkit.segmentation.polarity.grain_polarity`); it refuses to guess when
+        the scan does not tell.
+    roi : str or 3 slices, optional
+        Segment only this box, ``"z0:z1,y0:y1,x0:x1"`` (voxel indices, stop excluded); the voxels
+        around it are read as context, and labelled 0.
+    mask : array_like of bool, str or Path, optional
+        Segment only the sample: a scan-shaped boolean array or a file (nonzero = sample), or
+        ``"auto"``: the inside of the holder, without its wall and the air around it
+        (:func:`~ps3d_toolkit.segmentation.sample_mask.sample_mask`). Voxels outside count as
+        background (label 0); measure with the same mask (``fov_mask``) to flag the particles
+        it cuts.
     non_finite : {"refuse", "mask"}
         NaN or infinite grey values: refuse the scan (the default), or treat
         those voxels as background (label 0; how many is logged).
@@ -80,23 +98,63 @@ def segment(image, *, spacing, particle_size_mm=None, method: Method | None = No
         If the model's device is unknown or not on this machine.
     TypeError
         If an option does not belong to the method.
+    MissingDependencyError
+        If the method is ``"snow"`` and porespy (the ``classic`` extra) is not installed.
     """
-    method = method or default_method()
-    if method not in METHODS:
-        raise InputError(f"method must be one of {METHODS}, got {method!r}")
+    method = check_method(method)
+    check_grains(grains)
     if chunk_size is not None:
         from ps3d_toolkit.segmentation.chunked import segment_chunked
 
         return segment_chunked(image, spacing=spacing, chunk_size=chunk_size, particle_size_mm=particle_size_mm,
-                               method=method, non_finite=non_finite, progress=progress, **options)
+                               method=method, grains=grains, roi=roi, mask=mask, non_finite=non_finite,
+                               progress=progress, **options)
     scan = check_scan(image, spacing, particle_size_mm, non_finite=non_finite)
+    region = resolve_region(scan.image, roi=roi, mask=mask, spacing=scan.spacing)
+    if region is not None and not region.is_whole_box:
+        # A region of interest: the blocks over it, with the whole scan's statistics and windows,
+        # so that its labels are those of a run on the whole scan, cut to the region.
+        from ps3d_toolkit.segmentation.chunked import segment_chunked
+
+        return segment_chunked(image, spacing=spacing, chunk_size=_ROI_BLOCK, particle_size_mm=particle_size_mm,
+                               method=method, grains=grains, roi=region.box, mask=region.mask,
+                               non_finite=non_finite, progress=progress, **options)
+    prepared, grains, _ = prepare_scan(scan.image, grains=grains, region=region)
     public, implementation = _method(method)
     # The public function's signature is the one source of the options' defaults;
     # non_finite was handled at the door.
     defaults = {k: v for k, v in public.__kwdefaults__.items() if k != "non_finite"}
     options = {**defaults, **options, "progress": progress,
                "spacing": scan.spacing, "particle_size_mm": scan.particle_size_mm}
-    return scan.zero_masked(implementation(scan.image, **options))
+    labels = implementation(np.asarray(prepared), **options)
+    if region is not None:
+        labels[~region.full()] = 0
+        labels = drop_small_labels(labels)  # numbered 1..n again
+    return scan.zero_masked(labels)
+
+
+#: Block edge of a run over a region of interest.
+_ROI_BLOCK = 128
+
+
+def check_method(method) -> Method:
+    """The method to run: ``method``, or the default when it is None; one whose packages are installed.
+
+    Raises
+    ------
+    InputError
+        If ``method`` is not one of :data:`METHODS`.
+    MissingDependencyError
+        If it is ``"snow"`` and porespy (the ``classic`` extra) is not installed.
+    """
+    method = method or default_method()
+    if method not in METHODS:
+        raise InputError(f"method must be one of {METHODS}, got {method!r}")
+    if method == "snow":
+        from ps3d_toolkit.segmentation.classic import import_porespy
+
+        import_porespy()
+    return method
 
 
 def method_function(method: Method):

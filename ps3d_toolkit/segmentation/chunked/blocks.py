@@ -154,9 +154,10 @@ class ModelBlocks:
 
 def snow_region(values: np.ndarray, plan: Plan) -> np.ndarray:
     """``classic._snow`` on a region, with the plan's threshold and size."""
-    import porespy
-
     from ps3d_toolkit.core.labels import drop_small_labels
+    from ps3d_toolkit.segmentation.classic import import_porespy
+
+    porespy = import_porespy()
 
     if not has_contrast(values):
         return np.zeros(values.shape, np.uint32)
@@ -179,6 +180,8 @@ def prepare_block(image, index, plan: Plan, grid: Grid, model_blocks: ModelBlock
     """
     if not plan.has_contrast or math.isnan(plan.particle_size_mm):
         return None
+    if plan.region is not None and not plan.region.at(grid.core(index)).any():
+        return None  # outside the sample region: nothing to segment
     values, masked = read_region_masked(image, grid.region(index), plan.fill)
     if plan.method == "model" and has_contrast(values):
         model_blocks.compute(image, model_blocks.windows(index))
@@ -200,4 +203,6 @@ def segment_block(image, index, plan: Plan, grid: Grid, model_blocks: ModelBlock
         labels = otsu_watershed_region(values, plan)
     if masked is not None:  # as in memory: NaN or infinite voxels are background
         labels[masked] = 0
+    if plan.region is not None:  # and so is everything outside the sample region
+        labels[~plan.region.at(grid.region(index))] = 0
     return labels

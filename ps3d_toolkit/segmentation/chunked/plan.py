@@ -76,13 +76,18 @@ class Plan:
     #: With non_finite="mask": the grey value NaN/inf voxels are read as (the in-memory
     #: run's 0.5th percentile of the finite values); None: they are refused.
     fill: float | None = None
+    #: The grain polarity used (the grey values are turned round for "darker").
+    grains: str = "brighter"
+    #: The sample region (:class:`~ps3d_toolkit.segmentation.region.SampleRegion`); None: the whole scan.
+    region: object = None
 
     def key(self, grid: Grid) -> dict:
         """What a resumed run must share with the interrupted one (JSON-ready)."""
         return {"method": self.method, "shape": list(grid.shape), "block": list(grid.block),
                 "halo": list(grid.halo), "spacing": list(self.spacing),
                 "particle_size_mm": self.particle_size_mm, "grain_threshold": self.grain_threshold,
-                "percentiles": list(self.percentiles), "fill": self.fill}
+                "percentiles": list(self.percentiles), "fill": self.fill, "grains": self.grains,
+                "region": None if self.region is None else str(self.region)}
 
 
 

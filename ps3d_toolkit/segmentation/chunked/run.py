@@ -21,6 +21,7 @@ from ps3d_toolkit.segmentation.chunked import stitch
 from ps3d_toolkit.segmentation.chunked.grid import Grid, key, shared_box, within
 from ps3d_toolkit.segmentation.chunked.plan import Plan, halo_voxels, make_plan
 from ps3d_toolkit.segmentation.chunked.work import WORK_SUFFIX, Work, save_block
+from ps3d_toolkit.segmentation.region import prepare_scan, resolve_region
 
 logger = logging.getLogger(__name__)
 
@@ -29,7 +30,8 @@ _AHEAD = 1
 
 
 def segment_chunked(image, *, spacing, output=None, chunk_size: int = 128, particle_size_mm=None,
-                    method=None, halo_diameters: float | None = None, resume: bool = False,
+                    method=None, grains="brighter", roi=None, mask=None, halo_diameters: float | None = None,
+                    resume: bool = False,
                     overwrite: bool = False, zarr_format: int = 2, scheduler=None, progress: bool = True,
                     **options):
     """Segment a scan of any size block by block; the same particles as :func:`segment`, up to renumbering.
@@ -49,6 +51,11 @@ def segment_chunked(image, *, spacing, output=None, chunk_size: int = 128, parti
         Mean particle diameter in mm; estimated once from a few blocks when omitted.
     method : {"model", "otsu-watershed", "snow"}, optional
         Segmentation method; default: the shipped model.
+    grains : {"brighter", "darker", "auto"}
+        Grain polarity (as for :func:`segment`).
+    roi, mask : optional
+        The sample region (as for :func:`segment`): blocks outside it are not segmented, and its
+        outside is labelled 0.
     halo_diameters : float, optional
         Context read around each block for the instance step, in particle
         diameters (at least 8 voxels); default by method,
@@ -96,8 +103,13 @@ def segment_chunked(image, *, spacing, output=None, chunk_size: int = 128, parti
     if particle_size_mm is not None:
         check_particle_size(particle_size_mm, spacing, image.shape)
     _check_scheduler(scheduler)
+    region = resolve_region(image, roi=roi, mask=mask, spacing=spacing)
+    image, grains, _ = prepare_scan(image, grains=grains, region=region)
     block = tuple(min(chunk_size, n) for n in image.shape)
     plan = make_plan(image, spacing, particle_size_mm, method, block, options)
+    plan.grains, plan.region = grains, region
+    if scheduler is not None and isinstance(getattr(image, "image", None), np.ndarray):
+        image = np.asarray(image)  # turned round or masked once, then scattered to the workers as numpy
     grid = Grid(tuple(image.shape), block, halo_voxels(plan, halo_diameters))
     _check_region_memory(plan, grid)
     if output is not None:
@@ -157,12 +169,9 @@ def _runs_network(plan: Plan) -> bool:
 
 
 def _check_method(method) -> str:
-    from ps3d_toolkit.segmentation.registry import METHODS, default_method
+    from ps3d_toolkit.segmentation.registry import check_method
 
-    method = method or default_method()
-    if method not in METHODS:
-        raise InputError(f"method must be one of {METHODS}, got {method!r}")
-    return method
+    return check_method(method)
 
 
 def _check_chunk_size(chunk_size) -> int:
@@ -461,7 +470,8 @@ def _write_output(work: Work, grid: Grid, final: np.ndarray, output: Path, plan:
     """The final store: OME-Zarr (labels at level 0, a pyramid for viewing), written atomically block by block."""
     from ps3d_toolkit.io.ome_zarr import save_ome_zarr
 
-    attrs = {"particle_size_mm": plan.particle_size_mm, "method": plan.method,
+    attrs = {"particle_size_mm": plan.particle_size_mm, "method": plan.method, "grains": plan.grains,
+             **({"sample_region": str(plan.region)} if plan.region is not None else {}),
              "chunked": {"block": list(grid.block), "halo": list(grid.halo)},
              "n_particles": int(final.max()) if final.size else 0}
     if math.isnan(plan.particle_size_mm):

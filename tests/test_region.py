@@ -1,0 +1,120 @@
+"""Grain polarity, region of interest and sample mask at the door of ``segment()`` (issue 15)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ps3d_toolkit.analysis.evaluate import evaluate_instances
+from ps3d_toolkit.core.errors import InputError
+from ps3d_toolkit.core.labels import drop_small_labels
+from ps3d_toolkit.data.synthetic import generate_scan
+from ps3d_toolkit.segmentation import segment
+from ps3d_toolkit.segmentation.region import PreparedScan, SampleRegion, parse_roi, prepare_scan, resolve_region
+
+
+@pytest.fixture(scope="module")
+def scan():
+    return generate_scan((48, 72, 72), mean_diameter_vox=12, seed=2)
+
+
+def _options(scan, **more):
+    return dict(spacing=scan.spacing, particle_size_mm=scan.particle_size_mm, method="otsu-watershed",
+                progress=False, **more)
+
+
+def inverted(image):
+    return image.max() + image.min() - image
+
+
+def test_roi_text_and_slices():
+    assert parse_roi("10:20,:,5:", (64, 64, 64)) == (slice(10, 20), slice(0, 64), slice(5, 64))
+    assert parse_roi([(1, 3), slice(None, 4), slice(2, None)], (8, 8, 8)) == (slice(1, 3), slice(0, 4),
+                                                                              slice(2, 8))
+
+
+@pytest.mark.parametrize("roi, words", [("10:20,:", "three ranges"), ("a:5,:,:", "whole number"),
+                                        ("5:5,:,:", "empty"), ("0:80,:,:", "outside"), ("-3:5,:,:", "non-negative"),
+                                        ([slice(0, 4, 2), slice(None), slice(None)], "step")])
+def test_a_bad_roi_is_refused_naming_it(roi, words):
+    with pytest.raises(InputError, match=words):
+        parse_roi(roi, (64, 64, 64))
+
+
+def test_an_unknown_grain_polarity_is_refused(scan):
+    with pytest.raises(InputError, match="grains must be one of"):
+        segment(scan.image, **_options(scan, grains="dark"))
+
+
+def test_darker_grains_turned_round_give_the_particles_of_the_original(scan):
+    original = segment(scan.image, **_options(scan))
+    darker = segment(inverted(scan.image), **_options(scan, grains="darker"))
+    assert original.max() > 20
+    assert evaluate_instances(darker, original)["f1_50"] >= 0.99
+
+
+def test_a_roi_gives_the_labels_of_the_whole_run_inside_it(scan):
+    whole = segment(scan.image, **_options(scan))
+    box = parse_roi("8:40,10:60,20:70", scan.image.shape)
+    part = segment(scan.image, **_options(scan, roi="8:40,10:60,20:70"))
+    outside = np.ones(scan.image.shape, bool)
+    outside[box] = False
+    assert not part[outside].any() and part.max() > 10
+    assert np.array_equal(np.unique(part), np.arange(part.max() + 1))
+    assert evaluate_instances(part[box], drop_small_labels(whole[box]))["f1_50"] >= 0.99
+
+
+def test_a_mask_leaves_its_outside_background_in_memory_and_in_blocks(scan):
+    mask = np.zeros(scan.image.shape, bool)
+    mask[:, 10:62, 10:62] = True
+    in_memory = segment(scan.image, **_options(scan, mask=mask))
+    blocks = segment(scan.image, **_options(scan, mask=mask, chunk_size=32))
+    for labels in (in_memory, blocks):
+        assert not labels[~mask].any() and labels.max() > 10
+    assert evaluate_instances(blocks, in_memory)["f1_50"] >= 0.98
+
+
+def test_a_mask_of_the_wrong_shape_or_an_empty_region_is_refused(scan):
+    with pytest.raises(InputError, match="mask has shape"):
+        segment(scan.image, **_options(scan, mask=np.ones((4, 4, 4), bool)))
+    with pytest.raises(InputError, match="empty"):
+        segment(scan.image, **_options(scan, mask=np.zeros(scan.image.shape, bool)))
+
+
+def test_a_mask_file_is_read(scan, tmp_path):
+    from ps3d_toolkit.io import save_labels
+
+    mask = np.zeros(scan.image.shape, np.uint8)
+    mask[:, 10:62, 10:62] = 1
+    path = save_labels(mask.astype(np.uint32), tmp_path / "mask.tif")
+    region = resolve_region(scan.image, mask=path)
+    assert np.array_equal(region.full(), mask > 0) and "mask.tif" in str(region)
+
+
+def test_prepared_scan_reads_turned_round_and_filled_values_lazily():
+    image = np.arange(4 * 6 * 8, dtype=np.float32).reshape(4, 6, 8)
+    mask = np.zeros(image.shape, bool)
+    mask[:, 1:5, 2:7] = True
+    region = SampleRegion(image.shape, parse_roi(":,:,:", image.shape), mask, "test")
+    prepared, grains, reason = prepare_scan(image, grains="darker", region=region)
+    assert isinstance(prepared, PreparedScan) and grains == "darker" and reason == "given"
+    values = prepared[1:3, ::2, 1:]
+    expected = -image[1:3, ::2, 1:]
+    inside = mask[1:3, ::2, 1:]
+    assert np.array_equal(values[inside], expected[inside])
+    assert np.all(values[~inside] == prepared.fill) and prepared.fill <= expected[inside].min()
+    assert np.array_equal(np.asarray(prepared)[1:3, ::2, 1:], values)
+    untouched, grains, _ = prepare_scan(image, grains="brighter")
+    assert untouched is image and grains == "brighter"
+
+
+def test_region_at_upsamples_a_low_resolution_mask():
+    class LowRes:
+        low_res = np.array([[[True, False], [False, True]]] * 2)
+        factor = (2, 3, 4)
+
+    region = SampleRegion((4, 6, 8), parse_roi(":,:,:", (4, 6, 8)), LowRes(), "low")
+    full = region.full()
+    expected = np.repeat(np.repeat(np.repeat(LowRes.low_res, 2, 0), 3, 1), 4, 2)
+    assert np.array_equal(full, expected)
+    assert np.array_equal(region.at((slice(1, 4), slice(0, 6, 2), slice(3, 8))), expected[1:4, 0:6:2, 3:8])
