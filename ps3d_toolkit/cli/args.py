@@ -177,6 +177,31 @@ def add_non_finite(parser, masked: str) -> None:
                              f"or mask them: {masked}")
 
 
+def roi_text(text: str) -> str:
+    """A --roi argument whose form is right (three ranges); the ranges are checked against the scan later."""
+    from ps3d_toolkit.segmentation.region import parse_roi
+
+    try:
+        parse_roi(text, (1 << 62,) * 3)
+    except Ps3dError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return text
+
+
+def check_sample_region(args, shape) -> None:
+    """--roi inside the scan and a --mask file that exists, before any work."""
+    from ps3d_toolkit.segmentation.region import parse_roi
+
+    if getattr(args, "roi", None) is not None:
+        try:
+            parse_roi(args.roi, shape)
+        except Ps3dError as error:
+            raise CLIError(f"--roi: {error}") from None
+    mask = getattr(args, "mask", None)
+    if mask is not None and mask != "auto" and not Path(mask).exists():
+        raise CLIError(f"--mask {mask}: no such file (give a mask image, nonzero = sample, or 'auto')")
+
+
 def add_sample_region(parser, command: str) -> None:
     """--grains, --roi and --mask: which way round the grains are, and where the sample is."""
     from ps3d_toolkit.segmentation.region import GRAIN_POLARITIES
@@ -187,7 +212,7 @@ def add_sample_region(parser, command: str) -> None:
                            help="grains brighter than their matrix (X-ray CT of minerals in epoxy; the default), "
                                 "darker (neutron CT of concrete, light minerals in a heavy matrix, pores), or "
                                 "auto: decided from the scan, and said which")
-    group.add_argument("--roi", default=None, metavar="Z0:Z1,Y0:Y1,X0:X1",
+    group.add_argument("--roi", type=roi_text, default=None, metavar="Z0:Z1,Y0:Y1,X0:X1",
                        help=f"{command} only this box of voxels (stop excluded; an empty side is the scan's "
                             "edge, e.g. ':,100:400,:'); particles it cuts are flagged as cut")
     group.add_argument("--mask", default=None, metavar="auto|PATH",

@@ -23,10 +23,12 @@ from ps3d_toolkit.cli.args import (
     add_method,
     add_non_finite,
     add_overwrite,
+    add_sample_region,
     add_spacing,
     add_verbosity,
     check_method,
     check_output,
+    check_sample_region,
     label_formats,
     missing_chunks,
     positive,
@@ -39,6 +41,9 @@ EXAMPLES = """
 ps3d segment scan.tif --spacing 0.01 --output labels.tif
 ps3d segment scan.zarr --particle-size 0.2 --method snow --output labels.zarr
 ps3d segment big.zarr --chunk-size 128 --output labels.zarr   (again with --resume after a kill)
+ps3d segment concrete_neutrons.tif --grains darker --mask auto --output labels.tif
+ps3d segment scan.tif --roi 100:400,50:450,50:450 --output labels.tif
+ps3d segment dataset/ --output-layout particleseg3d --output predictions/   (images/*.zarr + metadata.json)
 """
 
 logger = logging.getLogger("ps3d_toolkit.cli.segment")
@@ -48,15 +53,21 @@ LABEL_BYTES = 4
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("scan", type=Path, metavar="SCAN", help="the scan to segment")
+    parser.add_argument("scan", type=Path, metavar="SCAN",
+                        help="the scan to segment, or a folder of scans or a ParticleSeg3D dataset "
+                             "(images/*.zarr + metadata.json): every scan, into the folder --output")
     add_spacing(parser, "the scan")
     parser.add_argument("--particle-size", type=positive, metavar="MM", dest="particle_size_mm",
                         help="rough mean particle diameter in mm (default: from the scan's metadata, "
                              "else estimated)")
     parser.add_argument("-o", "--output", type=Path, required=True, metavar="PATH",
-                        help="label image to write (.tif, .zarr, .npy, .nii.gz, ...)")
+                        help="label image to write (.tif, .zarr, .npy, .nii.gz, ...); a folder when SCAN is one")
     add_overwrite(parser, "--output")
+    from ps3d_toolkit.cli.batch import add_output_layout
+
+    add_output_layout(parser)
     add_method(parser)
+    add_sample_region(parser, "segment")
     chunked = parser.add_argument_group("scans larger than memory")
     chunked.add_argument("--chunk-size", type=whole_number(16), default=None, metavar="VOX",
                          help="segment block by block, blocks of VOX^3 voxels read with a halo and "
@@ -109,6 +120,11 @@ def _model_options(args, method: str) -> dict:
 
 def run(args) -> int:
     """Run ``ps3d segment`` on parsed arguments."""
+    from ps3d_toolkit.cli import batch
+
+    code = batch.run_if_folder(args)
+    if code is not None:
+        return code
     import importlib
 
     import numpy as np
@@ -133,7 +149,9 @@ def run(args) -> int:
     if args.chunk_size is None:
         args.chunk_size = _chunk_size_when_too_big(args, scan.image.size, method)
     if args.chunk_size is not None:
+        check_sample_region(args, scan.image.shape)
         return _run_chunked(args, scan, size_mm, method, options, start)
+    check_sample_region(args, scan.image.shape)
     _check_before_the_work(scan, size_mm, method, options)
     stages = Stages(method, enabled=not args.quiet)
     try:
@@ -143,9 +161,10 @@ def run(args) -> int:
             stages.start("load model")
             importlib.import_module("ps3d_toolkit.segmentation.model.inference")  # torch and MONAI load here
         labels = segment(image, spacing=scan.spacing, particle_size_mm=size_mm, method=method,
-                         non_finite=args.non_finite, progress=stages, **options)
+                         grains=args.grains, roi=args.roi, mask=args.mask, non_finite=args.non_finite,
+                         progress=stages, **options)
         stages.start("write")
-        path = save_labels(labels, args.output, spacing=scan.spacing)
+        path = save_labels(labels, args.output, spacing=scan.spacing, zarr_format=getattr(args, "zarr_format", None))
     finally:
         stages.close()
     seconds = time.perf_counter() - start
@@ -221,7 +240,8 @@ def _run_chunked(args, scan, size_mm, method: str, options: dict, start: float) 
     from ps3d_toolkit.segmentation import segment_chunked
 
     labels = segment_chunked(scan.image, spacing=scan.spacing, output=args.output, chunk_size=args.chunk_size,
-                             particle_size_mm=size_mm, method=method, resume=args.resume,
+                             particle_size_mm=size_mm, method=method, grains=args.grains, roi=args.roi,
+                             mask=args.mask, resume=args.resume,
                              overwrite=args.overwrite, non_finite=args.non_finite,
                              scheduler=args.dask_scheduler, progress=not args.quiet, **options)
     seconds = time.perf_counter() - start

@@ -24,6 +24,10 @@ outputs
     :func:`check_output_path`: an output checked before any heavy work.
 tables
     :func:`save_table`, :func:`read_table`.
+particleseg3d
+    ParticleSeg3D datasets (``images/<name>.zarr`` + ``metadata.json``):
+    :func:`is_particleseg3d_dataset`, :func:`list_scans`, :func:`scan_metadata`,
+    :func:`save_particleseg3d_labels` (its ``<output>/<name>/<name>.zarr`` layout).
 """
 
 from __future__ import annotations
@@ -33,6 +37,10 @@ from ps3d_toolkit.io._zarr import CheckedZarrArray
 from ps3d_toolkit.io.metadata import read_metadata, write_metadata
 from ps3d_toolkit.io.ome_zarr import ngff_attributes, save_ome_zarr, write_pyramid
 from ps3d_toolkit.io.outputs import check_output_path
+from ps3d_toolkit.io.particleseg3d import (
+    is_particleseg3d_dataset,
+    save_particleseg3d_labels,
+)
 from ps3d_toolkit.io.readers import load_labels, load_scan
 from ps3d_toolkit.io.scan import Scan
 from ps3d_toolkit.io.tables import TABLE_FORMATS, read_table, save_table
@@ -45,6 +53,7 @@ __all__ = [
     "Scan",
     "check_output_path",
     "convert",
+    "is_particleseg3d_dataset",
     "load_labels",
     "load_scan",
     "ngff_attributes",
@@ -52,8 +61,9 @@ __all__ = [
     "read_table",
     "save_labels",
     "save_ome_zarr",
+    "save_particleseg3d_labels",
     "save_scan",
     "save_table",
-    "write_pyramid",
     "write_metadata",
+    "write_pyramid",
 ]

@@ -2,7 +2,12 @@
 
 For a scan ``<dir>/<stem>.<ext>`` the sidecar is ``<dir>/<stem>.json``, else
 ``<dir>/metadata.json``; for a folder of slices, ``metadata.json`` inside it
-comes first.
+comes first. A scan ``<dataset>/images/<stem>.zarr`` of a ParticleSeg3D dataset
+also finds ``<dataset>/metadata.json``. A ``metadata.json`` shared by several
+scans may hold one entry per scan, keyed by the scan's name, as ParticleSeg3D's
+does (``{"<stem>": {"spacing": 0.01, "particle_size": 0.3}}``); top-level
+``spacing``/``particle_size`` then hold for every scan without its own value.
+ParticleSeg3D's ``particle_size`` (mm) is read as ``particle_size_mm``.
 """
 
 from __future__ import annotations
@@ -135,7 +140,11 @@ def read_metadata(path) -> dict:
     -------
     dict
         The fields found (empty when there is no sidecar). ``spacing`` is a
-        tuple of 3 floats in mm; ``_path`` says which file was read.
+        tuple of 3 floats in mm; ``_path`` says which file was read. Read for
+        a scan, a shared ``metadata.json`` gives the scan's own entry merged
+        over its top-level values, and ParticleSeg3D's ``particle_size`` as
+        ``particle_size_mm``; ``_no_entry_for`` names the scan when the file
+        holds entries for other scans only.
 
     Raises
     ------
@@ -143,10 +152,11 @@ def read_metadata(path) -> dict:
         If the JSON cannot be parsed or holds an invalid spacing/particle size.
     """
     path = Path(path).expanduser()
-    candidates = [path] if path.suffix.lower() == ".json" else _sidecar_candidates(path)
-    for candidate in candidates:
+    if path.suffix.lower() == ".json":
+        return _parse_sidecar(path) if path.is_file() else {}
+    for candidate in _sidecar_candidates(path):
         if candidate.is_file():
-            return _parse_sidecar(candidate)
+            return _parse_sidecar(candidate, scan_name=stem(path))
     return {}
 
 
@@ -189,6 +199,8 @@ def _sidecar_candidates(path: Path) -> list:
     if path.is_dir() and suffix(path) != ".zarr":
         candidates.append(path / "metadata.json")
     candidates += [path.with_name(stem(path) + ".json"), path.with_name("metadata.json")]
+    if path.parent.name == "images":  # <dataset>/images/<name>.zarr: ParticleSeg3D's layout
+        candidates.append(path.parent.parent / "metadata.json")
     return candidates
 
 
@@ -198,13 +210,56 @@ def _sidecar_target(path: Path) -> Path:
     return path.with_name(stem(path) + ".json")
 
 
-def _parse_sidecar(path: Path) -> dict:
+def load_json_object(path: Path) -> dict:
+    """The JSON object in ``path``, or InputError naming the file."""
     try:
-        content = json.loads(path.read_text())
+        content = json.loads(Path(path).read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
         raise InputError(f"cannot read metadata {path}: {error}") from error
     if not isinstance(content, dict):
         raise InputError(f"metadata {path} must hold a JSON object, got {type(content).__name__}")
+    return content
+
+
+def scan_entry(content: dict, name: str, path) -> dict:
+    """The fields of scan ``name`` in a metadata object: its own entry merged over the top-level values.
+
+    An entry is a JSON object keyed by the scan's name holding a ``spacing``
+    or particle size (ParticleSeg3D's ``metadata.json``); other scans' entries
+    are left out. ParticleSeg3D's ``particle_size`` (mm) becomes ``particle_size_mm``;
+    ``_no_entry_for`` is set to ``name`` when entries exist for other scans only.
+
+    Raises
+    ------
+    InputError
+        When ``particle_size`` and ``particle_size_mm`` both appear and differ.
+    """
+    entries = {key for key, value in content.items() if is_scan_entry(value)}
+    fields = {key: value for key, value in content.items() if key not in entries}
+    if name in entries:
+        fields.update(content[name])
+    elif entries:
+        fields["_no_entry_for"] = name
+    size, size_mm = fields.get("particle_size"), fields.get("particle_size_mm")
+    if size is not None:
+        size = check_positive(size, f"'particle_size' of scan {name!r} in {path}")
+        if size_mm is None:
+            fields["particle_size_mm"] = size
+        elif not np.isclose(size, check_positive(size_mm, f"'particle_size_mm' of scan {name!r} in {path}")):
+            raise InputError(f"metadata {path} gives scan {name!r} particle_size={size!r} and "
+                             f"particle_size_mm={size_mm!r}; keep one (both are mm)")
+    return fields
+
+
+def is_scan_entry(value) -> bool:
+    """Whether a metadata value is one scan's entry: an object with a spacing or particle size."""
+    return isinstance(value, dict) and any(k in value for k in ("spacing", "particle_size", "particle_size_mm"))
+
+
+def _parse_sidecar(path: Path, scan_name: str | None = None) -> dict:
+    content = load_json_object(path)
+    if scan_name is not None:
+        content = scan_entry(content, scan_name, path)
     if content.get("spacing") is not None:
         content["spacing"] = check_spacing(content["spacing"], f"'spacing' in {path}")
     if content.get("particle_size_mm") is not None:

@@ -8,7 +8,9 @@ Spacing is taken, in this order, from the ``spacing`` argument, from the file
 itself (NIfTI header, zarr attributes or OME-NGFF scale and axis units, the
 toolkit's TIFF description, OME-TIFF ``PhysicalSize``, ImageJ ``spacing``/``unit``
 and resolution), or from
-a sidecar JSON (``<stem>.json`` or ``metadata.json``) beside the scan.
+a sidecar JSON (``<stem>.json`` or ``metadata.json``) beside the scan, or, for a
+scan ``<dataset>/images/<stem>.zarr`` of a ParticleSeg3D dataset, the scan's
+entry in ``<dataset>/metadata.json`` (see :mod:`ps3d_toolkit.io.metadata`).
 
 No reader truncates silently: TIFF slices of different types are promoted to a
 common type (or refused when none holds them exactly), a zarr store with chunks
@@ -119,10 +121,19 @@ def load_scan(path, spacing=None, *, missing_chunks: MissingChunks = "error") ->
     elif stored_spacing is not None:
         spacing = stored_spacing
     else:
-        raise InputError(f"spacing is not stored in {path}; pass spacing=... in mm")
+        raise InputError(f"spacing is not stored in {path}{_sidecar_lacks(sidecar)}; pass spacing=... in mm")
 
     size = stored.get("particle_size_mm", sidecar.get("particle_size_mm"))
     return Scan(image=image, spacing=spacing, name=stem(path), particle_size_mm=size, path=path)
+
+
+def _sidecar_lacks(sidecar: dict) -> str:
+    """What the metadata file found beside a scan lacks, for a message ('' when there is none)."""
+    if "_path" not in sidecar:
+        return ""
+    if sidecar.get("_no_entry_for"):
+        return f" nor in {sidecar['_path']}, which has no entry for scan {sidecar['_no_entry_for']!r}"
+    return f" nor in {sidecar['_path']}"
 
 
 def load_labels(path, *, missing_chunks: MissingChunks = "error") -> np.ndarray:
