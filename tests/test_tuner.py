@@ -65,8 +65,8 @@ def test_tuner_settings_and_code_follow_the_sliders(grains_in_epoxy, monkeypatch
     tuner = SegmentationTuner(image, spacing=(0.02, 0.01, 0.01), particle_size_mm=0.11, method="otsu-watershed")
     tuner.params["min_distance_fraction"] = 0.8     # a slider moved with auto-update off
     settings = tuner.settings()
-    assert settings == {"method": "otsu-watershed", "particle_size_mm": 0.11, "min_particle_fraction": 0.005,
-                        "n_classes": None, "min_distance_fraction": 0.8}
+    assert settings == {"method": "otsu-watershed", "particle_size_mm": 0.11, "grains": "brighter",
+                        "min_particle_fraction": 0.005, "n_classes": None, "min_distance_fraction": 0.8}
     code = tuner.settings_code()
     assert "segment(scan.image, spacing=scan.spacing, method='otsu-watershed'" in code
     assert "min_distance_fraction=0.8" in code
@@ -167,11 +167,12 @@ def test_tuner_model_options_reach_the_model(grains_in_epoxy, untrained_weights,
 
 
 def test_tuner_defaults_are_the_segmenters_own():
+    from ps3d_toolkit.segmentation import segment
     from ps3d_toolkit.segmentation.classic import otsu_watershed, snow
     from ps3d_toolkit.segmentation.model.inference import segment_with_model
 
     for method, function in [("otsu-watershed", otsu_watershed), ("snow", snow), ("model", segment_with_model)]:
-        signature = inspect.signature(function).parameters
+        signature = {**inspect.signature(segment).parameters, **inspect.signature(function).parameters}
         for name, spec in PARAMETERS[method].items():
             if (method, name) != ("model", "tta"):     # the tuner starts without mirroring (8x slower)
                 assert spec.default == signature[name].default, (method, name)
@@ -200,3 +201,18 @@ def test_tuner_auto_choices_show_the_weights_own_values(grains_in_epoxy, untrain
     controls = {c.description: c for c in plain._options_box.children}
     assert controls["core_threshold"].label == "auto"
     assert controls["inference_diameter_vox"].label == f"auto ({config['train_diameter_vox']:g})"
+
+
+def test_tuner_grain_polarity_finds_dark_grains_and_reaches_the_code(grains_in_epoxy):
+    image, truth = grains_in_epoxy
+    dark = image.max() + image.min() - image            # dark balls in a bright matrix (bright air too)
+    tuner = SegmentationTuner(dark, spacing=0.01, particle_size_mm=0.11, truth=truth, method="otsu-watershed",
+                              region=(slice(None),) * 3)
+    assert tuner.params["grains"] == "brighter"
+    assert tuner.update()["scores"]["f1_50"] < 0.5       # the bright matrix is taken for the grains
+    result = tuner.update(grains="darker")
+    assert result["n_particles"] == 8 and result["scores"]["f1_50"] == pytest.approx(1.0)
+    code = tuner.settings_code()
+    assert "grains='darker'" in code and "--grains darker" in code
+    with pytest.raises(ValueError, match="grains must be one of"):
+        tuner.update(grains="dark")

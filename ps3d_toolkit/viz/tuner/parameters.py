@@ -62,6 +62,12 @@ _CONTROLS = {
     },
 }
 
+# Options of segment() itself, offered with every method (their defaults read from segment()).
+_COMMON_CONTROLS = {
+    "grains": ("choice", ("brighter", "darker", "auto"), None,
+               "grains brighter or darker than their matrix (auto: decided from the scan)"),
+}
+
 # Where the tuner starts elsewhere than the segmenter: the model's tta="auto" turns
 # mirroring on with a GPU, which makes every preview 8x slower; a checkbox starts off.
 _TUNER_DEFAULTS = {"model": {"tta": False}}
@@ -77,12 +83,15 @@ def parameters(method: str) -> dict:
         If ``method`` is not a segmentation method.
     """
     from ps3d_toolkit.segmentation import method_function
+    from ps3d_toolkit.segmentation.registry import segment
 
     if method not in _CONTROLS:
         raise InputError(f"method must be one of {tuple(_CONTROLS)}, got {method!r}")
     signature = inspect.signature(method_function(method)).parameters
+    common = inspect.signature(segment).parameters
     own = _TUNER_DEFAULTS.get(method, {})
-    table = {}
+    table = {name: Parameter(kind, common[name].default, low, high, help_text)
+             for name, (kind, low, high, help_text) in _COMMON_CONTROLS.items()}
     for name, (kind, low, high, help_text) in _CONTROLS[method].items():
         default = own[name] if name in own else signature[name].default
         table[name] = Parameter(kind, default, low, high, help_text)

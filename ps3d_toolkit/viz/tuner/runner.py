@@ -125,9 +125,10 @@ def settings_code(settings: dict, spacing: tuple, *, scan_name: str = "scan", sc
     """
     args = ", ".join(f"{k}={_python_literal(v)}" for k, v in settings.items())
     spacing_text = ",".join(f"{s:g}" for s in spacing) if len(set(spacing)) > 1 else f"{spacing[0]:g}"
+    grains = f"--grains {settings['grains']} " if settings.get("grains", "brighter") != "brighter" else ""
     cli = (f"ps3d segment {scan_path} --spacing {spacing_text} --particle-size {settings['particle_size_mm']:.4g} "
-           f"--method {settings['method']} --output labels.tif")
-    extra = [k for k in settings if k not in ("method", "particle_size_mm")]
+           f"--method {settings['method']} {grains}--output labels.tif")
+    extra = [k for k in settings if k not in ("method", "particle_size_mm", "grains")]
     lines = [
         "from ps3d_toolkit.segmentation import segment",
         "",
@@ -137,7 +138,7 @@ def settings_code(settings: dict, spacing: tuple, *, scan_name: str = "scan", sc
         f"# {cli}",
     ]
     if extra:
-        lines.append(f"# (the command line takes --method and --particle-size only; {', '.join(extra)} "
+        lines.append(f"# (the command line takes --method, --particle-size and --grains only; {', '.join(extra)} "
                      "are set from Python)")
     return "\n".join(lines)
 
