@@ -118,3 +118,30 @@ def test_region_at_upsamples_a_low_resolution_mask():
     expected = np.repeat(np.repeat(np.repeat(LowRes.low_res, 2, 0), 3, 1), 4, 2)
     assert np.array_equal(full, expected)
     assert np.array_equal(region.at((slice(1, 4), slice(0, 6, 2), slice(3, 8))), expected[1:4, 0:6:2, 3:8])
+
+
+def test_the_region_edge_is_drawn_in_the_viewer_and_the_report(scan, tmp_path):
+    from ps3d_toolkit.measurement import measure
+    from ps3d_toolkit.report import write_report
+    from ps3d_toolkit.viz import SliceViewer
+    from ps3d_toolkit.viz.slices import draw_region_edge
+
+    plane = np.zeros((6, 7), bool)
+    plane[1:5, 2:6] = True
+    edge = draw_region_edge(np.zeros((6, 7, 3), np.uint8), plane)[..., 2] > 0
+    assert edge[1, 2:6].all() and edge[4, 2:6].all() and not edge[2:4, 3:5].any() and not edge[~plane].any()
+    full = np.ones((6, 7), bool)
+    assert not draw_region_edge(np.zeros((6, 7, 3), np.uint8), full).any()   # the scan's own border is no edge
+
+    mask = np.zeros(scan.image.shape, bool)
+    mask[:, 10:62, 10:62] = True
+    labels = segment(scan.image, **_options(scan, mask=mask))
+    viewer = SliceViewer(scan.image, labels, spacing=scan.spacing, sample_region=mask)
+    z_plane = viewer.render()[0]
+    assert (z_plane[10, 10:62] == (60, 170, 255)).all()
+    table = measure(labels, scan.image, spacing=scan.spacing, fov_mask=mask, progress=False)
+    whole = measure(labels, scan.image, spacing=scan.spacing, progress=False)
+    assert table["touches_border"].sum() > whole["touches_border"].sum()
+    path = write_report(table, tmp_path / "r.html", labels=labels, sample_region=mask)
+    text = path.read_text()
+    assert "sample region" in text and "the sample region&#x27;s edge in blue" in text.replace("'", "&#x27;")

@@ -307,6 +307,29 @@ def check_excel(path: Path, *, inputs=(), overwrite: bool = False) -> Path:
 # --------------------------------------------------------------------------- reading and saying
 
 
+def restrict_to_sample_region(args, scan, labels, spacing) -> tuple:
+    """The labels inside --roi/--mask (0 outside), and the region as a boolean array (None without one).
+
+    ``--mask auto`` is found on the scan, so it needs ``--image``. A particle the region cuts
+    is then flagged as cut by :func:`~ps3d_toolkit.measurement.measure` (``fov_mask``).
+    """
+    import numpy as np
+
+    from ps3d_toolkit.segmentation.region import resolve_region
+
+    roi, mask = getattr(args, "roi", None), getattr(args, "mask", None)
+    if roi is None and mask is None:
+        return labels, None
+    if mask == "auto" and scan is None:
+        raise CLIError("--mask auto finds the sample in the grey values: give the scan with --image")
+    check_sample_region(args, labels.shape)
+    region = resolve_region(scan.image if scan is not None else labels, roi=roi, mask=mask, spacing=spacing)
+    inside = region.full()
+    say(args, f"sample region: {region}")
+    return np.where(inside, labels, 0).astype(labels.dtype, copy=False), inside
+
+
+
 def read_scan_and_labels(image_path, labels_path, spacing, *, missing_chunks: str = "error"):
     """Read the grey-value scan and the label image a command was given (either may be None).
 

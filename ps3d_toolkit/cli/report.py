@@ -23,6 +23,7 @@ from ps3d_toolkit.cli.args import (
     add_force,
     add_non_finite,
     add_overwrite,
+    add_sample_region,
     add_spacing,
     add_verbosity,
     check_excel,
@@ -32,6 +33,7 @@ from ps3d_toolkit.cli.args import (
     phase_count,
     phase_intervals,
     read_scan_and_labels,
+    restrict_to_sample_region,
     say,
 )
 
@@ -39,6 +41,7 @@ EXAMPLES = """
 ps3d report data/sample/labels.tif --image data/sample/scan.tif --auto-phases 2 --phase-names quartz,magnetite
 ps3d report data/sample/labels.tif --image data/sample/scan.tif --phases 'gangue:0:40000,ore:40000:inf' --pdf report.pdf
 ps3d report --table particles.csv --include-cut --output report.html
+ps3d report labels.tif --image scan.tif --mask auto   (the particles the holder's inside cuts are left out)
 """
 
 #: The tables that --csv writes beside the particle table, as <name>_<table>.csv
@@ -67,6 +70,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--min-phase-fraction", type=fraction, metavar="F",
                         help="a phase filling less than this share of a particle is absent from it (the "
                              "particle is barren in it; default 0.02: partial-volume voxels at a grain's edge)")
+    add_sample_region(parser, "measure")
     parser.add_argument("--include-cut", action="store_true",
                         help="count the particles cut by the scan border in every statistic (default: leave "
                              "them out, and say how many)")
@@ -142,7 +146,7 @@ def _check_pdf(args, inputs) -> None:
         raise CLIError("--pdf needs Playwright: pip install playwright (no 'playwright install' needed)")
 
 
-def _particle_table(args, scan, labels, spacing, notes: dict):
+def _particle_table(args, scan, labels, spacing, notes: dict, region=None):
     """The table to report on: read from ``--table``, else measured on LABELS."""
     from ps3d_toolkit.io import read_table
     from ps3d_toolkit.measurement import measure, propose_phase_thresholds
@@ -158,7 +162,8 @@ def _particle_table(args, scan, labels, spacing, notes: dict):
         phases = propose_phase_thresholds(scan.image, labels, n_phases=args.auto_phases, names=args.phase_names)
     options = {} if args.min_phase_fraction is None else {"min_phase_fraction": args.min_phase_fraction}
     return measure(labels, image=None if scan is None else scan.image, spacing=spacing, phases=phases,
-                   non_finite=args.non_finite, force=args.force, progress=not args.quiet, **options)
+                   fov_mask=region, non_finite=args.non_finite, force=args.force, progress=not args.quiet,
+                   **options)
 
 
 def _renamed(table, names):
@@ -179,10 +184,18 @@ def run(args) -> int:
     scan, labels, spacing = read_scan_and_labels(args.image, args.labels, args.spacing,
                                                  missing_chunks=missing_chunks(args))
     notes = {} if args.labels is None else {"label image": str(args.labels)}
-    table = _particle_table(args, scan, labels, spacing, notes)
+    region = None
+    if labels is not None:
+        labels, region = restrict_to_sample_region(args, scan, labels, spacing)
+        if region is not None:
+            notes["sample region"] = " ".join(f"--{k} {getattr(args, k)}" for k in ("roi", "mask")
+                                              if getattr(args, k) is not None)
+    elif args.roi is not None or args.mask is not None:
+        raise CLIError("--roi and --mask apply when measuring LABELS; they cannot be used with --table alone")
+    table = _particle_table(args, scan, labels, spacing, notes, region)
     cut = {"include_cut": args.include_cut}
     written = {"report": write_report(table, args.output, scan=scan, labels=labels, title=args.title,
-                                      notes=notes, **cut)}
+                                      notes=notes, sample_region=region, **cut)}
     if args.pdf is not None:
         written["PDF"] = write_pdf(args.output, args.pdf)
     if args.excel is not None:
@@ -191,18 +204,19 @@ def run(args) -> int:
         paths = export_tables(table, args.csv, scan=scan, notes=notes, **cut)
         written["tables (CSV)"] = ", ".join(str(p) for p in paths)
     say(args, f"{len(table)} particles")
-    say(args, _statistics_line(table, args.include_cut))
+    say(args, _statistics_line(table, args.include_cut, region is not None))
     for what, path in written.items():
         say(args, f"wrote {what}: {path}")
     return 0
 
 
-def _statistics_line(table, include_cut: bool) -> str:
+def _statistics_line(table, include_cut: bool, region: bool = False) -> str:
     """Which particles the statistics count, in one line."""
     from ps3d_toolkit.analysis.stats import cut_particles
 
     n_cut = int(cut_particles(table).sum())
+    by = "the scan border or the sample region" if region else "the scan border"
     if include_cut:
-        return f"statistics count all {len(table)} particles, {n_cut} of them cut by the scan border (--include-cut)"
-    return (f"statistics count {len(table) - n_cut} particles: {n_cut} cut by the scan border left out "
+        return f"statistics count all {len(table)} particles, {n_cut} of them cut by {by} (--include-cut)"
+    return (f"statistics count {len(table) - n_cut} particles: {n_cut} cut by {by} left out "
             "(--include-cut counts them)")

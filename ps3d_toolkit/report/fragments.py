@@ -26,6 +26,9 @@ class ReportContext:
         Extra lines for the summary (method, run time, ...), shown as given.
     include_cut : bool
         Whether the statistics count the particles cut by the scan border.
+    sample_region : array_like of bool or None
+        The sample region the particles were found in (a sample mask or region of interest),
+        same shape as the scan: outlined on the slices, and a particle it cuts counts as cut.
     figures : list
         The plotly figures placed so far; the page draws them from one
         compressed block (:mod:`ps3d_toolkit.report.payload`).
@@ -37,6 +40,7 @@ class ReportContext:
     metrics: dict | None = None
     notes: dict = field(default_factory=dict)
     include_cut: bool = False
+    sample_region: object = None
     figures: list = field(default_factory=list)
     _stats: object = field(default=None, init=False, repr=False)
 
@@ -58,14 +62,21 @@ class ReportContext:
         """Whether the statistics have particles and the table every one of ``columns``."""
         return len(self.stats) > 0 and all(c in self.table.columns for c in columns)
 
+    @property
+    def cut_by(self) -> str:
+        """What cuts particles: the scan border, and the sample region when there is one."""
+        if self.sample_region is not None or self.table.attrs.get("fov_mask"):
+            return "the scan border or the sample region"
+        return "the scan border"
+
     def cut_note(self) -> str:
         """One sentence on the particles the statistics leave out (or keep) for being cut."""
         left_out = self.stats.attrs["n_cut_left_out"]
         if self.include_cut:
-            return "Particles cut by the scan border are counted (include_cut)."
+            return f"Particles cut by {self.cut_by} are counted (include_cut)."
         if not left_out:
-            return "No particle is cut by the scan border."
-        return (f"{left_out:,} of {len(self.table):,} particles are cut by the scan border and left out "
+            return f"No particle is cut by {self.cut_by}."
+        return (f"{left_out:,} of {len(self.table):,} particles are cut by {self.cut_by} and left out "
                 "(their sizes and shapes are not their own; include them with --include-cut).")
 
 

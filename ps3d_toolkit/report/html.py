@@ -25,7 +25,7 @@ def _css() -> str:
 
 def build_report(table, *, scan=None, labels=None, metrics=None,
                  title: str = "ps3d_toolkit particle report", notes: dict | None = None,
-                 include_cut: bool = False, sections=None) -> str:
+                 include_cut: bool = False, sample_region=None, sections=None) -> str:
     """Build the self-contained HTML report as a string.
 
     Parameters are those of :func:`write_report`; ``sections`` replaces
@@ -36,8 +36,11 @@ def build_report(table, *, scan=None, labels=None, metrics=None,
         labels = np.asarray(labels)
         if scan is not None and tuple(labels.shape) != tuple(scan.shape):
             raise InputError(f"labels and scan must have the same shape, got {labels.shape} and {scan.shape}")
+    if sample_region is not None and labels is not None and tuple(np.shape(sample_region)) != tuple(labels.shape):
+        raise InputError(f"sample_region and labels must have the same shape, got {np.shape(sample_region)} "
+                         f"and {labels.shape}")
     ctx = ReportContext(table=table, scan=scan, labels=labels, metrics=metrics, notes=dict(notes or {}),
-                        include_cut=bool(include_cut))
+                        include_cut=bool(include_cut), sample_region=sample_region)
     parts = [part for build in (SECTIONS if sections is None else sections) if (part := build(ctx))]
     if ctx.figures:
         parts.append(figures_block(ctx.figures))
@@ -54,7 +57,7 @@ def build_report(table, *, scan=None, labels=None, metrics=None,
 
 def write_report(table, path, *, scan=None, labels=None, metrics=None,
                  title: str = "ps3d_toolkit particle report", notes: dict | None = None,
-                 include_cut: bool = False) -> Path:
+                 include_cut: bool = False, sample_region=None) -> Path:
     """Write a self-contained HTML report (opens offline), atomically.
 
     Parameters
@@ -77,6 +80,10 @@ def write_report(table, path, *, scan=None, labels=None, metrics=None,
         Count the particles cut by the scan border (``touches_border``) in
         every statistic. By default they are left out, and the summary says
         how many; the particle table lists them all.
+    sample_region : array_like of bool, optional
+        The sample region the particles were found in (``segment(..., mask=, roi=)``),
+        outlined in blue on the slices; measure with it (``fov_mask``) so that the particles
+        it cuts are flagged.
 
     Returns
     -------
@@ -94,7 +101,7 @@ def write_report(table, path, *, scan=None, labels=None, metrics=None,
     if path.suffix.lower() not in (".html", ".htm"):
         raise InputError(f"path must end in .html, got {path}")
     text = build_report(table, scan=scan, labels=labels, metrics=metrics, title=title, notes=notes,
-                        include_cut=include_cut)
+                        include_cut=include_cut, sample_region=sample_region)
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
     return path

@@ -198,7 +198,8 @@ def section_slices(ctx: ReportContext) -> str | None:
         take = (slice(None),) * axis + (index,)
         grey = None if image is None else np.asarray(image[take])
         labels = None if ctx.labels is None else np.asarray(ctx.labels[take])
-        rgb = outlined_slice(grey, labels, outline_rgb=_OUTLINE_RGB, min_size_px=_MIN_IMAGE_PX)
+        region = None if ctx.sample_region is None else np.asarray(ctx.sample_region[take], dtype=bool)
+        rgb = outlined_slice(grey, labels, outline_rgb=_OUTLINE_RGB, min_size_px=_MIN_IMAGE_PX, region=region)
         if spacing is not None:
             # the plane's rows and columns are the two axes other than ``axis``
             pixel = [s for i, s in enumerate(spacing) if i != axis]
@@ -208,6 +209,8 @@ def section_slices(ctx: ReportContext) -> str | None:
         caption = f"{plane} = {index} (middle slice)"
         if labels is not None:
             caption += f", {len(np.unique(labels[labels > 0]))} particles outlined"
+        if region is not None:
+            caption += ", the sample region's edge in blue"
         images.append(
             f'<figure><img class="slice" alt="{html.escape(caption)}" src="data:image/png;base64,{png}">'
             f"<figcaption>{html.escape(caption)}</figcaption></figure>"
@@ -229,7 +232,8 @@ def _spacing(ctx: ReportContext):
 #: The columns of the particle table the report shows (all of them go to CSV/Excel), with their headings.
 PARTICLE_COLUMNS = {
     "label": "label", "eq_diameter_mm": "eq. diameter, mm", "volume_mm3": "volume, mm³",
-    "feret_max_mm": "max Feret, mm", "sphericity": "sphericity", "elongation": "I/L", "flatness": "S/I",
+    "feret_max_mm": "max Feret, mm", "feret_min_mm": "min Feret, mm",
+    "sphericity": "sphericity", "elongation": "I/L", "flatness": "S/I",
     "touches_border": "cut by border",
 }
 

@@ -175,6 +175,13 @@ class SampleRegion:
         """The whole region as a scan-shaped boolean array."""
         return self.at((slice(None),) * 3)
 
+    # a lazy boolean array of the scan's shape: ``region[z0:z1, ::2, :]`` reads only that part
+    dtype = np.dtype(bool)
+    ndim = 3
+
+    def __getitem__(self, key) -> np.ndarray:
+        return self.at(_as_slices(key, self.shape))
+
     @property
     def is_whole_box(self) -> bool:
         """Whether the box is the whole scan (no region of interest)."""
@@ -188,9 +195,18 @@ class SampleRegion:
         return self.source
 
 
+def _low_res(mask):
+    """The low-resolution boolean array of a :class:`~ps3d_toolkit.segmentation.sample_mask.SampleMask`
+    (``mask`` and ``factor``), else None."""
+    low = getattr(mask, "low_res", None)
+    if low is None and hasattr(mask, "factor") and isinstance(getattr(mask, "mask", None), np.ndarray):
+        low = mask.mask
+    return low
+
+
 def _mask_at(mask, key) -> np.ndarray:
     """``mask[key]`` for an array, or by nearest upsampling for a low-resolution SampleMask."""
-    low = getattr(mask, "low_res", None)
+    low = _low_res(mask)
     if low is None:
         return np.asarray(mask[key], dtype=bool)
     factor = tuple(int(f) for f in np.broadcast_to(mask.factor, (3,)))
@@ -240,7 +256,7 @@ def resolve_region(image, *, roi=None, mask=None, spacing=None) -> SampleRegion 
         resolved = mask
         sources.append("mask array")
     if resolved is not None:
-        if getattr(resolved, "low_res", None) is None:
+        if _low_res(resolved) is None:
             if tuple(resolved.shape) != shape:
                 raise InputError(f"mask has shape {tuple(resolved.shape)}, the scan {shape}: they must match")
             kind = getattr(resolved, "dtype", np.dtype(bool)).kind
@@ -334,8 +350,7 @@ def prepare_scan(image, *, grains: Grains = "brighter", region: SampleRegion | N
     if grains == "auto":
         from ps3d_toolkit.segmentation.polarity import grain_polarity
 
-        mask = None if region is None or region.is_whole_scan else region.full()
-        decision = grain_polarity(image, mask=mask)
+        decision = grain_polarity(image, mask=None if region is None or region.is_whole_scan else region)
         grains, reason = decision.grains, decision.reason
         logger.info("grains='auto': %s", reason)
     invert = grains == "darker"

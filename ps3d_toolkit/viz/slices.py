@@ -15,7 +15,7 @@ import numpy as np
 from ps3d_toolkit.core.arrays import strided_sample
 from ps3d_toolkit.core.errors import InputError
 
-__all__ = ["HIGHLIGHT_RGB", "default_window", "draw_scale_bar", "label_colors", "outlined_slice", "overlay_labels",
+__all__ = ["HIGHLIGHT_RGB", "default_window", "draw_region_edge", "draw_scale_bar", "label_colors", "outlined_slice", "overlay_labels",
            "png_base64", "png_data_uri", "scale_bar_length", "window_image"]
 
 #: Colour of highlighted (selected) particles in the overlay.
@@ -177,7 +177,23 @@ def png_data_uri(rgb) -> str:
     return "data:image/png;base64," + png_base64(rgb)
 
 
-def outlined_slice(grey, labels, *, outline_rgb=(255, 60, 60), min_size_px: int = 0) -> np.ndarray:
+def draw_region_edge(rgb: np.ndarray, region, colour=(60, 170, 255)) -> np.ndarray:
+    """Draw, in place, the inner edge of a 2D boolean ``region`` (a sample mask's plane) on ``rgb``.
+
+    The scan's own border is not an edge: only where the region meets its outside.
+    """
+    inside = np.asarray(region, dtype=bool)
+    outside = np.pad(~inside, 1, mode="edge")
+    near = np.zeros_like(inside)
+    for axis in (0, 1):
+        for step in (-1, 1):
+            near |= np.roll(outside, step, axis=axis)[1:-1, 1:-1]
+    rgb[inside & near] = colour
+    return rgb
+
+
+def outlined_slice(grey, labels, *, outline_rgb=(255, 60, 60), min_size_px: int = 0, region=None,
+                   region_rgb=(60, 170, 255)) -> np.ndarray:
     """A 2D slice in grey with each particle's boundary drawn in one colour.
 
     Parameters
@@ -190,6 +206,10 @@ def outlined_slice(grey, labels, *, outline_rgb=(255, 60, 60), min_size_px: int 
         Colour of the outlines.
     min_size_px : int
         Enlarge by pixel repetition until the longer side has at least this many pixels.
+    region : array_like of bool, 2D, optional
+        The sample region of the plane (a sample mask or region of interest); its edge is drawn.
+    region_rgb : 3 int
+        Colour of the region's edge.
 
     Returns
     -------
@@ -202,6 +222,8 @@ def outlined_slice(grey, labels, *, outline_rgb=(255, 60, 60), min_size_px: int 
     else:
         grey = window_image(grey, *default_window(grey))
         rgb = np.repeat(grey[..., None], 3, axis=2)
+    if region is not None:
+        draw_region_edge(rgb, region, region_rgb)
     if labels is not None:
         rgb[find_boundaries(np.asarray(labels), mode="inner")] = outline_rgb
     factor = max(1, int(np.ceil(min_size_px / max(rgb.shape[:2]))))

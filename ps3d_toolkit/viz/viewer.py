@@ -19,7 +19,7 @@ import numpy as np
 from ps3d_toolkit.core.arrays import strided_sample
 from ps3d_toolkit.core.checks import check_labels, check_lazy_volume, check_same_shape, check_spacing, check_table
 from ps3d_toolkit.core.errors import InputError, InputTypeError
-from ps3d_toolkit.viz.slices import default_window, overlay_labels, png_data_uri, window_image
+from ps3d_toolkit.viz.slices import default_window, draw_region_edge, overlay_labels, png_data_uri, window_image
 
 __all__ = ["PLANES", "SliceViewer", "orthogonal_slices", "particle_at", "particle_row", "plane_to_voxel"]
 
@@ -179,6 +179,9 @@ class SliceViewer(_NotebookView):
         Draw particle outlines.
     height_px : int
         Height of the figure in pixels.
+    sample_region : array_like of bool, 3D, optional
+        The sample region (``segment(..., mask=)``: e.g. the automatic sample mask), same shape;
+        its edge is drawn in blue.
 
     Attributes
     ----------
@@ -192,12 +195,15 @@ class SliceViewer(_NotebookView):
     """
 
     def __init__(self, image, labels=None, *, spacing=1.0, table=None, position=None, window=None,
-                 opacity: float = 0.4, outline: bool = False, height_px: int = 400):
+                 opacity: float = 0.4, outline: bool = False, height_px: int = 400, sample_region=None):
         self.image = check_lazy_volume(image, "image")
         if labels is not None:
             labels = check_labels(labels, "labels")
             check_same_shape(self.image, labels, "image", "labels")
         self.labels = labels
+        if sample_region is not None:
+            check_same_shape(self.image, sample_region, "image", "sample_region")
+        self.sample_region = sample_region
         self.spacing = check_spacing(spacing)
         self.table = table
         shape = self.image.shape
@@ -219,14 +225,17 @@ class SliceViewer(_NotebookView):
         """The three planes at the current settings as RGB uint8 arrays (z, y, x planes)."""
         greys = orthogonal_slices(self.image, self.position)
         label_planes = orthogonal_slices(self.labels, self.position) if self.labels is not None else (None,) * 3
+        regions = (orthogonal_slices(self.sample_region, self.position) if self.sample_region is not None
+                   else (None,) * 3)
         out = []
-        for grey, lab in zip(greys, label_planes):
+        for grey, lab, region in zip(greys, label_planes, regions):
             g = window_image(grey, *self.window)
             if lab is None:
-                out.append(np.repeat(g[..., None], 3, axis=2))
+                rgb = np.repeat(g[..., None], 3, axis=2)
             else:
-                out.append(overlay_labels(g, lab, opacity=self.opacity, highlight=self.highlight or None,
-                                          outline=self.outline))
+                rgb = overlay_labels(g, lab, opacity=self.opacity, highlight=self.highlight or None,
+                                     outline=self.outline)
+            out.append(rgb if region is None else draw_region_edge(rgb, region))
         return tuple(out)
 
     def set_position(self, z=None, y=None, x=None) -> None:
