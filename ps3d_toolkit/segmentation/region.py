@@ -29,7 +29,7 @@ import numpy as np
 from ps3d_toolkit.core.errors import InputError, InputTypeError
 
 __all__ = ["GRAIN_POLARITIES", "Grains", "PreparedScan", "SampleRegion", "check_grains", "parse_roi",
-           "prepare_scan", "resolve_region"]
+           "prepare_scan", "resolve_region", "size_in_voxels"]
 
 logger = logging.getLogger(__name__)
 
@@ -319,7 +319,8 @@ def _as_slices(key, shape) -> tuple:
     return tuple(key) + (slice(None),) * (3 - len(key))
 
 
-def prepare_scan(image, *, grains: Grains = "brighter", region: SampleRegion | None = None):
+def prepare_scan(image, *, grains: Grains = "brighter", region: SampleRegion | None = None,
+                 particle_size_vox: float | None = None):
     """The scan every method sees, the grain polarity used, and how it was chosen.
 
     Parameters
@@ -330,6 +331,9 @@ def prepare_scan(image, *, grains: Grains = "brighter", region: SampleRegion | N
         Grains brighter or darker than their matrix, or decided from the scan inside ``region``.
     region : SampleRegion, optional
         The sample region; voxels outside it read as background.
+    particle_size_vox : float, optional
+        The mean particle diameter in voxels, when known: "auto" then samples the scan finely
+        enough to see the grains.
 
     Returns
     -------
@@ -350,7 +354,8 @@ def prepare_scan(image, *, grains: Grains = "brighter", region: SampleRegion | N
     if grains == "auto":
         from ps3d_toolkit.segmentation.polarity import grain_polarity
 
-        decision = grain_polarity(image, mask=None if region is None or region.is_whole_scan else region)
+        decision = grain_polarity(image, mask=None if region is None or region.is_whole_scan else region,
+                                  particle_size_vox=particle_size_vox)
         grains, reason = decision.grains, decision.reason
         logger.info("grains='auto': %s", reason)
     invert = grains == "darker"
@@ -360,6 +365,11 @@ def prepare_scan(image, *, grains: Grains = "brighter", region: SampleRegion | N
     if region is not None and region.mask is not None:
         fill = _background_value(image, region, invert)
     return PreparedScan(image, invert=invert, region=region, fill=fill), grains, reason
+
+
+def size_in_voxels(particle_size_mm, spacing) -> float | None:
+    """A particle size in mm as voxels of the finest axis (None when the size is not known)."""
+    return None if particle_size_mm is None else float(particle_size_mm) / min(spacing)
 
 
 def _background_value(image, region: SampleRegion, invert: bool) -> float:

@@ -13,7 +13,7 @@ import numpy as np
 from ps3d_toolkit.core.errors import InputError
 from ps3d_toolkit.core.labels import drop_small_labels
 from ps3d_toolkit.segmentation._checks import NonFinite, check_scan
-from ps3d_toolkit.segmentation.region import Grains, check_grains, prepare_scan, resolve_region
+from ps3d_toolkit.segmentation.region import Grains, check_grains, prepare_scan, resolve_region, size_in_voxels
 
 __all__ = ["METHODS", "Method", "check_method", "default_method", "method_function", "segment"]
 
@@ -119,7 +119,8 @@ def segment(image, *, spacing, particle_size_mm=None, method: Method | None = No
         return segment_chunked(image, spacing=spacing, chunk_size=_ROI_BLOCK, particle_size_mm=particle_size_mm,
                                method=method, grains=grains, roi=region.box, mask=region.mask,
                                non_finite=non_finite, progress=progress, **options)
-    prepared, grains, _ = prepare_scan(scan.image, grains=grains, region=region)
+    prepared, grains, _ = prepare_scan(scan.image, grains=grains, region=region,
+                                       particle_size_vox=size_in_voxels(scan.particle_size_mm, scan.spacing))
     public, implementation = _method(method)
     # The public function's signature is the one source of the options' defaults;
     # non_finite was handled at the door.

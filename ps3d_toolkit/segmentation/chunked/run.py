@@ -21,7 +21,7 @@ from ps3d_toolkit.segmentation.chunked import stitch
 from ps3d_toolkit.segmentation.chunked.grid import Grid, key, shared_box, within
 from ps3d_toolkit.segmentation.chunked.plan import Plan, halo_voxels, make_plan
 from ps3d_toolkit.segmentation.chunked.work import WORK_SUFFIX, Work, save_block
-from ps3d_toolkit.segmentation.region import prepare_scan, resolve_region
+from ps3d_toolkit.segmentation.region import prepare_scan, resolve_region, size_in_voxels
 
 logger = logging.getLogger(__name__)
 
@@ -104,7 +104,8 @@ def segment_chunked(image, *, spacing, output=None, chunk_size: int = 128, parti
         check_particle_size(particle_size_mm, spacing, image.shape)
     _check_scheduler(scheduler)
     region = resolve_region(image, roi=roi, mask=mask, spacing=spacing)
-    image, grains, _ = prepare_scan(image, grains=grains, region=region)
+    image, grains, _ = prepare_scan(image, grains=grains, region=region,
+                                    particle_size_vox=size_in_voxels(particle_size_mm, spacing))
     block = tuple(min(chunk_size, n) for n in image.shape)
     plan = make_plan(image, spacing, particle_size_mm, method, block, options)
     plan.grains, plan.region = grains, region
