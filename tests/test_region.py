@@ -145,3 +145,23 @@ def test_the_region_edge_is_drawn_in_the_viewer_and_the_report(scan, tmp_path):
     path = write_report(table, tmp_path / "r.html", labels=labels, sample_region=mask)
     text = path.read_text()
     assert "sample region" in text and "the sample region&#x27;s edge in blue" in text.replace("'", "&#x27;")
+
+
+@pytest.mark.slow
+def test_cli_the_sample_turned_round_gives_its_particles_with_grains_darker_and_auto(tmp_path, capsys):
+    from ps3d_toolkit.cli import main
+    from ps3d_toolkit.data import load_sample
+    from ps3d_toolkit.io import load_labels, save_scan
+
+    scan, _ = load_sample()
+    save_scan(np.asarray(scan.image), tmp_path / "scan.tif", spacing=scan.spacing)
+    save_scan(inverted(np.asarray(scan.image, np.float32)), tmp_path / "inverted.tif", spacing=scan.spacing)
+    common = ["--method", "otsu-watershed", "--particle-size", str(scan.particle_size_mm), "-q"]
+    assert main(["segment", str(tmp_path / "scan.tif"), "-o", str(tmp_path / "original.tif"), *common]) == 0
+    original = load_labels(tmp_path / "original.tif")
+    for grains in ("darker", "auto"):
+        out = tmp_path / f"{grains}.tif"
+        assert main(["segment", str(tmp_path / "inverted.tif"), "--grains", grains, "-o", str(out), *common]) == 0
+        assert evaluate_instances(load_labels(out), original)["f1_50"] >= 0.99, grains
+    assert main(["segment", str(tmp_path / "inverted.tif"), "-o", str(tmp_path / "brighter.tif"), *common]) == 0
+    assert evaluate_instances(load_labels(tmp_path / "brighter.tif"), original)["f1_50"] < 0.5
