@@ -459,7 +459,7 @@ def test_columns_and_attrs():
         "label", "voxel_count", "volume_mm3", "eq_diameter_mm", "centroid_z", "centroid_y", "centroid_x",
         "centroid_z_mm", "centroid_y_mm", "centroid_x_mm", "bbox_z0", "bbox_y0", "bbox_x0", "bbox_z1",
         "bbox_y1", "bbox_x1", "surface_area_mm2", "sphericity", "axis_major_mm", "axis_intermediate_mm",
-        "axis_minor_mm", "elongation", "flatness", "feret_max_mm", "touches_border", "intensity_mean",
+        "axis_minor_mm", "elongation", "flatness", "feret_max_mm", "feret_min_mm", "feret_ratio", "touches_border", "intensity_mean",
         "intensity_std", "intensity_min", "intensity_max", "intensity_p10", "intensity_p50", "intensity_p90"]
     row = table.iloc[0]
     # a 4 x 5 x 6 voxel box at offset 3 of voxels 1 x 2 x 3 mm: a 4 x 10 x 18 mm box

@@ -21,7 +21,7 @@ from ps3d_toolkit.measurement.chunked import find_particles, is_lazy, propose_ph
 
 # The Feret diameter is computed on particles stacked in batches; a particle's place in
 # its batch changes the last bits of its vertex coordinates (measured: <= 3e-15 relative).
-FLOAT_ORDER_COLUMNS = ("feret_max_mm",)
+FLOAT_ORDER_COLUMNS = ("feret_max_mm", "feret_ratio")
 
 
 def to_zarr(array, path, chunks=(32, 32, 32)):

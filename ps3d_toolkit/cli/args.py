@@ -326,6 +326,7 @@ def restrict_to_sample_region(args, scan, labels, spacing) -> tuple:
     region = resolve_region(scan.image if scan is not None else labels, roi=roi, mask=mask, spacing=spacing)
     inside = region.full()
     say(args, f"sample region: {region}")
+    labels = np.asarray(labels)
     return np.where(inside, labels, 0).astype(labels.dtype, copy=False), inside
 
 

@@ -34,6 +34,8 @@ from ps3d_toolkit.measurement import table as _table
 
 #: Block edge (voxels) when the chunked path is taken for a lazy input without ``chunk_size``.
 DEFAULT_CHUNK_VOX = 128
+# key prefix of the extra grey-value images among the volumes read per crop
+_EXTRA = "extra_image:"
 
 
 def is_lazy(array) -> bool:
@@ -59,7 +61,7 @@ def is_large_and_lazy(array) -> bool:
 def measure_chunked(labels, image=None, *, spacing=1.0, phases=None, phase_map=None, fov_mask=None,
                     liberation_phase=None, liberation_thresholds=(0.3, 0.9), confidence=None,
                     shape: bool = True, workers=None, non_finite="refuse", force: bool = False,
-                    progress: bool = True, chunk_size: int | None = None) -> pd.DataFrame:
+                    progress: bool = True, chunk_size: int | None = None, extra_images=None) -> pd.DataFrame:
     """:func:`ps3d_toolkit.measure` block by block: the same table, with memory bounded by the block.
 
     Parameters are those of :func:`ps3d_toolkit.measure`; every volume may be
@@ -76,7 +78,8 @@ def measure_chunked(labels, image=None, *, spacing=1.0, phases=None, phase_map=N
     """
     block = _checked_chunk_size(chunk_size)
     volumes, spacing, phases = _checked_lazy_inputs(labels, image, spacing, phases, phase_map, fov_mask,
-                                                   confidence, non_finite, force, block)
+                                                   confidence, non_finite, force, block,
+                                                   _table._check_extra_images(extra_images))
     if phases is not None:
         liberation_phase = _table._checked_liberation(phases, liberation_phase, liberation_thresholds)
     options = {"spacing": spacing, "phases": phases, "liberation_phase": liberation_phase,
@@ -93,10 +96,13 @@ def measure_chunked(labels, image=None, *, spacing=1.0, phases=None, phase_map=N
         # no particle: the in-memory code on one background voxel gives the empty columns and dtypes
         corner = (slice(0, 1),) * 3
         crops = {name: _read(array, corner, name) for name, array in volumes.items() if array is not None}
-        parts.append(_table.particle_columns(np.zeros((1, 1, 1), np.uint32), *_others(crops), **options))
+        parts.append(_table.particle_columns(np.zeros((1, 1, 1), np.uint32), *_others(crops),
+                                             extra_images=_extras(crops), **options))
     frame = pd.concat([pd.DataFrame(part) for part in parts], ignore_index=True)
     frame = frame.sort_values("label", kind="stable").reset_index(drop=True)
     frame.attrs.update(_table._table_attrs(spacing, phases, liberation_phase, liberation_thresholds))
+    if fov_mask is not None:
+        frame.attrs["fov_mask"] = True  # as in memory
     return frame
 
 
@@ -231,7 +237,8 @@ def _measure_group(volumes: dict, ids: np.ndarray, boxes: np.ndarray, options: d
     position = np.minimum(np.searchsorted(ids, crop), len(ids) - 1)
     # other particles' voxels cleared; the group's renumbered 1..n (in label order, as their rows)
     kept = np.where(ids[position] == crop, position + 1, 0).astype(np.uint32)
-    columns = _table.particle_columns(kept, *_others(crops), origin=tuple(low), scan_shape=scan_shape, **options)
+    columns = _table.particle_columns(kept, *_others(crops), origin=tuple(low), scan_shape=scan_shape,
+                                      extra_images=_extras(crops), **options)
     columns["label"] = ids
     return columns
 
@@ -239,6 +246,11 @@ def _measure_group(volumes: dict, ids: np.ndarray, boxes: np.ndarray, options: d
 def _others(crops: dict) -> tuple:
     """The crops of image, phase_map, fov_mask and confidence, in the order particle_columns takes them."""
     return tuple(crops.get(name) for name in ("image", "phase_map", "fov_mask", "confidence"))
+
+
+def _extras(crops: dict) -> dict:
+    """The crops of the extra grey-value images, by their names."""
+    return {name.removeprefix(_EXTRA): crop for name, crop in crops.items() if name.startswith(_EXTRA)}
 
 
 def _read(array, window, name: str) -> np.ndarray:
@@ -261,7 +273,7 @@ def _checked_chunk_size(chunk_size) -> int:
 
 
 def _checked_lazy_inputs(labels, image, spacing, phases, phase_map, fov_mask, confidence, non_finite, force,
-                         chunk_size):
+                         chunk_size, extra_images=None):
     """The door of :func:`measure_chunked`: shapes and dtypes checked without reading the volumes."""
     volumes = {"labels": check_lazy_volume(labels, "labels")}
     kind = np.dtype(volumes["labels"].dtype).kind
@@ -278,6 +290,13 @@ def _checked_lazy_inputs(labels, image, spacing, phases, phase_map, fov_mask, co
             check_same_shape(volumes["labels"], volumes[name], "labels", name)
     if volumes["image"] is not None:
         _table._check_grey_values(volumes["image"], non_finite)
+    for name, array in (extra_images or {}).items():
+        argument = f"extra_images[{name!r}]"
+        if array is None:
+            raise InputError(f"{argument} must be a 3D grey-value image of the shape of labels, got None")
+        volumes[_EXTRA + name] = check_lazy_volume(array, argument)
+        check_same_shape(volumes["labels"], volumes[_EXTRA + name], "labels", argument)
+        _table._check_grey_values(volumes[_EXTRA + name], non_finite, argument)
     if isinstance(phases, str):
         if phases != "auto":
             raise InputError(f"phases must be a dict or 'auto', got {phases!r}")

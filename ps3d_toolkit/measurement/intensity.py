@@ -35,7 +35,7 @@ PHASE_PREFIX = "phase_fraction_"
 LIBERATION_PREFIX = "liberation_"
 
 
-def intensity_columns(values: np.ndarray, index: np.ndarray, n_particles: int) -> dict:
+def intensity_columns(values: np.ndarray, index: np.ndarray, n_particles: int, *, prefix: str = "intensity") -> dict:
     """Mean, std, min, max and percentiles of the finite ``values`` grouped by ``index``.
 
     Non-finite values (NaN, inf) are left out of every statistic alike, so that
@@ -51,17 +51,24 @@ def intensity_columns(values: np.ndarray, index: np.ndarray, n_particles: int) -
         Particle index (0..n_particles-1) of every voxel.
     n_particles : int
         Number of particles (rows of the table).
+    prefix : str
+        Start of the column names: ``intensity`` for the main image,
+        ``intensity_<name>`` for an extra one.
 
     Returns
     -------
     dict
         ``intensity_mean``, ``intensity_std``, ``intensity_min``, ``intensity_max``
-        and ``intensity_p10/p50/p90`` arrays of length ``n_particles``.
+        and ``intensity_p10/p50/p90`` arrays of length ``n_particles`` (with
+        ``prefix`` in place of ``intensity``).
     """
     if values.dtype.kind == "f":
         finite = np.isfinite(values)
         if not finite.all():
             values, index = values[finite], index[finite]
+    if prefix != "intensity":
+        named = intensity_columns(values, index, n_particles)
+        return {prefix + name.removeprefix("intensity"): column for name, column in named.items()}
     counts = np.bincount(index, minlength=n_particles).astype(np.int64)
     empty = counts == 0
     if empty.all():

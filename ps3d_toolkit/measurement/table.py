@@ -11,7 +11,9 @@ per-particle loop of :mod:`ps3d_toolkit.measurement.surface`.
 from __future__ import annotations
 
 import os
+import re
 import warnings
+from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
@@ -27,7 +29,7 @@ from ps3d_toolkit.core.checks import (
     check_volume,
     count_non_finite,
 )
-from ps3d_toolkit.core.errors import InputError
+from ps3d_toolkit.core.errors import InputError, InputTypeError
 from ps3d_toolkit.core.geometry import equivalent_diameter, wadell_sphericity
 from ps3d_toolkit.core.labels import LUT_MAX_LABEL, compact_ids
 from ps3d_toolkit.measurement import chunked as _chunked
@@ -37,6 +39,8 @@ from ps3d_toolkit.measurement import surface as _surface
 # z-slices per slab of the scan for present label ids (bounds the temporary memory)
 _SLAB_VOXELS = 1 << 24
 _BBOX_COLUMNS = ("bbox_z0", "bbox_y0", "bbox_x0", "bbox_z1", "bbox_y1", "bbox_x1")
+# names of extra_images: they become part of column names
+_EXTRA_IMAGE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
 
 
 # The grey-value test of a label image (see grey_value_reason): planes sampled,
@@ -51,7 +55,8 @@ def measure(labels, image=None, *, spacing=1.0, phases=None, phase_map=None, fov
             phase_names=None, liberation_phase=None, liberation_thresholds=_intensity.LIBERATION_THRESHOLDS,
             min_phase_fraction: float = _intensity.MIN_PHASE_FRACTION, confidence=None, shape: bool = True,
             workers: int | None = None, non_finite: NonFinite = "refuse",
-            force: bool = False, progress: bool = True, chunk_size: int | None = None) -> pd.DataFrame:
+            force: bool = False, progress: bool = True, chunk_size: int | None = None,
+            extra_images=None) -> pd.DataFrame:
     """Measure every particle of a label image: one table row per particle.
 
     Volumes, centroids, bounding boxes, inertia-equivalent axes, grey-level
@@ -66,6 +71,13 @@ def measure(labels, image=None, *, spacing=1.0, phases=None, phase_map=None, fov
         Label image, 0 = background. Label ids need not be contiguous.
     image : array_like, 3D, optional
         Grey-value scan of the same shape; adds the ``intensity_*`` columns.
+    extra_images : dict of str to array_like, optional
+        More grey-value images of the same shape and grid, registered to
+        ``labels`` (a second X-ray energy, a neutron scan): ``{name: array}``.
+        Each adds the grey-level columns of ``image`` as
+        ``intensity_<name>_mean/std/min/max/p10/p50/p90``. A name is letters,
+        digits and underscores, starting with a letter. Non-finite values are
+        treated as in ``image`` (see ``non_finite``).
     spacing : float or 3 floats
         Voxel size in mm (z, y, x); a scalar means isotropic. With the default
         1.0 every length is in voxels.
@@ -100,14 +112,15 @@ def measure(labels, image=None, *, spacing=1.0, phases=None, phase_map=None, fov
         Per-voxel model confidence (e.g. the predicted probability of the voxel's
         class); its mean over each particle becomes the ``confidence`` column.
     shape : bool
-        Compute ``surface_area_mm2``, ``sphericity`` and ``feret_max_mm`` (the
+        Compute ``surface_area_mm2``, ``sphericity`` and the ``feret_*`` columns (the
         per-particle loop). ``False`` leaves them NaN and is several times faster.
     workers : int, optional
         Threads for the per-particle shape work (batches of particles run in
         parallel; the filters release the GIL). Default: the CPU cores available
         to this process, at most 8. Results do not depend on it.
     non_finite : {"refuse", "mask"}
-        What to do with NaN or infinite grey values in ``image``: refuse them
+        What to do with NaN or infinite grey values in ``image`` (and in each of
+        ``extra_images``): refuse them
         (the default; the error gives their count), or leave those voxels out of
         every grey-level statistic and grey-interval phase fraction alike (a
         particle without a finite value then gets NaN there).
@@ -143,8 +156,11 @@ def measure(labels, image=None, *, spacing=1.0, phases=None, phase_map=None, fov
           lambda an eigenvalue of the covariance of its voxels in mm, each voxel
           counted with its own second moment spacing^2/12);
         - ``elongation`` (intermediate / major), ``flatness`` (minor / intermediate);
-        - ``feret_max_mm``, ``touches_border``;
+        - ``feret_max_mm``, ``feret_min_mm`` (largest and smallest caliper width
+          of the particle's smoothed surface, see :mod:`~ps3d_toolkit.measurement.surface`),
+          ``feret_ratio`` (min / max), ``touches_border``;
         - with ``image``: ``intensity_mean/std/min/max/p10/p50/p90``;
+        - with ``extra_images``: ``intensity_<name>_mean/std/min/max/p10/p50/p90`` per image;
         - with ``phases``: ``phase_fraction_<name>`` per phase and
           ``liberation_<name>`` (barren, locked, middling, liberated) per phase of interest;
         - with ``confidence``: ``confidence``.
@@ -173,22 +189,29 @@ def measure(labels, image=None, *, spacing=1.0, phases=None, phase_map=None, fov
     names, liberation_phase = _auto_phase_names(phases, phase_names, liberation_phase)
     # one tuple through both paths: (min_phase_fraction, locked_below, liberated_from)
     thresholds = _intensity.check_liberation_thresholds(liberation_thresholds, min_phase_fraction)
-    if chunk_size is not None or _chunked.is_large_and_lazy(labels) or _chunked.is_large_and_lazy(image):
+    extra_images = _check_extra_images(extra_images)
+    lazy = any(_chunked.is_large_and_lazy(a) for a in (labels, image, *(extra_images or {}).values()))
+    if chunk_size is not None or lazy:
         frame = _chunked.measure_chunked(
             labels, image, spacing=spacing, phases=phases, phase_map=phase_map, fov_mask=fov_mask,
             liberation_phase=liberation_phase, liberation_thresholds=thresholds,
             confidence=confidence, shape=shape, workers=workers, non_finite=non_finite, force=force,
-            progress=progress, chunk_size=chunk_size)
+            progress=progress, chunk_size=chunk_size, extra_images=extra_images)
         return frame if names is None else _intensity.rename_phases(frame, names)
     labels, image, spacing, phases, phase_map, fov_mask, confidence = _checked_inputs(
         labels, image, spacing, phases, phase_map, fov_mask, confidence, non_finite, force)
+    if extra_images is not None:
+        extra_images = {name: _checked_extra_image(labels, array, name, non_finite)
+                        for name, array in extra_images.items()}
     if phases is not None:
         liberation_phase = _checked_liberation(phases, liberation_phase, thresholds)
     table = particle_columns(labels, image, phase_map, fov_mask, confidence, spacing=spacing, phases=phases,
                              liberation_phase=liberation_phase, thresholds=thresholds, shape=shape,
-                             workers=_workers(workers), progress=progress)
+                             workers=_workers(workers), progress=progress, extra_images=extra_images)
     frame = pd.DataFrame(table)
     frame.attrs.update(_table_attrs(spacing, phases, liberation_phase, thresholds))
+    if fov_mask is not None:
+        frame.attrs["fov_mask"] = True  # touches_border also flags the particles the field of view cuts
     return frame if names is None else _intensity.rename_phases(frame, names)
 
 
@@ -211,38 +234,44 @@ def _auto_phase_names(phases, phase_names, liberation_phase):
 
 
 def particle_columns(labels, image, phase_map, fov_mask, confidence, *, spacing, phases, liberation_phase,
-                     thresholds, shape, workers, progress, origin=(0, 0, 0), scan_shape=None) -> dict:
+                     thresholds, shape, workers, progress, origin=(0, 0, 0), scan_shape=None,
+                     extra_images=None) -> dict:
     """The table's columns for the particles of checked in-memory arrays, in label order.
 
     :func:`measure` calls it on the whole scan; the chunked path
     (:mod:`ps3d_toolkit.measurement.chunked`) on a crop whose corner lies at
     ``origin`` of a scan of shape ``scan_shape``, so that centroids, bounding
     boxes and ``touches_border`` are those of the scan and every value comes
-    from the same code.
+    from the same code. ``extra_images`` (``{name: array}``, checked) add their
+    grey-level columns after those of ``image``.
     """
     scan_shape = labels.shape if scan_shape is None else tuple(scan_shape)
+    extra_images = extra_images or {}
     ids, lookup, labels = _label_ids(labels)
-    need_voxels = image is not None or phases is not None or confidence is not None
+    need_voxels = image is not None or phases is not None or confidence is not None or bool(extra_images)
     sums, voxels = _one_pass(labels, lookup, len(ids), image, phase_map if phases else None, confidence,
-                             need_voxels, origin)
+                             need_voxels, origin, extra_images)
     slices = _bounding_boxes(labels, ids, lookup)
     bbox = np.array([[s.start for s in sl] + [s.stop for s in sl] for sl in slices],
                     dtype=np.int64).reshape(len(ids), 6)
     if any(origin):
         bbox += np.asarray(tuple(origin) * 2, dtype=np.int64)
-    area, feret = _shape_metrics(labels, slices, ids, lookup, spacing, shape, workers, progress)
+    area, feret, feret_min = _shape_metrics(labels, slices, ids, lookup, spacing, shape, workers, progress)
 
     table = _count_columns(ids, sums[0], spacing)
     table.update(_centroid_columns(sums, spacing))
     table.update(dict(zip(_BBOX_COLUMNS, bbox.T)))
     table.update(_surface_columns(table["volume_mm3"], area))
     table.update(_axis_columns(sums, spacing))
-    table["feret_max_mm"] = feret
+    table.update(_feret_columns(feret, feret_min))
     table["touches_border"] = _touches_border(bbox, scan_shape, labels, lookup, len(ids), fov_mask)
     index = voxels.get("index", np.zeros(0, dtype=np.int64))
     if image is not None:
         values = voxels.get("values", np.zeros(0, dtype=image.dtype))
         table.update(_intensity.intensity_columns(values, index, len(ids)))
+    for name, extra in extra_images.items():
+        values = voxels.get(f"extra:{name}", np.zeros(0, dtype=extra.dtype))
+        table.update(_intensity.intensity_columns(values, index, len(ids), prefix=f"intensity_{name}"))
     if phases is not None:
         table.update(_phase_columns(phases, voxels, index, sums[0], liberation_phase, thresholds))
     if confidence is not None:
@@ -280,14 +309,39 @@ def _checked_inputs(labels, image, spacing, phases, phase_map, fov_mask, confide
     return labels, image, spacing, phases, phase_map, fov_mask, confidence
 
 
-def _check_grey_values(image, non_finite: str) -> None:
+def _check_extra_images(extra_images) -> dict | None:
+    """The ``extra_images`` argument as a dict ``{name: array}`` with valid names (arrays not read yet)."""
+    if extra_images is None:
+        return None
+    if not isinstance(extra_images, Mapping):
+        raise InputTypeError("extra_images must be a dict {name: image} of grey-value images, got "
+                             f"{type(extra_images).__name__}")
+    for name in extra_images:
+        if not isinstance(name, str) or not _EXTRA_IMAGE_NAME.fullmatch(name):
+            raise InputError("extra_images names must be letters, digits and underscores, starting with a "
+                             f"letter (they name the columns intensity_<name>_*), got {name!r}")
+    return dict(extra_images)
+
+
+def _checked_extra_image(labels, array, name: str, non_finite: str) -> np.ndarray:
+    """One extra grey-value image, read and checked against ``labels`` like ``image``."""
+    argument = f"extra_images[{name!r}]"
+    if array is None:
+        raise InputError(f"{argument} must be a 3D grey-value image of the shape of labels, got None")
+    array = check_volume(array, argument)
+    check_same_shape(labels, array, "labels", argument)
+    _check_grey_values(array, non_finite, argument)
+    return array
+
+
+def _check_grey_values(image, non_finite: str, name: str = "image") -> None:
     """Refuse non-finite grey values unless they are to be masked (complex ones are refused at the door)."""
     if non_finite == "mask":
         return
     count = count_non_finite(image)
     if count:
         raise InputError(
-            f"image holds {count:,} NaN or infinite grey value{'s' if count > 1 else ''} (of {image.size:,} voxels); "
+            f"{name} holds {count:,} NaN or infinite grey value{'s' if count > 1 else ''} (of {image.size:,} voxels); "
             "fix the scan, or pass non_finite='mask' to leave those voxels out of the grey-level statistics")
 
 
@@ -423,18 +477,21 @@ def _label_ids(labels: np.ndarray):
     return ids, None, (index + 1).astype(np.uint32)
 
 
-def _one_pass(labels, lookup, n, image, phase_map, confidence, need_voxels, origin=(0, 0, 0)):
+def _one_pass(labels, lookup, n, image, phase_map, confidence, need_voxels, origin=(0, 0, 0), extra_images=None):
     """Moments up to second order of every particle, and its voxels' values.
 
     Returns ``(sums, voxels)`` where ``sums`` is a (10, n) array of the voxel
     count and the sums of z, y, x, zz, yy, xx, zy, zx, yx (voxel indices), and
     ``voxels`` holds ``index`` (row of every particle voxel), ``values`` (grey
-    value), ``codes`` (phase id) and ``confidence`` when asked for. Indices
-    count from ``origin`` (the crop's corner in the scan).
+    value), ``codes`` (phase id), ``confidence`` and ``extra:<name>`` (grey value
+    in each of ``extra_images``) when asked for. Indices count from ``origin``
+    (the crop's corner in the scan).
     """
     z0, y0, x0 = (int(o) for o in origin)
     sums = np.zeros((10, n))
+    extra_images = extra_images or {}
     parts = {"index": [], "values": [], "codes": [], "confidence": []}
+    parts.update({f"extra:{name}": [] for name in extra_images})
     width = labels.shape[2]
     for z_crop in range(labels.shape[0]):
         z = z_crop + z0
@@ -469,6 +526,8 @@ def _one_pass(labels, lookup, n, image, phase_map, confidence, need_voxels, orig
                 parts["codes"].append(np.asarray(phase_map[z_crop]).reshape(-1)[flat])
             if confidence is not None:
                 parts["confidence"].append(np.asarray(confidence[z_crop]).reshape(-1)[flat])
+            for name, extra in extra_images.items():
+                parts[f"extra:{name}"].append(np.asarray(extra[z_crop]).reshape(-1)[flat])
     voxels = {k: np.concatenate(v) for k, v in parts.items() if v}
     return sums, voxels
 
@@ -482,13 +541,22 @@ def _bounding_boxes(labels, ids, lookup):
 
 
 def _shape_metrics(labels, slices, ids, lookup, spacing, shape: bool, workers: int, progress: bool):
-    """Surface area and Feret diameter of every particle (NaN when ``shape`` is off)."""
+    """Surface area, maximum and minimum Feret diameter of every particle (NaN when ``shape`` is off)."""
     n = len(ids)
     if not (shape and n):
-        return np.full(n, np.nan), np.full(n, np.nan)
+        return np.full(n, np.nan), np.full(n, np.nan), np.full(n, np.nan)
     values = ids if lookup is not None else np.arange(1, n + 1)
     with tqdm(total=n, desc="measure", unit="particle", disable=not progress) as bar:
-        return _surface.shape_metrics(labels, slices, values, spacing, progress=bar, workers=workers)
+        return _surface.shape_metrics(labels, slices, values, spacing, progress=bar, workers=workers,
+                                      feret_min=True)
+
+
+def _feret_columns(feret_max, feret_min) -> dict:
+    """``feret_max_mm``, ``feret_min_mm`` and ``feret_ratio`` (min / max, in (0, 1])."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        # a width never exceeds the diameter; the two differ in their last bits at most
+        ratio = np.minimum(feret_min / feret_max, 1.0)
+    return {"feret_max_mm": feret_max, "feret_min_mm": feret_min, "feret_ratio": ratio}
 
 
 def _count_columns(ids, counts, spacing) -> dict:

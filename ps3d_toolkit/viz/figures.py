@@ -25,6 +25,7 @@ __all__ = ["fig_cumulative_psd", "fig_size_histogram", "fig_sphericity_vs_size",
 
 def _size_label(size: str) -> str:
     names = {"eq_diameter_mm": "equivalent diameter", "feret_max_mm": "max Feret diameter",
+             "feret_min_mm": "min Feret diameter",
              "axis_major_mm": "major axis", "axis_intermediate_mm": "intermediate axis",
              "axis_minor_mm": "minor axis"}
     return f"{names.get(size, size.removesuffix('_mm'))} (mm)"
