@@ -165,3 +165,23 @@ def test_cli_the_sample_turned_round_gives_its_particles_with_grains_darker_and_
         assert evaluate_instances(load_labels(out), original)["f1_50"] >= 0.99, grains
     assert main(["segment", str(tmp_path / "inverted.tif"), "-o", str(tmp_path / "brighter.tif"), *common]) == 0
     assert evaluate_instances(load_labels(tmp_path / "brighter.tif"), original)["f1_50"] < 0.5
+
+
+def test_cli_measure_and_report_inside_a_roi_flag_what_it_cuts(scan, tmp_path, capsys):
+    from ps3d_toolkit.cli import main
+    from ps3d_toolkit.io import read_table, save_labels, save_scan
+
+    labels = segment(scan.image, **_options(scan))
+    save_scan(scan.image, tmp_path / "scan.tif", spacing=scan.spacing)
+    save_labels(labels, tmp_path / "labels.tif", spacing=scan.spacing)
+    common = [str(tmp_path / "labels.tif"), "--image", str(tmp_path / "scan.tif"), "-q"]
+    assert main(["measure", *common, "-o", str(tmp_path / "all.csv")]) == 0
+    assert main(["measure", *common, "--roi", "8:40,10:60,20:70", "-o", str(tmp_path / "roi.csv")]) == 0
+    whole, part = read_table(tmp_path / "all.csv"), read_table(tmp_path / "roi.csv")
+    box = parse_roi("8:40,10:60,20:70", labels.shape)
+    assert len(part) == len(np.unique(labels[box])) - (0 in labels[box])
+    assert part["touches_border"].sum() > 0 and (part["volume_mm3"].sum() < whole["volume_mm3"].sum())
+    assert main(["report", *common, "--roi", "8:40,10:60,20:70", "-o", str(tmp_path / "r.html")]) == 0
+    assert "cut by the scan border or the sample region" in (tmp_path / "r.html").read_text()
+    code = main(["measure", *common, "--roi", "8:99,:,:", "-o", str(tmp_path / "bad.csv")])
+    assert code == 2 and "--roi" in capsys.readouterr().err and not (tmp_path / "bad.csv").exists()

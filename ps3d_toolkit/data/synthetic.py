@@ -3,8 +3,9 @@
 A phantom is built the way a real sample is: mineral grains of log-normal size
 (spheres, ellipsoids, irregular and angular/flaky grains, some made of several
 phases, some cracked) packed densely inside an epoxy cylinder that stands in
-air, with air bubbles in the epoxy. The labels are exact because the grey image
-is rendered from them. A CT forward model then adds what a scanner does: blur
+air, with air bubbles in the epoxy. Optionally the cylinder stands in a tube (a
+sample holder of plastic or glass) whose wall has its own grey value. The labels
+are exact because the grey image is rendered from them. A CT forward model then adds what a scanner does: blur
 (point-spread function and partial volume), beam-hardening cupping, ring
 artefacts, noise and an arbitrary grey-value scale.
 
@@ -26,7 +27,7 @@ from ps3d_toolkit.core.errors import InputError
 from ps3d_toolkit.core.geometry import equivalent_diameter, sphere_volume
 from ps3d_toolkit.core.labels import drop_small_labels
 
-__all__ = ["SyntheticScan", "generate_scan", "random_params", "PRESETS", "PRESET_NAMES", "SHAPES"]
+__all__ = ["PRESETS", "PRESET_NAMES", "SHAPES", "SyntheticScan", "generate_scan", "holder_inside", "random_params"]
 
 SHAPES = ("sphere", "ellipsoid", "irregular", "angular", "flaky")
 
@@ -132,6 +133,8 @@ def generate_scan(
     *,
     spacing=0.01,
     preset: str | None = "medium",
+    wall_thickness_vox: float = 0.0,
+    wall_value: float = 0.5,
     **overrides,
 ) -> SyntheticScan:
     """Generate a synthetic CT scan of grains in an epoxy cylinder, with exact labels.
@@ -154,6 +157,17 @@ def generate_scan(
         ``bubble_fraction``, ``cupping``, ``ring_strength``, ``contrast``,
         ``size_sigma``, ``max_overlap``, ``cylinder_radius_fraction``), fixed to
         the given value.
+    wall_thickness_vox : float
+        Thickness in voxels of a sample-holder tube around the epoxy cylinder
+        (0: no tube, the epoxy stands in air). Grains are cut at the tube's inner
+        surface. Not drawn from the seed: a scan with a tube has the same grains,
+        noise and grey-value scale as the same seed without one. A cylinder of
+        ``cylinder_radius_fraction`` above ~0.71 fills the whole field of view
+        (no air in view); a tube is meant for fractions that leave room for it.
+    wall_value : float
+        Attenuation of the tube wall in units of the epoxy's (air 0, epoxy 1):
+        ~0.3-0.9 for a plastic tube, 2-4 for glass (grains lie at
+        ``1 + contrast * (0.7..2.2) / epoxy``).
 
     Returns
     -------
@@ -172,6 +186,10 @@ def generate_scan(
     if mean_diameter_vox < 3:
         raise InputError(f"mean_diameter_vox must be at least 3 voxels, got {mean_diameter_vox}")
     spacing = check_spacing(spacing)
+    wall_thickness_vox = float(wall_thickness_vox)
+    if not np.isfinite(wall_thickness_vox) or wall_thickness_vox < 0:
+        raise InputError(f"wall_thickness_vox must be a number >= 0 (voxels), got {wall_thickness_vox!r}")
+    wall_value = check_positive(wall_value, "wall_value")
     rng = np.random.default_rng(seed)
     params = random_params(rng, preset or "medium")
     unknown = set(overrides) - set(params)
@@ -179,10 +197,19 @@ def generate_scan(
         raise InputError(f"unknown phantom parameter(s) {sorted(unknown)}; known: {sorted(params)}")
     params.update(overrides)
     params.update(shape=shape, mean_diameter_vox=mean_diameter_vox, seed=seed, preset=preset)
+    if wall_thickness_vox > 0:
+        # only with a tube: the parameters of every existing scan stay as they were
+        params.update(wall_thickness_vox=wall_thickness_vox, wall_value=wall_value)
 
     phase_values = _draw_phase_values(rng, params)
     cylinder = _CylinderGeometry(shape, params["cylinder_radius_fraction"])
     labels, phases, cracks = _pack_grains(rng, shape, cylinder, phase_values, params)
+    if wall_thickness_vox > 0:
+        # a grain cannot reach into the tube's wall: cut it at the inner surface
+        outside = np.broadcast_to(cylinder.radial_distance() > cylinder.radius, shape)
+        labels[outside] = 0
+        phases[outside] = 0
+        cracks[outside] = False
     labels, phases = _clean_fragments(labels, phases)
     bubbles = _bubbles(rng, shape, cylinder, labels, mean_diameter_vox, params["bubble_fraction"])
     image = _render(rng, labels, phases, cracks, bubbles, cylinder, phase_values, params)
@@ -206,6 +233,29 @@ def generate_scan(
 
 
 # --------------------------------------------------------------------------- geometry
+
+
+def holder_inside(shape, params: dict) -> np.ndarray:
+    """The true inside of the epoxy cylinder (the holder's inside) of a generated scan.
+
+    Parameters
+    ----------
+    shape : tuple of 3 int
+        Volume shape (z, y, x) of the scan.
+    params : dict
+        ``SyntheticScan.params`` of that scan (its ``cylinder_radius_fraction``).
+
+    Returns
+    -------
+    np.ndarray
+        Boolean (z, y, x): True where a voxel's centre lies inside the cylinder.
+        Grains of a scan without a tube may reach a few voxels beyond it.
+    """
+    shape = tuple(int(s) for s in shape)
+    if len(shape) != 3:
+        raise InputError(f"shape must be 3 integers (z, y, x), got {shape!r}")
+    cylinder = _CylinderGeometry(shape, float(params["cylinder_radius_fraction"]))
+    return np.broadcast_to(cylinder.radial_distance() <= cylinder.radius, shape).copy()
 
 
 @dataclasses.dataclass
@@ -488,6 +538,12 @@ def _render(rng, labels, phases, cracks, bubbles, cylinder, phase_values, params
     material[grain] = phases[grain] + 1
     material[bubbles] = 0
     material[cracks] = 1
+    wall = float(params.get("wall_thickness_vox", 0.0))
+    if wall > 0:
+        # the tube: a ring of its own material, outside the epoxy and inside the field
+        ring = (radial > cylinder.radius) & (radial <= cylinder.radius + wall)
+        lut = np.append(lut, np.float32(params["wall_value"] * phase_values[1]))
+        material[np.broadcast_to(ring, shape)] = lut.size - 1
     image = lut[material]
 
     # Beam hardening: the middle of a dense cylinder reconstructs darker.

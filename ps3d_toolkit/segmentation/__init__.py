@@ -17,14 +17,20 @@ model
 chunked
     ``segment_chunked()``: block by block with a halo, stitched across faces,
     written to zarr, resumable.
+region
+    The sample region (``roi=``, ``mask=``) and the grain polarity (``grains=``), applied once at the door.
+sample_mask
+    The inside of the sample holder, without its wall and the outside air (``mask="auto"``).
+polarity
+    Whether the grains are brighter or darker than their matrix (``grains="auto"``).
 """
 
 from __future__ import annotations
 
 from ps3d_toolkit.segmentation.registry import METHODS, Method, default_method, method_function, segment
 
-__all__ = ["METHODS", "Method", "SizeEstimate", "default_method", "estimate_particle_size", "method_function",
-           "segment", "segment_chunked"]
+__all__ = ["METHODS", "Method", "PolarityDecision", "SampleMask", "SizeEstimate", "default_method",
+           "estimate_particle_size", "grain_polarity", "method_function", "segment", "segment_chunked"]
 
 
 def __getattr__(name):
@@ -33,6 +39,12 @@ def __getattr__(name):
         from ps3d_toolkit.segmentation import grains
 
         return getattr(grains, name)
+    # (the function sample_mask() lives in the module of that name: import it from there)
+    lazy = {"SampleMask": "sample_mask", "PolarityDecision": "polarity", "grain_polarity": "polarity"}
+    if name in lazy:
+        import importlib
+
+        return getattr(importlib.import_module(f"ps3d_toolkit.segmentation.{lazy[name]}"), name)
     if name == "segment_chunked":
         from ps3d_toolkit.segmentation.chunked import segment_chunked
 
