@@ -307,17 +307,64 @@ def check_excel(path: Path, *, inputs=(), overwrite: bool = False) -> Path:
 # --------------------------------------------------------------------------- reading and saying
 
 
+#: The record ``ps3d segment`` writes beside its labels: ``<labels>.ps3d.json``.
+RECORD_SUFFIX = ".ps3d.json"
+
+
+def record_path(labels_path) -> Path:
+    """Where the record of how a label image was made lies: ``labels.tif`` -> ``labels.tif.ps3d.json``."""
+    path = Path(labels_path)
+    return path.with_name(path.name.rstrip("/") + RECORD_SUFFIX)
+
+
+def write_record(labels_path, record: dict) -> Path:
+    """Write, atomically, how ``ps3d segment`` made a label image (method, grains, sample region)."""
+    import json
+
+    from ps3d_toolkit.core.atomic import atomic_path
+
+    path = record_path(labels_path)
+    with atomic_path(path) as tmp:
+        Path(tmp).write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
+    return path
+
+
+def read_record(labels_path) -> dict:
+    """The record beside a label image ({} when there is none or it cannot be read)."""
+    import json
+
+    if labels_path is None:
+        return {}
+    try:
+        record = json.loads(record_path(labels_path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return record if isinstance(record, dict) else {}
+
+
 def restrict_to_sample_region(args, scan, labels, spacing) -> tuple:
     """The labels inside --roi/--mask (0 outside), and the region as a boolean array (None without one).
 
-    ``--mask auto`` is found on the scan, so it needs ``--image``. A particle the region cuts
-    is then flagged as cut by :func:`~ps3d_toolkit.measurement.measure` (``fov_mask``).
+    Without --roi and --mask, those ``ps3d segment`` recorded beside the labels are used (an
+    automatic mask when the scan is given). ``--mask auto`` is found on the scan, so it needs
+    ``--image``. A particle the region cuts is then flagged as cut by
+    :func:`~ps3d_toolkit.measurement.measure` (``fov_mask``).
     """
     import numpy as np
 
     from ps3d_toolkit.segmentation.region import resolve_region
 
     roi, mask = getattr(args, "roi", None), getattr(args, "mask", None)
+    if roi is None and mask is None:
+        record = read_record(getattr(args, "labels", None))
+        roi = record.get("roi")
+        mask = record.get("mask")
+        if mask == "auto" and scan is None or mask not in (None, "auto") and not Path(mask).exists():
+            mask = None
+        if roi is not None or mask is not None:
+            say(args, f"the sample region {record_path(args.labels).name} records: "
+                      + " ".join(f"--{k} {v}" for k, v in (("roi", roi), ("mask", mask)) if v is not None))
+            args.roi, args.mask = roi, mask
     if roi is None and mask is None:
         return labels, None
     if mask == "auto" and scan is None:

@@ -32,6 +32,7 @@ from ps3d_toolkit.cli.args import (
     missing_chunks,
     phase_count,
     phase_intervals,
+    read_record,
     read_scan_and_labels,
     restrict_to_sample_region,
     say,
@@ -166,6 +167,17 @@ def _particle_table(args, scan, labels, spacing, notes: dict, region=None):
                    **options)
 
 
+def _segmentation_notes(record: dict) -> dict:
+    """Summary lines on how the labels were made, from the record ``ps3d segment`` wrote beside them."""
+    notes = {}
+    if record.get("method"):
+        notes["segmentation"] = str(record["method"])
+    if record.get("grains"):
+        reason = record.get("grains_reason") or "given"
+        notes["grains"] = f"{record['grains']} than their matrix ({reason})"
+    return notes
+
+
 def _renamed(table, names):
     """The table read from --table with its phases renamed by --phase-names."""
     from ps3d_toolkit.measurement.intensity import rename_phases
@@ -184,6 +196,7 @@ def run(args) -> int:
     scan, labels, spacing = read_scan_and_labels(args.image, args.labels, args.spacing,
                                                  missing_chunks=missing_chunks(args))
     notes = {} if args.labels is None else {"label image": str(args.labels)}
+    notes.update(_segmentation_notes(read_record(args.labels)))
     region = None
     if labels is not None:
         labels, region = restrict_to_sample_region(args, scan, labels, spacing)

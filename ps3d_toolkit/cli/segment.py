@@ -29,6 +29,7 @@ from ps3d_toolkit.cli.args import (
     check_method,
     check_output,
     check_sample_region,
+    write_record,
     label_formats,
     missing_chunks,
     positive,
@@ -148,10 +149,12 @@ def run(args) -> int:
     size_mm = args.particle_size_mm or scan.particle_size_mm
     if args.chunk_size is None:
         args.chunk_size = _chunk_size_when_too_big(args, scan.image.size, method)
-    if args.chunk_size is not None:
-        check_sample_region(args, scan.image.shape)
-        return _run_chunked(args, scan, size_mm, method, options, start)
     check_sample_region(args, scan.image.shape)
+    sample = _resolve_sample(args, scan, size_mm)
+    if args.chunk_size is not None:
+        code = _run_chunked(args, scan, size_mm, method, {**options, **sample}, start)
+        write_record(args.output, _record(args, method, size_mm, sample))
+        return code
     _check_before_the_work(scan, size_mm, method, options)
     stages = Stages(method, enabled=not args.quiet)
     try:
@@ -161,16 +164,48 @@ def run(args) -> int:
             stages.start("load model")
             importlib.import_module("ps3d_toolkit.segmentation.model.inference")  # torch and MONAI load here
         labels = segment(image, spacing=scan.spacing, particle_size_mm=size_mm, method=method,
-                         grains=args.grains, roi=args.roi, mask=args.mask, non_finite=args.non_finite,
-                         progress=stages, **options)
+                         non_finite=args.non_finite, progress=stages, **sample, **options)
         stages.start("write")
         path = save_labels(labels, args.output, spacing=scan.spacing, zarr_format=getattr(args, "zarr_format", None))
+        write_record(path, _record(args, method, size_mm, sample))
     finally:
         stages.close()
     seconds = time.perf_counter() - start
     say(args, f"{method}: {int(labels.max())} particles in {seconds:.1f} s; wrote {path}")
     logger.debug("stages: %s", ", ".join(f"{name} {t:.1f} s" for name, t in stages.seconds.items()))
     return 0
+
+
+def _resolve_sample(args, scan, size_mm) -> dict:
+    """--grains, --roi and --mask resolved once, before the work: segment()'s grains, roi and mask.
+
+    ``grains`` comes back decided ("auto" says which and why), the automatic mask computed.
+    """
+    from ps3d_toolkit.segmentation.region import resolve_region, size_in_voxels
+
+    region = resolve_region(scan.image, roi=args.roi, mask=args.mask, spacing=scan.spacing)
+    grains = args.grains
+    args.grains_reason = "given"
+    if grains == "auto":
+        from ps3d_toolkit.segmentation.polarity import grain_polarity
+
+        decision = grain_polarity(scan.image, mask=None if region is None or region.is_whole_scan else region,
+                                  particle_size_vox=size_in_voxels(size_mm, scan.spacing))
+        grains, args.grains_reason = decision.grains, f"auto: {decision.reason}"
+        say(args, f"grains {grains} ({args.grains_reason})")
+    if region is None:
+        return {"grains": grains}
+    say(args, f"sample region: {region}")
+    args.region_text = str(region)
+    return {"grains": grains, "roi": region.box, "mask": region.mask}
+
+
+def _record(args, method: str, size_mm, sample: dict) -> dict:
+    """How the labels were made, for the record beside them (see :func:`write_record`)."""
+    return {"scan": str(args.scan), "method": method, "particle_size_mm": size_mm, "grains": sample["grains"],
+            "grains_reason": args.grains_reason, "roi": args.roi,
+            "mask": None if args.mask is None else str(args.mask),
+            "sample_region": getattr(args, "region_text", None)}
 
 
 def _check_before_the_work(scan, size_mm, method: str, options: dict) -> None:
@@ -240,8 +275,7 @@ def _run_chunked(args, scan, size_mm, method: str, options: dict, start: float) 
     from ps3d_toolkit.segmentation import segment_chunked
 
     labels = segment_chunked(scan.image, spacing=scan.spacing, output=args.output, chunk_size=args.chunk_size,
-                             particle_size_mm=size_mm, method=method, grains=args.grains, roi=args.roi,
-                             mask=args.mask, resume=args.resume,
+                             particle_size_mm=size_mm, method=method, resume=args.resume,
                              overwrite=args.overwrite, non_finite=args.non_finite,
                              scheduler=args.dask_scheduler, progress=not args.quiet, **options)
     seconds = time.perf_counter() - start
