@@ -35,6 +35,58 @@ from ps3d_toolkit.segmentation.sample_mask import sample_mask
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "real_scans.md"
 
 
+GUIDE = """\
+## Which way round are the grains? (`grains=`, `--grains`)
+
+Every method looks for grains brighter than their matrix: X-ray CT of minerals in epoxy. In neutron
+CT of concrete the aggregates are dark in bright cement, and light minerals in a heavy matrix or
+pores are darker than what surrounds them. `segment(..., grains="darker")` (`ps3d segment
+--grains darker`, the tuner's `grains` menu) turns the grey values round (`-value`) before any
+method sees them, lazily, block by block for large scans; the labels are those of a scan whose
+grains are bright.
+
+`grains="auto"` decides from the scan (`ps3d_toolkit.segmentation.polarity.grain_polarity`), inside
+the sample region when there is one: a sample of at most ~3 M voxels is cut in two phases at its
+Otsu threshold, and
+
+- the grain phase falls apart into many separate pieces, while the matrix stays one piece;
+- an opening with a 2-voxel ball removes less of the grain phase per interface area than of a
+  matrix, whose thin gaps and cusped pockets between touching grains vanish;
+
+so it works for dilute grains (the pieces tell) and dense packings (the opening tells), whichever
+phase is the larger. It says what it chose and why (`ps3d segment` prints it, and records it beside
+the labels; the report names it), and it **refuses to guess** (an error that says to pass
+`--grains brighter` or `--grains darker`) when the scan has no grain contrast, when the phases are
+not grains in a matrix (flat layers, smoothed noise), or when its score is under 0.1. Grains merged
+at their contacts into one mass score weakly; grains under ~8 voxels across in the analysed grid
+(pass the particle size) weaken both signs.
+
+## Where is the sample? (`roi=`, `mask=`, `--roi`, `--mask`)
+
+- `--roi z0:z1,y0:y1,x0:x1` segments only that box. It runs over the blocks that cover the box with
+  the whole scan's statistics and network windows, so its labels are those of a run on the whole
+  scan cut to the box (F1 1.000 against the crop of the whole run, model and Otsu, in the tests).
+- `--mask FILE` (nonzero = sample) or `mask=array`: voxels outside read as background (the 0.5th
+  percentile of the values inside) and are labelled 0.
+- `--mask auto` (`ps3d_toolkit.segmentation.sample_mask.sample_mask`) finds the inside of the holder
+  — a cylinder along z (the rotation axis) or a box — without its wall and without the air around
+  it: on block means of the scan (at most 128 x 256 x 256, read slab by slab), the outside air is
+  the dark plateau connected to the field's side; the wall is the first flat, homogeneous layer by
+  depth from the outside whose grey value is not the sample's; the mask starts half a voxel inside
+  its inner edge. It does not assume the grains' polarity (air is the darkest material in X-ray and
+  neutron CT alike). When no outside air is found, the sample fills the field and the mask is all of
+  it (and says so). Not found: a wall as dense as the matrix (kept inside; it holds no grains), walls
+  thinner than ~3 voxels of the reduced grid, the holder's bottom along z.
+
+Particles that the region or the scan's border cut are flagged (`touches_border`) and left out of
+the statistics; the report and `ps3d report` say how many ("cut by the scan border or the sample
+region"). `ps3d measure` and `ps3d report` take the same `--roi`/`--mask`, and without them use the
+region `ps3d segment` recorded beside the labels (`<labels>.ps3d.json`). The viewer
+(`SliceViewer(sample_region=)`) and the report's slices draw the region's edge in blue.
+
+"""
+
+
 def turned_round(image) -> np.ndarray:
     image = np.asarray(image, dtype=np.float32)
     return image.max() + image.min() - image
@@ -123,6 +175,9 @@ def main() -> None:
 
     lines = [
         "# Scans as users bring them: grain polarity and the sample region",
+        "",
+        *GUIDE.splitlines(),
+        "## Measured",
         "",
         "`benchmarks/real_scans.py`, the shipped model (`method=\"model\"`), the particle size given; "
         "F1 at IoU 0.5. Each phantom's ground truth is exact.",
