@@ -36,9 +36,7 @@ logger = logging.getLogger(__name__)
 Grains = Literal["brighter", "darker", "auto"]
 GRAIN_POLARITIES: tuple[str, ...] = get_args(Grains)
 
-# The background grey value outside the region: as for NaN voxels (``_checks._MASK_PERCENTILE``),
-# a low percentile of the values inside, the darkest material, which every method takes for background.
-_FILL_PERCENTILE = 0.5
+# Values sampled inside the region for the grey value outside its mask (the matrix's).
 _FILL_SAMPLE = 2_000_000
 
 
@@ -373,7 +371,14 @@ def size_in_voxels(particle_size_mm, spacing) -> float | None:
 
 
 def _background_value(image, region: SampleRegion, invert: bool) -> float:
-    """The grey value outside the region: the 0.5th percentile of the (turned) values inside it."""
+    """The grey value outside the region's mask: the matrix's, the median of the (turned) values inside
+    that lie below their Otsu threshold.
+
+    The sample then seems to go on in its own matrix beyond the mask, as the grains at its edge had
+    it in training. Measured with the model on a phantom in a glass tube, F1 against the truth: 0.944
+    with this fill, 0.939 with the darkest value (air); without a fill Otsu + watershed fell to 0.46,
+    the wall taking the threshold (docs/real_scans.md).
+    """
     shape = tuple(b.stop - b.start for b in region.box)
     stride = max(1, int(np.ceil((math.prod(shape) / _FILL_SAMPLE) ** (1 / 3))))
     key = tuple(slice(b.start, b.stop, stride) for b in region.box)
@@ -383,4 +388,8 @@ def _background_value(image, region: SampleRegion, invert: bool) -> float:
         raise InputError(f"the sample region ({region}) holds no finite grey value")
     if invert:
         values = -values
-    return float(np.percentile(values, _FILL_PERCENTILE))
+    if np.ptp(values) == 0:
+        return float(values[0])
+    from skimage.filters import threshold_otsu
+
+    return float(np.median(values[values <= threshold_otsu(values)]))
