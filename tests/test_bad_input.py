@@ -139,7 +139,9 @@ def test_segment_refuses_an_existing_output_unless_overwrite(ps3d, tmp_path, sca
     code, _, err = ps3d("segment", scan_tif, "-o", out, "--method", "otsu-watershed", "--overwrite", "-q")
     assert code == 0, err
     np.testing.assert_array_equal(np.load(out), 1)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["labels.json", "labels.npy", "scan.tif"]
+    # the labels, their spacing, and the record of how they were made
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["labels.json", "labels.npy", "labels.npy.ps3d.json",
+                                                          "scan.tif"]
 
 
 def _refuse_probes_in(monkeypatch, folder: Path):

@@ -15,7 +15,7 @@ from ps3d_toolkit.core.labels import drop_small_labels
 from ps3d_toolkit.segmentation._checks import NonFinite, check_scan
 from ps3d_toolkit.segmentation.region import Grains, check_grains, prepare_scan, resolve_region, size_in_voxels
 
-__all__ = ["METHODS", "Method", "check_method", "default_method", "method_function", "segment"]
+__all__ = ["METHODS", "Method", "available_methods", "check_method", "default_method", "method_function", "segment"]
 
 Method = Literal["model", "otsu-watershed", "snow"]
 METHODS: tuple[str, ...] = get_args(Method)
@@ -136,6 +136,15 @@ def segment(image, *, spacing, particle_size_mm=None, method: Method | None = No
 
 #: Block edge of a run over a region of interest.
 _ROI_BLOCK = 128
+
+
+def available_methods() -> tuple:
+    """The methods that can run here: the model when its weights ship, SNOW when porespy is installed."""
+    from ps3d_toolkit.segmentation.classic import snow_available
+    from ps3d_toolkit.segmentation.model import weights_available
+
+    ready = {"model": weights_available(), "snow": snow_available()}
+    return tuple(m for m in METHODS if ready.get(m, True))
 
 
 def check_method(method) -> Method:

@@ -178,10 +178,7 @@ def _weights_auto_values(path: str) -> tuple:
 
 
 def available_methods() -> tuple:
-    """The methods the tuner offers: the model only when its weights ship, SNOW only with porespy."""
-    from ps3d_toolkit.segmentation import METHODS
-    from ps3d_toolkit.segmentation.classic import snow_available
-    from ps3d_toolkit.segmentation.model import weights_available
+    """The methods the tuner offers: those that can run here (the model when its weights ship, SNOW with porespy)."""
+    from ps3d_toolkit.segmentation.registry import available_methods as runnable
 
-    ready = {"model": weights_available(), "snow": snow_available()}
-    return tuple(m for m in METHODS if ready.get(m, True))
+    return runnable()
