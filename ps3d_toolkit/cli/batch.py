@@ -86,11 +86,7 @@ def run(args) -> int:
     """Segment every scan of the folder ``args.scan`` into the folder ``args.output``."""
     from ps3d_toolkit.cli import segment
     from ps3d_toolkit.io._formats import stem
-    from ps3d_toolkit.io.particleseg3d import (
-        is_particleseg3d_dataset,
-        list_scans,
-        scan_path,
-    )
+    from ps3d_toolkit.io.particleseg3d import is_particleseg3d_dataset, list_scans, scan_path
 
     folder, out = Path(args.scan).expanduser(), Path(args.output).expanduser()
     if _names_label_file(out):

@@ -13,9 +13,21 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ps3d_toolkit.cli.args import (CLIError, add_allow_missing_chunks, add_force, add_non_finite, add_overwrite,
-                                   add_sample_region, add_spacing, add_verbosity, check_output, missing_chunks,
-                                   read_scan_and_labels, restrict_to_sample_region, say)
+from ps3d_toolkit.cli.args import (
+    CLIError,
+    add_allow_missing_chunks,
+    add_force,
+    add_non_finite,
+    add_overwrite,
+    add_sample_region,
+    add_spacing,
+    add_verbosity,
+    check_output,
+    missing_chunks,
+    read_scan_and_labels,
+    restrict_to_sample_region,
+    say,
+)
 
 EXAMPLES = """
 ps3d measure labels.tif --image scan.tif --output particles.csv

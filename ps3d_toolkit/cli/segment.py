@@ -29,13 +29,13 @@ from ps3d_toolkit.cli.args import (
     check_method,
     check_output,
     check_sample_region,
-    write_record,
     label_formats,
     missing_chunks,
     positive,
     say,
     uncompressed_bytes,
     whole_number,
+    write_record,
 )
 
 EXAMPLES = """

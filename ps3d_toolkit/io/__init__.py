@@ -37,10 +37,7 @@ from ps3d_toolkit.io._zarr import CheckedZarrArray
 from ps3d_toolkit.io.metadata import read_metadata, write_metadata
 from ps3d_toolkit.io.ome_zarr import ngff_attributes, save_ome_zarr, write_pyramid
 from ps3d_toolkit.io.outputs import check_output_path
-from ps3d_toolkit.io.particleseg3d import (
-    is_particleseg3d_dataset,
-    save_particleseg3d_labels,
-)
+from ps3d_toolkit.io.particleseg3d import is_particleseg3d_dataset, save_particleseg3d_labels
 from ps3d_toolkit.io.readers import load_labels, load_scan
 from ps3d_toolkit.io.scan import Scan
 from ps3d_toolkit.io.tables import TABLE_FORMATS, read_table, save_table

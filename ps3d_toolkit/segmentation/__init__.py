@@ -27,8 +27,14 @@ polarity
 
 from __future__ import annotations
 
-from ps3d_toolkit.segmentation.registry import (METHODS, Method, available_methods, default_method, method_function,
-                                                segment)
+from ps3d_toolkit.segmentation.registry import (
+    METHODS,
+    Method,
+    available_methods,
+    default_method,
+    method_function,
+    segment,
+)
 
 __all__ = ["METHODS", "Method", "PolarityDecision", "SampleMask", "SizeEstimate", "available_methods", "default_method",
            "estimate_particle_size", "grain_polarity", "method_function", "segment", "segment_chunked"]

@@ -376,7 +376,8 @@ def _fit_circle(footprint: np.ndarray, sampling) -> tuple[float, float, float] |
 
 
 def _circle_depth(circle, plane_shape, sampling, factor) -> np.ndarray:
-    """Depth below a circle's edge (scan voxels) of every pixel of a grid ``factor`` times finer than the reduced one."""
+    """Depth below a circle's edge (scan voxels) of every pixel of a grid ``factor`` times finer than the
+    reduced one."""
     cy, cx, radius = circle
     fy, fx = factor
     y = ((np.arange(plane_shape[0]) + 0.5) / fy - 0.5 - cy) * sampling[0]

@@ -33,8 +33,14 @@ from ps3d_toolkit.viz.figures import fig_cumulative_psd, fig_size_histogram, fig
 from ps3d_toolkit.viz.linked import LinkedExplorer, fig_scatter, point_labels, selection_mask, selection_to_labels
 from ps3d_toolkit.viz.mesh import fig_particles_3d, mesh_trace
 from ps3d_toolkit.viz.napari import to_napari
-from ps3d_toolkit.viz.slices import (HIGHLIGHT_RGB, default_window, label_colors, overlay_labels, png_data_uri,
-                                     window_image)
+from ps3d_toolkit.viz.slices import (
+                                     HIGHLIGHT_RGB,
+                                     default_window,
+                                     label_colors,
+                                     overlay_labels,
+                                     png_data_uri,
+                                     window_image,
+)
 from ps3d_toolkit.viz.tuner import PARAMETERS, SegmentationTuner, available_methods, preview_region
 from ps3d_toolkit.viz.viewer import PLANES, SliceViewer, orthogonal_slices, particle_at, particle_row, plane_to_voxel
 

@@ -15,8 +15,8 @@ import numpy as np
 from ps3d_toolkit.core.arrays import strided_sample
 from ps3d_toolkit.core.errors import InputError
 
-__all__ = ["HIGHLIGHT_RGB", "default_window", "draw_region_edge", "draw_scale_bar", "label_colors", "outlined_slice", "overlay_labels",
-           "png_base64", "png_data_uri", "scale_bar_length", "window_image"]
+__all__ = ["HIGHLIGHT_RGB", "default_window", "draw_region_edge", "draw_scale_bar", "label_colors", "outlined_slice",
+           "overlay_labels", "png_base64", "png_data_uri", "scale_bar_length", "window_image"]
 
 #: Colour of highlighted (selected) particles in the overlay.
 HIGHLIGHT_RGB = (255, 230, 0)
