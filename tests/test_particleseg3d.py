@@ -228,3 +228,16 @@ def test_output_layout_is_refused_for_a_single_scan(dataset, tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 2 and "--output-layout" in err
     assert not (tmp_path / "l.zarr").exists()
+
+
+def test_batch_segments_only_the_scans_named(dataset, tmp_path, capsys):
+    out = tmp_path / "predictions"
+    code = cli.main(["segment", str(dataset), "--scans", "ore10", "--method", "otsu-watershed",
+                     "--output-layout", "particleseg3d", "-o", str(out), "-q"])
+    assert code == 0, capsys.readouterr().err
+    with open(out / "summary.csv", newline="") as file:
+        assert [row["scan"] for row in csv.DictReader(file)] == ["ore10"]
+    assert (out / "ore10" / "ore10.zarr").exists() and not (out / "ore2").exists()
+    code = cli.main(["segment", str(dataset), "--scans", "ore3", "-o", str(tmp_path / "none"), "-q"])
+    err = capsys.readouterr().err
+    assert code == 2 and "'ore3'" in err and "ore2, ore10" in err

@@ -44,6 +44,9 @@ def add_output_layout(parser) -> None:
                         help="with a folder of scans or a ParticleSeg3D dataset as SCAN: toolkit writes "
                              "OUTDIR/<name>.ome.zarr (default), particleseg3d writes OUTDIR/<name>/<name>.zarr "
                              "(zarr v2), as ParticleSeg3D's ps3d_inference does")
+    parser.add_argument("--scans", default=None, metavar="NAME[,NAME...]",
+                        help="with a folder of scans or a ParticleSeg3D dataset as SCAN: only these scans "
+                             "(ParticleSeg3D's -n)")
 
 
 def run_if_folder(args) -> int | None:
@@ -103,6 +106,7 @@ def run(args) -> int:
         kind = "folder"
     if not scans:
         raise CLIError(f"{folder} holds no scans ({', '.join(_SCAN_FILE_SUFFIXES)} or folders of TIFF slices)")
+    scans = _chosen(scans, getattr(args, "scans", None), folder)
     layout = args.output_layout or "toolkit"
     say(args, f"{kind} {folder}: {len(scans)} scan(s) -> {out} ({layout} layout)")
     rows, seen = [], set()
@@ -150,6 +154,19 @@ def _segment_one(segment, args, name: str, path: Path, target: Path, layout: str
         logger.debug("cannot count the particles of %s: %s", target, error)
         particles = None
     return _row(name, particles, seconds, "ok", "", target, 0)
+
+
+def _chosen(scans: list, names, folder: Path) -> list:
+    """The scans ``--scans`` names (all without it), in the folder's order; an unknown name is refused."""
+    if names is None:
+        return scans
+    wanted = [n.strip() for n in str(names).split(",") if n.strip()]
+    known = [name for name, _ in scans]
+    unknown = [n for n in wanted if n not in known]
+    if not wanted or unknown:
+        raise CLIError(f"--scans {names}: {folder} has no scan {', '.join(map(repr, unknown)) or 'named'}; "
+                       f"its scans: {', '.join(known)}")
+    return [(name, path) for name, path in scans if name in wanted]
 
 
 def _failed(name: str, start: float, error: Exception, code: int) -> dict:
