@@ -128,6 +128,73 @@ def test_a_box_of_eight_corners_has_its_shortest_side_as_width():
     assert surface._min_width(corners @ rotation(5)) == pytest.approx(3.0)
 
 
+def box_surface_points(sides, spacing: float = 0.5) -> np.ndarray:
+    """Points on a grid over the six faces of a box with the given sides, centred on the origin."""
+    sides = np.asarray(sides, float)
+    points = []
+    for axis in range(3):
+        others = [i for i in range(3) if i != axis]
+        u, v = (np.linspace(-sides[i] / 2, sides[i] / 2, max(2, int(sides[i] / spacing) + 1)) for i in others)
+        uu, vv = np.meshgrid(u, v, indexing="ij")
+        for side in (-0.5, 0.5):
+            face = np.zeros((uu.size, 3))
+            face[:, axis] = side * sides[axis]
+            face[:, others[0]], face[:, others[1]] = uu.ravel(), vv.ravel()
+            points.append(face)
+    return np.concatenate(points)
+
+
+@pytest.mark.parametrize("seed", [3, 4])
+def test_the_search_finds_the_narrow_side_of_a_thin_rotated_plate(seed):
+    # 10:1: the width grows by 10x the angle off the face normal, so the search must end within ~1e-3 rad
+    points = box_surface_points((1.0, 10.0, 12.0)) @ rotation(seed) + [0.3, -0.2, 0.1]
+    found = surface._min_width(points)
+    assert exact_min_width(points) * (1 - 1e-12) <= found <= 1.0 * (1 + 1e-4)
+
+
+def test_the_tangent_basis_is_orthonormal():
+    rng = np.random.default_rng(0)
+    u = np.concatenate([np.eye(3), rng.normal(size=(50, 3))])
+    u /= np.linalg.norm(u, axis=1, keepdims=True)
+    e1, e2 = surface._tangent_basis(u)
+    for a, b in ((u, e1), (u, e2), (e1, e2)):
+        np.testing.assert_allclose(np.einsum("ij,ij->i", a, b), 0, atol=1e-12)
+    np.testing.assert_allclose(np.linalg.norm(e1, axis=1), 1)
+    np.testing.assert_allclose(np.linalg.norm(e2, axis=1), 1)
+
+
+def test_pruning_keeps_every_point_that_can_still_be_extreme():
+    rng = np.random.default_rng(1)
+    counts = np.array([40, 200, 7])
+    bounds = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    points = rng.normal(size=(counts.sum(), 3)) * [1, 3, 6]
+    u = rng.normal(size=(len(counts), 3))
+    u /= np.linalg.norm(u, axis=1, keepdims=True)
+    angle = np.array([0.05, 0.2, 0.5])
+    x, y, z = points.T.copy()
+    projection = surface._project(x, y, z, counts, u)
+    kept = surface._still_extreme(x, y, z, projection, counts, bounds, angle, np.zeros(len(x)))
+    assert kept.sum() < len(kept)  # it does drop points
+    for k, (lo, n) in enumerate(zip(bounds, counts)):
+        own = points[lo:lo + n]
+        e1, e2 = surface._tangent_basis(u[k:k + 1])
+        for phi in np.linspace(0, 2 * np.pi, 24, endpoint=False):
+            for t in (0.3, 1.0):
+                v = np.cos(t * angle[k]) * u[k] + np.sin(t * angle[k]) * (np.cos(phi) * e1[0] + np.sin(phi) * e2[0])
+                p = own @ v
+                assert kept[lo + np.argmax(p)] and kept[lo + np.argmin(p)]
+
+
+def test_each_owner_measures_the_same_bits_alone_and_with_others():
+    rng = np.random.default_rng(2)
+    sets = [rng.normal(size=(n, 3)) * rng.uniform(1, 5, 3) @ rotation(i) for i, n in enumerate((30, 300, 5, 120))]
+    points = np.concatenate(sets)
+    owners = np.repeat(np.arange(len(sets)), [len(s) for s in sets])
+    together = surface._feret_min_by_owner(points, np.ones(len(points), bool), owners, len(sets))
+    alone = [surface._min_width(s) for s in sets]
+    np.testing.assert_array_equal(together, alone)
+
+
 def test_shape_metrics_keeps_two_results_unless_asked_for_the_minimum():
     labels = aligned_box_labels((5, 6, 7))
     box = [tuple(slice(0, s) for s in labels.shape)]
