@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 from analytic_shapes import ellipsoid_labels
 from feret_shapes import (
@@ -256,3 +257,18 @@ def test_a_particle_measures_the_same_alone_and_among_others():
     for label in (3, 4, 17):
         alone = measure(np.where(labels == label, labels, 0), progress=False).set_index("label")
         assert alone.feret_min_mm[label] == together.feret_min_mm[label]
+
+
+def test_feret_min_can_be_left_out_and_nothing_else_changes():
+    from ps3d_toolkit.data.synthetic import generate_scan
+    from ps3d_toolkit.measurement import measure
+
+    scan = generate_scan((40, 40, 40), mean_diameter_vox=10, seed=2)
+    full = measure(scan.labels, spacing=scan.spacing, progress=False)
+    quick = measure(scan.labels, spacing=scan.spacing, progress=False, feret_min=False)
+    blocks = measure(scan.labels, spacing=scan.spacing, progress=False, feret_min=False, chunk_size=16)
+    assert full["feret_min_mm"].notna().all() and list(quick.columns) == list(full.columns)
+    for table in (quick, blocks):
+        assert table["feret_min_mm"].isna().all() and table["feret_ratio"].isna().all()
+        rest = [c for c in full.columns if c not in ("feret_min_mm", "feret_ratio")]
+        pd.testing.assert_frame_equal(table[rest], full[rest], check_exact=False, rtol=1e-12)

@@ -61,7 +61,8 @@ def is_large_and_lazy(array) -> bool:
 def measure_chunked(labels, image=None, *, spacing=1.0, phases=None, phase_map=None, fov_mask=None,
                     liberation_phase=None, liberation_thresholds=(0.3, 0.9), confidence=None,
                     shape: bool = True, workers=None, non_finite="refuse", force: bool = False,
-                    progress: bool = True, chunk_size: int | None = None, extra_images=None) -> pd.DataFrame:
+                    progress: bool = True, chunk_size: int | None = None, extra_images=None,
+                    feret_min: bool = True) -> pd.DataFrame:
     """:func:`ps3d_toolkit.measure` block by block: the same table, with memory bounded by the block.
 
     Parameters are those of :func:`ps3d_toolkit.measure`; every volume may be
@@ -84,7 +85,7 @@ def measure_chunked(labels, image=None, *, spacing=1.0, phases=None, phase_map=N
         liberation_phase = _table._checked_liberation(phases, liberation_phase, liberation_thresholds)
     options = {"spacing": spacing, "phases": phases, "liberation_phase": liberation_phase,
                "thresholds": liberation_thresholds, "shape": shape, "workers": _table._workers(workers),
-               "progress": False}
+               "progress": False, "feret_min": bool(feret_min)}
     ids, boxes = find_particles(volumes["labels"], block, progress=progress)
     groups = _groups(ids, boxes, block)
     parts = []

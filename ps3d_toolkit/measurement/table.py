@@ -56,7 +56,7 @@ def measure(labels, image=None, *, spacing=1.0, phases=None, phase_map=None, fov
             min_phase_fraction: float = _intensity.MIN_PHASE_FRACTION, confidence=None, shape: bool = True,
             workers: int | None = None, non_finite: NonFinite = "refuse",
             force: bool = False, progress: bool = True, chunk_size: int | None = None,
-            extra_images=None) -> pd.DataFrame:
+            extra_images=None, feret_min: bool = True) -> pd.DataFrame:
     """Measure every particle of a label image: one table row per particle.
 
     Volumes, centroids, bounding boxes, inertia-equivalent axes, grey-level
@@ -114,6 +114,9 @@ def measure(labels, image=None, *, spacing=1.0, phases=None, phase_map=None, fov
     shape : bool
         Compute ``surface_area_mm2``, ``sphericity`` and the ``feret_*`` columns (the
         per-particle loop). ``False`` leaves them NaN and is several times faster.
+    feret_min : bool
+        With ``shape``, compute ``feret_min_mm`` and ``feret_ratio`` (about a third of the
+        shape work); ``False`` leaves those two NaN.
     workers : int, optional
         Threads for the per-particle shape work (batches of particles run in
         parallel; the filters release the GIL). Default: the CPU cores available
@@ -196,7 +199,7 @@ def measure(labels, image=None, *, spacing=1.0, phases=None, phase_map=None, fov
             labels, image, spacing=spacing, phases=phases, phase_map=phase_map, fov_mask=fov_mask,
             liberation_phase=liberation_phase, liberation_thresholds=thresholds,
             confidence=confidence, shape=shape, workers=workers, non_finite=non_finite, force=force,
-            progress=progress, chunk_size=chunk_size, extra_images=extra_images)
+            progress=progress, chunk_size=chunk_size, extra_images=extra_images, feret_min=feret_min)
         return frame if names is None else _intensity.rename_phases(frame, names)
     labels, image, spacing, phases, phase_map, fov_mask, confidence = _checked_inputs(
         labels, image, spacing, phases, phase_map, fov_mask, confidence, non_finite, force)
@@ -207,7 +210,8 @@ def measure(labels, image=None, *, spacing=1.0, phases=None, phase_map=None, fov
         liberation_phase = _checked_liberation(phases, liberation_phase, thresholds)
     table = particle_columns(labels, image, phase_map, fov_mask, confidence, spacing=spacing, phases=phases,
                              liberation_phase=liberation_phase, thresholds=thresholds, shape=shape,
-                             workers=_workers(workers), progress=progress, extra_images=extra_images)
+                             workers=_workers(workers), progress=progress, extra_images=extra_images,
+                             feret_min=bool(feret_min))
     frame = pd.DataFrame(table)
     frame.attrs.update(_table_attrs(spacing, phases, liberation_phase, thresholds))
     if fov_mask is not None:
@@ -235,7 +239,7 @@ def _auto_phase_names(phases, phase_names, liberation_phase):
 
 def particle_columns(labels, image, phase_map, fov_mask, confidence, *, spacing, phases, liberation_phase,
                      thresholds, shape, workers, progress, origin=(0, 0, 0), scan_shape=None,
-                     extra_images=None) -> dict:
+                     extra_images=None, feret_min: bool = True) -> dict:
     """The table's columns for the particles of checked in-memory arrays, in label order.
 
     :func:`measure` calls it on the whole scan; the chunked path
@@ -256,7 +260,8 @@ def particle_columns(labels, image, phase_map, fov_mask, confidence, *, spacing,
                     dtype=np.int64).reshape(len(ids), 6)
     if any(origin):
         bbox += np.asarray(tuple(origin) * 2, dtype=np.int64)
-    area, feret, feret_min = _shape_metrics(labels, slices, ids, lookup, spacing, shape, workers, progress)
+    area, feret, feret_min = _shape_metrics(labels, slices, ids, lookup, spacing, shape, workers, progress,
+                                            feret_min)
 
     table = _count_columns(ids, sums[0], spacing)
     table.update(_centroid_columns(sums, spacing))
@@ -540,13 +545,18 @@ def _bounding_boxes(labels, ids, lookup):
     return [found[i - 1] for i in ids]
 
 
-def _shape_metrics(labels, slices, ids, lookup, spacing, shape: bool, workers: int, progress: bool):
-    """Surface area, maximum and minimum Feret diameter of every particle (NaN when ``shape`` is off)."""
+def _shape_metrics(labels, slices, ids, lookup, spacing, shape: bool, workers: int, progress: bool,
+                   feret_min: bool = True):
+    """Surface area, maximum and minimum Feret diameter of every particle (NaN when ``shape`` is off;
+    the minimum NaN too without ``feret_min``)."""
     n = len(ids)
     if not (shape and n):
         return np.full(n, np.nan), np.full(n, np.nan), np.full(n, np.nan)
     values = ids if lookup is not None else np.arange(1, n + 1)
     with tqdm(total=n, desc="measure", unit="particle", disable=not progress) as bar:
+        if not feret_min:
+            area, feret = _surface.shape_metrics(labels, slices, values, spacing, progress=bar, workers=workers)
+            return area, feret, np.full(n, np.nan)
         return _surface.shape_metrics(labels, slices, values, spacing, progress=bar, workers=workers,
                                       feret_min=True)
 
