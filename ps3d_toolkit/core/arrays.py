@@ -5,6 +5,18 @@ from __future__ import annotations
 import numpy as np
 
 
+def sample_stride(shape, max_values: int) -> int:
+    """The stride along every axis that leaves at most ~``max_values`` of an array of ``shape``.
+
+    Examples
+    --------
+    >>> sample_stride((100, 100, 100), 1000)
+    10
+    """
+    size = int(np.prod(shape))
+    return max(1, int(np.ceil((size / max_values) ** (1 / max(1, len(shape))))))
+
+
 def strided_sample(image, max_values: int = 2_000_000) -> np.ndarray:
     """An even strided sub-sample of at most ~``max_values`` values, same number of axes.
 
@@ -17,8 +29,7 @@ def strided_sample(image, max_values: int = 2_000_000) -> np.ndarray:
     (10, 10, 10)
     """
     ndim = len(image.shape)
-    size = int(np.prod(image.shape))
-    stride = max(1, int(np.ceil((size / max_values) ** (1 / max(1, ndim)))))
+    stride = sample_stride(image.shape, max_values)
     chunks = getattr(image, "chunks", None)
     if isinstance(image, np.ndarray) or ndim != 3 or not chunks or len(chunks) != 3:
         return np.asarray(image[(slice(None, None, stride),) * ndim])

@@ -24,7 +24,7 @@ from typing import Literal
 import numpy as np
 from scipy import ndimage
 
-from ps3d_toolkit.core.arrays import strided_sample
+from ps3d_toolkit.core.arrays import sample_stride, strided_sample
 from ps3d_toolkit.core.checks import check_lazy_volume, check_positive
 from ps3d_toolkit.core.errors import InputError
 
@@ -221,11 +221,6 @@ def _refuse(why: str):
 # --------------------------------------------------------------------------- sampling
 
 
-def _budget_stride(shape: tuple) -> int:
-    """The stride of :func:`~ps3d_toolkit.core.arrays.strided_sample` for ``_MAX_VOXELS``."""
-    return max(1, math.ceil((math.prod(shape) / _MAX_VOXELS) ** (1 / 3)))
-
-
 def _read_sample(image, mask, particle_size_vox):
     """Grey values (float32, NaN -> outside), the sample region and the stride used.
 
@@ -233,7 +228,7 @@ def _read_sample(image, mask, particle_size_vox):
     than 8 voxels there: then a central crop at a finer stride.
     """
     shape = tuple(int(n) for n in image.shape)
-    coarse = _budget_stride(shape)
+    coarse = sample_stride(shape, _MAX_VOXELS)
     if particle_size_vox is not None:
         stride = max(1, min(coarse, int(particle_size_vox // _MIN_GRAIN_VOXELS)))
     else:

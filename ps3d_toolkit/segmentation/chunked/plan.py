@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import ndimage
 
+from ps3d_toolkit.core.arrays import sample_stride
 from ps3d_toolkit.core.checks import check_positive
 from ps3d_toolkit.core.errors import InputError, InputTypeError
 from ps3d_toolkit.segmentation._checks import (
@@ -101,15 +102,10 @@ def halo_voxels(plan: Plan, halo_diameters) -> tuple:
                  for s in plan.spacing)
 
 
-def _sample_stride(shape: tuple, max_values: int) -> int:
-    """The stride of :func:`~ps3d_toolkit.core.arrays.strided_sample`."""
-    return max(1, int(np.ceil((math.prod(shape) / max_values) ** (1 / 3))))
-
-
 def _smoothed_sample(image, max_values: int, fill: float | None) -> np.ndarray:
     """``strided_sample(gaussian_filter(image, 0.5), max_values)``, reading 5 z-planes per sampled plane."""
     shape = image.shape
-    stride = _sample_stride(shape, max_values)
+    stride = sample_stride(shape, max_values)
     # gaussian_filter's reach: truncate 4.0 x sigma 0.5 = 2 voxels
     reach = int(4.0 * _SMOOTH_SIGMA + 0.5)
     planes = []
@@ -233,7 +229,7 @@ def _model_settings(settings: dict) -> dict:
 def _estimate_size(image, plan: Plan, smooth: np.ndarray, block: tuple) -> float:
     """The particle size from the blocks with most grain voxels in the sample, weighted by centres found."""
     grid = Grid(tuple(image.shape), block, (0, 0, 0))
-    stride = _sample_stride(image.shape, _OTSU_SAMPLE)
+    stride = sample_stride(image.shape, _OTSU_SAMPLE)
     bright = smooth > plan.grain_threshold
     share = {}
     for index in grid.indices():
