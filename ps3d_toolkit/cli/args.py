@@ -377,7 +377,6 @@ def restrict_to_sample_region(args, scan, labels, spacing) -> tuple:
     return np.where(inside, labels, 0).astype(labels.dtype, copy=False), inside
 
 
-
 def read_scan_and_labels(image_path, labels_path, spacing, *, missing_chunks: str = "error"):
     """Read the grey-value scan and the label image a command was given (either may be None).
 

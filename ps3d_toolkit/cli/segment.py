@@ -181,17 +181,13 @@ def _resolve_sample(args, scan, size_mm) -> dict:
 
     ``grains`` comes back decided ("auto" says which and why), the automatic mask computed.
     """
-    from ps3d_toolkit.segmentation.region import resolve_region, size_in_voxels
+    from ps3d_toolkit.segmentation.region import decide_grains, resolve_region, size_in_voxels
 
     region = resolve_region(scan.image, roi=args.roi, mask=args.mask, spacing=scan.spacing)
-    grains = args.grains
-    args.grains_reason = "given"
-    if grains == "auto":
-        from ps3d_toolkit.segmentation.polarity import grain_polarity
-
-        decision = grain_polarity(scan.image, mask=None if region is None or region.is_whole_scan else region,
-                                  particle_size_vox=size_in_voxels(size_mm, scan.spacing))
-        grains, args.grains_reason = decision.grains, f"auto: {decision.reason}"
+    grains, args.grains_reason = decide_grains(scan.image, args.grains, region=region,
+                                               particle_size_vox=size_in_voxels(size_mm, scan.spacing))
+    if args.grains == "auto":
+        args.grains_reason = f"auto: {args.grains_reason}"
         say(args, f"grains {grains} ({args.grains_reason})")
     if region is None:
         return {"grains": grains}

@@ -90,16 +90,19 @@ class CheckedScan(NamedTuple):
 
     def zero_masked(self, labels: np.ndarray) -> np.ndarray:
         """``labels`` with every masked voxel set to background (in place), numbered 1..n again."""
-        if self.masked is None:
-            return labels
-        hit = np.unique(labels[self.masked])
-        labels[self.masked] = 0
-        hit = hit[hit > 0]
-        if hit.size and (np.bincount(labels.ravel(), minlength=int(hit.max()) + 1)[hit] == 0).any():
-            from skimage.segmentation import relabel_sequential
+        return labels if self.masked is None else zero_where(labels, self.masked)
 
-            labels = relabel_sequential(labels)[0].astype(labels.dtype, copy=False)
-        return labels
+
+def zero_where(labels: np.ndarray, where: np.ndarray) -> np.ndarray:
+    """``labels`` set to background where ``where`` is True (in place), numbered 1..n again when an id vanished."""
+    hit = np.unique(labels[where])
+    labels[where] = 0
+    hit = hit[hit > 0]
+    if hit.size and (np.bincount(labels.ravel(), minlength=int(hit.max()) + 1)[hit] == 0).any():
+        from skimage.segmentation import relabel_sequential
+
+        labels = relabel_sequential(labels)[0].astype(labels.dtype, copy=False)
+    return labels
 
 
 def check_scan(image, spacing, particle_size_mm, *, non_finite: NonFinite = "refuse") -> CheckedScan:

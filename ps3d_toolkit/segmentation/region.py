@@ -26,10 +26,11 @@ from typing import Literal, get_args
 
 import numpy as np
 
+from ps3d_toolkit.core.arrays import sample_stride
 from ps3d_toolkit.core.errors import InputError, InputTypeError
 
-__all__ = ["GRAIN_POLARITIES", "Grains", "PreparedScan", "SampleRegion", "check_grains", "parse_roi",
-           "prepare_scan", "resolve_region", "size_in_voxels"]
+__all__ = ["GRAIN_POLARITIES", "Grains", "PreparedScan", "SampleRegion", "check_grains", "decide_grains",
+           "parse_roi", "prepare_scan", "resolve_region", "size_in_voxels"]
 
 logger = logging.getLogger(__name__)
 
@@ -261,7 +262,7 @@ def resolve_region(image, *, roi=None, mask=None, spacing=None) -> SampleRegion 
             if kind not in "biu":
                 raise InputTypeError(f"mask must hold booleans or integers (nonzero = sample), got {kind!r} data")
     region = SampleRegion(shape, box, resolved, "; ".join(sources))
-    step = max(1, int(np.ceil((math.prod(shape) / _FILL_SAMPLE) ** (1 / 3))))
+    step = sample_stride(shape, _FILL_SAMPLE)
     if not region.at(tuple(slice(b.start, b.stop, step) for b in box)).any() and (
             step == 1 or not region.at(box).any()):
         raise InputError(f"the sample region is empty ({region}): no voxel to segment")
@@ -347,22 +348,43 @@ def prepare_scan(image, *, grains: Grains = "brighter", region: SampleRegion | N
     InputError
         If ``grains`` is unknown, or "auto" cannot decide (the message says to choose).
     """
-    grains = check_grains(grains)
-    reason = "given"
-    if grains == "auto":
-        from ps3d_toolkit.segmentation.polarity import grain_polarity
-
-        decision = grain_polarity(image, mask=None if region is None or region.is_whole_scan else region,
-                                  particle_size_vox=particle_size_vox)
-        grains, reason = decision.grains, decision.reason
-        logger.info("grains='auto': %s", reason)
+    grains, reason = decide_grains(image, grains, region=region, particle_size_vox=particle_size_vox)
     invert = grains == "darker"
-    if not invert and (region is None or region.is_whole_scan):
-        return image, grains, reason
     fill = None
     if region is not None and region.mask is not None:
         fill = _background_value(image, region, invert)
+    if not invert and fill is None:
+        return image, grains, reason
     return PreparedScan(image, invert=invert, region=region, fill=fill), grains, reason
+
+
+def decide_grains(image, grains: Grains, *, region: SampleRegion | None = None,
+                  particle_size_vox: float | None = None) -> tuple[str, str]:
+    """The grain polarity to use and why: ``grains`` as given, or decided from the scan for "auto".
+
+    "auto" looks inside ``region`` only (see :func:`~ps3d_toolkit.segmentation.polarity.grain_polarity`),
+    and logs its choice.
+
+    Returns
+    -------
+    grains : {"brighter", "darker"}
+    reason : str
+        "given", or the automatic decision's reason.
+
+    Raises
+    ------
+    InputError
+        If ``grains`` is unknown, or "auto" cannot decide (the message says to choose).
+    """
+    grains = check_grains(grains)
+    if grains != "auto":
+        return grains, "given"
+    from ps3d_toolkit.segmentation.polarity import grain_polarity
+
+    decision = grain_polarity(image, mask=None if region is None or region.is_whole_scan else region,
+                              particle_size_vox=particle_size_vox)
+    logger.info("grains='auto': %s", decision.reason)
+    return decision.grains, decision.reason
 
 
 def size_in_voxels(particle_size_mm, spacing) -> float | None:
@@ -380,7 +402,7 @@ def _background_value(image, region: SampleRegion, invert: bool) -> float:
     the wall taking the threshold (docs/real_scans.md).
     """
     shape = tuple(b.stop - b.start for b in region.box)
-    stride = max(1, int(np.ceil((math.prod(shape) / _FILL_SAMPLE) ** (1 / 3))))
+    stride = sample_stride(shape, _FILL_SAMPLE)
     key = tuple(slice(b.start, b.stop, stride) for b in region.box)
     values = np.asarray(image[key]).astype(np.float32, copy=False)
     values = values[region.at(key) & np.isfinite(values)]

@@ -11,8 +11,7 @@ from typing import Literal, get_args
 import numpy as np
 
 from ps3d_toolkit.core.errors import InputError
-from ps3d_toolkit.core.labels import drop_small_labels
-from ps3d_toolkit.segmentation._checks import NonFinite, check_scan
+from ps3d_toolkit.segmentation._checks import NonFinite, check_scan, zero_where
 from ps3d_toolkit.segmentation.region import Grains, check_grains, prepare_scan, resolve_region, size_in_voxels
 
 __all__ = ["METHODS", "Method", "available_methods", "check_method", "default_method", "method_function", "segment"]
@@ -129,8 +128,7 @@ def segment(image, *, spacing, particle_size_mm=None, method: Method | None = No
                "spacing": scan.spacing, "particle_size_mm": scan.particle_size_mm}
     labels = implementation(np.asarray(prepared), **options)
     if region is not None:
-        labels[~region.full()] = 0
-        labels = drop_small_labels(labels)  # numbered 1..n again
+        labels = zero_where(labels, ~region.full())
     return scan.zero_masked(labels)
 
 

@@ -22,6 +22,7 @@ from ps3d_toolkit.segmentation.chunked.grid import Grid, key, shared_box, within
 from ps3d_toolkit.segmentation.chunked.plan import Plan, halo_voxels, make_plan
 from ps3d_toolkit.segmentation.chunked.work import WORK_SUFFIX, Work, save_block
 from ps3d_toolkit.segmentation.region import prepare_scan, resolve_region, size_in_voxels
+from ps3d_toolkit.segmentation.registry import check_method
 
 logger = logging.getLogger(__name__)
 
@@ -93,7 +94,7 @@ def segment_chunked(image, *, spacing, output=None, chunk_size: int = 128, parti
     """
     image = check_lazy_volume(image, "image")
     spacing = check_spacing(spacing)
-    method = _check_method(method)
+    method = check_method(method)
     chunk_size = _check_chunk_size(chunk_size)
     if zarr_format not in (2, 3):
         raise InputError(f"zarr_format must be 2 or 3, got {zarr_format!r}")
@@ -167,12 +168,6 @@ class _LabelsWithAttributes:
 
 def _runs_network(plan: Plan) -> bool:
     return plan.method == "model" and plan.has_contrast and not math.isnan(plan.particle_size_mm)
-
-
-def _check_method(method) -> str:
-    from ps3d_toolkit.segmentation.registry import check_method
-
-    return check_method(method)
 
 
 def _check_chunk_size(chunk_size) -> int:
