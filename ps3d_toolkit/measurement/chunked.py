@@ -292,12 +292,8 @@ def _checked_lazy_inputs(labels, image, spacing, phases, phase_map, fov_mask, co
     if volumes["image"] is not None:
         _table._check_grey_values(volumes["image"], non_finite)
     for name, array in (extra_images or {}).items():
-        argument = f"extra_images[{name!r}]"
-        if array is None:
-            raise InputError(f"{argument} must be a 3D grey-value image of the shape of labels, got None")
-        volumes[_EXTRA + name] = check_lazy_volume(array, argument)
-        check_same_shape(volumes["labels"], volumes[_EXTRA + name], "labels", argument)
-        _table._check_grey_values(volumes[_EXTRA + name], non_finite, argument)
+        volumes[_EXTRA + name] = _table._checked_extra_image(volumes["labels"], array, name, non_finite,
+                                                             check=check_lazy_volume)
     if isinstance(phases, str):
         if phases != "auto":
             raise InputError(f"phases must be a dict or 'auto', got {phases!r}")

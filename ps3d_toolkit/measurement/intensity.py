@@ -66,9 +66,14 @@ def intensity_columns(values: np.ndarray, index: np.ndarray, n_particles: int, *
         finite = np.isfinite(values)
         if not finite.all():
             values, index = values[finite], index[finite]
-    if prefix != "intensity":
-        named = intensity_columns(values, index, n_particles)
-        return {prefix + name.removeprefix("intensity"): column for name, column in named.items()}
+    columns = _finite_statistics(values, index, n_particles)
+    if prefix == "intensity":
+        return columns
+    return {prefix + name.removeprefix("intensity"): column for name, column in columns.items()}
+
+
+def _finite_statistics(values: np.ndarray, index: np.ndarray, n_particles: int) -> dict:
+    """:func:`intensity_columns` of finite ``values``, under the main image's names."""
     counts = np.bincount(index, minlength=n_particles).astype(np.int64)
     empty = counts == 0
     if empty.all():

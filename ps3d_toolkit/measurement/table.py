@@ -328,12 +328,13 @@ def _check_extra_images(extra_images) -> dict | None:
     return dict(extra_images)
 
 
-def _checked_extra_image(labels, array, name: str, non_finite: str) -> np.ndarray:
-    """One extra grey-value image, read and checked against ``labels`` like ``image``."""
+def _checked_extra_image(labels, array, name: str, non_finite: str, check=check_volume):
+    """One extra grey-value image checked against ``labels`` like ``image``: read into memory, or kept
+    lazy with ``check=check_lazy_volume`` (the chunked path)."""
     argument = f"extra_images[{name!r}]"
     if array is None:
         raise InputError(f"{argument} must be a 3D grey-value image of the shape of labels, got None")
-    array = check_volume(array, argument)
+    array = check(array, argument)
     check_same_shape(labels, array, "labels", argument)
     _check_grey_values(array, non_finite, argument)
     return array
