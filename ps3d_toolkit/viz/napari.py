@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ps3d_toolkit.core.checks import check_labels, check_lazy_volume, check_same_shape, check_spacing, check_table
+from ps3d_toolkit.core.checks import check_lazy_volume, check_same_shape, check_spacing, check_table
 from ps3d_toolkit.core.errors import InputError
 
 if TYPE_CHECKING:  # the widget's annotations, which magicgui resolves (napari is optional)
@@ -248,12 +248,9 @@ def _uint32_labels(labels):
     if not isinstance(labels, np.ndarray) and hasattr(labels, "shape") and hasattr(labels, "dtype") \
             and np.dtype(labels.dtype) == np.uint32:
         return check_lazy_volume(labels, "labels")
-    labels = check_labels(labels, "labels")
-    if labels.dtype == np.uint32:
-        return labels
-    if labels.size and labels.max() > _UINT32_MAX:
-        raise InputError(f"labels must fit in uint32 (at most {_UINT32_MAX}), got maximum {labels.max()}")
-    return labels.astype(np.uint32)
+    from ps3d_toolkit.io._formats import as_uint32_labels
+
+    return as_uint32_labels(labels, "labels")
 
 
 def _displayable(array):
