@@ -5,7 +5,6 @@ from __future__ import annotations
 import itertools
 import logging
 import math
-import pickle
 import shutil
 import tempfile
 from pathlib import Path
@@ -14,13 +13,14 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ps3d_toolkit.core.checks import check_lazy_volume, check_positive, check_spacing
-from ps3d_toolkit.core.errors import InputError, InputTypeError, OutputError, ResourceError
+from ps3d_toolkit.core.errors import InputError, ResourceError
 from ps3d_toolkit.segmentation._checks import check_particle_size
 from ps3d_toolkit.segmentation.chunked import blocks as _blocks
 from ps3d_toolkit.segmentation.chunked import stitch
+from ps3d_toolkit.segmentation.chunked.cluster import check_scheduler, open_client, shippable
 from ps3d_toolkit.segmentation.chunked.grid import Grid, key, shared_box, within
 from ps3d_toolkit.segmentation.chunked.plan import Plan, halo_voxels, make_plan
-from ps3d_toolkit.segmentation.chunked.work import WORK_SUFFIX, Work, save_block
+from ps3d_toolkit.segmentation.chunked.work import WORK_SUFFIX, Work, check_output, save_block
 from ps3d_toolkit.segmentation.region import prepare_scan, resolve_region, size_in_voxels
 from ps3d_toolkit.segmentation.registry import check_method
 
@@ -99,11 +99,11 @@ def segment_chunked(image, *, spacing, output=None, chunk_size: int = 128, parti
     if zarr_format not in (2, 3):
         raise InputError(f"zarr_format must be 2 or 3, got {zarr_format!r}")
     if output is not None:
-        output = _check_output(Path(output), resume, overwrite)
+        output = check_output(Path(output), resume, overwrite)
     particle_size_mm = check_positive(particle_size_mm, "particle_size_mm", allow_none=True)
     if particle_size_mm is not None:
         check_particle_size(particle_size_mm, spacing, image.shape)
-    _check_scheduler(scheduler)
+    check_scheduler(scheduler)
     region = resolve_region(image, roi=roi, mask=mask, spacing=spacing)
     image, grains, _ = prepare_scan(image, grains=grains, region=region,
                                     particle_size_vox=size_in_voxels(particle_size_mm, spacing))
@@ -174,34 +174,6 @@ def _check_chunk_size(chunk_size) -> int:
     if not isinstance(chunk_size, (int, np.integer)) or isinstance(chunk_size, bool) or chunk_size < 16:
         raise InputError(f"chunk_size must be an integer of at least 16 voxels, got {chunk_size!r}")
     return int(chunk_size)
-
-
-def _check_scheduler(scheduler) -> None:
-    if scheduler is None or isinstance(scheduler, str):
-        return
-    try:
-        from distributed import Client
-    except ImportError:  # pragma: no cover - only without dask.distributed
-        Client = ()
-    if not isinstance(scheduler, Client):
-        raise InputTypeError(f"scheduler must be None, 'local', a scheduler address or a distributed.Client, "
-                             f"got {type(scheduler).__name__}")
-
-
-def _check_output(output: Path, resume: bool, overwrite: bool) -> Path:
-    """Refuse an existing output unless resumed or overwritten; refuse a non-zarr target."""
-    from ps3d_toolkit.io.outputs import replaceable_directory
-
-    if "".join(output.suffixes[-1:]).lower() != ".zarr":
-        raise InputError(f"output must be a .zarr store for chunked segmentation, got {output}")
-    if output.exists():
-        if not (resume or overwrite):
-            raise OutputError(f"{output} exists; pass overwrite=True to replace it or resume=True to "
-                              "continue an interrupted run")
-        if not replaceable_directory(output):
-            raise OutputError(f"{output} exists and is not a zarr store written by ps3d_toolkit; "
-                              "choose another output")
-    return output
 
 
 def _check_region_memory(plan: Plan, grid: Grid) -> None:
@@ -350,9 +322,9 @@ def _run_on_dask(image, plan: Plan, grid: Grid, work: Work, model_blocks, schedu
     """
     from distributed import as_completed
 
-    client, close = _client(scheduler)
+    client, close = open_client(scheduler)
     try:
-        source = _shippable(image, client)
+        source = shippable(image, client)
         todo = work.todo()
         windows = _Windows(model_blocks, todo)
         window_tasks = {}
@@ -382,48 +354,6 @@ def _run_on_dask(image, plan: Plan, grid: Grid, work: Work, model_blocks, schedu
                 bar.update()
     finally:
         close()
-
-
-def _client(scheduler) -> tuple:
-    """A distributed Client for ``scheduler`` and a function that closes what was opened here."""
-    try:
-        from distributed import Client, LocalCluster
-    except ImportError as error:
-        raise InputError("scheduler needs dask.distributed: pip install 'ps3d_toolkit[dask]'") from error
-    if isinstance(scheduler, Client):
-        return scheduler, lambda: None
-    if scheduler == "local":
-        import os
-
-        # silence_logs: Dask's own notes (e.g. a worker killed at shutdown) are not the user's business
-        cluster = LocalCluster(n_workers=max(1, min(4, os.cpu_count() or 1)), threads_per_worker=1,
-                               processes=True, dashboard_address=":0", silence_logs=logging.ERROR)
-        client = Client(cluster)
-        logger.info("Dask LocalCluster, dashboard: %s", client.dashboard_link)
-
-        def close():
-            client.close()
-            cluster.close()
-
-        return client, close
-    try:
-        client = Client(scheduler, timeout="20s")
-    except (OSError, TimeoutError, ValueError) as error:
-        raise InputError(f"cannot reach the Dask scheduler at {scheduler!r} ({error}); start it, or pass "
-                         "scheduler='local'") from error
-    return client, client.close
-
-
-def _shippable(image, client):
-    """The scan as workers get it: numpy scattered once; lazy arrays sent as they are (they must pickle)."""
-    if isinstance(image, np.ndarray) and not isinstance(image, np.memmap):
-        return client.scatter(image, broadcast=True)
-    try:
-        pickle.dumps(image)
-    except Exception as error:
-        raise InputError(f"this {type(image).__name__} scan cannot be sent to Dask workers ({error}); convert it "
-                         "to zarr first (ps3d convert scan out.zarr) and segment that") from error
-    return image
 
 
 # --------------------------------------------------------------------------- output

@@ -110,3 +110,19 @@ def save_block(folder: Path, grid: Grid, index, core: np.ndarray, shells: dict) 
     tmp = path.with_suffix(".tmp.npz")
     np.savez_compressed(tmp, **shells)
     tmp.replace(path)
+
+
+def check_output(output: Path, resume: bool, overwrite: bool) -> Path:
+    """Refuse an existing output unless resumed or overwritten; refuse a non-zarr target."""
+    from ps3d_toolkit.io.outputs import replaceable_directory
+
+    if "".join(output.suffixes[-1:]).lower() != ".zarr":
+        raise InputError(f"output must be a .zarr store for chunked segmentation, got {output}")
+    if output.exists():
+        if not (resume or overwrite):
+            raise OutputError(f"{output} exists; pass overwrite=True to replace it or resume=True to "
+                              "continue an interrupted run")
+        if not replaceable_directory(output):
+            raise OutputError(f"{output} exists and is not a zarr store written by ps3d_toolkit; "
+                              "choose another output")
+    return output
