@@ -21,6 +21,17 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
+@pytest.fixture(autouse=True)
+def _in_own_folder(tmp_path, monkeypatch):
+    """Run every test in its own ``tmp_path`` as the working directory.
+
+    A default output (``ps3d report`` without ``-o`` writes ``report.html``, ``ps3d demo`` its
+    folder) lands there, and the files that the README's commands leave in the repository root
+    (``report.html``, ``labels.tif``) are never in a test's way.
+    """
+    monkeypatch.chdir(tmp_path)
+
+
 def ball(shape, centre, radius) -> np.ndarray:
     """Boolean digital ball of ``radius`` voxels around ``centre`` in a volume of ``shape``."""
     grid = np.indices(shape)
