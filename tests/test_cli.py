@@ -295,6 +295,16 @@ def test_measure_errors(capsys, files, tmp_path):
     assert_one_line_error(*run(capsys, "measure", files["truth"], "-o", tmp_path / "t.xlsx")[::2], ".csv")
 
 
+def test_segment_says_the_automatic_grains_and_mask_once(capsys, files, tmp_path):
+    code, out, err = run(capsys, "segment", files["tif"], "--method", "otsu-watershed", "--grains", "auto",
+                         "--mask", "auto", "-o", tmp_path / "labels.tif")
+    assert code == 0, err
+    said = out + err
+    reason = json.loads((tmp_path / "labels.tif.ps3d.json").read_text())["grains_reason"]
+    assert reason.startswith("auto: grains are brighter") and said.count(reason.removeprefix("auto: ")) == 1
+    assert said.count("sample mask:") == 1 and "grains='auto'" not in said
+
+
 # --------------------------------------------------------------------------- demo, registry, help
 
 
@@ -303,7 +313,7 @@ def test_demo_writes_labels_table_and_report(capsys, tmp_path):
     out = tmp_path / "demo"
     code, stdout, err = run(capsys, "demo", "--output", out, "--quiet")
     assert code == 0, err
-    for name in ("labels.tif", "particles.csv", "report.html"):
+    for name in ("labels.tif", "particles.csv", "report.html", "report.xlsx"):
         assert (out / name).is_file()
         assert str(out / name) in stdout
     labels = load_labels(out / "labels.tif")

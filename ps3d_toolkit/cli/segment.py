@@ -13,6 +13,7 @@ an interrupted run from its first unfinished block.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import time
 from pathlib import Path
@@ -176,6 +177,25 @@ def run(args) -> int:
     return 0
 
 
+#: The library loggers of the decisions that ps3d segment says itself on stdout (the grain polarity
+#: and the automatic sample mask): shown on stderr as well, each reason came twice.
+_DECISION_LOGGERS = ("ps3d_toolkit.segmentation.region", "ps3d_toolkit.segmentation.sample_mask")
+
+
+@contextlib.contextmanager
+def _decisions_said_here():
+    """Hold back the library's INFO lines on the decisions this command says itself; warnings pass."""
+    loggers = [logging.getLogger(name) for name in _DECISION_LOGGERS]
+    levels = [one.level for one in loggers]
+    for one in loggers:
+        one.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        for one, level in zip(loggers, levels):
+            one.setLevel(level)
+
+
 def _resolve_sample(args, scan, size_mm) -> dict:
     """--grains, --roi and --mask resolved once, before the work: segment()'s grains, roi and mask.
 
@@ -183,9 +203,10 @@ def _resolve_sample(args, scan, size_mm) -> dict:
     """
     from ps3d_toolkit.segmentation.region import decide_grains, resolve_region, size_in_voxels
 
-    region = resolve_region(scan.image, roi=args.roi, mask=args.mask, spacing=scan.spacing)
-    grains, args.grains_reason = decide_grains(scan.image, args.grains, region=region,
-                                               particle_size_vox=size_in_voxels(size_mm, scan.spacing))
+    with _decisions_said_here():
+        region = resolve_region(scan.image, roi=args.roi, mask=args.mask, spacing=scan.spacing)
+        grains, args.grains_reason = decide_grains(scan.image, args.grains, region=region,
+                                                   particle_size_vox=size_in_voxels(size_mm, scan.spacing))
     if args.grains == "auto":
         args.grains_reason = f"auto: {args.grains_reason}"
         say(args, f"grains {grains} ({args.grains_reason})")
