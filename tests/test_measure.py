@@ -248,7 +248,7 @@ def test_shape_false_skips_the_per_particle_loop():
 # --------------------------------------------------------------------------- border flags
 
 
-def test_touches_border_at_the_array_edge_and_outside_the_field_of_view():
+def test_touches_border_at_the_array_edge_and_outside_the_sample_region():
     labels = np.zeros((20, 40, 40), np.uint32)
     labels[0:4, 10:14, 10:14] = 1  # cut by the first slice
     labels[8:12, 18:22, 18:22] = 2  # in the middle
@@ -258,8 +258,40 @@ def test_touches_border_at_the_array_edge_and_outside_the_field_of_view():
     fov = (yy - 19.5) ** 2 + (xx - 19.5) ** 2 <= 15.0**2
     plain = measure(labels, progress=False).set_index("label").touches_border
     assert plain.to_dict() == {1: True, 2: False, 3: False, 4: False}
-    with_fov = measure(labels, fov_mask=fov, progress=False).set_index("label").touches_border
+    with_fov = measure(labels, mask=fov, progress=False).set_index("label").touches_border
     assert with_fov.to_dict() == {1: True, 2: False, 3: True, 4: False}
+    # the old name still works for a release, and warns
+    with pytest.warns(DeprecationWarning, match="fov_mask= is deprecated.*mask="):
+        old = measure(labels, fov_mask=fov, progress=False).set_index("label").touches_border
+    assert old.to_dict() == with_fov.to_dict()
+
+
+def test_roi_and_mask_measure_the_sample_region_as_segment_takes_it(tmp_path):
+    from ps3d_toolkit.io import save_scan
+    from ps3d_toolkit.segmentation.region import resolve_region
+
+    labels = np.zeros((20, 40, 40), np.uint32)
+    labels[8:12, 18:22, 18:22] = 2   # inside the box
+    labels[8:12, 18:22, 28:34] = 3   # crosses the box's x = 30 face
+    labels[8:12, 18:22, 35:39] = 4   # outside the box
+    box = measure(labels, spacing=0.1, roi="2:18,5:35,5:30", progress=False).set_index("label")
+    # only the voxels inside the region are measured (segment leaves the others background)
+    assert box.index.tolist() == [2, 3]
+    assert box.voxel_count.to_dict() == {2: 64, 3: 32}
+    assert box.touches_border.to_dict() == {2: False, 3: True}
+    assert box.attrs["sample_region"] == "roi 2:18,5:35,5:30"
+    slices = measure(labels, spacing=0.1, roi=(slice(2, 18), slice(5, 35), slice(5, 30)), progress=False)
+    pd.testing.assert_frame_equal(slices, box.reset_index())
+    # a mask array, a mask file and the same region resolved by segmentation's own resolver give one table
+    inside = resolve_region(labels, roi="2:18,5:35,5:30").full()
+    save_scan(inside.astype(np.uint8), tmp_path / "mask.tif", spacing=0.1)
+    for mask in (inside, tmp_path / "mask.tif", str(tmp_path / "mask.tif")):
+        table = measure(labels, spacing=0.1, mask=mask, progress=False).set_index("label")
+        assert table.voxel_count.to_dict() == {2: 64, 3: 32} and table.touches_border.to_dict() == {2: False, 3: True}
+    with pytest.raises(ValueError, match="mask='auto'.*image"):
+        measure(labels, mask="auto", progress=False)
+    with pytest.raises(ValueError, match="fov_mask= is its old name"), pytest.warns(DeprecationWarning):
+        measure(labels, mask=inside, fov_mask=inside, progress=False)
 
 
 # --------------------------------------------------------------------------- grey levels and phases
@@ -485,7 +517,8 @@ def test_columns_and_attrs():
     (dict(phases=[1, 2]), TypeError, "phases"),
     (dict(phases={"a": (5, 1)}, image=np.zeros((4, 4, 4))), ValueError, "low < high"),
     (dict(phases={"a": (0, 1)}, image=np.zeros((4, 4, 4)), liberation_phase="b"), ValueError, "liberation_phase"),
-    (dict(fov_mask=np.ones((3, 3, 3), bool)), ValueError, "same shape"),
+    (dict(mask=np.ones((3, 3, 3), bool)), ValueError, "mask has shape"),
+    (dict(roi="0:9,:,:"), ValueError, "roi"),
     (dict(confidence=np.ones((3, 3, 3))), ValueError, "same shape"),
     (dict(workers=0), ValueError, "workers"),
     (dict(phases={"a": (0, 1)}, image=np.zeros((4, 4, 4)), liberation_thresholds=(0.9, 0.1)), ValueError,
@@ -563,7 +596,7 @@ def test_complex_grey_values_are_refused():
 
 
 def test_grey_value_test_never_fires_on_label_images_and_fires_on_scans(sample):
-    from ps3d_toolkit.measurement.table import grey_value_reason
+    from ps3d_toolkit.measurement.inputs import grey_value_reason
 
     scan, truth = sample
     assert grey_value_reason(truth) is None
@@ -587,3 +620,26 @@ def test_measure_refuses_a_grey_scan_as_labels_unless_forced(sample):
     with pytest.warns(UserWarning, match="grey-value scan"):
         table = measure(noise, shape=False, force=True, progress=False)
     assert len(table) == 99
+
+
+def test_cli_measure_takes_the_sample_region_and_named_automatic_phases(ps3d, sample, tmp_path):
+    from ps3d_toolkit.io import read_table, save_labels, save_scan
+
+    scan, truth = sample
+    image = save_scan(np.asarray(scan.image), tmp_path / "scan.tif", spacing=scan.spacing)
+    labels = save_labels(truth, tmp_path / "labels.tif", spacing=scan.spacing)
+    code, stdout, err = ps3d("measure", labels, "--image", image, "--roi", "8:120,:,:", "--auto-phases", "3",
+                             "--phase-names", "epoxy_rim,quartz,magnetite", "-o", tmp_path / "p.parquet")
+    assert code == 0, err
+    assert "sample region: roi 8:120,0:128,0:128" in stdout
+    table = read_table(tmp_path / "p.parquet")
+    # the library's table for the same region and names
+    expected = measure(truth, scan.image, spacing=scan.spacing, roi="8:120,:,:", phases="auto",
+                       phase_names=["epoxy_rim", "quartz", "magnetite"], progress=False)
+    pd.testing.assert_frame_equal(table[expected.columns], expected, check_dtype=False, check_categorical=False)
+    assert {"liberation_epoxy_rim", "liberation_quartz", "liberation_magnetite"} <= set(table.columns)
+    code, _, err = ps3d("measure", labels, "--image", image, "--auto-phases", "2", "--phase-names", "a,b,c",
+                        "-o", tmp_path / "q.csv")
+    assert code == 2 and "--phase-names: give 2 names for --auto-phases 2" in err
+    code, _, err = ps3d("measure", labels, "--phase-names", "a,b", "-o", tmp_path / "q.csv")
+    assert code == 2 and "--phase-names needs --auto-phases N" in err and "--table" not in err

@@ -90,11 +90,11 @@ def test_a_generated_scan_with_every_optional_volume_measures_the_same(tmp_path)
     fov[:, :, :4] = False
     confidence = np.linspace(0, 1, labels.size, dtype=np.float32).reshape(labels.shape)
     phase_ids = {f"p{i}": i for i in np.unique(synthetic.phases) if i}
-    kwargs = {"spacing": synthetic.spacing, "phase_map": synthetic.phases, "phases": phase_ids, "fov_mask": fov,
+    kwargs = {"spacing": synthetic.spacing, "phase_map": synthetic.phases, "phases": phase_ids, "mask": fov,
               "confidence": confidence, "progress": False}
     expected = measure(labels, image, **kwargs)
     lazy = {k: to_zarr(v, tmp_path / f"{k}.zarr") for k, v in
-            (("phase_map", synthetic.phases), ("fov_mask", fov), ("confidence", confidence))}
+            (("phase_map", synthetic.phases), ("mask", fov), ("confidence", confidence))}
     chunked = measure(to_zarr(labels, tmp_path / "l.zarr"), to_zarr(image, tmp_path / "i.zarr"),
                       **{**kwargs, **lazy}, chunk_size=24)
     assert len(expected) > 20 and expected["touches_border"].any()
@@ -152,6 +152,58 @@ def test_a_label_image_without_particles_gives_the_same_empty_table(tmp_path):
     assert len(expected) == 0
     assert_same_table(chunked, expected)
     assert (chunked.dtypes == expected.dtypes).all()
+
+
+def test_measure_and_measure_chunked_give_the_same_liberation_classes_by_default():
+    from ps3d_toolkit.measurement import LIBERATION_THRESHOLDS, MIN_PHASE_FRACTION
+    from ps3d_toolkit.measurement.chunked import measure_chunked
+
+    # cubes of 1000 voxels holding 1 % to 100 % of phase B: every class boundary crossed, 92 % between
+    # the two liberated_from values (0.9, 0.95) that the two paths once defaulted to
+    shares = (10, 20, 100, 299, 300, 500, 920, 949, 950, 1000)
+    labels = np.zeros((12, 12, 12 * len(shares)), np.uint32)
+    phase_map = np.ones(labels.shape, np.uint8)
+    for i, n_b in enumerate(shares):
+        labels[1:11, 1:11, 12 * i + 1:12 * i + 11] = i + 1
+        flat = np.ones(1000, np.uint8)
+        flat[:n_b] = 2
+        phase_map[1:11, 1:11, 12 * i + 1:12 * i + 11] = flat.reshape(10, 10, 10)
+    options = {"phases": {"A": 1, "B": 2}, "phase_map": phase_map, "shape": False, "progress": False}
+    in_memory = measure(labels, **options)
+    chunked = measure_chunked(labels, chunk_size=24, **options)
+    assert_same_table(chunked, in_memory)
+    assert in_memory.attrs["liberation_thresholds"] == LIBERATION_THRESHOLDS
+    assert in_memory.attrs["min_phase_fraction"] == MIN_PHASE_FRACTION
+    assert list(chunked.liberation_B.astype(str)) == (
+        ["barren", "locked", "locked", "locked", "middling", "middling", "middling", "middling", "liberated",
+         "liberated"])
+
+
+def test_measure_chunked_takes_every_argument_of_measure_with_the_same_default():
+    import inspect
+
+    from ps3d_toolkit.measurement.chunked import measure_chunked
+
+    ours = inspect.signature(measure_chunked).parameters
+    for name, parameter in inspect.signature(measure).parameters.items():
+        assert name in ours and ours[name].default == parameter.default, name
+
+
+def test_a_sample_region_and_named_automatic_phases_measure_the_same_in_blocks(tmp_path):
+    synthetic = generate_scan((48, 56, 64), mean_diameter_vox=12, seed=5, spacing=0.02)
+    labels, image = synthetic.labels, synthetic.image
+    mask = np.zeros(labels.shape, bool)
+    mask[:, 6:50, 4:60] = True
+    options = {"spacing": 0.02, "roi": "4:44,:,:", "mask": mask, "phases": "auto",
+               "phase_names": "dark,mid,bright", "progress": False}
+    expected = measure(labels, image, **options)
+    chunked = measure(to_zarr(labels, tmp_path / "l.zarr"), to_zarr(image, tmp_path / "i.zarr"),
+                      **{**options, "mask": to_zarr(mask, tmp_path / "m.zarr")}, chunk_size=16)
+    assert_same_table(chunked, expected)
+    assert list(expected.attrs["phases"]) == ["dark", "mid", "bright"]
+    assert expected.attrs["sample_region"].startswith("roi 4:44,0:56,0:64")
+    whole = measure(labels, image, spacing=0.02, progress=False)
+    assert expected["touches_border"].sum() > 0 and expected["voxel_count"].sum() < whole["voxel_count"].sum()
 
 
 def test_the_chunked_path_refuses_what_it_cannot_do_in_one_line(tmp_path):

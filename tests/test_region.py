@@ -141,10 +141,10 @@ def test_the_region_edge_is_drawn_in_the_viewer_and_the_report(scan, tmp_path):
     viewer = SliceViewer(scan.image, labels, spacing=scan.spacing, sample_region=mask)
     z_plane = viewer.render()[0]
     assert (z_plane[10, 10:62] == (60, 170, 255)).all()
-    table = measure(labels, scan.image, spacing=scan.spacing, fov_mask=mask, progress=False)
+    table = measure(labels, scan.image, spacing=scan.spacing, mask=mask, progress=False)
     whole = measure(labels, scan.image, spacing=scan.spacing, progress=False)
     assert table["touches_border"].sum() > whole["touches_border"].sum()
-    path = write_report(table, tmp_path / "r.html", labels=labels, sample_region=mask)
+    path = write_report(table, tmp_path / "r.html", labels=labels, mask=mask)
     text = path.read_text()
     assert "sample region" in text and "the sample region&#x27;s edge in blue" in text.replace("'", "&#x27;")
 
@@ -184,7 +184,7 @@ def test_cli_measure_and_report_inside_a_roi_flag_what_it_cuts(scan, tmp_path, c
     assert len(part) == len(np.unique(labels[box])) - (0 in labels[box])
     assert part["touches_border"].sum() > 0 and (part["volume_mm3"].sum() < whole["volume_mm3"].sum())
     assert main(["report", *common, "--roi", "8:40,10:60,20:70", "-o", str(tmp_path / "r.html")]) == 0
-    assert "cut by the scan border or the sample region" in (tmp_path / "r.html").read_text()
+    assert "cut by the edge of the scan or of the sample region" in (tmp_path / "r.html").read_text()
     code = main(["measure", *common, "--roi", "8:99,:,:", "-o", str(tmp_path / "bad.csv")])
     assert code == 2 and "--roi" in capsys.readouterr().err and not (tmp_path / "bad.csv").exists()
 
@@ -239,7 +239,7 @@ def test_an_inverted_phantom_in_a_tube_with_grains_and_mask_auto(tube, tmp_path,
     assert main(["report", str(tmp_path / "labels.tif"), "--image", str(tmp_path / "dark.tif"), "--csv",
                  str(tmp_path / "t.csv"), "-o", str(tmp_path / "r.html"), "-q"]) == 0
     text = (tmp_path / "r.html").read_text()
-    assert "darker than their matrix (auto:" in text and "cut by the scan border or the sample region" in text
+    assert "darker than their matrix (auto:" in text and "cut by the edge of the scan or of the sample region" in text
     flagged = read_table(tmp_path / "t.csv")["touches_border"].sum()
     plain = main(["measure", str(tmp_path / "labels.tif"), "--mask", str(tmp_path / "labels.tif"), "-o",
                   str(tmp_path / "m.csv"), "-q"])

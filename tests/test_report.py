@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import html
 import html.parser
 import io
 import json
@@ -20,7 +21,6 @@ from ps3d_toolkit.io import Scan, save_labels, save_scan
 from ps3d_toolkit.measurement import measure
 from ps3d_toolkit.measurement.intensity import LIBERATION_CLASSES
 from ps3d_toolkit.report import build_report, export_tables, liberation_table, summary_table, write_report
-from ps3d_toolkit.report.payload import decode
 
 SPACING = 0.1
 
@@ -80,10 +80,11 @@ class _Report(html.parser.HTMLParser):
 
 
 def _payload(text: str) -> tuple:
-    """plotly.js and the figure specs packed into the page (as its loader unpacks them)."""
-    blocks = dict((name, decode(data, int(length))) for name, length, data in re.findall(
-        r'<script type="application/octet-stream" id="([^"]+)" data-length="(\d+)">([^<]*)</script>', text))
-    return blocks["ps3d-plotlyjs"].decode("utf-8"), json.loads(blocks["ps3d-figures"])
+    """plotly.js and the figure specs inline in the page (as its script draws them)."""
+    plotlyjs = re.findall(r'<script type="text/javascript">(.*?)</script>', text, flags=re.S)
+    specs = re.findall(r'<script type="application/json" id="ps3d-figures">(.*?)</script>', text, flags=re.S)
+    assert len(plotlyjs) == 1 and len(specs) == 1, "plotly.js and the figures, once each"
+    return plotlyjs[0], json.loads(specs[0])
 
 
 def _n_figures(text: str) -> int:
@@ -108,9 +109,9 @@ def test_report_is_self_contained_with_every_section(cubes, tmp_path):
     # in this order, and no phases measured: no phase sections
     assert list(page.sections) == ["Summary", "Accuracy against the ground truth", "Particle-size distribution",
                                    "Shape", "Slices", "Particles"]
-    # plotly.js is inline (once, compressed) and nothing is loaded from elsewhere
+    # plotly.js is inline (once, uncompressed: drawn as the page loads) and nothing is loaded from elsewhere
     plotlyjs, specs = _payload(text)
-    assert "plotly.js v" in plotlyjs and text.count('id="ps3d-plotlyjs"') == 1 and "<script src=" not in text
+    assert "plotly.js v" in plotlyjs and "<script src=" not in text and "DecompressionStream" not in text
     # cumulative PSD, histograms by volume and number, sphericity against size, Zingg diagram
     assert _n_figures(text) == len(specs) == 5
     titles = [spec["layout"]["title"]["text"] for spec in specs]
@@ -202,6 +203,46 @@ def test_table_is_a_dataframe_of_measure(cubes):
     np.testing.assert_allclose(sorted(table["volume_mm3"]), [216 * SPACING**3, 512 * SPACING**3])
 
 
+def test_the_particle_table_shows_the_largest_particles_in_the_statistics_with_cut_ones_marked():
+    sizes = np.arange(1, 31, dtype=float)
+    table = pd.DataFrame({"label": np.arange(1, 31, dtype=np.uint32), "volume_mm3": sizes,
+                          "eq_diameter_mm": (6 * sizes / np.pi) ** (1 / 3),
+                          "touches_border": np.arange(1, 31) % 3 == 0})  # every third particle is cut
+
+    def shown(text):
+        rows = _Report(text).sections["Particles"][0]
+        assert rows[0][-1] == "cut"
+        return [(int(row[0]), row[-1]) for row in rows[1:]]
+
+    # by default the 20 largest uncut particles, largest first: those the statistics count
+    default = shown(build_report(table))
+    assert default == [(label, "no") for label in range(30, 0, -1) if label % 3][:20]
+    # with the cut ones counted, the 20 largest of all, the cut ones marked
+    counted = shown(build_report(table, include_cut=True))
+    assert counted == [(label, "yes" if label % 3 == 0 else "no") for label in range(30, 10, -1)]
+
+
+def test_the_report_takes_the_sample_region_as_measure_does(cubes, tmp_path):
+    scan, labels, table = cubes
+    inside = np.zeros(labels.shape, bool)
+    inside[:, :, :12] = True  # cube 1 (x 4..9) inside, cube 2 (x 14..21, in the middle z slice) outside
+    measured = measure(labels, scan.image, spacing=SPACING, mask=inside, progress=False)
+    assert measured["label"].tolist() == [1] and measured.attrs["sample_region"] == "mask array"
+    for region in ({"mask": inside}, {"roi": ":,:,0:12"}):
+        text = build_report(measured, scan=scan, labels=labels, **region)
+        captions = re.findall(r"<figcaption>([^<]*)</figcaption>", text)
+        # only the particle measured is outlined (not cube 2, outside the region), with the region's edge
+        assert captions[0] == "z = 10 (middle slice), 0 particles outlined, the sample region&#x27;s edge in blue"
+        assert "cut by the edge of the scan or of the sample region" in text
+    assert re.findall(r"<figcaption>([^<]*)</figcaption>", build_report(measured, scan=scan, labels=labels))[0] == (
+        "z = 10 (middle slice), 1 particles outlined")
+    with pytest.warns(DeprecationWarning, match="sample_region= is deprecated"):
+        old = write_report(measured, tmp_path / "old.html", scan=scan, labels=labels, sample_region=inside)
+    assert "the sample region&#x27;s edge in blue" in old.read_text()
+    with pytest.raises(ValueError, match="mask has shape"):
+        build_report(measured, labels=labels, mask=inside[:-1])
+
+
 # --------------------------------------------------------------------------- mineralogy sections and tables
 
 
@@ -261,7 +302,7 @@ def test_sections_follow_the_columns(minerals):
         assert heading in _Report(text).sections
     assert "Shape" not in _Report(text).sections  # no axes or sphericity in the table
     # cumulative PSD, two histograms, liberation bars; plotly.js once
-    assert _n_figures(text) == len(_payload(text)[1]) == 4 and text.count('id="ps3d-plotlyjs"') == 1
+    assert _n_figures(text) == len(_payload(text)[1]) == 4
     page = _Report(text)
     # ore 0 % is barren, 20 % locked (1 of 5 particles, 2 of 20 mm³, 0.4 of the 15.7 mm³ of ore)
     assert ["ore", "barren", "1", "20", "5", "0"] in page.sections["Liberation"][0]
@@ -274,6 +315,42 @@ def test_sections_follow_the_columns(minerals):
     assert "Summary" in _Report(bare).sections and "Plotly" not in bare
     for heading in ("Particle-size distribution", "Shape", "Phases", "Liberation"):
         assert heading not in _Report(bare).sections
+
+
+def test_the_liberation_figure_shows_every_class_barren_included(minerals):
+    specs = _payload(build_report(minerals))[1]
+    figure = next(spec for spec in specs if "Liberation" in spec["layout"]["title"]["text"])
+    bars = {}
+    for trace in figure["data"]:
+        bars.setdefault(trace["name"], []).append(trace)
+    assert list(bars) == list(LIBERATION_CLASSES)
+    # particles on the left, the phase's volume on the right: ore is barren in 1 of 5 particles (20 %)
+    left = {trace["name"]: trace for trace in figure["data"] if trace.get("xaxis", "x") == "x"}
+    ore = left["barren"]["y"].index("ore")
+    assert _values(left["barren"]["x"])[ore] == pytest.approx(20.0)
+
+
+def _values(data) -> list:
+    """A plotly trace's numbers, whether plain or packed as a typed array (``bdata``)."""
+    if isinstance(data, dict):
+        return np.frombuffer(base64.b64decode(data["bdata"]), dtype=np.dtype(data["dtype"])).tolist()
+    return list(data)
+
+
+def test_phases_are_named_by_the_user_or_by_their_grey_values(cubes):
+    scan, labels, _ = cubes
+    image = scan.image.copy()
+    image[10:18, 12:20, 18:22] = 3000   # half of cube 2 bright: three grey levels, 100, 1000 and 3000
+    auto = measure(labels, image, spacing=SPACING, phases="auto", progress=False)
+    text = build_report(auto)
+    phases = [row[0] for row in _Report(text).sections["Phases"][0][1:]]
+    assert re.fullmatch(r"darker phase \(grey < 1,\d\d\d\)", phases[0]), phases
+    assert re.fullmatch(r"brighter phase \(grey ≥ 1,\d\d\d\)", phases[1]), phases
+    assert "phase_1" not in text.split("<script")[0]
+    named = measure(labels, image, spacing=SPACING, phases="auto", phase_names="quartz,magnetite", progress=False)
+    page = _Report(build_report(named))
+    assert [row[0] for row in page.sections["Phases"][0][1:]] == ["quartz", "magnetite"]
+    assert "magnetite: liberation" in page.sections["Particles"][0][0]
 
 
 def test_summary_d_values_are_the_percentiles(cubes):
@@ -384,7 +461,8 @@ def test_cli_report_measures_with_phases_and_writes_every_table(ps3d, scan_files
     code, _, err = ps3d("report", scan_files["labels"], "--image", scan_files["scan"],
                         "--auto-phases", "2", "-o", out / "auto.html", "-q")
     assert code == 0, err
-    assert ["phase_2"] == [row[0] for row in _Report((out / "auto.html").read_text()).sections["Phases"][0] if row[0] == "phase_2"]
+    phases = [row[0] for row in _Report((out / "auto.html").read_text()).sections["Phases"][0][1:]]
+    assert re.fullmatch(r"darker phase \(grey < [\d,]+\)", phases[0]) and phases[1].startswith("brighter"), phases
 
 
 @pytest.mark.parametrize("argv, fragments", [
@@ -404,7 +482,8 @@ def test_cli_report_measures_with_phases_and_writes_every_table(ps3d, scan_files
     (["{labels}", "--phases", "ore:0:1", "--image", "{scan}", "--phase-names", "a,b"], ["--phases names its own"]),
     (["{labels}", "--phase-names", "a,b"], ["--phase-names", "--auto-phases"]),
     (["{labels}", "--image", "{scan}", "--auto-phases", "2", "--phase-names", "quartz"],
-     ["--phase-names", "2 distinct"]),
+     ["--phase-names", "give 2 names"]),
+    (["{labels}", "--image", "{scan}", "--auto-phases", "2", "--phase-names", "a,a"], ["--phase-names", "distinct"]),
     (["{labels}", "--image", "{scan}", "--auto-phases", "2", "--phase-names", "a b,c"], ["letters, digits"]),
     (["--table", "{table}", "--min-phase-fraction", "0.1"], ["--min-phase-fraction", "--table"]),
     (["{labels}", "--min-phase-fraction", "2"], ["--min-phase-fraction", "0 to 1"]),
@@ -464,7 +543,12 @@ def test_the_sample_report_leaves_cut_grains_out_and_include_cut_gives_the_old_n
     summary = pd.read_csv(tmp_path / "particles_summary.csv").set_index("quantity")["value"]
     assert int(summary["n_cut_left_out"]) == n_cut and int(summary["n_in_statistics"]) == len(table) - n_cut
     text = (tmp_path / "report.html").read_text(encoding="utf-8")
-    assert f"{n_cut} of 225 particles are cut by the scan border and left out" in text
+    # the cut grains are explained once, in the reader's words, with the policy and no command-line flag
+    sentence = (f"{n_cut} of the 225 particles are left out of the statistics because the scan's edge cuts them "
+                "(their sizes and shapes are not their own); the statistics count the other "
+                f"{225 - n_cut} as they are, without an edge correction.")
+    assert text.count("left out of the statistics because") == 1 and text.count(html.escape(sentence)) == 1
+    assert "--include-cut" not in text and "include_cut" not in text.split("<script")[0]
     # the statistics count the uncut grains only ...
     sizes, volumes = table["eq_diameter_mm"].to_numpy(), table["volume_mm3"].to_numpy()
     for p in (10, 50, 90):
@@ -486,14 +570,21 @@ def test_the_sample_report_leaves_cut_grains_out_and_include_cut_gives_the_old_n
     assert {"phase_fraction_quartz", "liberation_quartz", "liberation_magnetite"} <= set(table.columns)
     phases = pd.read_csv(tmp_path / "particles_phases.csv")
     assert phases["phase"].tolist() == ["quartz", "magnetite"]
-    assert "quartz liberation" in text and "<td>magnetite</td>" in text
+    assert "quartz: liberation" in text and "<td>magnetite</td>" in text
+    all_text = (tmp_path / "all.html").read_text(encoding="utf-8")
+    assert all_text.count(html.escape(f"All 225 particles are in the statistics, also the {n_cut} that the scan's "
+                                      "edge cuts")) == 1
+    assert "include-cut" not in all_text and "include_cut" not in all_text.split("<script")[0]
 
 
-def test_the_sample_report_is_at_most_2_mb_with_a_compact_particle_table(sample, tmp_path):
+def test_the_sample_report_is_plotly_js_and_300_kb_with_a_compact_particle_table(sample, tmp_path):
+    from plotly.offline import get_plotlyjs
+
     scan, truth = sample
     table = measure(truth, scan.image, spacing=scan.spacing, phases="auto", progress=False)
     path = write_report(table, tmp_path / "report.html", scan=scan, labels=truth)
-    assert path.stat().st_size <= 2_000_000
+    # plotly.js (4.8 MB) once; the six figures, two slice images and the tables take the rest
+    assert path.stat().st_size <= len(get_plotlyjs().encode("utf-8")) + 300_000
     page = _Report(path.read_text(encoding="utf-8"))
     header = page.sections["Particles"][0][0]
     assert header[:3] == ["label", "eq. diameter, mm", "volume, mm³"] and len(header) <= 14

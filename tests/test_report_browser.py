@@ -4,15 +4,27 @@ The report of the bundled sample, measured with two mineral phases (so that
 every section is present), is opened from disk in headless Chromium (Debian's
 ``chromium`` package at /usr/bin/chromium, never a browser downloaded by
 ``playwright install``) driven by Playwright, with nothing fetched from the
-network. The full-page screenshot goes to ``$PS3D_SCREENSHOT_DIR`` when it is
-set (``docs/screenshots/report.png`` is the committed one), else to the test's
+network. The figures must be drawn by the time the page has loaded, without
+waiting for anything: a full-page screenshot taken at once, and a screenshot
+by Chromium's own ``--screenshot`` with no script of ours, show each of them.
+The full-page screenshot goes to ``$PS3D_SCREENSHOT_DIR`` when it is set
+(``docs/screenshots/report.png`` is the committed one), else to the test's
 temporary folder. Without Chromium the test is skipped, except in CI (``CI``
 set), where it fails.
 """
 
 from __future__ import annotations
 
-from _browser import browser, shots  # noqa: F401 (fixtures)
+import subprocess
+
+import numpy as np
+from _browser import CHROMIUM, LAUNCH_ARGS, browser, shots  # noqa: F401 (fixtures)
+from PIL import Image
+
+_FIGURE_BOXES_JS = """() => Array.from(document.querySelectorAll('div.ps3d-figure')).map(div => {
+    const box = div.getBoundingClientRect();
+    return [box.left + window.scrollX, box.top + window.scrollY, box.width, box.height];
+})"""
 
 _PLOTS_JS = """() => Array.from(document.querySelectorAll('.js-plotly-plot')).map(div => ({
     title: (div.layout && div.layout.title && div.layout.title.text) || '',
@@ -45,13 +57,11 @@ def test_mineralogy_report_renders_every_figure_offline(browser, tmp_path, shots
     page.on("request", lambda request: remote.append(request.url)
             if not request.url.startswith(("file:", "data:", "blob:", "about:")) else None)
     page.on("pageerror", lambda error: errors.append(str(error)))
-    page.goto(path.as_uri())
-    # the page's loader inflates plotly.js and the figures, then says so
-    page.wait_for_function("() => document.body.dataset.figures", timeout=120_000, polling=200)
+    page.goto(path.as_uri())   # returns at the page's load event; nothing is waited for after it
+    page.screenshot(path=str(shots / "report.png"), full_page=True)
     assert page.evaluate("() => document.body.dataset.figures") == "ready"
-    page.wait_for_function(
-        f"() => document.querySelectorAll('.js-plotly-plot .main-svg').length >= {2 * n_figures}",
-        timeout=60_000, polling=200)
+    boxes = page.evaluate(_FIGURE_BOXES_JS)
+    _assert_every_figure_is_in(Image.open(shots / "report.png"), boxes)
 
     plots = page.evaluate(_PLOTS_JS)
     assert len(plots) == n_figures, plots
@@ -66,5 +76,22 @@ def test_mineralogy_report_renders_every_figure_offline(browser, tmp_path, shots
     assert len(images) == 2 and all(done and width > 0 for done, width in images), images
     assert not remote, f"the report fetched from the network: {remote[:3]}"
     assert not errors, errors
-    page.screenshot(path=str(shots / "report.png"), full_page=True)
+    height = int(page.evaluate("() => document.documentElement.scrollHeight"))
     page.close()
+
+    # Chromium's own screenshot, as a user takes one from the command line: the same figures
+    plain = tmp_path / "plain.png"
+    subprocess.run([str(CHROMIUM), *LAUNCH_ARGS, "--hide-scrollbars", f"--screenshot={plain}",
+                    f"--window-size=1280,{height}", path.as_uri()], check=True, capture_output=True, timeout=300)
+    _assert_every_figure_is_in(Image.open(plain), boxes)
+
+
+def _assert_every_figure_is_in(screenshot, boxes) -> None:
+    """Each figure's box in the screenshot holds its drawing: coloured traces, not a blank space."""
+    rgb = np.asarray(screenshot.convert("RGB")).astype(int)
+    assert len(boxes) == 6
+    for left, top, width, height in boxes:
+        assert width > 300 and height > 200, (left, top, width, height)
+        crop = rgb[int(top):int(top + height), int(left):int(left + width)]
+        coloured = (crop.max(axis=-1) - crop.min(axis=-1)) > 60
+        assert coloured.sum() > 150, f"the figure at y = {top:.0f} is blank in the screenshot"

@@ -22,6 +22,7 @@ much is at stake.
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
 import numpy as np
@@ -36,9 +37,11 @@ __all__ = [
     "ZINGG_BOUNDARY",
     "cumulative_distribution",
     "cut_particles",
+    "grey_range_text",
     "liberation_limits",
     "liberation_table",
     "percentiles",
+    "phase_labels",
     "phase_names",
     "phase_summary",
     "select_particles",
@@ -572,6 +575,73 @@ def liberation_limits(table, *, thresholds=None, min_phase_fraction: float | Non
 def phase_names(table) -> list:
     """The mineral phases of a particle table: ``<name>`` of every ``phase_fraction_<name>`` column."""
     return [c[len(_PHASE_PREFIX):] for c in table.columns if c.startswith(_PHASE_PREFIX)]
+
+
+#: Words for automatic phases by their place in the grey scale, darkest first, by number of phases.
+_TONES = {2: ("darker", "brighter"), 3: ("darkest", "middle", "brightest"),
+          4: ("darkest", "dark", "bright", "brightest"), 5: ("darkest", "dark", "middle", "bright", "brightest")}
+_DEFAULT_PHASE = re.compile(r"phase_(\d+)")
+
+
+def phase_labels(table) -> dict:
+    """How a report names each phase of the table: as the user named it, else by its grey values in words.
+
+    A phase named by the user (``quartz``) keeps its name. One with the
+    default name of an automatic phase (``phase_1``, ``phase_2``, ... darkest
+    first) is named by its place in the grey scale and its grey-level range
+    from ``table.attrs["phases"]``, e.g. ``"darker phase (grey < 41,157)"`` and
+    ``"brighter phase (grey ≥ 41,157)"``; by its id for a phase map
+    (``"phase 1 (id 1)"``); ``"phase 1"`` when the table does not say.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        A particle table measured with ``phases=``.
+
+    Returns
+    -------
+    dict
+        ``{name: label}`` for every phase of :func:`phase_names`, in their order.
+    """
+    names = phase_names(check_table(table))
+    definitions = table.attrs.get("phases") or {}
+    intervals = {n: tuple(definitions[n]) for n in names if _is_interval(definitions.get(n))}
+    order = sorted(intervals, key=lambda n: intervals[n][0])
+    tones = _TONES.get(len(order)) if len(order) == len(names) else None
+    labels = {}
+    for name in names:
+        number = _DEFAULT_PHASE.fullmatch(name)
+        if number is None:
+            labels[name] = name
+        elif name in intervals:
+            tone = f"{tones[order.index(name)]} phase" if tones else f"phase {number.group(1)}"
+            labels[name] = f"{tone} ({grey_range_text(*intervals[name])})"
+        elif isinstance(definitions.get(name), (int, np.integer)):
+            labels[name] = f"phase {number.group(1)} (id {int(definitions[name])})"
+        else:
+            labels[name] = f"phase {number.group(1)}"
+    return labels
+
+
+def _is_interval(spec) -> bool:
+    return isinstance(spec, (list, tuple)) and len(spec) == 2
+
+
+def grey_range_text(low, high) -> str:
+    """A grey-level interval ``[low, high)`` in words: ``grey < 41,157``, ``grey ≥ 41,157``, ``grey 80-140``."""
+    low, high = float(low), float(high)
+    if np.isinf(low) and np.isinf(high):
+        return "all grey values"
+    if np.isinf(low):
+        return f"grey < {_grey(high)}"
+    if np.isinf(high):
+        return f"grey ≥ {_grey(low)}"
+    return f"grey {_grey(low)}–{_grey(high)}"
+
+
+def _grey(value: float) -> str:
+    """A grey value as a reader takes it in: whole numbers with thousands separators, else 3 significant digits."""
+    return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.3g}"
 
 
 def _liberation_rows(table, names, limits, own_classes: bool) -> pd.DataFrame:

@@ -342,18 +342,14 @@ def read_record(labels_path) -> dict:
     return record if isinstance(record, dict) else {}
 
 
-def restrict_to_sample_region(args, scan, labels, spacing) -> tuple:
-    """The labels inside --roi/--mask (0 outside), and the region as a boolean array (None without one).
+def sample_region_options(args, scan, shape) -> tuple:
+    """The ``roi`` and ``mask`` to measure in (each None when not given), checked before any work.
 
     Without --roi and --mask, those ``ps3d segment`` recorded beside the labels are used (an
     automatic mask when the scan is given). ``--mask auto`` is found on the scan, so it needs
-    ``--image``. A particle the region cuts is then flagged as cut by
-    :func:`~ps3d_toolkit.measurement.measure` (``fov_mask``).
+    ``--image``. :func:`~ps3d_toolkit.measurement.measure` and the report resolve the region
+    from them, as :func:`~ps3d_toolkit.segmentation.segment` does.
     """
-    import numpy as np
-
-    from ps3d_toolkit.segmentation.region import resolve_region
-
     roi, mask = getattr(args, "roi", None), getattr(args, "mask", None)
     if roi is None and mask is None:
         record = read_record(getattr(args, "labels", None))
@@ -365,16 +361,10 @@ def restrict_to_sample_region(args, scan, labels, spacing) -> tuple:
             say(args, f"the sample region {record_path(args.labels).name} records: "
                       + " ".join(f"--{k} {v}" for k, v in (("roi", roi), ("mask", mask)) if v is not None))
             args.roi, args.mask = roi, mask
-    if roi is None and mask is None:
-        return labels, None
     if mask == "auto" and scan is None:
         raise CLIError("--mask auto finds the sample in the grey values: give the scan with --image")
-    check_sample_region(args, labels.shape)
-    region = resolve_region(scan.image if scan is not None else labels, roi=roi, mask=mask, spacing=spacing)
-    inside = region.full()
-    say(args, f"sample region: {region}")
-    labels = np.asarray(labels)
-    return np.where(inside, labels, 0).astype(labels.dtype, copy=False), inside
+    check_sample_region(args, shape)
+    return roi, mask
 
 
 def read_scan_and_labels(image_path, labels_path, spacing, *, missing_chunks: str = "error"):

@@ -3,9 +3,10 @@
 Measure every particle of a label image (or read a particle table made by
 'ps3d measure') and write one HTML file that opens offline: summary, particle-size
 distribution with d10/d50/d90, shape statistics, phase volumes and liberation
-(with --phases or --auto-phases), slices with the particles outlined, and the table.
-Particles cut by the scan border are left out of every statistic (the summary says
-how many) unless --include-cut. --excel and --csv write the same tables for a
+(with --phases or --auto-phases, named with --phase-names or by their grey values),
+slices with the particles outlined, and the largest particles. Particles cut by the
+scan border (or by the sample region of --roi/--mask) are left out of every statistic
+(the summary says how many) unless --include-cut. --excel and --csv write the same tables for a
 spreadsheet, --pdf prints the report to PDF with headless Chromium. Every output is checked
 before any work (an existing one is refused unless --overwrite); a label image that
 looks like a grey-value scan is refused unless --force, NaN grey values unless
@@ -28,15 +29,13 @@ from ps3d_toolkit.cli.args import (
     add_verbosity,
     check_excel,
     check_output,
-    fraction,
     missing_chunks,
-    phase_count,
-    phase_intervals,
     read_record,
     read_scan_and_labels,
-    restrict_to_sample_region,
+    sample_region_options,
     say,
 )
+from ps3d_toolkit.cli.measure import add_phase_arguments, check_phase_options, phase_options
 
 EXAMPLES = """
 ps3d report data/sample/labels.tif --image data/sample/scan.tif --auto-phases 2 --phase-names quartz,magnetite
@@ -59,18 +58,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--image", type=Path, metavar="SCAN",
                         help="the grey-value scan: grey levels, phases, slices (and its stored spacing)")
     add_spacing(parser, "the scan or label image")
-    phases = parser.add_mutually_exclusive_group()
-    phases.add_argument("--phases", type=phase_intervals, metavar="NAME:LO:HI[,...]",
-                        help="mineral phases as grey-level intervals [LO, HI) (inf allowed); each gets a "
-                             "liberation_<name> column")
-    phases.add_argument("--auto-phases", type=phase_count, metavar="N",
-                        help="split the particles' grey levels into N phases (2-5) automatically")
-    parser.add_argument("--phase-names", metavar="NAME[,...]",
-                        help="names of the --auto-phases phases, darkest first (e.g. quartz,magnetite), or new "
-                             "names for the phases of --table; default phase_1, phase_2, ...")
-    parser.add_argument("--min-phase-fraction", type=fraction, metavar="F",
-                        help="a phase filling less than this share of a particle is absent from it (the "
-                             "particle is barren in it; default 0.02: partial-volume voxels at a grain's edge)")
+    add_phase_arguments(parser, table=True)
     add_sample_region(parser, "measure")
     parser.add_argument("--include-cut", action="store_true",
                         help="count the particles cut by the scan border in every statistic (default: leave "
@@ -97,12 +85,7 @@ def _check_arguments(args) -> None:
     """Refuse contradictory options and unwritable outputs before any work."""
     if args.labels is None and args.table is None:
         raise CLIError("give a label image LABELS to measure, or --table with a particle table")
-    phase_option = "--phases" if args.phases else "--auto-phases" if args.auto_phases else None
-    if phase_option and args.table is not None:
-        raise CLIError(f"{phase_option} applies when measuring LABELS; it cannot be used with --table")
-    if phase_option and args.image is None:
-        raise CLIError(f"{phase_option} needs --image, the grey values the phases are read from")
-    _check_phase_options(args)
+    check_phase_options(args)
     inputs = (args.labels, args.table, args.image)
     check_output(args.output, (".html", ".htm"), "report", inputs=inputs, overwrite=args.overwrite)
     if args.excel is not None:
@@ -117,25 +100,6 @@ def _check_arguments(args) -> None:
         _check_pdf(args, inputs)
 
 
-def _check_phase_options(args) -> None:
-    """--phase-names and --min-phase-fraction: with what they apply to, names checked."""
-    from ps3d_toolkit.measurement.intensity import check_phase_names
-
-    if args.min_phase_fraction is not None and args.table is not None:
-        raise CLIError("--min-phase-fraction applies when measuring LABELS; it cannot be used with --table")
-    if args.phase_names is None:
-        return
-    if args.phases:
-        raise CLIError("--phase-names names the phases of --auto-phases or --table; --phases names its own")
-    if not args.auto_phases and args.table is None:
-        raise CLIError("--phase-names needs --auto-phases N (or --table with phases to rename)")
-    names = [n.strip() for n in args.phase_names.split(",")]
-    try:
-        args.phase_names = check_phase_names(names, args.auto_phases or len(names))
-    except ValueError as error:
-        raise CLIError(f"--phase-names: {error}") from None
-
-
 def _check_pdf(args, inputs) -> None:
     """The PDF can be written and printed: a .pdf path, Chromium and Playwright present."""
     from ps3d_toolkit.report.pdf import find_chromium
@@ -147,10 +111,10 @@ def _check_pdf(args, inputs) -> None:
         raise CLIError("--pdf needs Playwright: pip install playwright (no 'playwright install' needed)")
 
 
-def _particle_table(args, scan, labels, spacing, notes: dict, region=None):
-    """The table to report on: read from ``--table``, else measured on LABELS."""
+def _particle_table(args, scan, labels, spacing, notes: dict, roi=None, mask=None):
+    """The table to report on: read from ``--table``, else measured on LABELS in the sample region."""
     from ps3d_toolkit.io import read_table
-    from ps3d_toolkit.measurement import measure, propose_phase_thresholds
+    from ps3d_toolkit.measurement import measure
 
     if args.table is not None:
         table = read_table(args.table)
@@ -158,13 +122,8 @@ def _particle_table(args, scan, labels, spacing, notes: dict, region=None):
             table.attrs.setdefault("spacing_mm", tuple(spacing))
         notes["particle table"] = str(args.table)
         return table if args.phase_names is None else _renamed(table, args.phase_names)
-    phases = args.phases
-    if args.auto_phases:
-        phases = propose_phase_thresholds(scan.image, labels, n_phases=args.auto_phases, names=args.phase_names)
-    options = {} if args.min_phase_fraction is None else {"min_phase_fraction": args.min_phase_fraction}
-    return measure(labels, image=None if scan is None else scan.image, spacing=spacing, phases=phases,
-                   fov_mask=region, non_finite=args.non_finite, force=args.force, progress=not args.quiet,
-                   **options)
+    return measure(labels, image=None if scan is None else scan.image, spacing=spacing, roi=roi, mask=mask,
+                   non_finite=args.non_finite, force=args.force, progress=not args.quiet, **phase_options(args))
 
 
 def _segmentation_notes(record: dict) -> dict:
@@ -197,18 +156,18 @@ def run(args) -> int:
                                                  missing_chunks=missing_chunks(args))
     notes = {} if args.labels is None else {"label image": str(args.labels)}
     notes.update(_segmentation_notes(read_record(args.labels)))
-    region = None
+    roi = mask = None
     if labels is not None:
-        labels, region = restrict_to_sample_region(args, scan, labels, spacing)
-        if region is not None:
-            notes["sample region"] = " ".join(f"--{k} {getattr(args, k)}" for k in ("roi", "mask")
-                                              if getattr(args, k) is not None)
+        roi, mask = sample_region_options(args, scan, labels.shape)
+        if roi is not None or mask is not None:
+            notes["sample region"] = " ".join(f"--{k} {v}" for k, v in (("roi", roi), ("mask", mask))
+                                              if v is not None)
     elif args.roi is not None or args.mask is not None:
         raise CLIError("--roi and --mask apply when measuring LABELS; they cannot be used with --table alone")
-    table = _particle_table(args, scan, labels, spacing, notes, region)
+    table = _particle_table(args, scan, labels, spacing, notes, roi, mask)
     cut = {"include_cut": args.include_cut}
     written = {"report": write_report(table, args.output, scan=scan, labels=labels, title=args.title,
-                                      notes=notes, sample_region=region, **cut)}
+                                      notes=notes, roi=roi, mask=mask, **cut)}
     if args.pdf is not None:
         written["PDF"] = write_pdf(args.output, args.pdf)
     if args.excel is not None:
@@ -217,7 +176,7 @@ def run(args) -> int:
         paths = export_tables(table, args.csv, scan=scan, notes=notes, **cut)
         written["tables (CSV)"] = ", ".join(str(p) for p in paths)
     say(args, f"{len(table)} particles")
-    say(args, _statistics_line(table, args.include_cut, region is not None))
+    say(args, _statistics_line(table, args.include_cut, roi is not None or mask is not None))
     for what, path in written.items():
         say(args, f"wrote {what}: {path}")
     return 0

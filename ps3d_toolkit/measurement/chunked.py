@@ -8,10 +8,10 @@ inputs or ``chunk_size=``) reads the scan twice:
    into every particle's bounding box in the scan.
 2. **Measure.** Particles are grouped by the block their bounding box starts
    in; a particle wider than a block along some axis is a group of its own.
-   For each group the union of its bounding boxes (plus one voxel when a field
-   of view is given, for its neighbour test) is read from every input, the
+   For each group the union of its bounding boxes (plus one voxel when a sample
+   region is given, for its neighbour test) is read from every input, the
    other particles' voxels are cleared, and the in-memory table code
-   (:func:`ps3d_toolkit.measurement.table.particle_columns`) measures the crop
+   (:func:`ps3d_toolkit.measurement.columns.particle_columns`) measures the crop
    with its corner as origin and the scan's shape for ``touches_border``.
 
 Every value therefore comes from the same code on the same voxels, visited in
@@ -22,6 +22,8 @@ voxels for particles up to a block wide, the bounding box of a larger particle.
 
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 import pandas as pd
 from scipy import ndimage as ndi
@@ -30,7 +32,8 @@ from tqdm.auto import tqdm
 from ps3d_toolkit.core.checks import check_labels, check_lazy_volume, check_non_finite, check_same_shape, check_spacing
 from ps3d_toolkit.core.errors import InputError, InputTypeError
 from ps3d_toolkit.measurement import intensity as _intensity
-from ps3d_toolkit.measurement import table as _table
+from ps3d_toolkit.measurement.columns import particle_columns, table_attrs
+from ps3d_toolkit.measurement import inputs
 
 #: Block edge (voxels) when the chunked path is taken for a lazy input without ``chunk_size``.
 DEFAULT_CHUNK_VOX = 128
@@ -58,19 +61,22 @@ def is_large_and_lazy(array) -> bool:
     return is_lazy(array) and int(np.prod(array.shape)) > IN_MEMORY_VOXELS
 
 
-def measure_chunked(labels, image=None, *, spacing=1.0, phases=None, phase_map=None, fov_mask=None,
-                    liberation_phase=None, liberation_thresholds=(0.3, 0.9), confidence=None,
+def measure_chunked(labels, image=None, *, spacing=1.0, phases=None, phase_map=None, roi=None, mask=None,
+                    phase_names=None, liberation_phase=None,
+                    liberation_thresholds=_intensity.LIBERATION_THRESHOLDS,
+                    min_phase_fraction: float = _intensity.MIN_PHASE_FRACTION, confidence=None,
                     shape: bool = True, workers=None, non_finite="refuse", force: bool = False,
                     progress: bool = True, chunk_size: int | None = None, extra_images=None,
-                    feret_min: bool = True) -> pd.DataFrame:
+                    feret_min: bool = True, fov_mask=None) -> pd.DataFrame:
     """:func:`ps3d_toolkit.measure` block by block: the same table, with memory bounded by the block.
 
-    Parameters are those of :func:`ps3d_toolkit.measure`; every volume may be
-    lazy (zarr, :class:`ps3d_toolkit.io.CheckedZarrArray`, dask, memory map)
-    and is read a block or a crop at a time. ``chunk_size`` is the block edge
-    in voxels (default :data:`DEFAULT_CHUNK_VOX`). ``phases="auto"`` takes its
-    intervals from :func:`propose_phase_thresholds_chunked` (the in-memory ones
-    when the particles hold at most 2 million voxels).
+    Parameters are those of :func:`ps3d_toolkit.measure`, with the same
+    defaults; every volume may be lazy (zarr,
+    :class:`ps3d_toolkit.io.CheckedZarrArray`, dask, memory map) and is read a
+    block or a crop at a time. ``chunk_size`` is the block edge in voxels
+    (default :data:`DEFAULT_CHUNK_VOX`). ``phases="auto"`` takes its intervals
+    from :func:`propose_phase_thresholds_chunked` (the in-memory ones when the
+    particles hold at most 2 million voxels).
 
     Returns
     -------
@@ -78,13 +84,14 @@ def measure_chunked(labels, image=None, *, spacing=1.0, phases=None, phase_map=N
         The table :func:`ps3d_toolkit.measure` gives for the same arrays in memory.
     """
     block = _checked_chunk_size(chunk_size)
-    volumes, spacing, phases = _checked_lazy_inputs(labels, image, spacing, phases, phase_map, fov_mask,
-                                                   confidence, non_finite, force, block,
-                                                   _table._check_extra_images(extra_images))
+    thresholds = _intensity.check_liberation_thresholds(liberation_thresholds, min_phase_fraction)
+    volumes, spacing, region, phases = _checked_lazy_inputs(
+        labels, image, spacing, (roi, inputs.region_mask(mask, fov_mask)), (phases, phase_map, phase_names), confidence,
+        non_finite, force, block, inputs.check_extra_images(extra_images))
     if phases is not None:
-        liberation_phase = _table._checked_liberation(phases, liberation_phase, liberation_thresholds)
+        liberation_phase = inputs.checked_liberation(phases, liberation_phase)
     options = {"spacing": spacing, "phases": phases, "liberation_phase": liberation_phase,
-               "thresholds": liberation_thresholds, "shape": shape, "workers": _table._workers(workers),
+               "thresholds": thresholds, "shape": shape, "workers": inputs.resolve_workers(workers),
                "progress": False, "feret_min": bool(feret_min)}
     ids, boxes = find_particles(volumes["labels"], block, progress=progress)
     groups = _groups(ids, boxes, block)
@@ -97,14 +104,32 @@ def measure_chunked(labels, image=None, *, spacing=1.0, phases=None, phase_map=N
         # no particle: the in-memory code on one background voxel gives the empty columns and dtypes
         corner = (slice(0, 1),) * 3
         crops = {name: _read(array, corner, name) for name, array in volumes.items() if array is not None}
-        parts.append(_table.particle_columns(np.zeros((1, 1, 1), np.uint32), *_others(crops),
-                                             extra_images=_extras(crops), **options))
+        parts.append(particle_columns(np.zeros((1, 1, 1), np.uint32), *_others(crops),
+                                      extra_images=_extras(crops), **options))
     frame = pd.concat([pd.DataFrame(part) for part in parts], ignore_index=True)
     frame = frame.sort_values("label", kind="stable").reset_index(drop=True)
-    frame.attrs.update(_table._table_attrs(spacing, phases, liberation_phase, liberation_thresholds))
-    if fov_mask is not None:
-        frame.attrs["fov_mask"] = True  # as in memory
+    frame.attrs.update(table_attrs(spacing, phases, liberation_phase, thresholds, region))
     return frame
+
+
+class _LabelsInRegion:
+    """The label image read lazily with the voxels outside the sample region set to 0 (background).
+
+    ``segment()`` leaves those voxels background; the in-memory measurement
+    zeroes them in the whole array, this the blocks and crops it reads.
+    """
+
+    def __init__(self, labels, region):
+        self.labels = labels
+        self.region = region
+        self.shape = tuple(int(n) for n in labels.shape)
+        self.dtype = np.dtype(labels.dtype)
+        self.ndim = 3
+        self.chunks = getattr(labels, "chunks", None)
+
+    def __getitem__(self, key) -> np.ndarray:
+        values = np.asarray(self.labels[key])
+        return np.where(self.region[key], values, 0).astype(values.dtype, copy=False)
 
 
 def find_particles(labels, chunk_size: int = DEFAULT_CHUNK_VOX, *, progress: bool = False):
@@ -228,8 +253,8 @@ def _groups(ids, boxes, chunk_size: int) -> list[np.ndarray]:
 def _measure_group(volumes: dict, ids: np.ndarray, boxes: np.ndarray, options: dict) -> dict:
     """The table columns of the particles ``ids``, from the crop around their boxes."""
     scan_shape = volumes["labels"].shape
-    # one voxel more around the particles when the field of view's neighbour test needs it
-    pad = 1 if volumes.get("fov_mask") is not None else 0
+    # one voxel more around the particles when the sample region's neighbour test needs it
+    pad = 1 if volumes.get("region") is not None else 0
     low = np.maximum(boxes[:, :3].min(axis=0) - pad, 0)
     high = np.minimum(boxes[:, 3:].max(axis=0) + pad, scan_shape)
     window = tuple(slice(int(a), int(b)) for a, b in zip(low, high))
@@ -238,15 +263,15 @@ def _measure_group(volumes: dict, ids: np.ndarray, boxes: np.ndarray, options: d
     position = np.minimum(np.searchsorted(ids, crop), len(ids) - 1)
     # other particles' voxels cleared; the group's renumbered 1..n (in label order, as their rows)
     kept = np.where(ids[position] == crop, position + 1, 0).astype(np.uint32)
-    columns = _table.particle_columns(kept, *_others(crops), origin=tuple(low), scan_shape=scan_shape,
-                                      extra_images=_extras(crops), **options)
+    columns = particle_columns(kept, *_others(crops), origin=tuple(low), scan_shape=scan_shape,
+                               extra_images=_extras(crops), **options)
     columns["label"] = ids
     return columns
 
 
 def _others(crops: dict) -> tuple:
-    """The crops of image, phase_map, fov_mask and confidence, in the order particle_columns takes them."""
-    return tuple(crops.get(name) for name in ("image", "phase_map", "fov_mask", "confidence"))
+    """The crops of image, phase_map, region and confidence, in the order particle_columns takes them."""
+    return tuple(crops.get(name) for name in ("image", "phase_map", "region", "confidence"))
 
 
 def _extras(crops: dict) -> dict:
@@ -259,7 +284,7 @@ def _read(array, window, name: str) -> np.ndarray:
     values = np.asarray(array[window])
     if name in ("labels", "phase_map"):
         return check_labels(values, name)
-    if name == "fov_mask":
+    if name == "region":
         return values.astype(bool, copy=False)
     return values
 
@@ -273,36 +298,41 @@ def _checked_chunk_size(chunk_size) -> int:
     return int(chunk_size)
 
 
-def _checked_lazy_inputs(labels, image, spacing, phases, phase_map, fov_mask, confidence, non_finite, force,
-                         chunk_size, extra_images=None):
-    """The door of :func:`measure_chunked`: shapes and dtypes checked without reading the volumes."""
+def _checked_lazy_inputs(labels, image, spacing, region, phase_options, confidence, non_finite, force, chunk_size,
+                         extra_images=None):
+    """The door of :func:`measure_chunked`: shapes and dtypes checked without reading the volumes.
+
+    As the door of :func:`ps3d_toolkit.measure` (``region`` is ``(roi, mask)``,
+    ``phase_options`` ``(phases, phase_map, phase_names)``), with the volumes
+    kept lazy: ``labels`` read through the sample region, ``region`` the
+    :class:`~ps3d_toolkit.segmentation.region.SampleRegion` itself.
+    """
+    phases, phase_map, phase_names = phase_options
+    names = inputs.auto_phase_names(phases, phase_names)
     volumes = {"labels": check_lazy_volume(labels, "labels")}
     kind = np.dtype(volumes["labels"].dtype).kind
     # float labels holding whole numbers are accepted, as in memory: each block is checked when read
     if kind not in "biuf":
         raise InputTypeError(f"labels must be an integer label image, got dtype {volumes['labels'].dtype}")
-    _table.refuse_grey_values(volumes["labels"], "labels", force=force)
+    inputs.refuse_grey_values(volumes["labels"], "labels", force=force)
     spacing = check_spacing(spacing)
     check_non_finite(non_finite)
-    for name, array in (("image", image), ("phase_map", phase_map), ("fov_mask", fov_mask),
-                        ("confidence", confidence)):
+    for name, array in (("image", image), ("phase_map", phase_map), ("confidence", confidence)):
         volumes[name] = None if array is None else check_lazy_volume(array, name)
         if array is not None:
             check_same_shape(volumes["labels"], volumes[name], "labels", name)
     if volumes["image"] is not None:
-        _table._check_grey_values(volumes["image"], non_finite)
+        inputs.check_grey_values(volumes["image"], non_finite)
+    region = inputs.sample_region(volumes["labels"], volumes["image"], roi=region[0], mask=region[1], spacing=spacing)
+    volumes["region"] = region
+    if region is not None:
+        volumes["labels"] = _LabelsInRegion(volumes["labels"], region)
     for name, array in (extra_images or {}).items():
-        volumes[_EXTRA + name] = _table._checked_extra_image(volumes["labels"], array, name, non_finite,
-                                                             check=check_lazy_volume)
-    if isinstance(phases, str):
-        if phases != "auto":
-            raise InputError(f"phases must be a dict or 'auto', got {phases!r}")
-        if volumes["image"] is None:
-            raise InputError("phases='auto' needs the image")
-        phases = propose_phase_thresholds_chunked(volumes["image"], volumes["labels"], chunk_size)
-    if phases is not None:
-        phases = _intensity.check_phases(phases, volumes["image"], volumes["phase_map"])
-    return volumes, spacing, phases
+        volumes[_EXTRA + name] = inputs.checked_extra_image(volumes["labels"], array, name, non_finite,
+                                                     check=check_lazy_volume)
+    phases = inputs.checked_phases(phases, names, volumes["image"], volumes["phase_map"],
+                            partial(propose_phase_thresholds_chunked, volumes["image"], volumes["labels"], chunk_size))
+    return volumes, spacing, region, phases
 
 
 __all__ = ["DEFAULT_CHUNK_VOX", "IN_MEMORY_VOXELS", "find_particles", "is_large_and_lazy", "is_lazy", "measure_chunked",

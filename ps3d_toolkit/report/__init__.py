@@ -7,11 +7,15 @@ histograms, sieve table), shape statistics (Zingg classes, sphericity against
 size), phase volume fractions and a liberation table when the particles were
 measured with phases, the scores against a ground truth when one is given,
 slices of the scan with the particle outlines and a scale bar drawn on them
-(PNG inside the file) and the first rows of the particle table in the columns
-a reader needs. plotly.js and the figures are embedded once, compressed (the
-sample's report is under 2 MB). Particles cut by the scan border are left out
-of every statistic unless ``include_cut=True``; the summary says how many.
-:func:`write_pdf` prints the page to PDF with headless Chromium.
+(PNG inside the file) and the largest particles in the statistics, in the
+columns a reader needs. plotly.js is embedded once, uncompressed, and every
+figure is drawn as the page loads, so a screenshot, a print or the PDF shows it
+(the sample's report is about 5 MB). Particles cut by the scan's edge (or by
+the sample region of ``roi``/``mask``) are left out of every statistic unless
+``include_cut=True``; the summary says how many, once. Phases keep the names
+the user gave them, and automatic ones are named by their grey values
+(``"darker phase (grey < 41,157)"``). :func:`write_pdf` prints the page to PDF
+with headless Chromium.
 
 The report is a list of sections, :data:`SECTIONS`: each is a small function
 that takes the :class:`ReportContext` and returns an HTML fragment, or ``None``
@@ -36,7 +40,7 @@ export
 fragments
     :class:`ReportContext` and the HTML building blocks.
 payload
-    plotly.js and the figures, compressed, and the loader that draws them.
+    plotly.js, the figures and the script that draws them as the page loads.
 pdf
     :func:`write_pdf`: the report printed by headless Chromium.
 """

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ps3d_toolkit.analysis.stats import cut_particles, select_particles
+
 
 @dataclass
 class ReportContext:
@@ -25,13 +27,13 @@ class ReportContext:
     notes : dict
         Extra lines for the summary (method, run time, ...), shown as given.
     include_cut : bool
-        Whether the statistics count the particles cut by the scan border.
-    sample_region : array_like of bool or None
-        The sample region the particles were found in (a sample mask or region of interest),
-        same shape as the scan: outlined on the slices, and a particle it cuts counts as cut.
+        Whether the statistics count the particles cut by the scan's edge (or the sample region's).
+    sample_region : np.ndarray of bool or None
+        The sample region the particles were measured in (from ``roi`` and ``mask``),
+        same shape as the scan: outlined on the slices.
     figures : list
-        The plotly figures placed so far; the page draws them from one
-        compressed block (:mod:`ps3d_toolkit.report.payload`).
+        The plotly figures placed so far; the page draws them as it loads
+        (:mod:`ps3d_toolkit.report.payload`).
     """
 
     table: object
@@ -48,8 +50,6 @@ class ReportContext:
     def stats(self):
         """The particles the statistics use (:func:`ps3d_toolkit.analysis.stats.select_particles`)."""
         if self._stats is None:
-            from ps3d_toolkit.analysis.stats import select_particles
-
             self._stats = select_particles(self.table, include_cut=self.include_cut)
         return self._stats
 
@@ -64,21 +64,27 @@ class ReportContext:
 
     @property
     def cut_by(self) -> str:
-        """What cuts particles: the scan border, and the sample region when there is one."""
-        if self.sample_region is not None or self.table.attrs.get("fov_mask"):
-            return "the scan border or the sample region"
-        return "the scan border"
+        """What cuts particles: the scan's edge, and the sample region's when there is one."""
+        return cut_by(self.table, self.sample_region is not None)
 
     def cut_note(self) -> str:
-        """One sentence on the particles the statistics leave out (or keep) for being cut."""
-        left_out = self.stats.attrs["n_cut_left_out"]
+        """The one sentence on the particles cut by an edge, and what the statistics do with them."""
+        n_all, n_cut = len(self.table), int(cut_particles(self.table).sum())
+        if not n_cut:
+            return f"No particle is cut by {self.cut_by}: all {n_all:,} are in the statistics."
         if self.include_cut:
-            return f"Particles cut by {self.cut_by} are counted (include_cut)."
-        if not left_out:
-            return f"No particle is cut by {self.cut_by}."
-        return (f"{left_out:,} of {len(self.table):,} particles are cut by {self.cut_by} and left out "
-                "(their sizes and shapes are not their own; include them with --include-cut).")
+            return (f"All {n_all:,} particles are in the statistics, also the {n_cut:,} that {self.cut_by} cuts "
+                    "(measured as they are: their sizes and shapes are smaller than the grains' own).")
+        return (f"{n_cut:,} of the {n_all:,} particles are left out of the statistics because {self.cut_by} cuts "
+                f"them (their sizes and shapes are not their own); the statistics count the other "
+                f"{n_all - n_cut:,} as they are, without an edge correction.")
 
+
+def cut_by(table, region: bool = False) -> str:
+    """What cuts the table's particles, in words: the scan's edge, and the sample region's with a region."""
+    if region or table.attrs.get("sample_region"):
+        return "the edge of the scan or of the sample region"
+    return "the scan's edge"
 
 
 def section(title: str, body: str) -> str:

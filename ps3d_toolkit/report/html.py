@@ -13,6 +13,7 @@ from ps3d_toolkit import __version__
 from ps3d_toolkit.core.atomic import atomic_path
 from ps3d_toolkit.core.checks import check_table
 from ps3d_toolkit.core.errors import InputError
+from ps3d_toolkit.measurement.inputs import region_mask, sample_region
 from ps3d_toolkit.report.fragments import ReportContext
 from ps3d_toolkit.report.payload import figures_block
 from ps3d_toolkit.report.sections import SECTIONS
@@ -25,7 +26,7 @@ def _css() -> str:
 
 def build_report(table, *, scan=None, labels=None, metrics=None,
                  title: str = "ps3d_toolkit particle report", notes: dict | None = None,
-                 include_cut: bool = False, sample_region=None, sections=None) -> str:
+                 include_cut: bool = False, roi=None, mask=None, sections=None, sample_region=None) -> str:
     """Build the self-contained HTML report as a string.
 
     Parameters are those of :func:`write_report`; ``sections`` replaces
@@ -36,11 +37,9 @@ def build_report(table, *, scan=None, labels=None, metrics=None,
         labels = np.asarray(labels)
         if scan is not None and tuple(labels.shape) != tuple(scan.shape):
             raise InputError(f"labels and scan must have the same shape, got {labels.shape} and {scan.shape}")
-    if sample_region is not None and labels is not None and tuple(np.shape(sample_region)) != tuple(labels.shape):
-        raise InputError(f"sample_region and labels must have the same shape, got {np.shape(sample_region)} "
-                         f"and {labels.shape}")
+    labels, inside = _in_region(table, scan, labels, roi, region_mask(mask, sample_region, old_name="sample_region"))
     ctx = ReportContext(table=table, scan=scan, labels=labels, metrics=metrics, notes=dict(notes or {}),
-                        include_cut=bool(include_cut), sample_region=sample_region)
+                        include_cut=bool(include_cut), sample_region=inside)
     parts = [part for build in (SECTIONS if sections is None else sections) if (part := build(ctx))]
     if ctx.figures:
         parts.append(figures_block(ctx.figures))
@@ -55,9 +54,25 @@ def build_report(table, *, scan=None, labels=None, metrics=None,
     )
 
 
+def _in_region(table, scan, labels, roi, mask):
+    """The labels inside the sample region of ``roi`` and ``mask`` (0 outside, as measured), and the region
+    as a boolean array; both as given without a region."""
+    if roi is None and mask is None:
+        return labels, None
+    image = None if scan is None else scan.image
+    if image is None and labels is None:
+        raise InputError("roi and mask outline the sample region on the slices: pass the scan or the labels too")
+    spacing = scan.spacing if scan is not None else table.attrs.get("spacing_mm")
+    region = sample_region(labels, image, roi=roi, mask=mask, spacing=spacing)
+    inside = region.full()
+    if labels is not None:
+        labels = np.where(inside, labels, 0).astype(labels.dtype, copy=False)
+    return labels, inside
+
+
 def write_report(table, path, *, scan=None, labels=None, metrics=None,
                  title: str = "ps3d_toolkit particle report", notes: dict | None = None,
-                 include_cut: bool = False, sample_region=None) -> Path:
+                 include_cut: bool = False, roi=None, mask=None, sample_region=None) -> Path:
     """Write a self-contained HTML report (opens offline), atomically.
 
     Parameters
@@ -77,13 +92,19 @@ def write_report(table, path, *, scan=None, labels=None, metrics=None,
     notes : dict, optional
         Extra summary rows, e.g. ``{"method": "otsu-watershed"}``.
     include_cut : bool
-        Count the particles cut by the scan border (``touches_border``) in
+        Count the particles cut by the scan's edge (``touches_border``) in
         every statistic. By default they are left out, and the summary says
-        how many; the particle table lists them all.
+        how many.
+    roi, mask : optional
+        The sample region, as :func:`~ps3d_toolkit.measurement.measure` and
+        :func:`~ps3d_toolkit.segmentation.segment` take it (a box
+        ``"z0:z1,y0:y1,x0:x1"`` or slices; a mask array, file or ``"auto"``):
+        outlined in blue on the slices, with the particles outside it left out
+        of them. Measure the table with the same ``roi`` and ``mask``, so that
+        the particles it cuts are flagged.
     sample_region : array_like of bool, optional
-        The sample region the particles were found in (``segment(..., mask=, roi=)``),
-        outlined in blue on the slices; measure with it (``fov_mask``) so that the particles
-        it cuts are flagged.
+        Deprecated (to be removed in the next release): the old name of ``mask``
+        for an array; it warns with a :class:`DeprecationWarning`.
 
     Returns
     -------
@@ -95,13 +116,15 @@ def write_report(table, path, *, scan=None, labels=None, metrics=None,
     TypeError
         If ``table`` is not a DataFrame.
     ValueError
-        If ``labels`` and ``scan`` differ in shape, or ``path`` does not end in ``.html``/``.htm``.
+        If ``labels`` and ``scan`` differ in shape, the region does not fit them,
+        or ``path`` does not end in ``.html``/``.htm``.
     """
     path = Path(path).expanduser()
     if path.suffix.lower() not in (".html", ".htm"):
         raise InputError(f"path must end in .html, got {path}")
     text = build_report(table, scan=scan, labels=labels, metrics=metrics, title=title, notes=notes,
-                        include_cut=include_cut, sample_region=sample_region)
+                        include_cut=include_cut, roi=roi,
+                        mask=region_mask(mask, sample_region, old_name="sample_region"))
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
     return path

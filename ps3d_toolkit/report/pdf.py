@@ -2,7 +2,7 @@
 
 The PDF is what a reader gets from the browser's own "print to PDF": the same
 page, with the figures drawn. :func:`write_pdf` opens the report from disk,
-waits until its loader has drawn every figure (``document.body.dataset.figures``,
+checks that the page drew every figure as it loaded (``document.body.dataset.figures``,
 see :mod:`ps3d_toolkit.report.payload`), and prints it on A4.
 
 Chromium is looked for at ``$PS3D_CHROMIUM``, then ``/usr/bin/chromium``,
@@ -23,7 +23,7 @@ from ps3d_toolkit.core.errors import InputError, MissingInputError, OutputError
 _BROWSERS = ("/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome")
 _LAUNCH_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                 "--disable-component-update", "--disable-sync", "--no-first-run"]
-# a busy machine draws the six figures of the sample in seconds; a minute is far beyond that
+# the figures are drawn before the page's load event; this bounds the wait for their promises
 _FIGURES_TIMEOUT_MS = 120_000
 
 
@@ -46,7 +46,7 @@ def write_pdf(html_path, pdf_path, *, timeout_ms: int = _FIGURES_TIMEOUT_MS) -> 
     pdf_path : str or Path
         The ``.pdf`` file to write.
     timeout_ms : int
-        How long to wait for the figures to be drawn.
+        How long to wait for the figures to be drawn (they are, by the time the page has loaded).
 
     Returns
     -------
@@ -93,7 +93,7 @@ def write_pdf(html_path, pdf_path, *, timeout_ms: int = _FIGURES_TIMEOUT_MS) -> 
 
 
 def _wait_for_figures(page, timeout_ms: int, error_type) -> None:
-    """Wait until the report's loader has drawn every figure (a page without figures is ready at once)."""
+    """Wait until the report's script has drawn every figure (a page without figures is ready at once)."""
     ready = ("() => !document.querySelector('div.ps3d-figure') || "
              "['ready', 'failed'].includes(document.body.dataset.figures)")
     try:
@@ -101,4 +101,5 @@ def _wait_for_figures(page, timeout_ms: int, error_type) -> None:
     except error_type as error:
         raise OutputError(f"the report's figures were not drawn within {timeout_ms / 1000:g} s: {error}") from None
     if page.evaluate("() => document.body.dataset.figures") == "failed":
-        raise OutputError("the report's figures could not be drawn in Chromium (DecompressionStream missing?)")
+        raise OutputError("the report's figures could not be drawn in Chromium (see its console); write the "
+                          "report again with this version of ps3d_toolkit")

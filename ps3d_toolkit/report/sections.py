@@ -10,7 +10,7 @@ import html
 
 import numpy as np
 
-from ps3d_toolkit.analysis.stats import liberation_limits, phase_names
+from ps3d_toolkit.analysis.stats import liberation_limits, phase_labels, phase_names
 from ps3d_toolkit.report.fragments import ReportContext, figures, format_value, frame_table, key_value_table, section
 from ps3d_toolkit.report.tables import (
     SHAPE_COLUMNS,
@@ -46,8 +46,12 @@ def _metric_label(key: str) -> str:
 
 
 def section_summary(ctx: ReportContext) -> str:
-    """Count, cut grains left out, volume, d10/d50/d90 by number and volume, sphericity and the scan's geometry."""
-    rows = summary_rows(ctx.table, scan=ctx.scan, notes=ctx.notes, include_cut=ctx.include_cut)
+    """Count, cut grains left out, volume, d10/d50/d90 by number and volume, sphericity and the scan's geometry.
+
+    Its note is the report's one sentence on the cut particles and the policy the statistics follow.
+    """
+    rows = summary_rows(ctx.table, scan=ctx.scan, notes=ctx.notes, include_cut=ctx.include_cut,
+                        region=ctx.sample_region is not None)
     note = f'<p class="note">{html.escape(ctx.cut_note())}</p>' if len(ctx.table) else ""
     return section("Summary", note + key_value_table(zip(rows["description"], rows["value"])))
 
@@ -86,8 +90,7 @@ def section_size_distribution(ctx: ReportContext) -> str | None:
              fig_size_histogram(table, weight="number", include_cut=True)]
     note = ('<p class="note">Sizes are volume-equivalent sphere diameters. The cumulative curve marks '
             "d10/d50/d90 of the volume distribution; the sieve curve counts a particle as passing an "
-            "aperture when its equivalent diameter is at most the aperture. "
-            f"{html.escape(ctx.cut_note())}</p>")
+            "aperture when its equivalent diameter is at most the aperture.</p>")
     return section("Particle-size distribution", note + tables + "\n" + figures(ctx, plots))
 
 
@@ -124,7 +127,7 @@ def section_shape(ctx: ReportContext) -> str | None:
         + "</div>\n</div>"
     )
     note = ('<p class="note">Axes L ≥ I ≥ S from the inertia tensor. Sphericity 1 is a perfect sphere; '
-            f"voxelised grains of a few voxels read lower. {html.escape(ctx.cut_note())}</p>")
+            "voxelised grains of a few voxels read lower.</p>")
     plots = [fig_sphericity_vs_size(ctx.stats, include_cut=True), zingg_figure]
     return section("Shape", note + tables + "\n" + figures(ctx, plots))
 
@@ -134,9 +137,13 @@ def section_phases(ctx: ReportContext) -> str | None:
     if not ctx.has("volume_mm3") or not phase_names(ctx.table):
         return None
     frame = phases_frame(ctx.stats, include_cut=True)
+    labels = phase_labels(ctx.table)
+    # an automatic phase's name already says its grey values
+    named = any(labels[name] == name for name in frame["phase"])
+    frame["phase"] = frame["phase"].map(labels)
     minimum = 100 * liberation_limits(ctx.table)[0]
     columns = {"phase": "phase"}
-    if "definition" in frame.columns:
+    if "definition" in frame.columns and named:
         columns["definition"] = "defined as"
     columns.update({"volume_mm3": "volume, mm³", "volume_fraction": "share of particle volume, %",
                     "mean_particle_fraction": "mean share within a particle, %",
@@ -145,42 +152,31 @@ def section_phases(ctx: ReportContext) -> str | None:
     table = frame_table(frame, columns, percent={"volume_fraction", "mean_particle_fraction"})
     note = (f'<p class="note">A particle contains a phase when the phase fills at least {minimum:g} % of it; '
             "below that the phase is absent (partial-volume voxels at a grain's edge take the grey level of "
-            f"the neighbouring phase and are not a phase). {html.escape(ctx.cut_note())}</p>")
+            "the neighbouring phase and are not a phase).</p>")
     return section("Phases", note + table)
 
 
 def section_liberation(ctx: ReportContext) -> str | None:
-    """Particles and phase volume per liberation class, for every phase."""
+    """Particles and phase volume per liberation class (barren included), for every phase."""
     if not ctx.has("volume_mm3") or not phase_names(ctx.table):
         return None
-    import plotly.graph_objects as go
-
-    from ps3d_toolkit.measurement.intensity import LIBERATION_CLASSES
+    from ps3d_toolkit.viz.figures import fig_liberation
 
     frame = liberation_table(ctx.stats, include_cut=True)
+    frame["phase"] = frame["phase"].map(phase_labels(ctx.table))
     barren = 100 * frame.attrs["min_phase_fraction"]
     low, high = (100 * t for t in frame.attrs["liberation_thresholds"])
     note = (f'<p class="note">For each phase, a particle is <em>barren</em> in it when the phase fills less '
             f"than {barren:g} % of its volume (the phase is absent), <em>locked</em> below {low:g} %, "
             f"<em>middling</em> from {low:g} to {high:g} %, <em>liberated</em> from {high:g} %. The phase-volume "
-            "share says how much of the phase sits in particles of the class (the usual liberation measure). "
-            f"{html.escape(ctx.cut_note())}</p>")
+            "share says how much of the phase sits in particles of the class (the usual liberation measure).</p>")
     table = frame_table(
         frame,
         {"phase": "phase", "liberation_class": "class", "count": "particles", "count_share": "particles, %",
          "particle_volume_share": "particle volume, %", "phase_volume_share": "phase volume, %"},
         percent={"count_share", "particle_volume_share", "phase_volume_share"},
     )
-    figure = go.Figure()
-    for cls in LIBERATION_CLASSES[1:]:  # a barren particle holds none of the phase's volume
-        rows = frame[frame["liberation_class"] == cls]
-        figure.add_trace(go.Bar(x=100 * rows["phase_volume_share"], y=rows["phase"], orientation="h", name=cls,
-                                hovertemplate="%{y}: %{x:.1f} % of its volume<extra>" + cls + "</extra>"))
-    figure.update_layout(barmode="stack", title="Liberation: where each phase's volume sits",
-                         xaxis_title="share of the phase's volume (%)", xaxis_range=[0, 100],
-                         yaxis_title="phase", template="plotly_white",
-                         height=max(260, 120 + 60 * frame["phase"].nunique()))
-    return section("Liberation", note + table + "\n" + figures(ctx, [figure]))
+    return section("Liberation", note + table + "\n" + figures(ctx, [fig_liberation(ctx.stats, include_cut=True)]))
 
 
 def section_slices(ctx: ReportContext) -> str | None:
@@ -234,24 +230,32 @@ PARTICLE_COLUMNS = {
     "label": "label", "eq_diameter_mm": "eq. diameter, mm", "volume_mm3": "volume, mm³",
     "feret_max_mm": "max Feret, mm", "feret_min_mm": "min Feret, mm",
     "sphericity": "sphericity", "elongation": "I/L", "flatness": "S/I",
-    "touches_border": "cut by border",
+    "touches_border": "cut",
 }
 
 
 def section_particles(ctx: ReportContext) -> str | None:
-    """The first rows of the particle table, in the columns a reader needs (the full table is in CSV/Excel)."""
-    if not len(ctx.table):
+    """The largest particles in the statistics, in the columns a reader needs (the full table is in CSV/Excel).
+
+    With ``include_cut`` the statistics, and so this table, hold the cut particles too: the
+    ``cut`` column marks them.
+    """
+    if not len(ctx.stats):
         return None
     columns = {c: h for c, h in PARTICLE_COLUMNS.items() if c in ctx.table.columns}
+    labels = phase_labels(ctx.table)
     for name in phase_names(ctx.table):
-        columns[f"phase_fraction_{name}"] = f"{name}, %"
+        columns[f"phase_fraction_{name}"] = f"{labels[name]}, %"
         if f"liberation_{name}" in ctx.table.columns:
-            columns[f"liberation_{name}"] = f"{name} liberation"
-    shown = ctx.table.head(_TABLE_ROWS)
+            columns[f"liberation_{name}"] = f"{labels[name]}: liberation"
+    by = [c for c in ("volume_mm3", "voxel_count") if c in ctx.stats.columns][:1]
+    shown = (ctx.stats.sort_values(by, ascending=False, kind="stable") if by else ctx.stats).head(_TABLE_ROWS)
     percent = {c for c in columns if c.startswith("phase_fraction_")}
-    caption = (f"<p>The first {len(shown)} of {len(ctx.table):,} particles, all of them (cut or not), in "
-               f"{len(columns)} of the table's {len(ctx.table.columns)} columns; the whole table goes to "
-               "CSV or Excel (<code>ps3d report --csv/--excel</code>, <code>export_tables</code>).</p>")
+    which = f"largest of the {len(ctx.stats):,} particles in the statistics, by volume" if by else (
+        f"first of the {len(ctx.stats):,} particles in the statistics")
+    caption = (f"<p>The {len(shown)} {which}, "
+               f"in {len(columns)} of the table's {len(ctx.table.columns)} columns; the exported tables (CSV, "
+               f"Excel) hold all {len(ctx.table):,} particles in every column.</p>")
     return section("Particles", caption + f'<div class="scroll">{frame_table(shown, columns, percent=percent)}</div>')
 
 

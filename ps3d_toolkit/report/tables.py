@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 
 from ps3d_toolkit.analysis.stats import (
+    grey_range_text,
     liberation_limits,
     liberation_table,
     percentiles,
@@ -16,6 +17,7 @@ from ps3d_toolkit.analysis.stats import (
     sieve_curve,
 )
 from ps3d_toolkit.core.checks import check_table
+from ps3d_toolkit.report.fragments import cut_by
 
 __all__ = ["liberation_table", "report_frames", "summary_table"]
 
@@ -47,6 +49,7 @@ def summary_table(table, *, scan=None, notes: dict | None = None, include_cut: b
         Columns ``quantity`` (a key, e.g. ``d50_volume_mm``), ``description``
         (as the report shows it) and ``value``. Rows: ``n_particles`` (all),
         ``n_touching_border`` when the table has that column,
+        ``cut_policy`` (what the statistics do with cut particles),
         ``n_cut_left_out`` and ``n_in_statistics`` (the policy's effect); then,
         over the particles in the statistics: with ``volume_mm3``
         ``total_volume_mm3``; with ``eq_diameter_mm`` also
@@ -64,17 +67,18 @@ def summary_table(table, *, scan=None, notes: dict | None = None, include_cut: b
     return summary_rows(check_table(table), scan=scan, notes=notes, include_cut=include_cut)
 
 
-def summary_rows(table, *, scan=None, notes: dict | None = None, include_cut: bool = False):
-    """:func:`summary_table` of a table already checked."""
+def summary_rows(table, *, scan=None, notes: dict | None = None, include_cut: bool = False, region: bool = False):
+    """:func:`summary_table` of a table already checked; ``region``: the particles were measured in a sample region."""
     columns = set(table.columns)
     rows = [("n_particles", "particles", len(table))]
     if "touches_border" in columns:
-        rows.append(("n_touching_border", "particles touching the scan border",
+        rows.append(("n_touching_border", f"particles cut by {cut_by(table, region)}",
                      int(table["touches_border"].astype(bool).sum())))
     kept = select_particles(table, include_cut=include_cut)
-    policy = "counted (include_cut)" if include_cut else "left out"
-    rows += [("n_cut_left_out", f"particles left out of the statistics (cut grains {policy})",
-              kept.attrs["n_cut_left_out"]),
+    policy = ("counted as measured" if include_cut
+              else "left out (the uncut particles counted as they are, no edge correction)")
+    rows += [("cut_policy", "cut particles in the statistics", policy),
+             ("n_cut_left_out", "particles left out of the statistics", kept.attrs["n_cut_left_out"]),
              ("n_in_statistics", "particles in the statistics", len(kept))]
     rows += _statistics_rows(kept, columns)
     spacing = scan.spacing if scan is not None else table.attrs.get("spacing_mm")
@@ -133,11 +137,7 @@ def _phase_definition(spec) -> str:
         low, high = (float(v) for v in spec)
     except (TypeError, ValueError):
         return ""
-    if np.isinf(low):
-        return f"grey < {high:.6g}"
-    if np.isinf(high):
-        return f"grey ≥ {low:.6g}"
-    return f"{low:.6g} ≤ grey < {high:.6g}"
+    return grey_range_text(low, high)
 
 
 def phases_frame(table, include_cut: bool = False):

@@ -1,8 +1,10 @@
-"""Plotly figures of the particle table: size distributions, sphericity, the Zingg diagram.
+"""Plotly figures of the particle table: size distributions, sphericity, the Zingg diagram, liberation.
 
 The numbers come from :mod:`ps3d_toolkit.analysis.stats`; this module only draws
 them. Every function takes the table from :func:`ps3d_toolkit.measurement.measure`
-first and returns a :class:`plotly.graph_objects.Figure`.
+first and returns a :class:`plotly.graph_objects.Figure`. Scatter plots of up to
+:data:`SVG_MAX_POINTS` particles are drawn in SVG, which every browser, print and
+PDF shows as soon as it is drawn; larger ones in WebGL, which stays fast.
 """
 
 from __future__ import annotations
@@ -13,14 +15,29 @@ from ps3d_toolkit.analysis.stats import (
     ZINGG_BOUNDARY,
     Weight,
     cumulative_distribution,
+    liberation_table,
     percentiles,
+    phase_labels,
     select_particles,
     size_distribution,
     zingg_class,
 )
 from ps3d_toolkit.core.checks import check_table
 
-__all__ = ["fig_cumulative_psd", "fig_size_histogram", "fig_sphericity_vs_size", "fig_zingg"]
+__all__ = ["SVG_MAX_POINTS", "fig_cumulative_psd", "fig_liberation", "fig_size_histogram", "fig_sphericity_vs_size",
+           "fig_zingg"]
+
+#: Scatter plots of up to this many particles are drawn in SVG, larger ones in WebGL.
+SVG_MAX_POINTS = 5000
+#: A colour per liberation class, barren to liberated: grey, then light to dark.
+_LIBERATION_COLOURS = ("#bdbdbd", "#9ecae1", "#4292c6", "#08519c")
+
+
+def _scatter(n_points: int):
+    """The plotly scatter trace for ``n_points`` markers: SVG up to :data:`SVG_MAX_POINTS`, else WebGL."""
+    import plotly.graph_objects as go
+
+    return go.Scatter if n_points <= SVG_MAX_POINTS else go.Scattergl
 
 
 def _size_label(size: str) -> str:
@@ -100,7 +117,7 @@ def fig_sphericity_vs_size(table, *, size: str = "eq_diameter_mm", include_cut: 
     import plotly.graph_objects as go
 
     table = select_particles(check_table(table, [size, "sphericity", "label"]), include_cut=include_cut)
-    fig = go.Figure(go.Scattergl(
+    fig = go.Figure(_scatter(len(table))(
         x=table[size], y=table["sphericity"], mode="markers", marker=dict(size=5, opacity=0.6),
         customdata=table["label"], hovertemplate="label %{customdata}<br>%{x:.3g} mm<br>sphericity %{y:.3f}"
                                                  "<extra></extra>",
@@ -123,9 +140,10 @@ def fig_zingg(table, *, include_cut: bool = False):
     table = select_particles(check_table(table, ["elongation", "flatness", "label"]), include_cut=include_cut)
     classes = zingg_class(table)
     fig = go.Figure()
+    scatter = _scatter(len(table))
     for name in classes.categories:
         inside = np.asarray(classes == name)
-        fig.add_trace(go.Scattergl(
+        fig.add_trace(scatter(
             x=table["elongation"][inside], y=table["flatness"][inside], mode="markers", name=name,
             marker=dict(size=5, opacity=0.7), customdata=table["label"][inside],
             hovertemplate="label %{customdata}<br>I/L %{x:.2f}, S/I %{y:.2f}<extra>" + name + "</extra>",
@@ -140,6 +158,44 @@ def fig_zingg(table, *, include_cut: bool = False):
     fig.update_layout(title="Zingg diagram", xaxis_title="elongation I/L (intermediate / major)",
                       yaxis_title="flatness S/I (minor / intermediate)", xaxis_range=[0, 1.02],
                       yaxis_range=[0, 1.02], template="plotly_white")
+    return fig
+
+
+def fig_liberation(table, *, include_cut: bool = False):
+    """Liberation of every phase: the share of the particles, and of the phase's volume, in each class.
+
+    All four classes of :func:`ps3d_toolkit.analysis.stats.liberation_table`
+    are drawn, barren included: on the left as a share of the particles (a
+    phase is absent from its barren particles), on the right as a share of the
+    phase's volume (barren particles hold only traces of it, below the minimum
+    phase fraction). Phases are named by
+    :func:`~ps3d_toolkit.analysis.stats.phase_labels`.
+
+    Returns
+    -------
+    plotly.graph_objects.Figure
+    """
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    from ps3d_toolkit.measurement.intensity import LIBERATION_CLASSES
+
+    frame = liberation_table(table, include_cut=include_cut)
+    frame["phase"] = frame["phase"].map(phase_labels(table))
+    fig = make_subplots(rows=1, cols=2, shared_yaxes=True, horizontal_spacing=0.04,
+                        subplot_titles=("share of the particles (%)", "share of the phase's volume (%)"))
+    for cls, colour in zip(LIBERATION_CLASSES, _LIBERATION_COLOURS):
+        rows = frame[frame["liberation_class"] == cls]
+        for col, (column, what) in enumerate((("count_share", "of the particles"),
+                                              ("phase_volume_share", "of the phase's volume")), start=1):
+            fig.add_trace(go.Bar(x=100 * rows[column].fillna(0.0), y=rows["phase"], orientation="h", name=cls,
+                                 marker_color=colour, legendgroup=cls, showlegend=col == 1,
+                                 hovertemplate="%{y}: %{x:.1f} % " + what + "<extra>" + cls + "</extra>"),
+                          row=1, col=col)
+    fig.update_xaxes(range=[0, 100])
+    fig.update_layout(barmode="stack", title="Liberation: particles and phase volume by class",
+                      template="plotly_white", legend_traceorder="normal",
+                      height=max(280, 140 + 60 * frame["phase"].nunique()))
     return fig
 
 
