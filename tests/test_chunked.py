@@ -169,7 +169,13 @@ def test_resume_after_an_interruption_gives_the_uninterrupted_labels(scan, tmp_p
 
 
 def test_resume_with_other_settings_is_refused(scan, tmp_path, monkeypatch):
-    monkeypatch.setattr(blocks, "otsu_watershed_region", lambda region, plan: 1 / 0)
+    segment_region, calls = blocks.otsu_watershed_region, []
+
+    def fails_at_the_second_block(region, plan):  # a run that fails before any block leaves nothing to resume
+        calls.append(1)
+        return segment_region(region, plan) if len(calls) == 1 else 1 / 0
+
+    monkeypatch.setattr(blocks, "otsu_watershed_region", fails_at_the_second_block)
     path = tmp_path / "labels.zarr"
     with pytest.raises(ZeroDivisionError):
         _chunked(scan, output=path)
@@ -318,6 +324,9 @@ def test_cli_chunked_run_writes_the_store_refuses_it_again_and_resumes(ps3d, tmp
     assert code == 2 and "exists" in err and len(err.strip().splitlines()) == 1
     code, _, err = ps3d("segment", source, "--method", "otsu-watershed", "--chunk-size", 64, "-o", output,
                         "--resume", "-q")
+    assert code == 2 and "--overwrite" in err  # --resume never replaces a finished output
+    code, _, err = ps3d("segment", source, "--method", "otsu-watershed", "--chunk-size", 64, "-o", output,
+                        "--resume", "--overwrite", "-q")
     assert code == 0, err
     np.testing.assert_array_equal(load_labels(output), chunked)
     # ps3d measure reads the OME-Zarr labels block by block: the in-memory table's count and volume

@@ -79,6 +79,10 @@ _FLAG_FOR_KEYWORD = (
     (re.compile(r"\bchunk_size\s*=\s*"), "--chunk-size "),
     (re.compile(r"\bchunk_size\b"), "--chunk-size"),
     (re.compile(r"\bresume\s*=\s*True\b"), "--resume"),
+    (re.compile(r"\bgrains\s*=\s*['\"]([a-z]+)['\"]"), r"--grains \1"),
+    (re.compile(r"\bscheduler\s*=\s*['\"]([^'\"]*)['\"]"), r"--dask-scheduler \1"),
+    (re.compile(r"\bdask_timeout\s*=\s*"), "--dask-timeout "),
+    (re.compile(r"\bdask_timeout\b"), "--dask-timeout"),
 )
 
 _FLAG_TWICE = re.compile(r"(--[a-z-]+(?: [a-z]+)?) \(\1\)")

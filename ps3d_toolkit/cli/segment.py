@@ -80,6 +80,9 @@ def add_arguments(parser) -> None:
                          help="with --chunk-size: run the blocks on Dask, on a new local cluster ('local') "
                               "or on the scheduler at ADDRESS (e.g. tcp://head:8786; its workers must see "
                               "the --output folder)")
+    chunked.add_argument("--dask-timeout", type=positive, default=None, metavar="SECONDS",
+                         help="with --dask-scheduler ADDRESS: seconds to wait for the scheduler to answer "
+                              "(default 5); an address where no Dask scheduler answers is refused at once")
     add_non_finite(parser, "they count as background")
     add_allow_missing_chunks(parser)
     model = parser.add_argument_group("model options (with the default method)")
@@ -138,8 +141,8 @@ def run(args) -> int:
     method = check_method(args.method)
     options = _model_options(args, method)
     _check_chunked(args)
-    check_output(args.output, label_formats(), "label image", inputs=(args.scan,),
-                 overwrite=args.overwrite or args.resume)
+    # --resume continues into a new output: a finished one is replaced only with --overwrite
+    check_output(args.output, label_formats(), "label image", inputs=(args.scan,), overwrite=args.overwrite)
     scan = load_scan(args.scan, spacing=args.spacing, missing_chunks=missing_chunks(args))
     size = uncompressed_bytes(args.output, scan.image.size, LABEL_BYTES)
     if size is not None:
@@ -251,6 +254,12 @@ def _check_chunked(args) -> None:
         raise CLIError("--resume continues a chunked run: give the --chunk-size of the interrupted run")
     if args.dask_scheduler is not None and args.chunk_size is None:
         raise CLIError("--dask-scheduler runs the blocks of a chunked run: give a --chunk-size too")
+    if args.dask_timeout is not None and args.dask_scheduler is None:
+        raise CLIError("--dask-timeout applies to --dask-scheduler ADDRESS")
+    if args.dask_scheduler is not None:
+        from ps3d_toolkit.segmentation.chunked.cluster import check_scheduler, probe_scheduler
+
+        probe_scheduler(args.dask_scheduler, check_scheduler(args.dask_scheduler, _dask_timeout(args)))
     if args.chunk_size is not None and not _writes_zarr(args):
         raise CLIError(f"--chunk-size writes a .zarr store block by block; got --output {args.output}")
 
@@ -288,13 +297,20 @@ def _chunk_size_when_too_big(args, voxels: int, method: str):
     return DEFAULT_CHUNK_SIZE
 
 
+def _dask_timeout(args) -> float:
+    from ps3d_toolkit.segmentation.chunked.cluster import DEFAULT_DASK_TIMEOUT
+
+    return DEFAULT_DASK_TIMEOUT if args.dask_timeout is None else args.dask_timeout
+
+
 def _run_chunked(args, scan, size_mm, method: str, options: dict, start: float) -> int:
     from ps3d_toolkit.segmentation import segment_chunked
 
     labels = segment_chunked(scan.image, spacing=scan.spacing, output=args.output, chunk_size=args.chunk_size,
                              particle_size_mm=size_mm, method=method, resume=args.resume,
                              overwrite=args.overwrite, non_finite=args.non_finite,
-                             scheduler=args.dask_scheduler, progress=not args.quiet, **options)
+                             scheduler=args.dask_scheduler, dask_timeout=_dask_timeout(args),
+                             progress=not args.quiet, **options)
     seconds = time.perf_counter() - start
     count = int(labels.attrs.get("n_particles", -1)) if hasattr(labels, "attrs") else -1
     found = f"{count} particles" if count >= 0 else "labels"

@@ -57,7 +57,7 @@ def atomic_path(path, suffix: str | None = None, *, replace_directory: bool = Fa
         suffix = "".join(path.suffixes)
     stem = path.name[: len(path.name) - len(suffix)] if suffix else path.name
     tmp = path.with_name(f".{stem}.tmp-{uuid.uuid4().hex[:8]}{suffix}")
-    with _sigterm_raises() as handled:
+    with sigterm_raises() as handled:
         try:
             yield tmp
             # a SIGTERM between the two renames of a directory would lose the old one
@@ -114,14 +114,20 @@ def _raise_system_exit(signum, frame):
 
 
 @contextlib.contextmanager
-def _sigterm_raises():
-    """Turn SIGTERM into SystemExit for the duration, so that ``finally`` blocks run; yield whether it did.
+def sigterm_raises():
+    """Turn SIGTERM into SystemExit for the duration, so that ``finally`` blocks run; yield whether it does.
 
     Only in the main thread (the only one that may set handlers) and only over
     the default handler: a program that handles SIGTERM itself keeps its handler.
+    Nested inside another ``sigterm_raises`` it yields True and leaves the outer one in place.
     """
-    if threading.current_thread() is not threading.main_thread() \
-            or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+    if threading.current_thread() is not threading.main_thread():
+        yield False
+        return
+    if signal.getsignal(signal.SIGTERM) is _raise_system_exit:
+        yield True
+        return
+    if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
         yield False
         return
     signal.signal(signal.SIGTERM, _raise_system_exit)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import math
@@ -14,13 +15,20 @@ from tqdm.auto import tqdm
 
 from ps3d_toolkit.core.checks import check_lazy_volume, check_positive, check_spacing
 from ps3d_toolkit.core.errors import InputError, ResourceError
+from ps3d_toolkit.core.locks import output_lock
 from ps3d_toolkit.segmentation._checks import check_particle_size
 from ps3d_toolkit.segmentation.chunked import blocks as _blocks
 from ps3d_toolkit.segmentation.chunked import stitch
-from ps3d_toolkit.segmentation.chunked.cluster import check_scheduler, open_client, shippable
+from ps3d_toolkit.segmentation.chunked.cluster import (
+    DEFAULT_DASK_TIMEOUT,
+    check_scheduler,
+    open_client,
+    probe_scheduler,
+    shippable,
+)
 from ps3d_toolkit.segmentation.chunked.grid import Grid, key, shared_box, within
 from ps3d_toolkit.segmentation.chunked.plan import Plan, halo_voxels, make_plan
-from ps3d_toolkit.segmentation.chunked.work import WORK_SUFFIX, Work, check_output, save_block
+from ps3d_toolkit.segmentation.chunked.work import WORK_SUFFIX, Work, check_output, input_fingerprint, save_block
 from ps3d_toolkit.segmentation.region import prepare_scan, resolve_region, size_in_voxels
 from ps3d_toolkit.segmentation.registry import check_method
 
@@ -33,7 +41,8 @@ _AHEAD = 1
 def segment_chunked(image, *, spacing, output=None, chunk_size: int = 128, particle_size_mm=None,
                     method=None, grains="brighter", roi=None, mask=None, halo_diameters: float | None = None,
                     resume: bool = False,
-                    overwrite: bool = False, zarr_format: int = 2, scheduler=None, progress: bool = True,
+                    overwrite: bool = False, zarr_format: int = 2, scheduler=None,
+                    dask_timeout: float = DEFAULT_DASK_TIMEOUT, progress: bool = True,
                     **options):
     """Segment a scan of any size block by block; the same particles as :func:`segment`, up to renumbering.
 
@@ -72,6 +81,9 @@ def segment_chunked(image, *, spacing, output=None, chunk_size: int = 128, parti
         Where the blocks run: None in this process; ``"local"`` on a new
         ``LocalCluster``; a scheduler address (``"tcp://host:8786"``) or a
         ``Client`` on that cluster (its workers must see the output's folder).
+    dask_timeout : float
+        Seconds to wait for the scheduler at an address to answer; an address where
+        none answers, or something else does, is refused before any work.
     progress : bool
         Show a progress bar over the blocks, with an ETA.
     **options
@@ -90,8 +102,12 @@ def segment_chunked(image, *, spacing, output=None, chunk_size: int = 128, parti
         scheduler, NaN or infinite values in a block (unless
         ``non_finite="mask"``), or a resume whose settings differ.
     OutputError
-        If ``output`` exists and neither ``resume`` nor ``overwrite`` is set.
+        If ``output`` exists and ``overwrite`` is not set (``resume`` never replaces a
+        finished output), or another run is writing it (its lock, ``<output>.ps3d-lock``).
+    CorruptDataError
+        When resuming from a damaged ledger.
     """
+    given = image  # as given, before any turning round or masking: what a resume must find again
     image = check_lazy_volume(image, "image")
     spacing = check_spacing(spacing)
     method = check_method(method)
@@ -103,7 +119,8 @@ def segment_chunked(image, *, spacing, output=None, chunk_size: int = 128, parti
     particle_size_mm = check_positive(particle_size_mm, "particle_size_mm", allow_none=True)
     if particle_size_mm is not None:
         check_particle_size(particle_size_mm, spacing, image.shape)
-    check_scheduler(scheduler)
+    dask_timeout = check_scheduler(scheduler, dask_timeout)
+    probe_scheduler(scheduler, dask_timeout)
     region = resolve_region(image, roi=roi, mask=mask, spacing=spacing)
     image, grains, _ = prepare_scan(image, grains=grains, region=region,
                                     particle_size_vox=size_in_voxels(particle_size_mm, spacing))
@@ -118,14 +135,19 @@ def segment_chunked(image, *, spacing, output=None, chunk_size: int = 128, parti
         folder = output.with_name(output.name + WORK_SUFFIX)
     else:
         folder = Path(tempfile.mkdtemp(prefix="ps3d-chunked-")) / "work"
-    finished = False
+    finished, work, held = False, None, contextlib.ExitStack()
+    if output is not None:
+        held.enter_context(output_lock(output))  # one writer per output
     try:
-        work = Work(folder, plan.key(grid), grid, resume and output is not None)
+        if output is not None:
+            check_output(output, resume, overwrite)  # again, now that no other run can write it
+        fingerprint = input_fingerprint(given) if output is not None else None
+        work = Work(folder, plan.key(grid), grid, resume and output is not None, fingerprint)
         model_blocks = _blocks.ModelBlocks(plan, grid, work.windows) if _runs_network(plan) else None
         if scheduler is None:
             _run_here(image, plan, grid, work, model_blocks, progress)
         else:
-            _run_on_dask(image, plan, grid, work, model_blocks, scheduler, progress)
+            _run_on_dask(image, plan, grid, work, model_blocks, scheduler, progress, dask_timeout)
         final = stitch.final_ids(sum(work.counts.values()),
                                  stitch.matches(grid, work.counts, lambda box: work.labels[box], work.read_shells))
         if output is None:
@@ -134,9 +156,11 @@ def segment_chunked(image, *, spacing, output=None, chunk_size: int = 128, parti
             _write_output(work, grid, final, output, plan, zarr_format)
         finished = True
     finally:
-        # an interrupted run keeps its work folder for resume=True; a temporary one always goes
-        if finished or output is None:
+        # an interrupted run keeps its work folder for resume=True, unless it finished no block
+        # there; a temporary one always goes
+        if finished or output is None or (work is not None and work.disposable()):
             shutil.rmtree(folder if output is not None else folder.parent, ignore_errors=True)
+        held.close()
     if output is None:
         return labels
     return open_labels(output)
@@ -314,7 +338,8 @@ def _limit_threads() -> None:
         torch.set_num_threads(threads)
 
 
-def _run_on_dask(image, plan: Plan, grid: Grid, work: Work, model_blocks, scheduler, progress: bool) -> None:
+def _run_on_dask(image, plan: Plan, grid: Grid, work: Work, model_blocks, scheduler, progress: bool,
+                 dask_timeout: float = DEFAULT_DASK_TIMEOUT) -> None:
     """Every unfinished block as a task on dask.distributed; the ledger is written here as tasks finish.
 
     The windows a block is the first to overlap are one task, and the block's
@@ -322,7 +347,7 @@ def _run_on_dask(image, plan: Plan, grid: Grid, work: Work, model_blocks, schedu
     """
     from distributed import as_completed
 
-    client, close = open_client(scheduler)
+    client, close = open_client(scheduler, dask_timeout)
     try:
         source = shippable(image, client)
         todo = work.todo()
