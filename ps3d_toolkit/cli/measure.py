@@ -50,16 +50,23 @@ def add_arguments(parser) -> None:
     parser.add_argument("--extra-image", action="append", default=[], metavar="NAME=PATH", dest="extra_image",
                         help="another grey-value image on the labels' grid (e.g. neutron=neutron.tif), for "
                              "intensity_NAME_* columns; repeatable")
-    add_spacing(parser, "the scan or label image")
-    add_phase_arguments(parser)
+    add_measure_options(parser)
     parser.add_argument("-o", "--output", type=Path, required=True, metavar="TABLE",
                         help="table to write: .csv or .parquet")
     add_overwrite(parser, "--output")
-    add_non_finite(parser, "left out of every grey-value column (all NaN for a particle without a finite value)")
-    add_force(parser, "measure")
-    add_sample_region(parser, "measure")
-    add_allow_missing_chunks(parser)
     add_verbosity(parser)
+
+
+def add_measure_options(parser, *, table: bool = False) -> None:
+    """What measuring a label image takes, in ``ps3d measure`` and ``ps3d report`` alike (``table``: the
+    report's, which can also read a table): spacing, phases, the sample region, grey-value checks."""
+    add_spacing(parser, "the scan or label image")
+    add_phase_arguments(parser, table=table)
+    add_sample_region(parser, "measure")
+    add_non_finite(parser, "left out of every grey-value column and phase fraction (all NaN for a particle "
+                           "without a finite value)")
+    add_force(parser, "measure")
+    add_allow_missing_chunks(parser)
 
 
 def add_phase_arguments(parser, *, table: bool = False) -> None:

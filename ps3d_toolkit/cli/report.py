@@ -20,12 +20,7 @@ from pathlib import Path
 
 from ps3d_toolkit.cli.args import (
     CLIError,
-    add_allow_missing_chunks,
-    add_force,
-    add_non_finite,
     add_overwrite,
-    add_sample_region,
-    add_spacing,
     add_verbosity,
     check_excel,
     check_output,
@@ -35,7 +30,7 @@ from ps3d_toolkit.cli.args import (
     sample_region_options,
     say,
 )
-from ps3d_toolkit.cli.measure import add_phase_arguments, check_phase_options, phase_options
+from ps3d_toolkit.cli.measure import add_measure_options, check_phase_options, phase_options
 
 EXAMPLES = """
 ps3d report data/sample/labels.tif --image data/sample/scan.tif --auto-phases 2 --phase-names quartz,magnetite
@@ -57,12 +52,10 @@ def add_arguments(parser) -> None:
                              "instead of measuring; LABELS and --image then only give the slices")
     parser.add_argument("--image", type=Path, metavar="SCAN",
                         help="the grey-value scan: grey levels, phases, slices (and its stored spacing)")
-    add_spacing(parser, "the scan or label image")
-    add_phase_arguments(parser, table=True)
-    add_sample_region(parser, "measure")
+    add_measure_options(parser, table=True)
     parser.add_argument("--include-cut", action="store_true",
-                        help="count the particles cut by the scan border in every statistic (default: leave "
-                             "them out, and say how many)")
+                        help="count the particles cut by the scan's edge (or the sample region's) in every "
+                             "statistic (default: leave them out, and say how many)")
     parser.add_argument("-o", "--output", type=Path, default=Path("report.html"), metavar="HTML",
                         help="report to write (default: report.html)")
     parser.add_argument("--excel", type=Path, metavar="XLSX",
@@ -75,9 +68,6 @@ def add_arguments(parser) -> None:
                              "driven by Playwright)")
     parser.add_argument("--title", default="ps3d_toolkit mineralogy report", help="the report's heading")
     add_overwrite(parser, "the report and tables")
-    add_non_finite(parser, "left out of the grey levels and phase fractions")
-    add_force(parser, "measure")
-    add_allow_missing_chunks(parser)
     add_verbosity(parser)
 
 
