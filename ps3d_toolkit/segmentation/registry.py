@@ -57,7 +57,7 @@ def segment(image, *, spacing, particle_size_mm=None, method: Method | None = No
         Segment only the sample: a scan-shaped boolean array or a file (nonzero = sample), or
         ``"auto"``: the inside of the holder, without its wall and the air around it
         (:func:`~ps3d_toolkit.segmentation.sample_mask.sample_mask`). Voxels outside count as
-        background (label 0); measure with the same mask (``fov_mask``) to flag the particles
+        background (label 0); measure with the same ``roi`` and ``mask`` to flag the particles
         it cuts.
     non_finite : {"refuse", "mask"}
         NaN or infinite grey values: refuse the scan (the default), or treat
