@@ -11,7 +11,7 @@ from conftest import ball
 from ps3d_toolkit.analysis.evaluate import evaluate_instances
 from ps3d_toolkit.core.errors import InputError, OutputError
 from ps3d_toolkit.segmentation import segment
-from ps3d_toolkit.segmentation.chunked import blocks
+from ps3d_toolkit.segmentation._checks import shows_grains
 from ps3d_toolkit.segmentation.chunked import segment_chunked
 
 
@@ -81,7 +81,7 @@ def test_a_block_of_background_has_no_particles_and_is_not_refused():
     assert labels.max() == 2
     assert not labels[:, :, 48:].any()
     # a region of noise only is not segmented at all
-    assert not blocks.has_contrast(image[:, :, 64:])
+    assert not shows_grains(image[:, :, 64:])
 
 
 def test_a_scan_without_grains_gives_no_particles():
@@ -146,16 +146,18 @@ class _Interrupted(Exception):
 
 def test_resume_after_an_interruption_gives_the_uninterrupted_labels(scan, tmp_path, monkeypatch):
     expected = _chunked(scan, output=tmp_path / "whole.zarr")[:]
-    segment_region = blocks.otsu_watershed_region
+    from ps3d_toolkit.segmentation.methods.otsu_watershed import OtsuWatershed
+
+    segment_block = OtsuWatershed.segment_block
     calls, interrupt_at = [], [4]
 
-    def interrupted(region, plan):
+    def interrupted(self, block, **kwargs):
         calls.append(1)
         if len(calls) in interrupt_at:
             raise _Interrupted
-        return segment_region(region, plan)
+        return segment_block(self, block, **kwargs)
 
-    monkeypatch.setattr(blocks, "otsu_watershed_region", interrupted)
+    monkeypatch.setattr(OtsuWatershed, "segment_block", interrupted)
     path = tmp_path / "labels.zarr"
     with pytest.raises(_Interrupted):
         _chunked(scan, output=path)
@@ -169,13 +171,15 @@ def test_resume_after_an_interruption_gives_the_uninterrupted_labels(scan, tmp_p
 
 
 def test_resume_with_other_settings_is_refused(scan, tmp_path, monkeypatch):
-    segment_region, calls = blocks.otsu_watershed_region, []
+    from ps3d_toolkit.segmentation.methods.otsu_watershed import OtsuWatershed
 
-    def fails_at_the_second_block(region, plan):  # a run that fails before any block leaves nothing to resume
+    segment_block, calls = OtsuWatershed.segment_block, []
+
+    def fails_at_the_second_block(self, block, **kwargs):  # a run that fails before any block leaves nothing
         calls.append(1)
-        return segment_region(region, plan) if len(calls) == 1 else 1 / 0
+        return segment_block(self, block, **kwargs) if len(calls) == 1 else 1 / 0
 
-    monkeypatch.setattr(blocks, "otsu_watershed_region", fails_at_the_second_block)
+    monkeypatch.setattr(OtsuWatershed, "segment_block", fails_at_the_second_block)
     path = tmp_path / "labels.zarr"
     with pytest.raises(ZeroDivisionError):
         _chunked(scan, output=path)
@@ -343,7 +347,8 @@ def test_cli_chunked_run_writes_the_store_refuses_it_again_and_resumes(ps3d, tmp
 @pytest.mark.parametrize("arguments, words", [
     (["--resume"], "give the --chunk-size"),
     (["--chunk-size", "64", "-o", "labels.tif"], "writes a .zarr store"),
-    (["--chunk-size", "8"], "must be a whole number >= 16"),
+    (["--chunk-size", "8"], "--chunk-size must be an integer of at least 16 voxels, got 8"),
+    (["--chunk-size", "big"], "--chunk-size must be an integer of at least 16 voxels, got 'big'"),
 ])
 def test_cli_refuses_chunked_options_that_cannot_work(ps3d, tmp_path, arguments, words):
     from ps3d_toolkit.io import save_scan

@@ -10,7 +10,7 @@ import pytest
 
 from ps3d_toolkit.analysis.evaluate import match_instances
 from ps3d_toolkit.segmentation.classic import BASELINES, otsu_watershed, snow
-from ps3d_toolkit.segmentation.grains import grain_mask
+from ps3d_toolkit.segmentation.foreground import grain_mask
 
 SHAPE = (40, 48, 56)
 #: Each baseline by name; SNOW needs porespy (the optional extra 'classic').
@@ -135,15 +135,15 @@ def test_snow_rejects_a_bad_r_max():
         snow(np.zeros((8, 8, 8), np.float32), spacing=0.1, r_max=0, progress=False)
 
 
-def test_method_function_names_the_public_function_of_each_method():
-    from ps3d_toolkit.segmentation import method_function
-    from ps3d_toolkit.segmentation.model.inference import segment_with_model
+def test_each_public_function_runs_its_method_object_with_its_defaults():
+    from ps3d_toolkit.segmentation import get_method
 
-    assert method_function("otsu-watershed") is otsu_watershed
-    assert method_function("snow") is snow
-    assert method_function("model") is segment_with_model
+    assert get_method("otsu-watershed").defaults["min_distance_fraction"] == 0.6
+    assert get_method("snow").defaults["sigma"] == 0.4
+    with pytest.raises(TypeError, match="unexpected option"):
+        otsu_watershed(np.zeros((8, 8, 8), np.float32), spacing=0.1, sigma=1.0, progress=False)
     with pytest.raises(ValueError, match="method must be one of"):
-        method_function("watershed")
+        get_method("watershed")
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from ps3d_toolkit.data.synthetic import generate_scan
-from ps3d_toolkit.segmentation.grains import (SizeEstimate, distance_map, estimate_particle_size,
+from ps3d_toolkit.segmentation.foreground import (SizeEstimate, distance_map, estimate_particle_size,
                                               flatten_radial_trend, mean_particle_diameter_mm)
 
 
@@ -99,7 +99,7 @@ def test_size_estimate_of_a_given_mask_of_balls():
 
 def test_size_estimate_refuses_non_finite_values_or_masks_them():
     from ps3d_toolkit.core.errors import InputError
-    from ps3d_toolkit.segmentation.grains import grain_mask
+    from ps3d_toolkit.segmentation.foreground import grain_mask
 
     scan = generate_scan((64, 64, 64), 14, seed=5, preset="easy")
     clean = estimate_particle_size(scan.image, spacing=scan.spacing).particle_size_mm

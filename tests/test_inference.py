@@ -5,8 +5,9 @@ import pytest
 import torch
 
 from ps3d_toolkit.core.errors import DeviceError, InputError, ResourceError
-from ps3d_toolkit.segmentation.model.inference import (load_model, predict_probabilities, run_model,
-                                                       segment_with_model, select_device, window_sizes)
+from ps3d_toolkit.segmentation.methods.model import run_model, segment_with_model
+from ps3d_toolkit.segmentation.model.device import load_model, select_device
+from ps3d_toolkit.segmentation.model.windows import predict_probabilities, window_sizes
 from ps3d_toolkit.segmentation.model import DEFAULT_WEIGHTS
 from ps3d_toolkit.segmentation.model.network import DEFAULT_CONFIG, build_network
 
@@ -59,16 +60,15 @@ def test_predict_probabilities_sum_to_one_and_tta():
     torch.manual_seed(0)
     model = build_network().eval()
     x = np.random.default_rng(0).normal(size=(20, 24, 28)).astype(np.float32)
-    probs = predict_probabilities(x, model, roi_size=16, overlap=0.25, batch_size=2, progress=False)
+    probs = predict_probabilities(x, model, window_size=16, overlap=0.25, batch_size=2)
     assert probs.shape == (3, 20, 24, 28)
     assert np.allclose(probs.sum(0), 1, atol=1e-4)
-    probs_tta = predict_probabilities(x, model, roi_size=16, overlap=0.25, batch_size=2, tta=True,
-                                      progress=False)
+    probs_tta = predict_probabilities(x, model, window_size=16, overlap=0.25, batch_size=2, tta=True)
     assert probs_tta.shape == probs.shape and not np.allclose(probs_tta, probs)
     with pytest.raises(ValueError, match="overlap"):
-        predict_probabilities(x, model, roi_size=16, overlap=1.0, batch_size=2, progress=False)
+        predict_probabilities(x, model, window_size=16, overlap=1.0, batch_size=2)
     with pytest.raises(ValueError, match="batch_size"):
-        predict_probabilities(x, model, roi_size=16, overlap=0.25, batch_size=0, progress=False)
+        predict_probabilities(x, model, window_size=16, overlap=0.25, batch_size=0)
 
 
 def test_window_sizes_cover_the_scan_with_least_work():
@@ -85,29 +85,23 @@ def test_window_sizes_cover_the_scan_with_least_work():
     torch.manual_seed(0)
     model = build_network().eval()
     x = np.random.default_rng(0).normal(size=(20, 24, 100)).astype(np.float32)
-    probs = predict_probabilities(x, model, roi_size="auto", overlap=0.125, batch_size=2, progress=False)
+    probs = predict_probabilities(x, model, window_size="auto", overlap=0.125, batch_size=2)
     assert probs.shape == (3, 20, 24, 100) and np.allclose(probs.sum(0), 1, atol=1e-4)
-    with pytest.raises(ValueError, match="roi_size"):
-        predict_probabilities(x, model, roi_size="big", overlap=0.25, batch_size=2, progress=False)
+    with pytest.raises(ValueError, match="window_size"):
+        predict_probabilities(x, model, window_size="big", overlap=0.25, batch_size=2)
 
 
 @pytest.mark.slow
 def test_too_small_size_estimate_is_corrected_from_the_model_mask(sample, monkeypatch):
     # Noise fragments the Otsu mask and the first estimate comes out too small;
     # the estimate on the model's own particle mask sends the model back near the truth.
-    import ps3d_toolkit.segmentation.model.inference as inference
     from ps3d_toolkit.analysis.evaluate import evaluate_instances
-    from ps3d_toolkit.segmentation.grains import SizeEstimate
+    from ps3d_toolkit.segmentation import engine
+    from ps3d_toolkit.segmentation.foreground import SizeEstimate
 
     scan, truth = sample
-    real = inference._estimate_particle_size
-
-    def fragmented_first_estimate(image, spacing, foreground, eq_per_inscribed):
-        if foreground is None:
-            return SizeEstimate(0.5 * scan.particle_size_mm, 0.3, 100)
-        return real(image, spacing, foreground, eq_per_inscribed)
-
-    monkeypatch.setattr(inference, "_estimate_particle_size", fragmented_first_estimate)
+    monkeypatch.setattr(engine, "estimate_particle_size_of",
+                        lambda image, spacing: SizeEstimate(0.5 * scan.particle_size_mm, 0.3, 100))
     f1 = {}
     for refine in (False, True):
         run = run_model(np.asarray(scan.image), spacing=scan.spacing, device="cpu", progress=False,
@@ -302,9 +296,9 @@ def test_a_crafted_weights_pickle_is_refused_and_never_run(tmp_path):
 
 
 def test_the_memory_budget_refuses_a_grid_too_large_before_any_work(monkeypatch):
-    import ps3d_toolkit.segmentation.model.inference as inference
+    from ps3d_toolkit.segmentation import engine
 
-    monkeypatch.setattr(inference, "_normalize_intensity", lambda *a: pytest.fail("work began"))
+    monkeypatch.setattr(engine, "segment_region", lambda *a, **k: pytest.fail("work began"))
     image = _grains((32, 32, 32))
     options = dict(spacing=1.0, weights=(build_network().eval(), DEFAULT_CONFIG), device="cpu", progress=False)
     # 4-voxel particles drawn 18 voxels wide: a 144^3 grid, 42 bytes a voxel = 0.125 GB
@@ -334,21 +328,21 @@ def test_the_default_memory_budget_is_most_of_the_available_memory(monkeypatch):
 
 def test_the_sample_fits_the_default_memory_budget(sample):
     from ps3d_toolkit.segmentation._checks import memory_budget_bytes
-    from ps3d_toolkit.segmentation.model.inference import _GridCheck
+    from ps3d_toolkit.segmentation.model.memory import GridCheck
 
     scan, _ = sample
-    grid = _GridCheck(scan.shape, scan.spacing, 20.0, False, memory_budget_bytes(None))
+    grid = GridCheck(scan.shape, scan.spacing, 20.0, False, memory_budget_bytes(None))
     assert grid.check(scan.particle_size_mm) == scan.particle_size_mm
     assert grid.check(scan.particle_size_mm, estimated=True) == scan.particle_size_mm
     with pytest.raises(ResourceError, match="0.03 mm"):  # 3 voxels: a 853^3 grid, ~26 GB
-        _GridCheck(scan.shape, scan.spacing, 20.0, False, (16e9, "a 16 GB budget")).check(0.03)
+        GridCheck(scan.shape, scan.spacing, 20.0, False, (16e9, "a 16 GB budget")).check(0.03)
 
 
 def test_an_estimated_size_out_of_scale_is_refused(monkeypatch):
-    import ps3d_toolkit.segmentation.model.inference as inference
-    from ps3d_toolkit.segmentation.grains import SizeEstimate
+    from ps3d_toolkit.segmentation import engine
+    from ps3d_toolkit.segmentation.foreground import SizeEstimate
 
-    monkeypatch.setattr(inference, "_estimate_particle_size", lambda *a: SizeEstimate(0.02, 0.3, 5))
+    monkeypatch.setattr(engine, "estimate_particle_size_of", lambda *a: SizeEstimate(0.02, 0.3, 5))
     with pytest.raises(InputError, match=r"the estimated particle size 0\.02 mm is only 2 voxels across.*"
                                          "pass particle_size_mm"):
         run_model(_grains((32, 32, 32)), spacing=0.01, weights=(build_network().eval(), DEFAULT_CONFIG),
@@ -356,9 +350,9 @@ def test_an_estimated_size_out_of_scale_is_refused(monkeypatch):
 
 
 def test_a_scan_without_grain_contrast_skips_the_network(monkeypatch):
-    import ps3d_toolkit.segmentation.model.inference as inference
+    from ps3d_toolkit.segmentation.model import windows
 
-    monkeypatch.setattr(inference, "_predict_probabilities", lambda *a, **k: pytest.fail("the network ran"))
+    monkeypatch.setattr(windows, "run_windows", lambda *a, **k: pytest.fail("the network ran"))
     noise = np.random.default_rng(0).normal(size=(32, 32, 32)).astype(np.float32)
     options = dict(spacing=1.0, weights=(build_network().eval(), DEFAULT_CONFIG), device="cpu", progress=False)
     run = run_model(noise, particle_size_mm=8.0, **options)
@@ -386,7 +380,7 @@ def test_no_phantom_particles_in_the_empty_half_of_a_scan(sample):
 def test_the_phantom_filter_keeps_bright_and_contrasted_particles():
     from conftest import ball
 
-    from ps3d_toolkit.segmentation.model.inference import _drop_phantom_particles
+    from ps3d_toolkit.segmentation.model.postprocess import drop_phantom_particles
 
     shape = (40, 40, 100)
     rng = np.random.default_rng(0)
@@ -403,6 +397,6 @@ def test_the_phantom_filter_keeps_bright_and_contrasted_particles():
             image[where] = rng.normal(value, 0.02, np.count_nonzero(where))
     image = image.astype(np.float32)
     bright = image > 0.7  # a grain threshold between the two grain phases, as in a crop without air
-    kept = _drop_phantom_particles(labels, image, bright)
+    kept = drop_phantom_particles(labels, image, bright)
     assert kept.max() == 2 and np.array_equal(kept > 0, (labels == 1) | (labels == 2))
-    assert _drop_phantom_particles(np.zeros(shape, np.uint32), image, bright).max() == 0
+    assert drop_phantom_particles(np.zeros(shape, np.uint32), image, bright).max() == 0

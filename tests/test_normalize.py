@@ -70,19 +70,19 @@ def test_non_finite_grey_values_are_refused_not_spread():
     with pytest.raises(ValueError, match="1 NaN or infinite grey value"):
         normalize_intensity(image, intensity_percentiles=(0.5, 99.9))
     with pytest.raises(ValueError, match="1 NaN or infinite grey value"):
-        to_network_grid(image, spacing=1.0, particle_size_mm=5, diameter_vox=5, intensity_percentiles=(0.5, 99.9))
+        to_network_grid(image, spacing=1.0, particle_size_mm=5, network_diameter_vox=5, intensity_percentiles=(0.5, 99.9))
 
 
 def test_to_network_grid_draws_the_mean_particle_at_the_given_diameter():
     scan = generate_scan((40, 48, 48), mean_diameter_vox=12, seed=3, preset="easy",
                          spacing=(0.02, 0.01, 0.01))
     grid, zoom = to_network_grid(scan.image, spacing=scan.spacing, particle_size_mm=scan.particle_size_mm,
-                                 diameter_vox=6, intensity_percentiles=(0.5, 99.9))
+                                 network_diameter_vox=6, intensity_percentiles=(0.5, 99.9))
     # 6 of the finest voxels' worth per particle: half the x/y resolution, z kept
     assert zoom == pytest.approx(tuple(s * 6 / scan.particle_size_mm for s in scan.spacing))
     assert grid.shape == tuple(round(n * z) for n, z in zip(scan.image.shape, zoom))
     assert grid.dtype == np.float32
     assert np.percentile(grid, 99.9) == pytest.approx(1, abs=0.1)
-    with pytest.raises(ValueError, match="diameter_vox"):
-        to_network_grid(scan.image, spacing=scan.spacing, particle_size_mm=0.1, diameter_vox=0,
+    with pytest.raises(ValueError, match="network_diameter_vox"):
+        to_network_grid(scan.image, spacing=scan.spacing, particle_size_mm=0.1, network_diameter_vox=0,
                         intensity_percentiles=(0.5, 99.9))

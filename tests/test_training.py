@@ -224,7 +224,7 @@ def test_export_sets_diameter_and_threshold_and_keeps_its_history(tmp_path, monk
 
 def test_prepare_volume_draws_particles_at_the_training_diameter():
     from ps3d_toolkit.data.synthetic import generate_scan
-    from ps3d_toolkit.segmentation.grains import mean_particle_diameter_mm
+    from ps3d_toolkit.segmentation.foreground import mean_particle_diameter_mm
     from ps3d_toolkit.training.volumes import prepare_volume
 
     scan = generate_scan((48, 64, 64), 16, seed=2, preset="easy")

@@ -167,15 +167,14 @@ def test_tuner_model_options_reach_the_model(grains_in_epoxy, untrained_weights,
 
 
 def test_tuner_defaults_are_the_segmenters_own():
-    from ps3d_toolkit.segmentation import segment
-    from ps3d_toolkit.segmentation.classic import otsu_watershed, snow
-    from ps3d_toolkit.segmentation.model.inference import segment_with_model
+    from ps3d_toolkit.segmentation import get_method, segment
 
-    for method, function in [("otsu-watershed", otsu_watershed), ("snow", snow), ("model", segment_with_model)]:
-        signature = {**inspect.signature(segment).parameters, **inspect.signature(function).parameters}
+    common = inspect.signature(segment).parameters
+    for method in ("otsu-watershed", "snow", "model"):
+        defaults = get_method(method).defaults
         for name, spec in PARAMETERS[method].items():
             if (method, name) != ("model", "tta"):     # the tuner starts without mirroring (8x slower)
-                assert spec.default == signature[name].default, (method, name)
+                assert spec.default == (defaults[name] if name in defaults else common[name].default), (method, name)
             if spec.kind == "choice":
                 assert spec.default in spec.low
             elif spec.kind in ("log", "float", "int"):

@@ -1,4 +1,4 @@
-"""The network's windows over a whole scan, one at a time: the in-memory run's probabilities, exactly."""
+"""The network's windows: placed and blended as MONAI's sliding-window inferer does, in memory and in blocks."""
 
 from __future__ import annotations
 
@@ -7,13 +7,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ps3d_toolkit.segmentation.model.inference import _predict_probabilities
 from ps3d_toolkit.segmentation.model.network import build_network
 from ps3d_toolkit.segmentation.model.windows import (
     NetworkGrid,
     WindowStore,
     blend_probabilities,
     importance_map,
+    predict_probabilities,
     predict_windows,
     resample_region,
     window_inputs,
@@ -52,25 +52,43 @@ def test_blending_every_window_over_a_box_gives_the_in_memory_probabilities(tmp_
     image = np.random.default_rng(1).normal(size=scan_shape).astype(np.float32)
     whole_grid = _torch_resample(image, grid_shape)
     device = torch.device("cpu")
-    expected = _predict_probabilities(whole_grid, small_network, roi_size=24, overlap=0.25, batch_size=2,
-                                      device=device, tta=tta, progress=False)
-    grid = NetworkGrid.for_scan(scan_shape, grid_shape, roi_size=24, overlap=0.25, tta=tta)
-    assert grid.roi == (24, 24, 24) and len(grid.flips) == (8 if tta else 1)
+    expected = _monai_probabilities(whole_grid, small_network, window=24, tta=tta)
+    grid = NetworkGrid.for_scan(scan_shape, grid_shape, window_size=24, overlap=0.25, tta=tta)
+    assert grid.window == (24, 24, 24) and len(grid.flips) == (8 if tta else 1)
     store = WindowStore(tmp_path, grid)
     for window in grid.windows():
         logits = predict_windows(small_network, window_inputs(image, [window], grid, lambda c: c, device), device)[0]
         flip = grid.flips[window[0]]
-        store.save(window, np.flip(logits, axis=tuple(a + 1 for a in flip)) if flip else logits)
-    weight = importance_map(grid.roi)
+        store.save(window, logits.flip([a + 1 for a in flip]) if flip else logits)
+    weight = importance_map(grid.window)
     for box in [tuple(slice(0, n) for n in grid_shape), (slice(5, 30), slice(0, 17), slice(20, 33))]:
         probs = blend_probabilities(store, box, weight)
         np.testing.assert_allclose(probs, expected[(slice(None), *box)], atol=2e-5)
+    # in memory: the same windows blended as they come, on the grid image itself
+    np.testing.assert_allclose(predict_probabilities(whole_grid, small_network, window_size=24, overlap=0.25,
+                                                     batch_size=2, tta=tta), expected, atol=2e-5)
+
+
+def _monai_probabilities(grid_image: np.ndarray, model, *, window: int, tta: bool) -> np.ndarray:
+    """MONAI's public sliding-window inferer on a whole grid: Gaussian blend, softmax, mirrorings averaged."""
+    from monai.inferers import sliding_window_inference
+
+    x = torch.from_numpy(grid_image)[None, None]
+    flips = [(), (2,), (3,), (4,), (2, 3), (2, 4), (3, 4), (2, 3, 4)] if tta else [()]
+    total = 0
+    with torch.inference_mode():
+        for dims in flips:
+            logits = sliding_window_inference(x.flip(dims) if dims else x, roi_size=(window,) * 3, sw_batch_size=2,
+                                              predictor=model, overlap=0.25, mode="gaussian")
+            probs = torch.softmax(logits, dim=1)
+            total = total + (probs.flip(dims) if dims else probs)
+    return (total / len(flips))[0].numpy()
 
 
 def test_windows_cover_the_grid_and_a_box_sees_only_the_windows_over_it():
-    grid = NetworkGrid.for_scan((300, 300, 300), (200, 100, 96), roi_size=96, overlap=0.25, tta=False)
+    grid = NetworkGrid.for_scan((300, 300, 300), (200, 100, 96), window_size=96, overlap=0.25, tta=False)
     starts = {corner for _, corner in grid.windows()}
-    # MONAI: ceil((n - 96) / 72) + 1 windows an axis, the last one flush with the far edge
+    # as MONAI places them: ceil((n - 96) / 72) + 1 windows an axis, the last one flush with the far edge
     assert sorted({c[0] for c in starts}) == [0, 72, 104] and sorted({c[1] for c in starts}) == [0, 4]
     box = (slice(0, 3), slice(0, 3), slice(0, 3))
     assert grid.overlapping(box) == [(0, (0, 0, 0))]

@@ -10,7 +10,7 @@ import argparse
 import math
 from pathlib import Path
 
-from ps3d_toolkit.core.errors import Ps3dError
+from ps3d_toolkit.core.errors import InputError, Ps3dError
 
 __all__ = [
     "CLIError", "HelpFormatter", "add_allow_missing_chunks", "add_force", "add_method", "add_non_finite",
@@ -182,7 +182,7 @@ def roi_text(text: str) -> str:
     from ps3d_toolkit.segmentation.region import parse_roi
 
     try:
-        parse_roi(text, (1 << 62,) * 3)
+        parse_roi(text, None)
     except Ps3dError as error:
         raise argparse.ArgumentTypeError(str(error)) from None
     return text
@@ -229,12 +229,15 @@ def add_force(parser, what: str) -> None:
 
 
 def add_method(parser) -> None:
-    """``--method``: one of the segmentation methods; default resolved by :func:`check_method`."""
-    from ps3d_toolkit.segmentation import METHODS
+    """``--method``: one of the segmentation methods, those other packages register included; default
+    resolved by :func:`check_method`."""
+    from ps3d_toolkit.segmentation.methods import BUILT_IN, method_names
 
-    parser.add_argument("--method", choices=METHODS, default=None,
-                        help="segmentation method (default: the model when its weights ship, "
-                             "otherwise otsu-watershed)")
+    names = method_names()
+    outside = [n for n in names if n not in BUILT_IN]
+    parser.add_argument("--method", choices=names, default=None,
+                        help="segmentation method (default: the model when its weights ship, otherwise "
+                             "otsu-watershed)" + (f"; from other packages: {', '.join(outside)}" if outside else ""))
 
 
 # --------------------------------------------------------------------------- checks before any work
@@ -282,8 +285,8 @@ def label_formats() -> tuple:
 
 def check_method(method):
     """Resolve the default method; refuse the model while no weights ship, and SNOW without porespy."""
+    from ps3d_toolkit.segmentation.methods import check_method as resolve
     from ps3d_toolkit.segmentation.model import weights_available
-    from ps3d_toolkit.segmentation.registry import check_method as resolve
 
     method = resolve(method)
     if method == "model" and not weights_available():
@@ -371,7 +374,9 @@ def read_scan_and_labels(image_path, labels_path, spacing, *, missing_chunks: st
     """Read the grey-value scan and the label image a command was given (either may be None).
 
     The spacing comes from ``--spacing``, else the scan's stored one, else the
-    label image's stored one. ``missing_chunks`` goes to the readers.
+    label image's stored one. Without ``--spacing``, labels that store another
+    spacing than the scan are refused (they were made on another grid, or the
+    scan's metadata is wrong). ``missing_chunks`` goes to the readers.
 
     Returns
     -------
@@ -384,13 +389,31 @@ def read_scan_and_labels(image_path, labels_path, spacing, *, missing_chunks: st
     from ps3d_toolkit.io import load_scan
 
     scan = labels = None
+    given = spacing
     if image_path is not None:
         scan = load_scan(image_path, spacing=spacing, missing_chunks=missing_chunks)
         spacing = scan.spacing
     if labels_path is not None:
-        stored = load_scan(labels_path, spacing=spacing, missing_chunks=missing_chunks)
+        stored = _labels_on_the_grid(labels_path, spacing, given=scan is None or given is not None,
+                                     missing_chunks=missing_chunks)
+        if not np.allclose(stored.spacing, spacing or stored.spacing, rtol=1e-5, atol=0):
+            raise CLIError(f"the labels {labels_path} store the spacing {tuple(stored.spacing)} mm, the scan "
+                           f"{image_path} {tuple(spacing)} mm: were the labels made from this scan? Pass --spacing "
+                           "to measure on one of them")
         labels, spacing = np.asarray(stored.image), stored.spacing
     return scan, labels, spacing
+
+
+def _labels_on_the_grid(path, spacing, *, given: bool, missing_chunks: str):
+    """The label image with its own stored spacing; ``spacing`` when it stores none or was given."""
+    from ps3d_toolkit.io import load_scan
+
+    if given or spacing is None:
+        return load_scan(path, spacing=spacing, missing_chunks=missing_chunks)
+    try:
+        return load_scan(path, missing_chunks=missing_chunks)
+    except InputError:  # no spacing stored with the labels: the scan's
+        return load_scan(path, spacing=spacing, missing_chunks=missing_chunks)
 
 
 def command_line(name: str) -> str:

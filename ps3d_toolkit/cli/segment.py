@@ -35,7 +35,6 @@ from ps3d_toolkit.cli.args import (
     positive,
     say,
     uncompressed_bytes,
-    whole_number,
     write_record,
 )
 
@@ -71,7 +70,7 @@ def add_arguments(parser) -> None:
     add_method(parser)
     add_sample_region(parser, "segment")
     chunked = parser.add_argument_group("scans larger than memory")
-    chunked.add_argument("--chunk-size", type=whole_number(16), default=None, metavar="VOX",
+    chunked.add_argument("--chunk-size", type=_chunk_size, default=None, metavar="VOX",
                          help="segment block by block, blocks of VOX^3 voxels read with a halo and "
                               "stitched, into a .zarr --output (OME-Zarr; every method)")
     chunked.add_argument("--resume", action="store_true",
@@ -110,7 +109,7 @@ def _model_options(args, method: str) -> dict:
     if method == "model":
         device = args.device or "auto"
         if device != "auto":
-            from ps3d_toolkit.segmentation.model.inference import select_device
+            from ps3d_toolkit.segmentation.model.device import select_device
 
             select_device(device)  # a DeviceError now, not after reading the scan
         return dict(weights=args.weights, device=device, overlap=args.overlap,
@@ -152,7 +151,7 @@ def run(args) -> int:
     start = time.perf_counter()
     size_mm = args.particle_size_mm or scan.particle_size_mm
     if args.chunk_size is None:
-        args.chunk_size = _chunk_size_when_too_big(args, scan.image.size, method)
+        args.chunk_size = _chunk_size_when_too_big(args, scan.image.shape, method)
     check_sample_region(args, scan.image.shape)
     sample = _resolve_sample(args, scan, size_mm)
     if args.chunk_size is not None:
@@ -166,7 +165,7 @@ def run(args) -> int:
         image = np.asarray(scan.image)  # in memory: read here, by its own stage, not inside a later one
         if method == "model":
             stages.start("load model")
-            importlib.import_module("ps3d_toolkit.segmentation.model.inference")  # torch and MONAI load here
+            importlib.import_module("ps3d_toolkit.segmentation.model.windows")  # torch and MONAI load here
         labels = segment(image, spacing=scan.spacing, particle_size_mm=size_mm, method=method,
                          non_finite=args.non_finite, progress=stages, **sample, **options)
         stages.start("write")
@@ -204,7 +203,8 @@ def _resolve_sample(args, scan, size_mm) -> dict:
 
     ``grains`` comes back decided ("auto" says which and why), the automatic mask computed.
     """
-    from ps3d_toolkit.segmentation.region import decide_grains, resolve_region, size_in_voxels
+    from ps3d_toolkit.segmentation._checks import size_in_voxels
+    from ps3d_toolkit.segmentation.region import decide_grains, resolve_region
 
     with _decisions_said_here():
         region = resolve_region(scan.image, roi=args.roi, mask=args.mask, spacing=scan.spacing)
@@ -238,7 +238,7 @@ def _check_before_the_work(scan, size_mm, method: str, options: dict) -> None:
 
         check_particle_size(size_mm, scan.spacing, scan.image.shape)
     if method == "model":
-        from ps3d_toolkit.segmentation.model.inference import load_model, select_device
+        from ps3d_toolkit.segmentation.model.device import load_model, select_device
 
         load_model(options["weights"], device=select_device(options["device"]))  # kept for the run
 
@@ -264,37 +264,35 @@ def _check_chunked(args) -> None:
         raise CLIError(f"--chunk-size writes a .zarr store block by block; got --output {args.output}")
 
 
-#: Peak bytes of memory per scan voxel of an in-memory run. The model: 161 with the
-#: size estimated, 134 given (the bundled sample, issue 14); Otsu + watershed: 37
-#: (759 MB on a 256^3 scan, 131 of them Python and its libraries); SNOW: 120
-#: (docs/performance.md: 839 MB for 5.9 Mvoxel).
-IN_MEMORY_BYTES_PER_VOXEL = {"model": 161, "otsu-watershed": 37, "snow": 120}
+def _chunk_size_when_too_big(args, shape, method: str):
+    """``None`` when the scan fits the memory budget in one piece; else the library's block edge.
 
-#: Block edge of the chunked path when a scan is too big for memory and none was asked for.
-DEFAULT_CHUNK_SIZE = 128
-
-
-def _chunk_size_when_too_big(args, voxels: int, method: str):
-    """``None`` when the scan fits the memory budget in one piece; else the chunked path's block edge.
+    The decision is the library's (:func:`~ps3d_toolkit.segmentation.chunk_size_for`); the command
+    only refuses an output the chunked path cannot write.
 
     Raises
     ------
     CLIError
-        When the scan does not fit and the chunked path cannot take it (SNOW, or
-        an output that is not a .zarr store).
+        When the scan does not fit and the output is not a .zarr store.
     """
-    from ps3d_toolkit.segmentation._checks import memory_budget_bytes
+    from ps3d_toolkit.segmentation import chunk_size_for
 
-    needed = voxels * IN_MEMORY_BYTES_PER_VOXEL[method]
-    budget, how = memory_budget_bytes(getattr(args, "memory_limit_gb", None))
-    if needed <= budget:
-        return None
-    why = f"the scan ({voxels:,} voxels) needs ~{needed / 1e9:.3g} GB in one piece, above {budget / 1e9:.3g} GB ({how})"
-    if not _writes_zarr(args):
-        raise CLIError(f"{why}: segment it block by block with --chunk-size {DEFAULT_CHUNK_SIZE} into a .zarr "
-                       "--output")
-    logger.info("%s: segmenting it block by block (--chunk-size %d)", why, DEFAULT_CHUNK_SIZE)
-    return DEFAULT_CHUNK_SIZE
+    chunk_size, why = chunk_size_for(shape, method, memory_limit_gb=getattr(args, "memory_limit_gb", None))
+    if chunk_size is not None:
+        if not _writes_zarr(args):
+            raise CLIError(f"{why}: segment it block by block with --chunk-size {chunk_size} into a .zarr --output")
+        logger.info("%s: segmenting it block by block (--chunk-size %d)", why, chunk_size)
+    return chunk_size
+
+
+def _chunk_size(text: str) -> int:
+    """``--chunk-size``: the library's check of a block edge."""
+    from ps3d_toolkit.segmentation._checks import check_chunk_size
+
+    try:
+        return check_chunk_size(int(text) if text.strip().isdigit() else text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error).replace("chunk_size", "--chunk-size")) from None
 
 
 def _dask_timeout(args) -> float:

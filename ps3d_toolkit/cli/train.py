@@ -69,7 +69,7 @@ def _check_arguments(args) -> None:
     if not sum(args.preset_weights) > 0:
         raise CLIError(f"--preset-weights must not all be 0, got {' '.join(map(str, args.preset_weights))}")
     if args.device not in (None, "auto"):
-        from ps3d_toolkit.segmentation.model.inference import select_device
+        from ps3d_toolkit.segmentation.model.device import select_device
 
         select_device(args.device)
     folder = Path(args.output).expanduser()

@@ -3,20 +3,26 @@
 Modules
 -------
 registry
-    ``segment()``: validates its input once and hands it to a method.
-grains
+    ``segment()``: checks the method and hands the scan to the block engine.
+methods
+    The methods, one object each (the model, otsu-watershed, snow, and those of other packages,
+    registered by entry points).
+engine
+    The block engine's core: the scan opened once (region, polarity), the plan every block
+    shares, one region segmented by a method; in memory the region is the whole scan.
+chunked
+    ``segment_chunked()``: block by block with a halo, stitched across faces,
+    written to zarr, resumable, on Dask.
+foreground
     The Otsu grain mask, its distance map and the particle-size estimate.
 normalize
     Intensity and particle-size normalisation: a scan on the network's grid.
 classic
-    Otsu + distance transform + watershed, and porespy's SNOW.
+    The classic baselines by name (``otsu_watershed``, ``snow``).
 instances
     Border-core class maps to particle instances.
 model
-    The border-core U-Net: network, weight files, sliding-window inference.
-chunked
-    ``segment_chunked()``: block by block with a halo, stitched across faces,
-    written to zarr, resumable.
+    The border-core U-Net: network, weight files, device, windows, memory check, post-processing.
 region
     The sample region (``roi=``, ``mask=``) and the grain polarity (``grains=``), applied once at the door.
 sample_mask
@@ -28,32 +34,27 @@ polarity
 from __future__ import annotations
 
 from ps3d_toolkit.segmentation.registry import (
-    METHODS,
-    Method,
     available_methods,
+    chunk_size_for,
     default_method,
-    method_function,
+    get_method,
+    method_names,
     segment,
 )
 
-__all__ = ["METHODS", "Method", "PolarityDecision", "SampleMask", "SizeEstimate", "available_methods", "default_method",
-           "estimate_particle_size", "grain_polarity", "method_function", "segment", "segment_chunked"]
+__all__ = ["METHODS", "PolarityDecision", "SampleMask", "SizeEstimate", "available_methods", "chunk_size_for",
+           "default_method", "estimate_particle_size", "get_method", "grain_polarity", "method_names", "segment",
+           "segment_chunked"]
 
 
 def __getattr__(name):
-    # grains pulls in scipy and scikit-image: load it only when its names are used
-    if name in ("SizeEstimate", "estimate_particle_size"):
-        from ps3d_toolkit.segmentation import grains
-
-        return getattr(grains, name)
-    # (the function sample_mask() lives in the module of that name: import it from there)
-    lazy = {"SampleMask": "sample_mask", "PolarityDecision": "polarity", "grain_polarity": "polarity"}
+    # METHODS: every method's name now, the entry points installed since the import included
+    if name == "METHODS":
+        return method_names()
+    lazy = {"SizeEstimate": "foreground", "estimate_particle_size": "foreground", "SampleMask": "sample_mask",
+            "PolarityDecision": "polarity", "grain_polarity": "polarity", "segment_chunked": "chunked"}
     if name in lazy:
         import importlib
 
         return getattr(importlib.import_module(f"ps3d_toolkit.segmentation.{lazy[name]}"), name)
-    if name == "segment_chunked":
-        from ps3d_toolkit.segmentation.chunked import segment_chunked
-
-        return segment_chunked
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -4,7 +4,7 @@ Everything behind a public function trusts the values these return: a finite
 3D array of real numbers, a spacing of 3 positive floats in mm, and a particle
 size (when given) that spans a few voxels and fits in the scan. The door also
 holds the cheap test that tells a scan with grains from an empty, constant or
-noise-only one (:func:`lacks_grain_contrast`), and the memory budget of
+noise-only one (:func:`shows_grains`), and the memory budget of
 :func:`memory_budget_bytes`.
 """
 
@@ -57,11 +57,11 @@ _CONTRAST_MIN_BLOCKS = 128
 # Voxels read per block edge: a regular subset of the blocks, spread over the whole scan.
 _CONTRAST_SAMPLE = 4_000_000
 
-# Percentile of the finite grey values that stands in for non-finite voxels
-# (non_finite="mask"): the model's own low intensity percentile, the darkest
-# material (air), which every method takes for background, and robust to the
-# few outlier voxels that the minimum would pick.
-_MASK_PERCENTILE = 0.5
+#: Percentile of the finite grey values that stands in for non-finite voxels
+#: (non_finite="mask"): the model's own low intensity percentile, the darkest
+#: material (air), which every method takes for background, and robust to the
+#: few outlier voxels that the minimum would pick.
+MASK_PERCENTILE = 0.5
 _MASK_SAMPLE = 4_000_000
 
 #: Share of the available memory that a run may plan to use by default.
@@ -174,7 +174,7 @@ def finite_image(image: np.ndarray, non_finite: NonFinite) -> tuple[np.ndarray, 
     sample = sample[np.isfinite(sample)]
     if sample.size == 0:  # the sample fell on masked voxels only: use them all
         sample = image[~masked]
-    fill = np.percentile(sample, _MASK_PERCENTILE)
+    fill = np.percentile(sample, MASK_PERCENTILE)
     filled = image.copy()
     filled[masked] = fill
     logger.info("treating %s NaN or infinite voxel%s of %s as background: grey value %.6g (the 0.5th "
@@ -276,14 +276,9 @@ def _block_variance_ratio(image: np.ndarray, edge: int) -> float | None:
     return float(between * per_block / within)
 
 
-def lacks_grain_contrast(image: np.ndarray) -> bool:
-    """Whether the scan is empty, constant or noise only (logged as a warning): then no particles."""
-    contrast = grain_contrast(image)
-    if contrast >= MIN_GRAIN_CONTRAST:
-        return False
-    logger.warning("the scan shows no grain contrast (block contrast %.3g, below %g: empty, constant or "
-                   "noise only): no particles", contrast, MIN_GRAIN_CONTRAST)
-    return True
+def shows_grains(values: np.ndarray) -> bool:
+    """Whether a scan or block holds grains: not constant, and its grain contrast at least :data:`MIN_GRAIN_CONTRAST`."""
+    return bool(np.ptp(values) > 0 and grain_contrast(values) >= MIN_GRAIN_CONTRAST)
 
 
 def available_memory_bytes() -> int | None:
@@ -343,3 +338,25 @@ def check_n_classes(n_classes) -> int | None:
     if not isinstance(n_classes, (int, np.integer)) or isinstance(n_classes, bool) or n_classes < 2:
         raise InputError(f"n_classes must be None (automatic) or an integer >= 2, got {n_classes!r}")
     return int(n_classes)
+
+
+def size_in_voxels(particle_size_mm, spacing) -> float | None:
+    """A particle size in mm as voxels of the finest axis (None when the size is not known).
+
+    The one mm -> voxel conversion of a particle size: a particle of ``particle_size_vox`` voxels
+    spans that many voxels along the finest axis (and fewer along coarser ones).
+    """
+    return None if particle_size_mm is None else float(particle_size_mm) / min(spacing)
+
+
+#: Block edge of a run in blocks when none is asked for (a scan too big for memory, a region of interest).
+DEFAULT_CHUNK_SIZE = 128
+#: The smallest block edge: a block must hold a few particles' worth of context.
+MIN_CHUNK_SIZE = 16
+
+
+def check_chunk_size(chunk_size) -> int:
+    """``chunk_size`` as an int of at least :data:`MIN_CHUNK_SIZE` voxels, else an InputError."""
+    if not isinstance(chunk_size, (int, np.integer)) or isinstance(chunk_size, bool) or chunk_size < MIN_CHUNK_SIZE:
+        raise InputError(f"chunk_size must be an integer of at least {MIN_CHUNK_SIZE} voxels, got {chunk_size!r}")
+    return int(chunk_size)

@@ -1,4 +1,4 @@
-"""The grains of a scan: Otsu grain mask, distance map and particle-size estimate.
+"""The foreground of a scan: the Otsu grain mask, its distance map and the particle-size estimate.
 
 Every segmenter starts here. The classic methods cut their seeds from the grain
 mask's distance map; the model is sized by :func:`estimate_particle_size`, which
@@ -7,6 +7,7 @@ reads the mean particle diameter off the same kind of distance map.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,17 +21,26 @@ from ps3d_toolkit.core.geometry import equivalent_diameter
 from ps3d_toolkit.segmentation._checks import NonFinite, check_n_classes, check_scan, finite_image
 
 __all__ = [
+    "OTSU_SAMPLE",
+    "SMOOTH_SIGMA",
     "SizeEstimate",
     "distance_map",
+    "edt_distance",
     "estimate_particle_size",
+    "estimate_particle_size_of",
     "flatten_radial_trend",
     "grain_mask",
+    "grain_mask_above",
+    "grain_threshold",
     "mean_particle_diameter_mm",
+    "sample_threshold",
+    "smoothed_above",
 ]
 
 # Otsu on a strided subsample: the histogram of a few million voxels is as good as
 # that of a billion, and the full-volume histogram dominates the run time otherwise.
-_OTSU_SAMPLE = 2_000_000
+#: Values in the smoothed sample the grain threshold is cut on.
+OTSU_SAMPLE = 2_000_000
 
 # Ratio of a grain's mean equivalent diameter to the mean of twice the depths of
 # the distance-map maxima of the (majority-filtered) Otsu mask. Calibrated on 23
@@ -40,13 +50,15 @@ _OTSU_SAMPLE = 2_000_000
 # spread ~10 %, up to 1.3x on dense, fine, angular scans.
 _EQ_DIAMETER_PER_INSCRIBED = 1.08
 
-# Gaussian smoothing (voxels) before every grain threshold: enough to keep noise
-# from making speckles, too little to merge touching grains.
-_SMOOTH_SIGMA = 0.5
+#: Gaussian smoothing (voxels) before every grain threshold: enough to keep noise
+#: from making speckles, too little to merge touching grains.
+SMOOTH_SIGMA = 0.5
 
 
-def _grain_threshold(sample: np.ndarray, n_classes: int | None) -> float:
+def grain_threshold(sample: np.ndarray, n_classes: int | None) -> float:
     """Grey value above which a voxel is grain; ``None`` classes: 3 or 4 from the histogram."""
+    # the values only: a (z, y, 3) sample would look like an RGB image to scikit-image (and warn)
+    sample = np.ravel(sample)
     if n_classes is not None:
         thresholds = threshold_multiotsu(sample, classes=n_classes)
         return float(thresholds[1] if n_classes >= 3 else thresholds[0])
@@ -77,25 +89,20 @@ def _grain_threshold(sample: np.ndarray, n_classes: int | None) -> float:
     return float(threshold_multiotsu(sample, classes=3)[1])
 
 
+def sample_threshold(sample: np.ndarray, n_classes: int | None) -> float:
+    """The grain threshold of a (smoothed) sample; infinite for a sample of one grey value (no grain)."""
+    return float(grain_threshold(sample.ravel(), n_classes)) if np.ptp(sample) > 0 else math.inf
+
+
 def _threshold_grains(smooth: np.ndarray, n_classes: int | None) -> tuple[np.ndarray, np.ndarray]:
     """Voxels of a smoothed scan above the grain threshold, and the sub-sample it used.
 
     The mask is all False for a scan of one grey value.
     """
-    sample = strided_sample(smooth, _OTSU_SAMPLE)
+    sample = strided_sample(smooth, OTSU_SAMPLE)
     if np.ptp(sample) == 0:
         return np.zeros(smooth.shape, bool), sample
-    return smooth > _grain_threshold(sample, n_classes), sample
-
-
-def _above_grain_threshold(image: np.ndarray) -> np.ndarray:
-    """Voxels of the lightly smoothed scan above the automatic grain threshold (no opening, no filling).
-
-    The raw cut behind :func:`grain_mask`: every voxel that could belong to a
-    grain, speckle included. All False for a scan of one grey value.
-    """
-    smooth = ndimage.gaussian_filter(image.astype(np.float32, copy=False), _SMOOTH_SIGMA)
-    return _threshold_grains(smooth, None)[0]
+    return smooth > grain_threshold(sample, n_classes), sample
 
 
 def grain_mask(image, *, n_classes: int | None = None) -> np.ndarray:
@@ -130,12 +137,27 @@ def grain_mask(image, *, n_classes: int | None = None) -> np.ndarray:
 
 
 def _grain_mask(image: np.ndarray, n_classes: int | None) -> np.ndarray:
-    image = ndimage.gaussian_filter(image.astype(np.float32, copy=False), _SMOOTH_SIGMA)
+    image = ndimage.gaussian_filter(image.astype(np.float32, copy=False), SMOOTH_SIGMA)
     mask, sample = _threshold_grains(image, n_classes)
     if np.ptp(sample) == 0:
         return mask
+    return _cleaned(mask)
+
+
+def _cleaned(mask: np.ndarray) -> np.ndarray:
+    """A cut grain mask opened (speckle off) and with its enclosed holes filled."""
     mask = ndimage.binary_opening(mask, structure=ndimage.generate_binary_structure(3, 1))
     return ndimage.binary_fill_holes(mask)
+
+
+def smoothed_above(values: np.ndarray, threshold: float) -> np.ndarray:
+    """Voxels of the lightly smoothed ``values`` above ``threshold`` (a threshold of the smoothed scan)."""
+    return ndimage.gaussian_filter(values.astype(np.float32, copy=False), SMOOTH_SIGMA) > threshold
+
+
+def grain_mask_above(values: np.ndarray, threshold: float) -> np.ndarray:
+    """:func:`grain_mask` with a given threshold (a whole scan's, for one of its blocks)."""
+    return _cleaned(smoothed_above(values, threshold))
 
 
 def distance_map(mask: np.ndarray, spacing) -> np.ndarray:
@@ -157,10 +179,11 @@ def distance_map(mask: np.ndarray, spacing) -> np.ndarray:
     np.ndarray
         float32 distances, 0 on the background.
     """
-    return _distance_map(np.asarray(mask, dtype=bool), check_spacing(spacing))
+    return edt_distance(np.asarray(mask, dtype=bool), check_spacing(spacing))
 
 
-def _distance_map(mask: np.ndarray, spacing: tuple) -> np.ndarray:
+def edt_distance(mask: np.ndarray, spacing: tuple) -> np.ndarray:
+    """:func:`distance_map` of a checked boolean mask and spacing (no checks)."""
     import edt
 
     anisotropy = tuple(float(s) / min(spacing) for s in spacing)
@@ -239,7 +262,7 @@ def flatten_radial_trend(image: np.ndarray, *, percentile: float = 30.0,
     # whole (y, x) planes, so that every radius bin is sampled
     step = max(1, int(np.ceil(image.size / 2e6)))
     sub = image[::step]
-    sample = sub > threshold_otsu(sub)  # the sample (or, without air, its brighter part)
+    sample = sub > threshold_otsu(sub.ravel())  # the sample (or, without air, its brighter part)
     air = float(np.percentile(sub, 1))  # the air around the sample: zero attenuation
     bin_of = np.broadcast_to(bins, sub.shape)[sample]
     values = sub[sample]
@@ -270,14 +293,14 @@ def _grain_mask_for_size(image: np.ndarray) -> np.ndarray:
     than 90 % of the sample (the cut lies in the epoxy, whose speckle forms a
     closed network on cupped, low-contrast scans), the holes are left open.
     """
-    smooth = ndimage.gaussian_filter(flatten_radial_trend(image), _SMOOTH_SIGMA)
+    smooth = ndimage.gaussian_filter(flatten_radial_trend(image), SMOOTH_SIGMA)
     mask, sample_values = _threshold_grains(smooth, None)
     if np.ptp(sample_values) == 0:
         return mask
     # A binary median (majority) filter is a box mean above one half.
     mask = ndimage.uniform_filter(mask.astype(np.float32), 5) > 0.5
     filled = ndimage.binary_fill_holes(mask)
-    sample = smooth > threshold_otsu(sample_values)  # everything but the air
+    sample = smooth > threshold_otsu(np.ravel(sample_values))  # everything but the air
     if filled.sum() > 0.9 * max(1, int(sample.sum())):
         return mask
     return filled
@@ -326,11 +349,12 @@ def estimate_particle_size(image, *, spacing, foreground=None,
         check_same_shape(scan.image, foreground, "image", "foreground")
         if scan.masked is not None:
             foreground = foreground & ~scan.masked
-    return _estimate_particle_size(scan.image, scan.spacing, foreground, eq_per_inscribed)
+    return estimate_particle_size_of(scan.image, scan.spacing, foreground, eq_per_inscribed)
 
 
-def _estimate_particle_size(image: np.ndarray, spacing: tuple, foreground: np.ndarray | None,
-                            eq_per_inscribed: float | None) -> SizeEstimate:
+def estimate_particle_size_of(image: np.ndarray, spacing: tuple, foreground: np.ndarray | None = None,
+                              eq_per_inscribed: float | None = None) -> SizeEstimate:
+    """:func:`estimate_particle_size` of a checked, finite scan and spacing (no checks)."""
     from skimage.feature import peak_local_max
 
     if foreground is None:
@@ -338,7 +362,7 @@ def _estimate_particle_size(image: np.ndarray, spacing: tuple, foreground: np.nd
     if not foreground.any():
         raise InputError("estimate_particle_size found no particles in the scan "
                          "(no voxel brighter than the epoxy); pass particle_size_mm")
-    distance = _distance_map(foreground, spacing)
+    distance = edt_distance(foreground, spacing)
     depth = float(np.percentile(distance[foreground], 95))
     peaks = peak_local_max(distance, min_distance=max(2, int(0.8 * depth)),
                            labels=foreground.astype(np.uint8), exclude_border=False)

@@ -19,9 +19,11 @@ from ps3d_toolkit.core.errors import InputError
 from ps3d_toolkit.segmentation._checks import finite_image
 
 __all__ = [
+    "check_percentiles",
     "normalize_intensity",
     "resample_image",
     "resample_labels",
+    "grid_shape",
     "resample_to_shape",
     "to_network_grid",
     "zoom_factors",
@@ -56,10 +58,11 @@ def normalize_intensity(image, *, intensity_percentiles: tuple[float, float]) ->
         If the image holds NaN or infinite values (they would make every value NaN).
     """
     image, _ = finite_image(check_volume(image, "image"), "refuse")
-    return _normalize_intensity(image, _check_percentiles(intensity_percentiles))
+    return _normalize_intensity(image, check_percentiles(intensity_percentiles))
 
 
-def _check_percentiles(percentiles) -> tuple[float, float]:
+def check_percentiles(percentiles) -> tuple[float, float]:
+    """``(low, high)`` intensity percentiles as floats with 0 <= low < high <= 100, else an InputError."""
     low, high = (float(p) for p in percentiles)
     if not 0 <= low < high <= 100:
         raise InputError("intensity_percentiles must be (low, high) with 0 <= low < high <= 100, "
@@ -77,8 +80,8 @@ def _normalize_intensity(image: np.ndarray, percentiles) -> np.ndarray:
     return out
 
 
-def zoom_factors(spacing, particle_size_mm, diameter_vox: float) -> tuple[float, float, float]:
-    """Per-axis zoom that makes the mean particle ``diameter_vox`` voxels wide.
+def zoom_factors(spacing, particle_size_mm, network_diameter_vox: float) -> tuple[float, float, float]:
+    """Per-axis zoom that makes the mean particle ``network_diameter_vox`` voxels wide.
 
     A factor below 1 shrinks the scan. Anisotropic voxels become isotropic.
 
@@ -88,15 +91,16 @@ def zoom_factors(spacing, particle_size_mm, diameter_vox: float) -> tuple[float,
     (1.0, 0.5, 0.5)
     """
     return _zoom_factors(check_spacing(spacing), check_positive(particle_size_mm, "particle_size_mm"),
-                         check_positive(diameter_vox, "diameter_vox"))
+                         check_positive(network_diameter_vox, "network_diameter_vox"))
 
 
-def _zoom_factors(spacing, particle_size_mm: float, diameter_vox: float) -> tuple[float, float, float]:
-    grid_spacing = particle_size_mm / diameter_vox
+def _zoom_factors(spacing, particle_size_mm: float, network_diameter_vox: float) -> tuple[float, float, float]:
+    grid_spacing = particle_size_mm / network_diameter_vox
     return tuple(s / grid_spacing for s in spacing)
 
 
-def _output_shape(shape, zoom) -> tuple[int, int, int]:
+def grid_shape(shape, zoom) -> tuple[int, int, int]:
+    """The shape of a volume of ``shape`` resampled by ``zoom`` (rounded, at least 1 voxel an axis)."""
     return tuple(max(1, int(round(n * z))) for n, z in zip(shape, zoom))
 
 
@@ -128,7 +132,7 @@ def resample_image(image, zoom) -> np.ndarray:
 
 
 def _resample_image(image: np.ndarray, zoom) -> np.ndarray:
-    return resample_to_shape(image, _output_shape(image.shape, zoom))
+    return resample_to_shape(image, grid_shape(image.shape, zoom))
 
 
 def resample_labels(labels, zoom=None, *, shape=None) -> np.ndarray:
@@ -140,13 +144,13 @@ def resample_labels(labels, zoom=None, *, shape=None) -> np.ndarray:
     if shape is None:
         if zoom is None:
             raise InputError("resample_labels needs zoom or shape")
-        shape = _output_shape(labels.shape, zoom)
+        shape = grid_shape(labels.shape, zoom)
     index = [np.minimum(((np.arange(n) + 0.5) * (m / n)).astype(np.int64), m - 1)
              for n, m in zip(shape, labels.shape)]
     return labels[np.ix_(*index)]
 
 
-def to_network_grid(image, *, spacing, particle_size_mm, diameter_vox: float,
+def to_network_grid(image, *, spacing, particle_size_mm, network_diameter_vox: float,
                     intensity_percentiles: tuple[float, float]) -> tuple[np.ndarray, tuple]:
     """Intensity- and size-normalise a scan: the network's view of it.
 
@@ -158,9 +162,9 @@ def to_network_grid(image, *, spacing, particle_size_mm, diameter_vox: float,
         Voxel size in mm.
     particle_size_mm : float
         Mean particle diameter in mm.
-    diameter_vox : float
+    network_diameter_vox : float
         Mean particle diameter wanted on the grid, in voxels (the weights'
-        ``train_diameter_vox`` in training, the inference one at inference).
+        ``train_network_diameter_vox`` in training, the inference one at inference).
     intensity_percentiles : (float, float)
         See :func:`normalize_intensity`.
 
@@ -170,18 +174,18 @@ def to_network_grid(image, *, spacing, particle_size_mm, diameter_vox: float,
         float32 image on the network's grid and the scan-to-grid zoom factors.
     """
     image, _ = finite_image(check_volume(image, "image"), "refuse")
-    normalized = _normalize_intensity(image, _check_percentiles(intensity_percentiles))
+    normalized = _normalize_intensity(image, check_percentiles(intensity_percentiles))
     return _normalized_to_grid(normalized, check_spacing(spacing),
                                check_positive(particle_size_mm, "particle_size_mm"),
-                               check_positive(diameter_vox, "diameter_vox"))
+                               check_positive(network_diameter_vox, "network_diameter_vox"))
 
 
 def _normalized_to_grid(normalized: np.ndarray, spacing, particle_size_mm: float,
-                        diameter_vox: float) -> tuple[np.ndarray, tuple]:
+                        network_diameter_vox: float) -> tuple[np.ndarray, tuple]:
     """The size step of :func:`to_network_grid`, on an intensity-normalised scan.
 
     Inference normalises the intensity once and may resample twice (at a
     refined particle size).
     """
-    zoom = _zoom_factors(spacing, particle_size_mm, diameter_vox)
+    zoom = _zoom_factors(spacing, particle_size_mm, network_diameter_vox)
     return _resample_image(normalized, zoom), zoom

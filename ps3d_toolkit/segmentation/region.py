@@ -30,7 +30,7 @@ from ps3d_toolkit.core.arrays import sample_stride
 from ps3d_toolkit.core.errors import InputError, InputTypeError
 
 __all__ = ["GRAIN_POLARITIES", "Grains", "PreparedScan", "SampleRegion", "check_grains", "decide_grains",
-           "parse_roi", "prepare_scan", "resolve_region", "size_in_voxels"]
+           "parse_roi", "prepare_scan", "resolve_region"]
 
 logger = logging.getLogger(__name__)
 
@@ -57,8 +57,8 @@ def parse_roi(roi, shape) -> tuple[slice, slice, slice]:
     roi : str or sequence of 3 slices or (start, stop) pairs
         ``"z0:z1,y0:y1,x0:x1"`` (voxel indices, stop excluded; an empty side means the scan's
         edge, e.g. ``":,100:400,:"``), or the same as slices or pairs.
-    shape : tuple of 3 int
-        The scan's shape.
+    shape : tuple of 3 int or None
+        The scan's shape; None checks the form only (a stop left open stays None).
 
     Returns
     -------
@@ -77,9 +77,15 @@ def parse_roi(roi, shape) -> tuple[slice, slice, slice]:
     """
     parts = _roi_parts(roi)
     box = []
-    for axis, (part, n) in enumerate(zip(parts, shape)):
+    for axis, (part, n) in enumerate(zip(parts, shape or (None,) * 3)):
         start, stop = part
         start = 0 if start is None else start
+        if n is None:  # the form only, before the scan's extent is known
+            if start < 0 or (stop is not None and stop <= start):
+                raise InputError(f"roi {_roi_text(roi)}: range {start}:{'' if stop is None else stop} of axis "
+                                 f"{'zyx'[axis]} is empty or starts below 0; give start:stop with start < stop")
+            box.append(slice(int(start), stop))
+            continue
         stop = n if stop is None else stop
         if not 0 <= start < stop <= n:
             raise InputError(f"roi {_roi_text(roi)}: range {start}:{stop} of axis {'zyx'[axis]} is empty or "
@@ -249,7 +255,12 @@ def resolve_region(image, *, roi=None, mask=None, spacing=None) -> SampleRegion 
     elif isinstance(mask, (str, Path)):
         from ps3d_toolkit.io import load_labels
 
-        resolved = load_labels(mask)
+        try:
+            resolved = load_labels(mask)
+        except InputTypeError as error:  # load_labels speaks of labels; this file is a mask
+            raise InputTypeError(f"mask {mask} must hold booleans or integers (nonzero = sample), not "
+                                 "fractions or grey values; save it as uint8 or bool, e.g. numpy's "
+                                 "(mask > 0).astype('uint8')") from error
         sources.append(f"mask {mask}")
     elif mask is not None:
         resolved = mask
@@ -260,7 +271,8 @@ def resolve_region(image, *, roi=None, mask=None, spacing=None) -> SampleRegion 
                 raise InputError(f"mask has shape {tuple(resolved.shape)}, the scan {shape}: they must match")
             kind = getattr(resolved, "dtype", np.dtype(bool)).kind
             if kind not in "biu":
-                raise InputTypeError(f"mask must hold booleans or integers (nonzero = sample), got {kind!r} data")
+                raise InputTypeError(f"mask must hold booleans or integers (nonzero = sample), got "
+                                     f"{np.dtype(resolved.dtype)} values; pass a boolean mask, e.g. mask > 0")
     region = SampleRegion(shape, box, resolved, "; ".join(sources))
     step = sample_stride(shape, _FILL_SAMPLE)
     if not region.at(tuple(slice(b.start, b.stop, step) for b in box)).any() and (
@@ -385,11 +397,6 @@ def decide_grains(image, grains: Grains, *, region: SampleRegion | None = None,
                               particle_size_vox=particle_size_vox)
     logger.info("grains='auto': %s", decision.reason)
     return decision.grains, decision.reason
-
-
-def size_in_voxels(particle_size_mm, spacing) -> float | None:
-    """A particle size in mm as voxels of the finest axis (None when the size is not known)."""
-    return None if particle_size_mm is None else float(particle_size_mm) / min(spacing)
 
 
 def _background_value(image, region: SampleRegion, invert: bool) -> float:

@@ -1,34 +1,37 @@
 """One entry point for every segmentation method: ``segment``.
 
 The border-core U-Net (``method="model"``) is the default once shipped weights
-exist; the classic baselines stay available by name.
+exist; the classic baselines and the methods of other packages (entry points,
+:mod:`ps3d_toolkit.segmentation.methods`) are found by name. Every run is the block
+engine: in memory on one block, the whole scan (:mod:`ps3d_toolkit.segmentation.engine`), or
+block by block (:mod:`ps3d_toolkit.segmentation.chunked`).
 """
 
 from __future__ import annotations
 
-from typing import Literal, get_args
+import logging
+import math
 
 import numpy as np
 
-from ps3d_toolkit.core.errors import InputError
-from ps3d_toolkit.segmentation._checks import NonFinite, check_scan, zero_where
-from ps3d_toolkit.segmentation.region import Grains, check_grains, prepare_scan, resolve_region, size_in_voxels
+from ps3d_toolkit.segmentation._checks import DEFAULT_CHUNK_SIZE, NonFinite, memory_budget_bytes
+from ps3d_toolkit.segmentation.methods import (
+    available_methods,
+    check_method,
+    default_method,
+    get_method,
+    method_names,
+)
+from ps3d_toolkit.segmentation.region import Grains, check_grains, resolve_region
 
-__all__ = ["METHODS", "Method", "available_methods", "check_method", "default_method", "method_function", "segment"]
+__all__ = ["available_methods", "check_method", "chunk_size_for", "default_method", "get_method", "method_names",
+           "segment"]
 
-Method = Literal["model", "otsu-watershed", "snow"]
-METHODS: tuple[str, ...] = get_args(Method)
-
-
-def default_method() -> Method:
-    """The method used when none is named: the model when its weights ship."""
-    from ps3d_toolkit.segmentation.model import weights_available
-
-    return "model" if weights_available() else "otsu-watershed"
+logger = logging.getLogger(__name__)
 
 
-def segment(image, *, spacing, particle_size_mm=None, method: Method | None = None, grains: Grains = "brighter",
-            roi=None, mask=None, non_finite: NonFinite = "refuse", progress=True, chunk_size: int | None = None,
+def segment(image, *, spacing, particle_size_mm=None, method: str | None = None, grains: Grains = "brighter",
+            roi=None, mask=None, non_finite: NonFinite = "refuse", progress=True, chunk_size=None,
             **options) -> np.ndarray:
     """Segment every particle of a scan into a uint32 label image.
 
@@ -41,8 +44,10 @@ def segment(image, *, spacing, particle_size_mm=None, method: Method | None = No
     particle_size_mm : float, optional
         Rough mean particle diameter in mm; estimated from the scan when omitted.
         It must span at least 3 voxels along every axis and fit in the scan.
-    method : {"model", "otsu-watershed", "snow"}, optional
-        Segmentation method; default: the shipped model.
+    method : str, optional
+        Segmentation method: "model", "otsu-watershed", "snow", or a method another package
+        registers (:func:`~ps3d_toolkit.segmentation.methods.method_names`); default: the
+        shipped model.
     grains : {"brighter", "darker", "auto"}
         Whether the grains are brighter than their matrix (X-ray CT of minerals in epoxy; the
         default) or darker (neutron CT of concrete, light minerals in a heavy matrix, pores):
@@ -67,14 +72,16 @@ def segment(image, *, spacing, particle_size_mm=None, method: Method | None = No
         estimate size, network, ..., instances), the classic methods by their
         steps; a :class:`~ps3d_toolkit.core.progress.Stages` continues a
         caller's display (``ps3d segment`` adds read and write).
-    chunk_size : int, optional
+    chunk_size : int or "auto", optional
         Segment block by block, blocks of ``chunk_size`` voxels a side with a
         halo, stitched across block faces (see
         :func:`~ps3d_toolkit.segmentation.chunked.segment_chunked`); the
-        labels are still returned in memory.
+        labels are still returned in memory. ``"auto"``: in one piece when the
+        scan fits the memory budget, else in blocks of 128 (:func:`chunk_size_for`).
+        None (the default): in one piece, the engine's single block.
     **options
-        Options of the method's own function, with its defaults (e.g. ``overlap``,
-        ``tta`` of :func:`~ps3d_toolkit.segmentation.model.inference.segment_with_model`).
+        Options of the method, with its defaults (e.g. ``overlap``, ``tta`` of the model:
+        :attr:`~ps3d_toolkit.segmentation.methods.model.Model.defaults`).
 
     Returns
     -------
@@ -86,7 +93,7 @@ def segment(image, *, spacing, particle_size_mm=None, method: Method | None = No
     Raises
     ------
     InputError
-        If the method is unknown, or the image, spacing, size or an option is
+        If the method is unknown (the message lists the methods there are), or the image, spacing, size or an option is
         invalid: a scan with NaN or infinite values (unless masked), a particle
         size under 3 voxels or larger than the scan.
     InputTypeError
@@ -100,92 +107,40 @@ def segment(image, *, spacing, particle_size_mm=None, method: Method | None = No
     MissingDependencyError
         If the method is ``"snow"`` and porespy (the ``classic`` extra) is not installed.
     """
-    method = check_method(method)
+    from ps3d_toolkit.segmentation.chunked import segment_chunked
+    from ps3d_toolkit.segmentation.engine import run_method
+
+    name = check_method(method)
     check_grains(grains)
+    if chunk_size == "auto":
+        chunk_size, why = chunk_size_for(np.shape(image), name, memory_limit_gb=options.get("memory_limit_gb"))
+        if chunk_size is not None:
+            logger.info("%s: segmenting it block by block (chunk_size %d)", why, chunk_size)
+    if chunk_size is None and roi is not None:
+        region = resolve_region(image, roi=roi, mask=mask, spacing=spacing)
+        if region is not None and not region.is_whole_box:
+            # A region of interest: the blocks over it, with the whole scan's plan and windows, so that its
+            # labels are those of a run on the whole scan, cut to the region.
+            chunk_size, roi, mask = DEFAULT_CHUNK_SIZE, region.box, region.mask
     if chunk_size is not None:
-        from ps3d_toolkit.segmentation.chunked import segment_chunked
-
         return segment_chunked(image, spacing=spacing, chunk_size=chunk_size, particle_size_mm=particle_size_mm,
-                               method=method, grains=grains, roi=roi, mask=mask, non_finite=non_finite,
+                               method=name, grains=grains, roi=roi, mask=mask, non_finite=non_finite,
                                progress=progress, **options)
-    scan = check_scan(image, spacing, particle_size_mm, non_finite=non_finite)
-    region = resolve_region(scan.image, roi=roi, mask=mask, spacing=scan.spacing)
-    if region is not None and not region.is_whole_box:
-        # A region of interest: the blocks over it, with the whole scan's statistics and windows,
-        # so that its labels are those of a run on the whole scan, cut to the region.
-        from ps3d_toolkit.segmentation.chunked import segment_chunked
-
-        return segment_chunked(image, spacing=spacing, chunk_size=_ROI_BLOCK, particle_size_mm=particle_size_mm,
-                               method=method, grains=grains, roi=region.box, mask=region.mask,
-                               non_finite=non_finite, progress=progress, **options)
-    prepared, grains, _ = prepare_scan(scan.image, grains=grains, region=region,
-                                       particle_size_vox=size_in_voxels(scan.particle_size_mm, scan.spacing))
-    public, implementation = _method(method)
-    # The public function's signature is the one source of the options' defaults;
-    # non_finite was handled at the door.
-    defaults = {k: v for k, v in public.__kwdefaults__.items() if k != "non_finite"}
-    options = {**defaults, **options, "progress": progress,
-               "spacing": scan.spacing, "particle_size_mm": scan.particle_size_mm}
-    labels = implementation(np.asarray(prepared), **options)
-    if region is not None:
-        labels = zero_where(labels, ~region.full())
-    return scan.zero_masked(labels)
+    return run_method(image, get_method(name), spacing=spacing, particle_size_mm=particle_size_mm,
+                      non_finite=non_finite, grains=grains, roi=roi, mask=mask, progress=progress, options=options)
 
 
-#: Block edge of a run over a region of interest.
-_ROI_BLOCK = 128
+def chunk_size_for(shape, method: str, *, memory_limit_gb=None) -> tuple:
+    """Whether a scan fits in memory in one piece: (None, why) when it does, else (the default block edge, why).
 
-
-def available_methods() -> tuple:
-    """The methods that can run here: the model when its weights ship, SNOW when porespy is installed."""
-    from ps3d_toolkit.segmentation.classic import snow_available
-    from ps3d_toolkit.segmentation.model import weights_available
-
-    ready = {"model": weights_available(), "snow": snow_available()}
-    return tuple(m for m in METHODS if ready.get(m, True))
-
-
-def check_method(method) -> Method:
-    """The method to run: ``method``, or the default when it is None; one whose packages are installed.
-
-    Raises
-    ------
-    InputError
-        If ``method`` is not one of :data:`METHODS`.
-    MissingDependencyError
-        If it is ``"snow"`` and porespy (the ``classic`` extra) is not installed.
+    The method's peak bytes per scan voxel
+    (:attr:`~ps3d_toolkit.segmentation.methods.base.SegmentationMethod.bytes_per_voxel`) times the
+    scan's voxels, against the memory budget (80 % of the memory available, or ``memory_limit_gb``).
     """
-    method = method or default_method()
-    if method not in METHODS:
-        raise InputError(f"method must be one of {METHODS}, got {method!r}")
-    if method == "snow":
-        from ps3d_toolkit.segmentation.classic import import_porespy
-
-        import_porespy()
-    return method
-
-
-def method_function(method: Method):
-    """The public function behind ``method``: its signature lists the method's options and defaults.
-
-    Raises
-    ------
-    ValueError
-        If ``method`` is not one of :data:`METHODS`.
-    """
-    if method not in METHODS:
-        raise InputError(f"method must be one of {METHODS}, got {method!r}")
-    return _method(method)[0]
-
-
-def _method(method: Method) -> tuple:
-    """The public function of a method (for its defaults) and its trusting implementation."""
-    if method == "model":
-        from ps3d_toolkit.segmentation.model.inference import _run_model, segment_with_model
-
-        return segment_with_model, lambda image, **options: _run_model(image, **options).labels
-    from ps3d_toolkit.segmentation.classic import _otsu_watershed, _snow, otsu_watershed, snow
-
-    if method == "snow":
-        return snow, _snow
-    return otsu_watershed, _otsu_watershed
+    voxels = math.prod(int(n) for n in shape)
+    needed = voxels * get_method(method).bytes_per_voxel
+    budget, how = memory_budget_bytes(memory_limit_gb)
+    why = f"the scan ({voxels:,} voxels) needs ~{needed / 1e9:.3g} GB in one piece, "
+    if needed <= budget:
+        return None, why + f"within {budget / 1e9:.3g} GB ({how})"
+    return DEFAULT_CHUNK_SIZE, why + f"above {budget / 1e9:.3g} GB ({how})"

@@ -34,7 +34,7 @@ def choose_core_threshold(model, config, scans, thresholds=_CORE_THRESHOLDS) -> 
         ``scores`` maps each threshold to its mean F1@0.5 and F1@0.75.
     """
     from ps3d_toolkit.analysis.evaluate import evaluate_instances
-    from ps3d_toolkit.segmentation.model.inference import segment_with_model
+    from ps3d_toolkit.segmentation.methods.model import segment_with_model
 
     scores = {}
     for threshold in thresholds:

@@ -141,7 +141,7 @@ def train(config: TrainingConfig | None = None, *, progress: bool = True,
     from monai.losses import DiceCELoss
     from tqdm.auto import tqdm
 
-    from ps3d_toolkit.segmentation.model.inference import select_device
+    from ps3d_toolkit.segmentation.model.device import select_device
 
     config = config or TrainingConfig()
     _check_config(config)
@@ -315,7 +315,7 @@ def _learning_rate(step: int, config: TrainingConfig, elapsed_s: float = 0.0) ->
 
 def _validate(model, network, scans, device) -> dict:
     from ps3d_toolkit.analysis.evaluate import evaluate_instances
-    from ps3d_toolkit.segmentation.model.inference import segment_with_model
+    from ps3d_toolkit.segmentation.methods.model import segment_with_model
 
     f1_50, f1_75 = [], []
     model.eval()

@@ -24,7 +24,7 @@ import torch
 
 from ps3d_toolkit.core.errors import InputError, MissingInputError
 from ps3d_toolkit.data.synthetic import generate_scan
-from ps3d_toolkit.segmentation.grains import mean_particle_diameter_mm
+from ps3d_toolkit.segmentation.foreground import mean_particle_diameter_mm
 from ps3d_toolkit.segmentation.normalize import resample_labels, to_network_grid
 from ps3d_toolkit.training.targets import border_core_targets
 
@@ -55,7 +55,7 @@ def prepare_volume(image, labels, spacing, particle_size_mm: float, network: dic
         float32 grey values and uint8 border-core classes on the training grid.
     """
     grid_image, _ = to_network_grid(image, spacing=spacing, particle_size_mm=particle_size_mm * size_error,
-                                    diameter_vox=network["train_diameter_vox"],
+                                    network_diameter_vox=network["train_diameter_vox"],
                                     intensity_percentiles=network["intensity_percentiles"])
     grid_labels = resample_labels(labels, shape=grid_image.shape)
     targets = border_core_targets(grid_labels, border_vox=network["border_vox"])

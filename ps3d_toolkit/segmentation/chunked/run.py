@@ -8,16 +8,15 @@ import logging
 import math
 import shutil
 import tempfile
+import warnings
 from pathlib import Path
 
 import numpy as np
 from tqdm.auto import tqdm
 
-from ps3d_toolkit.core.checks import check_lazy_volume, check_positive, check_spacing
 from ps3d_toolkit.core.errors import InputError, ResourceError
 from ps3d_toolkit.core.locks import output_lock
-from ps3d_toolkit.segmentation._checks import check_particle_size
-from ps3d_toolkit.segmentation.chunked import blocks as _blocks
+from ps3d_toolkit.segmentation._checks import DEFAULT_CHUNK_SIZE, check_chunk_size
 from ps3d_toolkit.segmentation.chunked import stitch
 from ps3d_toolkit.segmentation.chunked.cluster import (
     DEFAULT_DASK_TIMEOUT,
@@ -27,10 +26,9 @@ from ps3d_toolkit.segmentation.chunked.cluster import (
     shippable,
 )
 from ps3d_toolkit.segmentation.chunked.grid import Grid, key, shared_box, within
-from ps3d_toolkit.segmentation.chunked.plan import Plan, halo_voxels, make_plan
 from ps3d_toolkit.segmentation.chunked.work import WORK_SUFFIX, Work, check_output, input_fingerprint, save_block
-from ps3d_toolkit.segmentation.region import prepare_scan, resolve_region, size_in_voxels
-from ps3d_toolkit.segmentation.registry import check_method
+from ps3d_toolkit.segmentation.engine import Plan, halo_voxels, make_plan, open_scan, read_region_masked, segment_region
+from ps3d_toolkit.segmentation.methods import check_method, get_method
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +36,7 @@ logger = logging.getLogger(__name__)
 _AHEAD = 1
 
 
-def segment_chunked(image, *, spacing, output=None, chunk_size: int = 128, particle_size_mm=None,
+def segment_chunked(image, *, spacing, output=None, chunk_size: int = DEFAULT_CHUNK_SIZE, particle_size_mm=None,
                     method=None, grains="brighter", roi=None, mask=None, halo_diameters: float | None = None,
                     resume: bool = False,
                     overwrite: bool = False, zarr_format: int = 2, scheduler=None,
@@ -68,8 +66,7 @@ def segment_chunked(image, *, spacing, output=None, chunk_size: int = 128, parti
         outside is labelled 0.
     halo_diameters : float, optional
         Context read around each block for the instance step, in particle
-        diameters (at least 8 voxels); default by method,
-        :data:`~ps3d_toolkit.segmentation.chunked.plan.DEFAULT_HALO_DIAMETERS`
+        diameters (at least 8 voxels); default: the method's ``halo_diameters``
         (0.5 for the model, 1 for the classic methods).
     resume : bool
         Continue an interrupted run into the same ``output`` from its finished blocks.
@@ -108,29 +105,30 @@ def segment_chunked(image, *, spacing, output=None, chunk_size: int = 128, parti
         When resuming from a damaged ledger.
     """
     given = image  # as given, before any turning round or masking: what a resume must find again
-    image = check_lazy_volume(image, "image")
-    spacing = check_spacing(spacing)
-    method = check_method(method)
-    chunk_size = _check_chunk_size(chunk_size)
+    method = get_method(check_method(method))
+    non_finite = options.pop("non_finite", "refuse")
+    configured = method.configure(**{**method.block_defaults, **options})
+    chunk_size = check_chunk_size(chunk_size)
     if zarr_format not in (2, 3):
         raise InputError(f"zarr_format must be 2 or 3, got {zarr_format!r}")
     if output is not None:
         output = check_output(Path(output), resume, overwrite)
-    particle_size_mm = check_positive(particle_size_mm, "particle_size_mm", allow_none=True)
-    if particle_size_mm is not None:
-        check_particle_size(particle_size_mm, spacing, image.shape)
     dask_timeout = check_scheduler(scheduler, dask_timeout)
     probe_scheduler(scheduler, dask_timeout)
-    region = resolve_region(image, roi=roi, mask=mask, spacing=spacing)
-    image, grains, _ = prepare_scan(image, grains=grains, region=region,
-                                    particle_size_vox=size_in_voxels(particle_size_mm, spacing))
+    image, spacing, particle_size_mm, grains, region = open_scan(image, spacing=spacing,
+                                                                 particle_size_mm=particle_size_mm,
+                                                                 grains=grains, roi=roi, mask=mask)
     block = tuple(min(chunk_size, n) for n in image.shape)
-    plan = make_plan(image, spacing, particle_size_mm, method, block, options)
-    plan.grains, plan.region = grains, region
+    tiles = Grid(tuple(image.shape), block, (0, 0, 0))
+    plan = make_plan(image, configured, spacing=spacing, particle_size_mm=particle_size_mm, non_finite=non_finite,
+                     cores=[tiles.core(index) for index in tiles.indices()], grains=grains, region=region)
     if scheduler is not None and isinstance(getattr(image, "image", None), np.ndarray):
         image = np.asarray(image)  # turned round or masked once, then scattered to the workers as numpy
     grid = Grid(tuple(image.shape), block, halo_voxels(plan, halo_diameters))
-    _check_region_memory(plan, grid)
+    _warn_small_blocks(grid, plan)
+    if plan.runs:  # the method's scale check on one region (core + halo), e.g. the model's memory
+        configured.check_scale(tuple(min(n, b + 2 * h) for n, b, h in zip(grid.shape, grid.block, grid.halo)),
+                               spacing, plan.particle_size_mm, estimated=plan.size_estimate is not None)
     if output is not None:
         folder = output.with_name(output.name + WORK_SUFFIX)
     else:
@@ -143,11 +141,11 @@ def segment_chunked(image, *, spacing, output=None, chunk_size: int = 128, parti
             check_output(output, resume, overwrite)  # again, now that no other run can write it
         fingerprint = input_fingerprint(given) if output is not None else None
         work = Work(folder, plan.key(grid), grid, resume and output is not None, fingerprint)
-        model_blocks = _blocks.ModelBlocks(plan, grid, work.windows) if _runs_network(plan) else None
+        shared = _shared_work(plan, grid, work.folder)
         if scheduler is None:
-            _run_here(image, plan, grid, work, model_blocks, progress)
+            _run_here(image, plan, grid, work, shared, progress)
         else:
-            _run_on_dask(image, plan, grid, work, model_blocks, scheduler, progress, dask_timeout)
+            _run_on_dask(image, plan, grid, work, shared, scheduler, progress, dask_timeout)
         final = stitch.final_ids(sum(work.counts.values()),
                                  stitch.matches(grid, work.counts, lambda box: work.labels[box], work.read_shells))
         if output is None:
@@ -190,33 +188,60 @@ class _LabelsWithAttributes:
         return values if dtype is None else values.astype(dtype)
 
 
-def _runs_network(plan: Plan) -> bool:
-    return plan.method == "model" and plan.has_contrast and not math.isnan(plan.particle_size_mm)
+def _shared_work(plan: Plan, grid: Grid, folder: Path):
+    """The method's work shared across blocks (the model's windows), when it has any and there is work."""
+    shared_work = getattr(plan.method, "shared_work", None)
+    if shared_work is None or not plan.runs:
+        return None
+    return shared_work(plan, grid, Path(folder) / "windows")
 
 
-def _check_chunk_size(chunk_size) -> int:
-    if not isinstance(chunk_size, (int, np.integer)) or isinstance(chunk_size, bool) or chunk_size < 16:
-        raise InputError(f"chunk_size must be an integer of at least 16 voxels, got {chunk_size!r}")
-    return int(chunk_size)
+def prepare_block(image, index, plan: Plan, grid: Grid, shared):
+    """What a block needs before its own work: its region's grey values (and where they were NaN or
+    infinite), and the method's shared work over it (the model's windows).
+
+    Runs ahead of the block (in another thread of the same process), so that
+    reading and the network overlap the previous block's instance step.
+    """
+    if not plan.runs:
+        return None
+    if plan.region is not None and not plan.region.at(grid.core(index)).any():
+        return None  # outside the sample region: nothing to segment
+    values, masked = read_region_masked(image, grid.region(index), plan.fill)
+    if shared is not None:
+        shared.prepare(image, index, values)
+    return values, masked
 
 
-def _check_region_memory(plan: Plan, grid: Grid) -> None:
-    """The model's memory check (as in memory) on one region's network grid."""
-    if not _runs_network(plan):
+def segment_block(index, plan: Plan, grid: Grid, shared, prepared: tuple | None) -> np.ndarray:
+    """uint32 labels of a block's region (core + halo), from :func:`prepare_block`."""
+    region = grid.region(index)
+    if prepared is None:
+        return np.zeros(tuple(s.stop - s.start for s in region), np.uint32)
+    values, masked = prepared
+    return segment_region(values, masked, plan, region, shared)
+
+
+def _warn_small_blocks(grid: Grid, plan: Plan) -> None:
+    """Warn when blocks are under two particle diameters: most particles then cross a block face."""
+    if math.isnan(plan.particle_size_mm):
         return
-    from ps3d_toolkit.segmentation.model.inference import _GridCheck
-
-    region_shape = tuple(min(n, b + 2 * h) for n, b, h in zip(grid.shape, grid.block, grid.halo))
-    _GridCheck(region_shape, plan.spacing, plan.settings["diameter_vox"], plan.settings["tta"],
-               plan.settings["budget"]).check(plan.particle_size_mm)
+    # axes cut into blocks (a block as long as the scan cuts no particle)
+    cut = [(b, plan.particle_size_mm / s) for s, b, n in zip(plan.spacing, grid.block, grid.shape) if b < n]
+    if any(b < 2 * d for b, d in cut):
+        needed = math.ceil(2 * max(d for _, d in cut))
+        warnings.warn(f"chunk_size {max(grid.block)} is under two particle diameters ({needed} voxels at "
+                      f"{plan.particle_size_mm:.3g} mm): most particles cross a block face and the labels can "
+                      f"differ from those of larger blocks; pass chunk_size={max(needed, 16)} or more",
+                      UserWarning, stacklevel=3)
 
 
 # --------------------------------------------------------------------------- engines
 
 
-def _segment_and_save(image, index, plan: Plan, grid: Grid, folder: Path, model_blocks, values) -> int:
+def _segment_and_save(index, plan: Plan, grid: Grid, folder: Path, shared, values) -> int:
     """Segment one block (its prepared values) and write its local labels and shells; its particle count."""
-    labels = _blocks.segment_block(image, index, plan, grid, model_blocks, values)
+    labels = segment_block(index, plan, grid, shared, values)
     core, shells, count = stitch.local_ids(labels, grid, index)
     save_block(folder, grid, index, core, shells)
     return count
@@ -225,27 +250,27 @@ def _segment_and_save(image, index, plan: Plan, grid: Grid, folder: Path, model_
 class _Windows:
     """Which blocks still need each window; a window's file is removed when none does."""
 
-    def __init__(self, model_blocks, todo: list):
-        self.model_blocks = model_blocks
+    def __init__(self, shared, todo: list):
+        self.shared = shared
         self.left = {}
-        if model_blocks is None:
+        if shared is None:
             return
         pending = set(todo)
-        for window, users in model_blocks.consumers().items():
+        for window, users in shared.consumers().items():
             self.left[window] = sum(1 for u in users if u in pending)
             if self.left[window] == 0:
-                model_blocks.store.remove(window)
+                shared.store.remove(window)
 
     def done(self, index) -> None:
-        if self.model_blocks is None:
+        if self.shared is None:
             return
-        for window in self.model_blocks.windows(index):
+        for window in self.shared.windows(index):
             self.left[window] -= 1
             if self.left[window] == 0:
-                self.model_blocks.store.remove(window)
+                self.shared.store.remove(window)
 
 
-def _run_here(image, plan: Plan, grid: Grid, work: Work, model_blocks, progress: bool) -> None:
+def _run_here(image, plan: Plan, grid: Grid, work: Work, shared, progress: bool) -> None:
     """Every unfinished block in raster order, in this process, preparing the next block meanwhile.
 
     One thread reads the next block's region and runs the network on its
@@ -255,11 +280,11 @@ def _run_here(image, plan: Plan, grid: Grid, work: Work, model_blocks, progress:
     from concurrent.futures import ThreadPoolExecutor
 
     todo = work.todo()
-    windows = _Windows(model_blocks, todo)
+    windows = _Windows(shared, todo)
     offset = sum(work.counts.values())
 
     def prepare(index):
-        return _blocks.prepare_block(image, index, plan, grid, model_blocks)
+        return prepare_block(image, index, plan, grid, shared)
 
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ps3d-prepare") as ahead, \
             tqdm(total=len(grid.indices()), initial=len(grid.indices()) - len(todo), desc="blocks",
@@ -271,7 +296,7 @@ def _run_here(image, plan: Plan, grid: Grid, work: Work, model_blocks, progress:
                 prepared[k] = None  # let the values go with the block
                 if k + _AHEAD < len(todo):
                     prepared.append(ahead.submit(prepare, todo[k + _AHEAD]))
-                count = _segment_and_save(image, index, plan, grid, work.folder, model_blocks, values)
+                count = _segment_and_save(index, plan, grid, work.folder, shared, values)
                 offset += count
                 if offset >= np.iinfo(np.uint32).max:
                     raise ResourceError("the scan holds more particles than uint32 labels can number")
@@ -312,16 +337,16 @@ _MALLOC_TRIM = None
 def _windows_task(image, windows: list, plan: Plan, grid: Grid, folder: str) -> int:
     """On a worker: compute some of the network's windows (each worker loads the weights once)."""
     _limit_threads()
-    _blocks.ModelBlocks(plan, grid, Path(folder) / "windows").compute(image, windows)
+    _shared_work(plan, grid, Path(folder)).compute(image, windows)
     return len(windows)
 
 
 def _block_task(image, index, plan: Plan, grid: Grid, folder: str, *windows_ready) -> tuple:
     """On a worker: one block, after the windows it needs (``windows_ready``) are on disk."""
     _limit_threads()
-    model_blocks = _blocks.ModelBlocks(plan, grid, Path(folder) / "windows") if _runs_network(plan) else None
-    prepared = _blocks.prepare_block(image, index, plan, grid, model_blocks)
-    return index, _segment_and_save(image, index, plan, grid, Path(folder), model_blocks, prepared)
+    shared = _shared_work(plan, grid, Path(folder))
+    prepared = prepare_block(image, index, plan, grid, shared)
+    return index, _segment_and_save(index, plan, grid, Path(folder), shared, prepared)
 
 
 def _limit_threads() -> None:
@@ -338,7 +363,7 @@ def _limit_threads() -> None:
         torch.set_num_threads(threads)
 
 
-def _run_on_dask(image, plan: Plan, grid: Grid, work: Work, model_blocks, scheduler, progress: bool,
+def _run_on_dask(image, plan: Plan, grid: Grid, work: Work, shared, scheduler, progress: bool,
                  dask_timeout: float = DEFAULT_DASK_TIMEOUT) -> None:
     """Every unfinished block as a task on dask.distributed; the ledger is written here as tasks finish.
 
@@ -351,22 +376,22 @@ def _run_on_dask(image, plan: Plan, grid: Grid, work: Work, model_blocks, schedu
     try:
         source = shippable(image, client)
         todo = work.todo()
-        windows = _Windows(model_blocks, todo)
+        windows = _Windows(shared, todo)
         window_tasks = {}
-        if model_blocks is not None:
-            owners = model_blocks.owners()
-            needed = {w for index in todo for w in model_blocks.windows(index)}
+        if shared is not None:
+            owners = shared.owners()
+            needed = {w for index in todo for w in shared.windows(index)}
             owner_of = {w: index for index, ws in owners.items() for w in ws}
             for index, owned in owners.items():
-                missing = model_blocks.store.missing([w for w in owned if w in needed])
+                missing = shared.store.missing([w for w in owned if w in needed])
                 if missing:
                     window_tasks[index] = client.submit(_windows_task, source, missing, plan, grid,
                                                         str(work.folder), pure=False)
         futures = []
         for index in todo:
             ready = []
-            if model_blocks is not None:
-                owners_needed = {owner_of[w] for w in model_blocks.windows(index)}
+            if shared is not None:
+                owners_needed = {owner_of[w] for w in shared.windows(index)}
                 ready = [window_tasks[o] for o in sorted(owners_needed) if o in window_tasks]
             futures.append(client.submit(_block_task, source, index, plan, grid, str(work.folder), *ready,
                                          pure=False))
@@ -421,7 +446,7 @@ def _write_output(work: Work, grid: Grid, final: np.ndarray, output: Path, plan:
     """The final store: OME-Zarr (labels at level 0, a pyramid for viewing), written atomically block by block."""
     from ps3d_toolkit.io.ome_zarr import save_ome_zarr
 
-    attrs = {"particle_size_mm": plan.particle_size_mm, "method": plan.method, "grains": plan.grains,
+    attrs = {"particle_size_mm": plan.particle_size_mm, "method": plan.method.name, "grains": plan.grains,
              **({"sample_region": str(plan.region)} if plan.region is not None else {}),
              "chunked": {"block": list(grid.block), "halo": list(grid.halo)},
              "n_particles": int(final.max()) if final.size else 0}

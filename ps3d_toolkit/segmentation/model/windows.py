@@ -1,56 +1,104 @@
-"""The network's sliding windows over a whole scan, one window at a time.
+"""The network's sliding windows: placed, fed, run and blended, one implementation for every scan size.
 
-In memory, MONAI's ``sliding_window_inference`` places windows over the
-scan's whole network grid and blends their logits with a Gaussian weight.
-The network normalises each window (instance norm), so its answer depends on
-where the windows lie: a block segmented on its own, with its own windows,
-differs from the whole scan's run near the block's faces (F1 0.976 against
-the in-memory labels on a generated 256^3 scan in blocks of 96, one diameter
-of halo; 0.994 at two diameters, but 9x slower).
+The windows lie on the whole scan's network grid (the scan resampled so that a particle spans
+the network's diameter), every ``int(window * (1 - overlap))`` voxels along each axis and the last
+one flush with the far edge; a grid smaller than a window is padded with zeros on both sides. The
+network normalises each window (instance norm), so its answer depends on where the windows lie:
+a block segmented with windows of its own differs near its faces from the whole scan's run
+(F1 0.976 on a generated 256^3 scan in blocks of 96). So every block uses the whole scan's windows.
 
-Here the windows are the in-memory run's own windows (MONAI's
-``dense_patch_slices`` on the whole grid, with the same padding and flips),
-each computed once, from the scan region it covers, and kept on disk until
-every block that overlaps it is done. A block then blends all the windows
-over its region exactly as MONAI blends them over the scan, so its
-probabilities equal the in-memory ones up to floating-point order; only the
-instance step is local to the block.
-
-The scan-to-grid and grid-to-scan resampling is torch's trilinear
-interpolation (``align_corners=False``) written separably with the whole
-scan's coordinate mapping, so that a region resamples to exactly the crop
-of the resampled whole.
+A window's input is resampled from the scan crop it covers (torch's trilinear interpolation,
+``align_corners=False``, written separably with the whole scan's coordinate mapping, so that a
+crop resamples to exactly the crop of the resampled whole), and mirrored for test-time
+augmentation. Its logits are blended with a Gaussian weight (MONAI's ``compute_importance_map``)
+into the probabilities of any box of the grid (:class:`Blender`): the whole grid for a scan in
+memory, a block's box in a chunked run, where each window is computed once and kept on disk
+(:class:`WindowStore`) until every block over it is done. The result equals MONAI's
+``sliding_window_inference`` on the whole grid up to floating-point order (tests/test_windows.py).
 """
 
 from __future__ import annotations
 
 import itertools
+import math
 import os
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
 
-__all__ = ["NetworkGrid", "WindowStore", "blend_probabilities", "resample_region"]
+from ps3d_toolkit.core.errors import InputError
 
-# MONAI's Gaussian window weight (``sliding_window_inference``'s default).
+__all__ = ["Blender", "NetworkGrid", "WindowStore", "blend_probabilities", "check_window_settings",
+           "importance_map", "predict_probabilities", "predict_windows", "resample_region", "run_windows",
+           "window_inputs", "window_sizes"]
+
+# The Gaussian window weight's sigma, as a fraction of the window (MONAI's default).
 _SIGMA_SCALE = 0.125
-# The in-memory test-time augmentation's mirrorings, as spatial axes, in its order.
+# The test-time augmentation's mirrorings, as spatial axes.
 _TTA_FLIPS = ((), (0,), (1,), (2,), (0, 1), (0, 2), (1, 2), (0, 1, 2))
+# Window edges are multiples of the network's total stride, and at least two strides.
+_STRIDE = 8
+_SMALLEST_WINDOW = 16
+
+
+def window_sizes(shape, *, overlap: float, smallest: int = 64, largest: int = 96) -> tuple:
+    """Sliding-window edge per axis that covers the scan with the least work.
+
+    Along each axis ``ceil((n - w) / int(w * (1 - overlap))) + 1`` windows of edge ``w`` are
+    placed; the edge between ``smallest`` and ``largest`` (in steps of 8, the network's total
+    stride) that minimises windows x edge is chosen, the larger one on ties. An axis no longer
+    than ``largest`` gets a single window. With the instance-normalised network, windows near the
+    64-voxel training patches keep their statistics close to training's.
+
+    Examples
+    --------
+    >>> window_sizes((118, 142, 142), overlap=0.125)
+    (64, 80, 80)
+    """
+    def edge(n: int) -> int:
+        if n <= largest:
+            return max(_STRIDE, -(-n // _STRIDE) * _STRIDE)
+
+        def work(w: int) -> tuple:
+            windows = math.ceil((n - w) / max(1, int(w * (1 - overlap)))) + 1
+            return windows * w, -w
+
+        return min(range(smallest, largest + 1, _STRIDE), key=work)
+
+    return tuple(edge(int(n)) for n in shape)
+
+
+def check_window_settings(window_size, overlap, batch_size) -> None:
+    """Refuse an overlap outside [0, 1), a batch under 1 and a window size that is neither numbers nor "auto"."""
+    if not 0 <= overlap < 1:
+        raise InputError(f"overlap must be in [0, 1), got {overlap!r}")
+    if int(batch_size) < 1:
+        raise InputError(f"batch_size must be a positive integer, got {batch_size!r}")
+    if isinstance(window_size, str) and window_size != "auto":
+        raise InputError(f"window_size must be a number, 3 numbers or 'auto', got {window_size!r}")
+
+
+def axis_starts(size: int, window: int, overlap: float) -> list:
+    """Window starts along one axis of ``size`` voxels (at least one window long): a step apart, the last flush."""
+    step = window if window == size else max(1, int(window * (1 - overlap)))
+    count = next(d for d in range(size + 1) if d * step + window >= size) + 1
+    return sorted({min(i * step, size - window) for i in range(count)})
 
 
 @dataclass(frozen=True)
 class NetworkGrid:
-    """The whole scan's network grid and the in-memory run's windows on it.
+    """A scan's network grid and the windows on it.
 
     Attributes
     ----------
     scan_shape, grid_shape : tuple of 3 int
         The scan's shape and its shape on the network's grid.
-    roi : tuple of 3 int
-        The window shape (as the in-memory run chooses it).
+    window : tuple of 3 int
+        The window shape.
     overlap : float
         Overlap between neighbouring windows.
     flips : tuple of tuples
@@ -59,55 +107,57 @@ class NetworkGrid:
 
     scan_shape: tuple
     grid_shape: tuple
-    roi: tuple
+    window: tuple
     overlap: float
     flips: tuple
 
     @classmethod
-    def for_scan(cls, scan_shape, grid_shape, *, roi_size, overlap: float, tta: bool) -> NetworkGrid:
-        """The grid of a scan, with the window shape the in-memory run would use."""
-        from ps3d_toolkit.segmentation.model.inference import window_sizes
+    def for_scan(cls, scan_shape, grid_shape, *, window_size, overlap: float, tta: bool) -> NetworkGrid:
+        """The grid of a scan, with ``window_size`` (an edge, 3 edges or "auto") rounded for the network.
 
-        if isinstance(roi_size, str):
-            roi_size = window_sizes(grid_shape, overlap=overlap)
-        roi = (roi_size,) * 3 if np.isscalar(roi_size) else tuple(roi_size)
-        # as inference._predict_probabilities: multiples of 8, no larger than the grid rounded up to 8
-        roi = tuple(min(max(16, int(r) // 8 * 8), -(-int(s) // 8) * 8) for r, s in zip(roi, grid_shape))
-        return cls(tuple(scan_shape), tuple(grid_shape), roi, float(overlap), _TTA_FLIPS if tta else ((),))
+        Edges are multiples of the network's stride (8), at least 16, and no larger than the grid
+        rounded up to 8 (a smaller grid is padded up to the window).
+        """
+        if isinstance(window_size, str):
+            window_size = window_sizes(grid_shape, overlap=overlap)
+        window = (window_size,) * 3 if np.isscalar(window_size) else tuple(window_size)
+        window = tuple(min(max(_SMALLEST_WINDOW, int(w) // _STRIDE * _STRIDE), -(-int(g) // _STRIDE) * _STRIDE)
+                       for w, g in zip(window, grid_shape))
+        return cls(tuple(scan_shape), tuple(grid_shape), window, float(overlap), _TTA_FLIPS if tta else ((),))
 
     @property
     def pad(self) -> tuple:
-        """MONAI's low-side padding of a grid smaller than a window, per axis."""
-        return tuple(max(r - g, 0) // 2 for r, g in zip(self.roi, self.grid_shape))
+        """The low-side zero padding of a grid smaller than a window, per axis."""
+        return tuple(max(w - g, 0) // 2 for w, g in zip(self.window, self.grid_shape))
 
     @cached_property
     def _axis_corners(self) -> tuple:
         """Per mirroring, the windows' low corners along each axis, in grid coordinates.
 
-        Every window is one corner from each axis (MONAI places them as a
-        product), so a box's windows are found axis by axis, not by testing
-        every window of the scan against it.
+        Every window is one corner from each axis, so a box's windows are found axis by axis,
+        not by testing every window of the scan against it.
         """
         found = []
         for flip in self.flips:
             axes = []
-            for axis, lows in enumerate(padded_axis_starts(self.grid_shape, self.roi, self.overlap)):
-                lows = [low - self.pad[axis] for low in lows]  # in the (mirrored) grid
-                if axis in flip:
-                    lows = [self.grid_shape[axis] - low - self.roi[axis] for low in lows]
+            for axis, (g, w) in enumerate(zip(self.grid_shape, self.window)):
+                lows = [low - self.pad[axis] for low in axis_starts(max(g, w), w, self.overlap)]
+                if axis in flip:  # the windows of the mirrored grid, in the grid's own coordinates
+                    lows = [g - low - w for low in lows]
                 axes.append(lows)
             found.append(tuple(axes))
         return tuple(found)
 
     def windows(self) -> list:
-        """Every window as (mirroring index, low corner), in MONAI's order for each mirroring."""
+        """Every window as (mirroring index, low corner), mirroring by mirroring."""
         return [(f, corner) for f, axes in enumerate(self._axis_corners) for corner in itertools.product(*axes)]
 
     def overlapping(self, extent: tuple) -> list:
-        """The windows that overlap a grid box (tuple of slices)."""
+        """The windows that overlap a grid box (tuple of slices), mirroring by mirroring."""
         found = []
         for f, axes in enumerate(self._axis_corners):
-            near = [[c for c in lows if c < e.stop and c + r > e.start] for lows, r, e in zip(axes, self.roi, extent)]
+            near = [[c for c in lows if c < e.stop and c + w > e.start]
+                    for lows, w, e in zip(axes, self.window, extent)]
             found += [(f, corner) for corner in itertools.product(*near)]
         return found
 
@@ -120,19 +170,6 @@ class NetworkGrid:
         """The scan box that resampling a grid box (clipped to the grid) reads."""
         return tuple(slice(*_source_span(max(e.start, 0), min(e.stop, g), n, g))
                      for e, g, n in zip(extent, self.grid_shape, self.scan_shape))
-
-
-def padded_axis_starts(grid_shape: tuple, roi: tuple, overlap: float) -> tuple:
-    """MONAI's window starts along each axis of a grid (padded up to the window where smaller).
-
-    ``dense_patch_slices`` places one window at every combination of these.
-    """
-    from monai.data.utils import dense_patch_slices
-    from monai.inferers.utils import _get_scan_interval
-
-    padded = tuple(max(g, r) for g, r in zip(grid_shape, roi))
-    windows = dense_patch_slices(padded, roi, _get_scan_interval(padded, roi, 3, (overlap,) * 3))
-    return tuple(sorted({int(w[axis].start) for w in windows}) for axis in range(3))
 
 
 def _source_coordinates(start: int, stop: int, source_size: int, target_size: int) -> tuple:
@@ -222,12 +259,12 @@ class WindowStore:
     def missing(self, windows) -> list:
         return [w for w in windows if not self.path(w).is_file()]
 
-    def save(self, window, logits: np.ndarray) -> None:
+    def save(self, window, logits) -> None:
         """Write one window's logits atomically (a torn file would be taken as done)."""
         path = self.path(window)
         tmp = path.with_suffix(".tmp")
         with open(tmp, "wb") as handle:
-            np.save(handle, np.ascontiguousarray(logits, dtype=np.float32))
+            np.save(handle, np.ascontiguousarray(torch.as_tensor(logits).cpu().numpy(), dtype=np.float32))
         os.replace(tmp, path)
 
     def load(self, window) -> np.ndarray:
@@ -238,15 +275,14 @@ class WindowStore:
 
 
 def window_inputs(image, windows, grid: NetworkGrid, normalize, device=None) -> torch.Tensor:
-    """The network's inputs for some windows: (n, 1, *roi) float32 on ``device``, mirrored as each window's flip asks.
+    """The network's inputs for some windows: (n, 1, *window) float32 on ``device``, mirrored as each window asks.
 
-    ``normalize`` turns a scan crop into normalised float32 values (the plan's
-    intensity scaling). The resampling runs on ``device`` (a GPU when the
-    network runs on one).
+    ``normalize`` turns a scan crop into normalised float32 values. The resampling runs on
+    ``device`` (a GPU when the network runs on one).
     """
-    batch = torch.zeros((len(windows), 1, *grid.roi), dtype=torch.float32, device=device)
+    batch = torch.zeros((len(windows), 1, *grid.window), dtype=torch.float32, device=device)
     for i, (f, corner) in enumerate(windows):
-        extent = tuple(slice(c, c + r) for c, r in zip(corner, grid.roi))
+        extent = tuple(slice(c, c + w) for c, w in zip(corner, grid.window))
         inside = tuple(slice(max(e.start, 0), min(e.stop, g)) for e, g in zip(extent, grid.grid_shape))
         source = grid.scan_extent(inside)
         crop = torch.from_numpy(np.ascontiguousarray(normalize(np.asarray(image[source])))).to(device)
@@ -258,49 +294,129 @@ def window_inputs(image, windows, grid: NetworkGrid, normalize, device=None) -> 
     return batch
 
 
-def predict_windows(model, batch, device: torch.device) -> np.ndarray:
-    """Logits of a batch of windows (numpy or a tensor), as MONAI's predictor call (mixed precision on CUDA)."""
+def predict_windows(model, batch, device: torch.device) -> torch.Tensor:
+    """float32 logits of a batch of windows (numpy or a tensor) on ``device``: mixed precision on CUDA."""
     x = torch.as_tensor(batch)
     with torch.inference_mode(), torch.autocast(device_type=device.type, enabled=device.type == "cuda",
                                                 dtype=torch.float16):
         logits = model(x.to(device))
-    return logits.float().cpu().numpy()
+    return logits.float()
 
 
-def importance_map(roi: tuple) -> np.ndarray:
-    """MONAI's Gaussian window weight for a window shape."""
+def run_windows(image, windows: list, grid: NetworkGrid, *, model, normalize, device: torch.device,
+                batch_size: int, sink, advance=None) -> None:
+    """Run the network on ``windows``, a batch at a time; hand each window's logits, mirrored back, to ``sink``.
+
+    ``sink(window, logits)`` gets a (3, *window) tensor on ``device``; ``advance(n)`` (optional)
+    is told how many windows were done.
+    """
+    for start in range(0, len(windows), batch_size):
+        batch = windows[start:start + batch_size]
+        logits = predict_windows(model, window_inputs(image, batch, grid, normalize, device), device)
+        for window, values in zip(batch, logits):
+            flip = grid.flips[window[0]]
+            sink(window, values.flip([a + 1 for a in flip]) if flip else values)
+        if advance is not None:
+            advance(len(batch))
+
+
+def importance_map(window: tuple) -> np.ndarray:
+    """The Gaussian weight of a window's voxels in the blend (MONAI's ``compute_importance_map``)."""
     from monai.data.utils import compute_importance_map
 
-    return compute_importance_map(roi, mode="gaussian", sigma_scale=_SIGMA_SCALE, device="cpu",
+    return compute_importance_map(window, mode="gaussian", sigma_scale=_SIGMA_SCALE, device="cpu",
                                   dtype=torch.float32).numpy()
 
 
-def blend_probabilities(store: WindowStore, extent: tuple, weight: np.ndarray, device=None) -> np.ndarray:
-    """Class probabilities (3, *extent) on a grid box, from every window over it.
+class Blender:
+    """Class probabilities on a box of the grid, from the windows over it, handed in mirroring by mirroring.
 
-    Per mirroring, the windows' logits are averaged with the Gaussian
-    ``weight`` and turned into probabilities (softmax), as in memory; the
-    mirrorings' probabilities are then averaged. The sums and the softmax
-    run on ``device`` (a GPU when the network runs on one).
+    Per mirroring the windows' logits are averaged with the Gaussian weight and turned into
+    probabilities (softmax); the mirrorings' probabilities are then averaged.
     """
-    grid = store.grid
-    shape = tuple(e.stop - e.start for e in extent)
-    weight = torch.as_tensor(weight, device=device)
-    total = None
-    for f in range(len(grid.flips)):
-        summed = torch.zeros((3, *shape), dtype=torch.float32, device=device)
-        count = torch.zeros(shape, dtype=torch.float32, device=device)
-        for window in grid.overlapping(extent):
-            if window[0] != f:
-                continue
-            corner = window[1]
-            both = tuple(slice(max(c, e.start), min(c + r, e.stop)) for c, r, e in zip(corner, grid.roi, extent))
-            mine = tuple(slice(b.start - c, b.stop - c) for b, c in zip(both, corner))
-            there = tuple(slice(b.start - e.start, b.stop - e.start) for b, e in zip(both, extent))
-            w = weight[mine]
-            logits = torch.from_numpy(store.load(window)[(slice(None), *mine)]).to(weight.device)
-            summed[(slice(None), *there)] += logits * w
-            count[there] += w
-        probs = torch.softmax(summed / count, dim=0)
-        total = probs if total is None else total + probs
-    return (total / len(grid.flips)).cpu().numpy()
+
+    def __init__(self, grid: NetworkGrid, extent: tuple, weight=None, device=None):
+        self.grid, self.extent = grid, extent
+        self.shape = tuple(e.stop - e.start for e in extent)
+        self.weight = torch.as_tensor(importance_map(grid.window) if weight is None else weight, device=device)
+        self.total = self.summed = self.count = None
+        self.flip = None
+
+    def add(self, window, logits) -> None:
+        """Blend one window's logits ((3, *window), mirrored back); windows come mirroring by mirroring."""
+        f, corner = window
+        if f != self.flip:
+            self._close_flip()
+            self.flip = f
+            self.summed = torch.zeros((3, *self.shape), dtype=torch.float32, device=self.weight.device)
+            self.count = torch.zeros(self.shape, dtype=torch.float32, device=self.weight.device)
+        both = tuple(slice(max(c, e.start), min(c + w, e.stop))
+                     for c, w, e in zip(corner, self.grid.window, self.extent))
+        if any(b.stop <= b.start for b in both):
+            return
+        mine = tuple(slice(b.start - c, b.stop - c) for b, c in zip(both, corner))
+        there = tuple(slice(b.start - e.start, b.stop - e.start) for b, e in zip(both, self.extent))
+        w = self.weight[mine]
+        self.summed[(slice(None), *there)] += torch.as_tensor(logits)[(slice(None), *mine)].to(w.device) * w
+        self.count[there] += w
+
+    def _close_flip(self) -> None:
+        if self.summed is None:
+            return
+        probs = torch.softmax(self.summed / self.count, dim=0)
+        self.total = probs if self.total is None else self.total + probs
+        self.summed = self.count = None
+
+    def probabilities(self) -> torch.Tensor:
+        """(3, *box) float32 probabilities of background, core and border."""
+        self._close_flip()
+        return self.total / len(self.grid.flips)
+
+
+def blend_probabilities(store: WindowStore, extent: tuple, weight: np.ndarray, device=None) -> np.ndarray:
+    """Class probabilities (3, *extent) on a grid box, from every stored window over it."""
+    blender = Blender(store.grid, extent, weight, device)
+    for window in store.grid.overlapping(extent):
+        blender.add(window, torch.from_numpy(store.load(window)))
+    return blender.probabilities().cpu().numpy()
+
+
+def predict_probabilities(normalized, model, *, window_size: int | tuple | Literal["auto"], overlap: float,
+                          batch_size: int, device="cpu", tta: bool = False, advance=None) -> np.ndarray:
+    """Border-core class probabilities of a scan already on the network's grid (normalised and resampled).
+
+    Parameters
+    ----------
+    normalized : np.ndarray
+        Intensity- and size-normalised scan (z, y, x).
+    model : torch.nn.Module
+        The border-core network.
+    window_size : int, tuple of 3 int or "auto"
+        Sliding-window edge in voxels; "auto" picks per axis the window that covers the scan
+        with the least work (see :func:`window_sizes`).
+    overlap : float
+        Fraction of overlap between neighbouring windows, in [0, 1).
+    batch_size : int
+        Windows per forward pass.
+    device : torch.device or str
+        Where to run the network.
+    tta : bool
+        Average over the 8 mirrorings of the input (test-time augmentation).
+    advance : callable, optional
+        Told how many windows were done after each batch (a progress bar's ``update``).
+
+    Returns
+    -------
+    np.ndarray
+        float32 (3, z, y, x) probabilities of background, core, border.
+    """
+    check_window_settings(window_size, overlap, batch_size)
+    normalized = np.asarray(normalized, dtype=np.float32)
+    device = torch.device(device)
+    grid = NetworkGrid.for_scan(normalized.shape, normalized.shape, window_size=window_size, overlap=overlap,
+                                tta=bool(tta))
+    whole = tuple(slice(0, n) for n in normalized.shape)
+    blender = Blender(grid, whole, device=device)
+    run_windows(normalized, grid.windows(), grid, model=model, normalize=lambda crop: crop, device=device,
+                batch_size=int(batch_size), sink=blender.add, advance=advance)
+    return blender.probabilities().cpu().numpy()

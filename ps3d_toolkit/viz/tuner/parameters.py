@@ -1,8 +1,9 @@
 """The tuner's parameter table: which options of each method it offers, and on which control.
 
-The controls (kind, range or choices, help) are the tuner's own; every default
-is read from the segmenter's signature, so that the tuner starts where
-:func:`ps3d_toolkit.segmentation.segment` does. What "auto" means for the
+The controls (kind, range or choices, help) and the defaults are the method
+object's own (``controls``, ``defaults``), so that the tuner starts where
+:func:`ps3d_toolkit.segmentation.segment` does and offers the methods of other
+packages too. What "auto" means for the
 model's choices is read from the weights' config (:func:`auto_values`).
 """
 
@@ -33,67 +34,33 @@ class Parameter(NamedTuple):
     help: str
 
 
-_FRACTION_HELP = "drop particles below this fraction of the mean volume"
-_N_CLASSES = ("choice", (None, 2, 3, 4), None, "Otsu classes (threshold): auto, or 2 for a crop without air")
-
-# name -> (kind, low, high, help): the control of each option; the default comes from the segmenter.
-_CONTROLS = {
-    "otsu-watershed": {
-        "min_particle_fraction": ("log", 1e-4, 0.3, _FRACTION_HELP),
-        "n_classes": _N_CLASSES,
-        "min_distance_fraction": ("float", 0.2, 1.5, "seed spacing / mean radius: lower splits more"),
-    },
-    "snow": {
-        "min_particle_fraction": ("log", 1e-4, 0.3, _FRACTION_HELP),
-        "n_classes": _N_CLASSES,
-        "sigma": ("float", 0.0, 2.0, "blur of the distance map (voxels) before the peak search"),
-    },
-    "model": {
-        "min_particle_fraction": ("log", 1e-4, 0.3, "drop particles below this fraction of the expected volume"),
-        "min_core_voxels": ("int", 1, 200, "smallest core (network voxels) that seeds a particle"),
-        "overlap": ("float", 0.0, 0.75, "overlap of the sliding windows"),
-        "inference_diameter_vox": ("choice", (None, 16, 18, 20, 22, 24), None,
-                                   "particle diameter on the network's grid (voxels): auto = the "
-                                   "weights' own; larger is slower"),
-        "core_threshold": ("choice", (None, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9), None,
-                           "core probability that seeds a particle: auto = the weights' own; "
-                           "higher splits touching grains, lower keeps small ones"),
-        "tta": ("bool", None, None, "average over mirrored inputs (8x slower)"),
-    },
-}
-
 # Options of segment() itself, offered with every method (their defaults read from segment()).
 _COMMON_CONTROLS = {
     "grains": ("choice", ("brighter", "darker", "auto"), None,
                "grains brighter or darker than their matrix (auto: decided from the scan)"),
 }
 
-# Where the tuner starts elsewhere than the segmenter: the model's tta="auto" turns
-# mirroring on with a GPU, which makes every preview 8x slower; a checkbox starts off.
-_TUNER_DEFAULTS = {"model": {"tta": False}}
-
-
-@functools.lru_cache(maxsize=None)
 def parameters(method: str) -> dict:
     """The tunable options of ``method``: name -> :class:`Parameter`.
+
+    Each method object holds its own controls and defaults
+    (:class:`~ps3d_toolkit.segmentation.methods.base.SegmentationMethod`: ``controls``,
+    ``defaults``, ``tuner_defaults``); a method of another package offers the controls it declares.
 
     Raises
     ------
     ValueError
         If ``method`` is not a segmentation method.
     """
-    from ps3d_toolkit.segmentation import method_function
+    from ps3d_toolkit.segmentation.methods import get_method
     from ps3d_toolkit.segmentation.registry import segment
 
-    if method not in _CONTROLS:
-        raise InputError(f"method must be one of {tuple(_CONTROLS)}, got {method!r}")
-    signature = inspect.signature(method_function(method)).parameters
+    found = get_method(method)
     common = inspect.signature(segment).parameters
-    own = _TUNER_DEFAULTS.get(method, {})
     table = {name: Parameter(kind, common[name].default, low, high, help_text)
              for name, (kind, low, high, help_text) in _COMMON_CONTROLS.items()}
-    for name, (kind, low, high, help_text) in _CONTROLS[method].items():
-        default = own[name] if name in own else signature[name].default
+    for name, (kind, low, high, help_text) in found.controls.items():
+        default = found.tuner_defaults.get(name, found.defaults.get(name))
         table[name] = Parameter(kind, default, low, high, help_text)
     return table
 
@@ -102,15 +69,21 @@ class _Parameters(Mapping):
     """method -> its options; a method's table is read (and its module imported) on first use."""
 
     def __getitem__(self, method):
-        if method not in _CONTROLS:
+        from ps3d_toolkit.segmentation.methods import method_names
+
+        if method not in method_names():
             raise KeyError(method)
         return parameters(method)
 
     def __iter__(self):
-        return iter(_CONTROLS)
+        from ps3d_toolkit.segmentation.methods import method_names
+
+        return iter(method_names())
 
     def __len__(self):
-        return len(_CONTROLS)
+        from ps3d_toolkit.segmentation.methods import method_names
+
+        return len(method_names())
 
 
 #: The tunable options of each method: method -> {name: :class:`Parameter`}.
@@ -179,6 +152,6 @@ def _weights_auto_values(path: str) -> tuple:
 
 def available_methods() -> tuple:
     """The methods the tuner offers: those that can run here (the model when its weights ship, SNOW with porespy)."""
-    from ps3d_toolkit.segmentation.registry import available_methods as runnable
+    from ps3d_toolkit.segmentation.methods import available_methods as runnable
 
     return runnable()
