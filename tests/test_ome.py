@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import logging
 import tracemalloc
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,7 +15,7 @@ import zarr
 from ps3d_toolkit.core.errors import InputError, OutputError
 from ps3d_toolkit.io import load_labels, load_scan, save_labels, save_scan
 from ps3d_toolkit.io import ome_zarr as ome
-from ps3d_toolkit.io.ome_zarr import ngff_attributes, save_ome_zarr, write_pyramid
+from ps3d_toolkit.io.ome_zarr import add_labels, label_paths, ngff_attributes, save_ome_zarr, write_pyramid
 
 SPACING = (0.3, 0.2, 0.1)  # (z, y, x) in mm, anisotropic so that an axis mix-up shows
 
@@ -205,6 +206,101 @@ def test_ngff_attributes_check_their_arguments():
         ngff_attributes(SPACING, n_levels=1, zarr_format=4)
     attrs = ngff_attributes(0.5, n_levels=2, name="grains", labels=True)
     assert attrs["multiscales"][0]["name"] == "grains" and attrs["multiscales"][0]["version"] == "0.4"
+
+
+# --------------------------------------------------------------------------- NGFF labels beside the scan
+
+
+def _scan_with_labels(tmp_path, zarr_format, shape=(70, 66, 80)):
+    image = np.random.default_rng(2).integers(0, 4000, shape, dtype=np.uint16)
+    labels = _labels(shape)
+    path = save_ome_zarr(image, tmp_path / "scan.ome.zarr", spacing=SPACING, zarr_format=zarr_format, chunks=32,
+                         label_images={"particles": labels}, attributes={"particle_size_mm": 0.7})
+    return image, labels, path
+
+
+@pytest.mark.parametrize("zarr_format, version", [(2, "0.4"), (3, "0.5")])
+def test_scan_written_with_its_labels_follows_the_ngff_labels_layout(tmp_path, zarr_format, version):
+    from ome_zarr.format import format_from_version
+    from ome_zarr.io import parse_url
+    from ome_zarr.reader import Label, Labels, Multiscales, Reader
+
+    image, labels, path = _scan_with_labels(tmp_path, zarr_format)
+    # the spec's own models: the image with its labels group, and the label image
+    models = importlib.import_module(f"ome_zarr_models.v0{version[-1]}")
+    root = zarr.open_group(str(path), mode="r")
+    models.Image.from_zarr(root)  # also checks that the label image has the image's number of levels
+    assert models.Labels.from_zarr(root["labels"]).attributes.model_dump(exclude_none=True) in (
+        {"labels": ["particles"]}, {"ome": {"version": "0.5", "labels": ["particles"]}})
+    image_label = models.ImageLabel.from_zarr(root["labels/particles"])
+    attrs = image_label.attributes.model_dump(exclude_none=True)
+    attrs = attrs.get("ome", attrs)
+    assert attrs["image_label" if "image_label" in attrs else "image-label"]["source"] == {"image": "../../"}
+    # ome-zarr's own reader finds the labels beside the image, with their axes, units and scales
+    nodes = list(Reader(parse_url(str(path), fmt=format_from_version(version)))())
+    kinds = {Path(str(node.zarr.path)).name: node for node in nodes}
+    assert any(isinstance(spec, Labels) for spec in kinds["labels"].specs)
+    label = kinds["particles"]
+    assert {type(spec) for spec in label.specs} >= {Label, Multiscales}
+    assert [(a["name"], a["unit"]) for a in label.metadata["axes"]] == [(n, "millimeter") for n in "zyx"]
+    for level, (data, transforms) in enumerate(zip(label.data, label.metadata["coordinateTransformations"])):
+        assert transforms == [{"type": "scale", "scale": pytest.approx([s * 2**level for s in SPACING])}]
+        np.testing.assert_array_equal(np.asarray(data), labels[::2**level, ::2**level, ::2**level])
+    assert len(label.data) == len(kinds["scan.ome.zarr"].data) == 2
+    # our reader: the scan as before, and the labels bit for bit, with the spacing
+    scan = load_scan(path)
+    np.testing.assert_array_equal(np.asarray(scan.image), image)
+    assert (scan.spacing, scan.particle_size_mm) == (pytest.approx(SPACING), 0.7)
+    (name, where), = label_paths(path).items()
+    assert name == "particles" and where == path / "labels" / "particles"
+    back = load_scan(where)
+    assert back.spacing == pytest.approx(SPACING)
+    assert back.dtype == np.uint32 and np.array_equal(np.asarray(back.image), labels)
+    np.testing.assert_array_equal(load_labels(where), labels)
+
+
+@pytest.mark.parametrize("zarr_format", [2, 3])
+def test_labels_added_to_a_written_scan_are_listed_once_and_replaced_only_when_asked(tmp_path, zarr_format):
+    image, labels, path = _scan_with_labels(tmp_path, zarr_format, shape=(9, 10, 11))
+    grains = (labels % 2).astype(np.uint8)
+    assert add_labels(path, grains, name="grains") == path / "labels" / "grains"
+    assert list(label_paths(path)) == ["particles", "grains"]
+    with pytest.raises(OutputError, match="overwrite=True"):
+        add_labels(path, grains, name="grains")
+    add_labels(path, 1 - grains, name="grains", overwrite=True)
+    assert list(label_paths(path)) == ["particles", "grains"]  # replaced, not listed twice
+    np.testing.assert_array_equal(load_labels(label_paths(path)["grains"]), 1 - grains)
+    np.testing.assert_array_equal(load_labels(label_paths(path)["particles"]), labels)
+    assert sorted(p.name for p in (path / "labels").iterdir() if not p.name.startswith((".z", "zarr"))) == \
+        ["grains", "particles"]  # no temporary folder left
+
+
+def test_bad_label_images_are_refused_before_anything_is_written(tmp_path):
+    image = np.zeros((4, 5, 6), np.uint8)
+    target = tmp_path / "scan.ome.zarr"
+    for label_images, error, match in [
+        ({"particles": np.zeros((4, 5, 7), np.uint32)}, InputError, "shape"),
+        ({"../up": np.zeros((4, 5, 6), np.uint32)}, InputError, "name"),
+        ({".hidden": np.zeros((4, 5, 6), np.uint32)}, InputError, "name"),
+        ({"particles": np.zeros((4, 5, 6))}, TypeError, "integers"),
+        ([np.zeros((4, 5, 6), np.uint32)], TypeError, "dict"),
+    ]:
+        with pytest.raises(error, match=match):
+            save_ome_zarr(image, target, spacing=1, label_images=label_images)
+    with pytest.raises(InputError, match="label image has none"):
+        save_ome_zarr(image.astype(np.uint32), target, spacing=1, labels=True, label_images={"a": image})
+    negative = np.zeros((4, 5, 6), np.int32)
+    negative[3, 4, 5] = -2
+    with pytest.raises(InputError, match="non-negative"):
+        save_ome_zarr(image, target, spacing=1, label_images={"particles": negative})
+    assert list(tmp_path.iterdir()) == []  # the scan is not written without its labels
+    path = save_ome_zarr(image, target, spacing=1)
+    with pytest.raises(InputError, match="non-negative"):
+        add_labels(path, negative)
+    assert label_paths(path) == {} and not (path / "labels").exists()  # nothing left of the failed write
+    with pytest.raises(InputError, match="OME-Zarr multiscale image"):
+        add_labels(save_labels(image, tmp_path / "plain.zarr", spacing=1), image)
+    assert label_paths(tmp_path / "plain.zarr") == {} and label_paths(tmp_path / "missing.tif") == {}
 
 
 # --------------------------------------------------------------------------- NGFF units read
