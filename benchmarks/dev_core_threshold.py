@@ -67,25 +67,27 @@ def main(argv=None) -> int:
 
     torch.set_num_threads(args.threads)
     from ps3d_toolkit.analysis.evaluate import evaluate_instances
-    from ps3d_toolkit.segmentation.model.inference import (instances_from_core_border, load_model,
-                                                           predict_probabilities, segment_with_model)
+    from ps3d_toolkit.segmentation.methods.model import METHOD
+    from ps3d_toolkit.segmentation.model.device import load_model
+    from ps3d_toolkit.segmentation.model.postprocess import instances_from_core_border
+    from ps3d_toolkit.segmentation.model.windows import predict_probabilities
     from ps3d_toolkit.segmentation.model.network import resolve_inference_diameter_vox
     from ps3d_toolkit.segmentation.normalize import resample_to_shape, to_network_grid
 
     model, config, _ = load_model(args.weights, device="cpu")
     diameter = resolve_inference_diameter_vox(config)
-    # the model's own settings, from segment_with_model's signature
-    defaults = segment_with_model.__kwdefaults__
-    window = {k: defaults[k] for k in ("roi_size", "overlap", "batch_size")}
+    # the model's own settings, from the method's defaults
+    defaults = METHOD.defaults
+    window = {k: defaults[k] for k in ("window_size", "overlap", "batch_size")}
     instance = {k: defaults[k] for k in ("min_core_voxels", "min_particle_fraction")}
     rows = []
     for n, (group, name, scan) in enumerate(development_scans()):
         if args.limit is not None and n >= args.limit:
             break
         grid_image, zoom = to_network_grid(scan.image, spacing=scan.spacing,
-                                           particle_size_mm=scan.particle_size_mm, diameter_vox=diameter,
+                                           particle_size_mm=scan.particle_size_mm, network_diameter_vox=diameter,
                                            intensity_percentiles=config["intensity_percentiles"])
-        probs = predict_probabilities(grid_image, model, device="cpu", progress=False, **window)
+        probs = predict_probabilities(grid_image, model, device="cpu", **window)
         core_border = resample_to_shape(probs[1:], scan.image.shape)
         row = {"group": group, "name": name}
         for threshold in args.thresholds:

@@ -55,7 +55,7 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     from ps3d_toolkit.segmentation.classic import otsu_watershed
     from ps3d_toolkit.analysis.evaluate import evaluate_instances
-    from ps3d_toolkit.segmentation.model.inference import run_model, segment_with_model
+    from ps3d_toolkit.segmentation.methods.model import run_model, segment_with_model
     from ps3d_toolkit.data.synthetic import generate_scan
 
     rows = []

@@ -32,18 +32,18 @@ from _machine import cpu_model  # noqa: E402
 CONFIGS = [
     ("otsu-watershed", dict(method="otsu-watershed")),
     ("snow", dict(method="snow")),
-    ("model (overlap 0.25, roi 96)", dict(method="model", overlap=0.25, roi_size=96)),
-    ("model, overlap 0.125", dict(method="model", overlap=0.125, roi_size=96)),
-    ("model, overlap 0.5", dict(method="model", overlap=0.5, roi_size=96)),
-    ("model, roi 128", dict(method="model", overlap=0.25, roi_size=128)),
-    ("model, batch 8", dict(method="model", overlap=0.25, roi_size=96, batch_size=8)),
-    ("model, auto windows, overlap 0.125", dict(method="model", overlap=0.125, roi_size="auto")),
-    ("model, mirroring TTA", dict(method="model", overlap=0.25, roi_size=96, tta=True)),
-    ("model at 14-voxel target", dict(method="model", overlap=0.25, roi_size=96,
+    ("model (overlap 0.25, window 96)", dict(method="model", overlap=0.25, window_size=96)),
+    ("model, overlap 0.125", dict(method="model", overlap=0.125, window_size=96)),
+    ("model, overlap 0.5", dict(method="model", overlap=0.5, window_size=96)),
+    ("model, window 128", dict(method="model", overlap=0.25, window_size=128)),
+    ("model, batch 8", dict(method="model", overlap=0.25, window_size=96, batch_size=8)),
+    ("model, auto windows, overlap 0.125", dict(method="model", overlap=0.125, window_size="auto")),
+    ("model, mirroring TTA", dict(method="model", overlap=0.25, window_size=96, tta=True)),
+    ("model at 14-voxel target", dict(method="model", overlap=0.25, window_size=96,
                                       inference_diameter_vox=14)),
-    ("model at 24-voxel target", dict(method="model", overlap=0.25, roi_size=96,
+    ("model at 24-voxel target", dict(method="model", overlap=0.25, window_size=96,
                                       inference_diameter_vox=24)),
-    ("model, size estimated", dict(method="model", overlap=0.25, roi_size=96, no_size=True)),
+    ("model, size estimated", dict(method="model", overlap=0.25, window_size=96, no_size=True)),
 ]
 
 

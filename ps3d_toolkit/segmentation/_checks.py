@@ -64,6 +64,11 @@ _CONTRAST_SAMPLE = 4_000_000
 MASK_PERCENTILE = 0.5
 _MASK_SAMPLE = 4_000_000
 
+#: Gaussian smoothing (voxels) before every grain threshold (the methods' grain mask, the
+#: polarity's two-class cut): enough to keep noise from making speckles, too little to merge
+#: touching grains.
+SMOOTH_SIGMA = 0.5
+
 #: Share of the available memory that a run may plan to use by default.
 DEFAULT_MEMORY_FRACTION = 0.8
 
@@ -209,10 +214,10 @@ def check_particle_size(particle_size_mm: float, spacing: tuple, shape: tuple, *
     what = "the estimated particle size" if estimated else "particle_size_mm"
     fix = "pass particle_size_mm" if estimated else "check particle_size_mm and the spacing"
     voxel = "spacing " + ", ".join(f"{s:.4g}" for s in spacing) + " mm"
-    diameter_vox = min(particle_size_mm / s for s in spacing)
-    if not diameter_vox >= MIN_PARTICLE_VOXELS:
+    fewest_voxels = particle_size_mm / max(spacing)  # across the coarsest axis
+    if not fewest_voxels >= MIN_PARTICLE_VOXELS:
         raise InputError(
-            f"{what} {particle_size_mm:.4g} mm is only {diameter_vox:.3g} voxels across at {voxel} (z, y, x); "
+            f"{what} {particle_size_mm:.4g} mm is only {fewest_voxels:.3g} voxels across at {voxel} (z, y, x); "
             f"a particle must span at least {MIN_PARTICLE_VOXELS:g} voxels along every axis to be "
             f"segmented: {fix}")
     extent_mm = max(n * s for n, s in zip(shape, spacing))

@@ -18,7 +18,7 @@ from ps3d_toolkit.core.arrays import strided_sample
 from ps3d_toolkit.core.checks import check_same_shape, check_spacing, check_volume
 from ps3d_toolkit.core.errors import InputError
 from ps3d_toolkit.core.geometry import equivalent_diameter
-from ps3d_toolkit.segmentation._checks import NonFinite, check_n_classes, check_scan, finite_image
+from ps3d_toolkit.segmentation._checks import SMOOTH_SIGMA, NonFinite, check_n_classes, check_scan, finite_image
 
 __all__ = [
     "OTSU_SAMPLE",
@@ -50,9 +50,6 @@ OTSU_SAMPLE = 2_000_000
 # spread ~10 %, up to 1.3x on dense, fine, angular scans.
 _EQ_DIAMETER_PER_INSCRIBED = 1.08
 
-#: Gaussian smoothing (voxels) before every grain threshold: enough to keep noise
-#: from making speckles, too little to merge touching grains.
-SMOOTH_SIGMA = 0.5
 
 
 def grain_threshold(sample: np.ndarray, n_classes: int | None) -> float:

@@ -27,6 +27,7 @@ from scipy import ndimage
 from ps3d_toolkit.core.arrays import sample_stride, strided_sample
 from ps3d_toolkit.core.checks import check_lazy_volume, check_positive
 from ps3d_toolkit.core.errors import InputError
+from ps3d_toolkit.segmentation._checks import SMOOTH_SIGMA
 
 __all__ = ["PolarityDecision", "grain_polarity"]
 
@@ -39,8 +40,6 @@ _MAX_VOXELS = 3_000_000
 # Grains should span at least this many voxels of the analysed grid, so that a
 # 2-voxel opening leaves them whole and noise specks (< 27 voxels) are not grains.
 _MIN_GRAIN_VOXELS = 8.0
-# Light smoothing before the two-class Otsu cut (as grains._SMOOTH_SIGMA).
-_SMOOTH_SIGMA = 0.5
 # Voxels next to the sample's edge (mask, air) left out: the smoothing's reach.
 _EDGE_VOXELS = 3.0
 # Pieces of a phase smaller than this (voxels, 6-connected) are noise specks.
@@ -317,7 +316,7 @@ def _two_phases(values: np.ndarray, region: np.ndarray, detect_air: bool) -> tup
     contrast = grain_contrast(_filled_outside(values, inner))
     if contrast < MIN_GRAIN_CONTRAST:
         _refuse(f"the sample shows no grey-value structure (block contrast {contrast:.2g}, noise only)")
-    smooth = ndimage.gaussian_filter(values, _SMOOTH_SIGMA)
+    smooth = ndimage.gaussian_filter(values, SMOOTH_SIGMA)
     inside = smooth[inner]
     if inside.min() == inside.max():
         _refuse("the sample holds a single grey value")
@@ -349,7 +348,7 @@ def _air(values: np.ndarray) -> np.ndarray:
     from skimage.filters import threshold_otsu
 
     none = np.zeros(values.shape, bool)
-    smooth = ndimage.gaussian_filter(values, _SMOOTH_SIGMA)
+    smooth = ndimage.gaussian_filter(values, SMOOTH_SIGMA)
     level, spread = smooth.mean(axis=0), smooth.std(axis=0)
     if level.size < 64 or np.ptp(level) == 0:
         return none

@@ -195,12 +195,12 @@ def _inference_diameter_vox(config: dict, override) -> float:
     from ps3d_toolkit.segmentation._checks import MIN_PARTICLE_VOXELS
     from ps3d_toolkit.segmentation.model.network import resolve_inference_diameter_vox
 
-    diameter_vox = resolve_inference_diameter_vox(
+    inference_diameter_vox = resolve_inference_diameter_vox(
         config, check_positive(override, "inference_diameter_vox", allow_none=True))
-    if not diameter_vox >= MIN_PARTICLE_VOXELS:
+    if not inference_diameter_vox >= MIN_PARTICLE_VOXELS:
         raise InputError(f"inference_diameter_vox must be at least {MIN_PARTICLE_VOXELS:g} voxels, "
-                         f"got {diameter_vox!r}")
-    return float(diameter_vox)
+                         f"got {inference_diameter_vox!r}")
+    return float(inference_diameter_vox)
 
 
 def _start(stages, name: str, steps: int = 1) -> None:

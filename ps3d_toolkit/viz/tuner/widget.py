@@ -80,7 +80,9 @@ class SegmentationTuner(_NotebookView):
         if method not in self.methods:
             raise InputError(f"method must be one of {self.methods}, got {method!r}")
         if region is None:
-            region = preview_region(image.shape, particle_size_mm / self.spacing[0])
+            from ps3d_toolkit.segmentation._checks import size_in_voxels
+
+            region = preview_region(image.shape, size_in_voxels(particle_size_mm, self.spacing))
         self.region = tuple(region)
         self.crop = np.ascontiguousarray(image[self.region])
         if self.crop.ndim != 3 or self.crop.size == 0:
