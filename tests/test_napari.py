@@ -5,6 +5,8 @@ from __future__ import annotations
 import importlib
 import subprocess
 import sys
+import threading
+import time
 import typing
 from pathlib import Path
 from types import SimpleNamespace
@@ -19,11 +21,15 @@ from ps3d_toolkit.io import Scan, load_scan, save_labels, save_scan, save_table
 from ps3d_toolkit.measurement import measure
 from ps3d_toolkit.viz import to_napari
 from ps3d_toolkit.viz.napari import (
+    Progress,
     label_features,
     napari_get_reader,
     read_layers,
     run_on_layer,
+    sample_layers,
     segment_and_measure_layer,
+    segment_and_measure_steps,
+    segment_widget,
 )
 
 MANIFEST = Path(__file__).resolve().parents[1] / "ps3d_toolkit" / "napari.yaml"
@@ -158,10 +164,13 @@ def test_manifest_validates_and_its_commands_resolve():
     ids = {c.id for c in manifest.contributions.commands}
     (reader,) = manifest.contributions.readers
     (widget,) = manifest.contributions.widgets
-    assert reader.command in ids and widget.command in ids and reader.accepts_directories
-    assert set(reader.filename_patterns) == {"*.zarr", "*.ome.zarr", "*.tif", "*.tiff", "*.npy"}
+    (sample,) = manifest.contributions.sample_data
+    assert {reader.command, widget.command, sample.command} == ids
+    # only the formats the toolkit writes (an .ome.zarr store is a *.zarr folder)
+    assert reader.accepts_directories and sorted(reader.filename_patterns) == ["*.npy", "*.tif", "*.tiff", "*.zarr"]
     assert _command(manifest, reader.command) is napari_get_reader
-    assert callable(_command(manifest, widget.command))
+    assert _command(manifest, widget.command) is segment_widget
+    assert _command(manifest, sample.command) is sample_layers and sample.key == "sample"
 
 
 def test_importing_the_plugin_needs_neither_napari_nor_qt():
@@ -203,16 +212,175 @@ def test_reader_opens_what_the_toolkit_wrote(tmp_path, grains):
     assert [kind for _, _, kind in both] == ["image", "labels"]
 
 
-def test_reader_declines_other_files_and_shows_unscaled_ones_in_voxels(tmp_path, grains):
-    image, _, table = grains
-    save_table(table, tmp_path / "particles.csv")
-    assert napari_get_reader(str(tmp_path / "particles.csv")) is None
-    assert napari_get_reader(str(tmp_path / "missing.tif")) is None
+def _not_scans(folder, image):
+    """Files with the reader's names that are not 3D scans, and files of other kinds."""
+    import tifffile
+    import zarr
+
+    tifffile.imwrite(folder / "slice.tif", image[0])  # one 2D image
+    tifffile.imwrite(folder / "photo.tif", np.zeros((24, 36, 3), np.uint8), photometric="rgb")
+    tifffile.imwrite(folder / "movie.tiff", np.zeros((2, 3, 4, 5, 6), np.uint8), photometric="minisblack")  # t, c
+    np.save(folder / "vector.npy", np.arange(10))
+    np.save(folder / "plane.npy", image[0])
+    np.save(folder / "names.npy", np.array([["a", "b"], ["c", "d"]] * 2).reshape(2, 2, 2))
+    np.save(folder / "objects.npy", np.empty((2, 2, 2), dtype=object), allow_pickle=True)
+    (folder / "notes.zarr").mkdir()  # a folder named like a store
+    (folder / "notes.zarr" / "readme.txt").write_text("not zarr")
+    two = zarr.open_group(str(folder / "two.zarr"), mode="w")  # a group of two unnamed arrays
+    two.create_array("a", shape=(2, 2, 2), dtype="u1")
+    two.create_array("b", shape=(2, 2, 2), dtype="u1")
+    (folder / "broken.tif").write_bytes(b"II*\x00 not really a tiff")
+    (folder / "particles.csv").write_text("label,volume_mm3\n1,0.5\n")
+    (folder / "folder").mkdir()
+    return sorted(folder.iterdir()) + [folder / "missing.tif"]
+
+
+def test_reader_returns_none_for_what_it_cannot_open(tmp_path, grains):
+    image, labels, _ = grains
+    others = _not_scans(tmp_path, image)
+    for path in others:
+        assert napari_get_reader(str(path)) is None, path.name
+    scan = save_scan(image, tmp_path / "scan.tif", spacing=SPACING)
+    assert napari_get_reader(str(scan)) is read_layers
+    # a list is ours only when every path is
+    assert napari_get_reader([str(scan), str(tmp_path / "slice.tif")]) is None
     assert napari_get_reader([]) is None
+
+
+def test_reader_shows_unscaled_scans_in_voxels(tmp_path, grains):
+    image, _, _ = grains
     np.save(tmp_path / "bare.npy", image)  # no spacing stored anywhere
     with pytest.warns(UserWarning, match="voxels"):
         ((_, kwargs, kind),) = read_layers(tmp_path / "bare.npy")
     assert kind == "image" and kwargs["scale"] == (1.0, 1.0, 1.0)
+
+
+def test_reader_opens_an_ome_zarr_scan_with_its_ngff_labels(tmp_path, grains):
+    from ps3d_toolkit.io import save_ome_zarr
+
+    image, labels, _ = grains
+    path = save_ome_zarr(image, tmp_path / "scan.ome.zarr", spacing=SPACING, zarr_format=3,
+                         label_images={"particles": labels})
+    assert napari_get_reader(str(path)) is read_layers
+    (img, img_kw, img_kind), (lab, lab_kw, lab_kind) = read_layers(str(path))
+    assert (img_kind, lab_kind) == ("image", "labels")
+    assert img_kw["scale"] == pytest.approx(SPACING) and lab_kw["scale"] == pytest.approx(SPACING)
+    assert lab_kw["name"] == "scan particles"
+    assert np.array_equal(np.asarray(img), image)
+    assert lab.dtype == np.uint32 and np.array_equal(np.asarray(lab), labels)
+    # the label image opened on its own is labels too, told by its NGFF image-label attributes
+    ((alone, alone_kw, alone_kind),) = read_layers(path / "labels" / "particles")
+    assert alone_kind == "labels" and np.array_equal(np.asarray(alone), labels)
+
+
+def test_sample_data_is_the_bundled_scan_and_its_truth_in_mm():
+    from ps3d_toolkit.data.sample import load_sample
+
+    scan, truth = load_sample()
+    (image, image_kw, image_kind), (labels, labels_kw, labels_kind) = sample_layers()
+    assert (image_kind, labels_kind) == ("image", "labels")
+    assert image_kw["name"] == "sample" and labels_kw["name"] == "sample truth"
+    assert image_kw["scale"] == labels_kw["scale"] == pytest.approx(scan.spacing) == (0.01, 0.01, 0.01)
+    assert image_kw["metadata"]["spacing_mm"] == pytest.approx(scan.spacing)
+    assert np.array_equal(image, np.asarray(scan.image)) and labels.dtype == np.uint32
+    assert np.array_equal(labels, truth) and labels.max() > 10
+
+
+def _run_in_a_thread(steps):
+    """Drive a steps generator to its end in a new thread, as napari's worker does; (progress, layers, errors)."""
+    seen, outcome = [], {}
+
+    def drive():
+        try:
+            while True:
+                seen.append(next(steps))
+        except StopIteration as finished:
+            outcome["layers"] = finished.value
+        except Exception as error:  # noqa: BLE001 - handed to the test
+            outcome["error"] = error
+
+    thread = threading.Thread(target=drive)
+    thread.start()
+    thread.join()
+    return seen, outcome.get("layers"), outcome.get("error")
+
+
+def test_widget_work_runs_off_the_main_thread_and_reports_each_stage(monkeypatch):
+    import ps3d_toolkit.measurement as measurement
+    import ps3d_toolkit.segmentation as segmentation
+    from ps3d_toolkit.data.synthetic import generate_scan
+
+    scan = generate_scan((40, 40, 40), mean_diameter_vox=12, seed=3, spacing=(0.02, 0.01, 0.01))
+    threads = {}
+    for module, name in ((segmentation, "segment"), (measurement, "measure")):
+        def recorded(*args, _real=getattr(module, name), _name=name, **kwargs):
+            threads[_name] = threading.current_thread()
+            return _real(*args, **kwargs)
+
+        monkeypatch.setattr(module, name, recorded)
+    steps = segment_and_measure_steps(scan.image, spacing=scan.spacing, method="otsu-watershed", name="phantom")
+    assert not threads  # a generator: nothing runs until the worker drives it
+    seen, layers, error = _run_in_a_thread(steps)
+    assert error is None
+    assert {threads["segment"], threads["measure"]}.isdisjoint({threading.main_thread()})
+    # ours first and last; between them, whatever stages the method reports (the block engine's, the model's)
+    stages = [step.stage for step in seen]
+    assert stages[0] == "segment" and stages[-2:] == ["measure", "layers"] and stages.count("measure") == 1
+    assert all(isinstance(step, Progress) and 0 <= step.done < step.total for step in seen)
+    assert [step.done for step in seen] == sorted(step.done for step in seen)
+    ((labels, kwargs, kind),) = layers
+    assert kind == "labels" and kwargs["scale"] == (0.02, 0.01, 0.01) and kwargs["name"] == "phantom labels"
+    ((same, _, _),) = segment_and_measure_layer(scan.image, spacing=scan.spacing, method="otsu-watershed")
+    assert np.array_equal(labels, same)  # the same work as the synchronous call
+
+
+def test_widget_work_raises_its_errors_in_the_worker_and_stops_when_closed(monkeypatch):
+    import ps3d_toolkit.measurement as measurement
+    import ps3d_toolkit.segmentation as segmentation
+    from ps3d_toolkit.data.synthetic import generate_scan
+
+    scan = generate_scan((32, 32, 32), mean_diameter_vox=10, seed=4)
+    _, _, error = _run_in_a_thread(segment_and_measure_steps(scan.image, spacing=scan.spacing, method="nonsense"))
+    assert isinstance(error, InputError) and "method" in str(error)
+    # closed after its first step (napari's worker.quit()): the run ends before measuring
+    release, measured = threading.Event(), []
+    real_segment = segmentation.segment
+
+    def held_segment(*args, **kwargs):
+        release.wait()
+        return real_segment(*args, **kwargs)
+
+    monkeypatch.setattr(segmentation, "segment", held_segment)
+    monkeypatch.setattr(measurement, "measure", lambda *args, **kwargs: measured.append(1))
+    before = set(threading.enumerate())
+    steps = segment_and_measure_steps(scan.image, spacing=scan.spacing, method="otsu-watershed")
+    assert next(steps).stage == "segment"
+    steps.close()
+    release.set()
+    for thread in set(threading.enumerate()) - before:
+        thread.join()
+    assert measured == []
+
+
+def test_widget_work_on_an_anisotropic_layer_with_a_box_and_a_mask():
+    from ps3d_toolkit.data.synthetic import generate_scan
+
+    scan = generate_scan((40, 40, 40), mean_diameter_vox=10, seed=5, spacing=(0.02, 0.01, 0.01))
+    layer = SimpleNamespace(data=scan.image, scale=np.array(scan.spacing), translate=np.zeros(3), name="phantom",
+                            multiscale=False)
+    # spacing per axis: 0 keeps the layer's scale on that axis
+    data, kwargs, _ = run_on_layer(layer, method="otsu-watershed", spacing_z_mm=0.03, particle_size_mm=0.12)
+    assert kwargs["scale"] == (0.03, 0.01, 0.01) and data.max() > 0
+    boxed, kwargs, _ = run_on_layer(layer, method="otsu-watershed", roi=" 0:20,:,: ")
+    assert boxed[20:].max() == 0 and boxed[:20].max() > 0
+    assert kwargs["features"]["touches_border"].any()  # the box cuts particles
+    half = np.zeros(scan.image.shape, np.uint8)
+    half[:, :, :20] = 1
+    mask_layer = SimpleNamespace(data=half, multiscale=False)
+    masked, _, _ = run_on_layer(layer, method="otsu-watershed", mask=mask_layer)
+    assert masked[:, :, 20:].max() == 0 and masked[:, :, :20].max() > 0
+    with pytest.raises(InputError, match="spacing"):
+        run_on_layer(layer, spacing_y_mm=-1.0)
 
 
 def test_widget_compute_segments_and_measures_a_scan():
@@ -232,7 +400,7 @@ def test_widget_compute_segments_and_measures_a_scan():
     # the widget's button: a layer-like object, its scale and translation carried over
     layer = SimpleNamespace(data=scan.image, scale=np.array(scan.spacing), translate=np.array([0.0, 1.0, 2.0]),
                             name="phantom", multiscale=False)
-    data, kwargs, kind = run_on_layer(layer, method="otsu-watershed", spacing_mm=0.0)
+    data, kwargs, kind = run_on_layer(layer, method="otsu-watershed")
     assert kind == "labels" and np.array_equal(data, labels)
     assert kwargs["scale"] == scan.spacing and kwargs["translate"] == (0.0, 1.0, 2.0)
     with pytest.raises(InputError, match="3D"):
@@ -285,3 +453,41 @@ def test_layers_in_a_headless_napari_viewer(tmp_path, grains):
     data, kwargs, kind = run_on_layer(image_layer, method="otsu-watershed", particle_size_mm=0.08)
     viewer.add_layer(Layer.create(data, kwargs, kind))
     assert viewer.layers["grains labels [1]"].data.max() >= 1
+
+
+@pytest.mark.slow
+def test_widget_runs_in_a_napari_worker_and_adds_the_labels(monkeypatch):
+    pytest.importorskip("napari")
+    pytest.importorskip("napari.qt.threading")  # napari's workers need a Qt binding
+    from napari.components import ViewerModel
+    from qtpy.QtWidgets import QApplication
+
+    from ps3d_toolkit.data.synthetic import generate_scan
+    from ps3d_toolkit.segmentation import available_methods
+
+    if QApplication.instance() is None:
+        monkeypatch.setenv("QT_QPA_PLATFORM", "offscreen")
+    app = QApplication.instance() or QApplication([])
+    viewer = ViewerModel()
+    scan = generate_scan((40, 40, 40), mean_diameter_vox=12, seed=6, spacing=(0.02, 0.01, 0.01))
+    image = viewer.add_image(scan.image, scale=scan.spacing, name="phantom")
+    gui = segment_widget()
+    assert list(gui.method.choices) == list(available_methods())  # outside methods appear by themselves
+    gui.method.value = "otsu-watershed"
+    bar = gui[-1]
+    gui.show()  # offscreen: so that the bar's visibility is its own
+    worker = gui(viewer=viewer, image=image)
+    # the call returned at once: the work runs in the worker, the layer comes through the event loop
+    assert "phantom labels" not in viewer.layers and not gui.call_button.enabled and bar.visible
+    shown = []
+    bar.changed.connect(lambda value: shown.append(value))
+    hang_guard = time.monotonic() + 300  # not a timing check: only ends a hung run
+    while (worker.is_running or not gui.call_button.enabled) and time.monotonic() < hang_guard:
+        app.processEvents()
+        time.sleep(0.01)
+    app.processEvents()
+    labels = viewer.layers["phantom labels"]
+    assert np.allclose(labels.scale, scan.spacing) and labels.data.max() > 0 and not bar.visible
+    assert shown and "voxel_count" in labels.features.columns
+    expected = segment_and_measure_layer(scan.image, spacing=scan.spacing, method="otsu-watershed")[0][0]
+    assert np.array_equal(labels.data, expected)

@@ -1,16 +1,19 @@
-"""Scans, labels and particle tables as napari layers, and the napari plugin's reader and widget.
+"""Scans, labels and particle tables as napari layers, and the napari plugin: reader, sample data, widget.
 
 napari is optional: everything here returns plain layer-data tuples,
 ``(data, kwargs, layer_type)``, that napari turns into layers
 (``viewer._add_layer_from_data(*layer)`` or ``napari.layers.Layer.create(*layer)``),
-and none of it imports napari or Qt. The plugin manifest
+and importing it imports neither napari nor Qt. The plugin manifest
 (``ps3d_toolkit/napari.yaml``) points napari at :func:`napari_get_reader`
-(File > Open on the files the toolkit writes) and :func:`segment_widget`
-(Plugins > Segment and measure particles), whose work is done by
-:func:`segment_and_measure_layer`.
+(File > Open on the files the toolkit writes; None for anything else),
+:func:`sample_layers` (File > Open Sample: the bundled scan and its truth) and
+:func:`segment_widget` (Plugins > Segment and measure particles). The widget
+runs :func:`layer_steps` in napari's ``thread_worker``: the work
+(:func:`segment_and_measure_steps`) yields its progress and never runs in the
+interface thread; :func:`segment_and_measure_layer` is the same work, run at once.
 
-Both layers carry ``scale`` = the voxel spacing in mm, so that napari's scale
-bar and coordinates read in mm, and a labels layer carries the particle table
+Every layer carries ``scale`` = the voxel spacing in mm, per axis (z, y, x),
+so that napari's scale bar and coordinates read in mm, and a labels layer carries the particle table
 as ``features``: napari reads row ``i`` of a Labels layer's features as the
 row of label value ``i``, row 0 being the background (see :func:`label_features`).
 """
@@ -18,28 +21,31 @@ row of label value ``i``, row 0 being the background (see :func:`label_features`
 from __future__ import annotations
 
 import logging
+import queue
+import threading
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
 from ps3d_toolkit.core.checks import check_lazy_volume, check_same_shape, check_spacing, check_table
 from ps3d_toolkit.core.errors import InputError
+from ps3d_toolkit.core.progress import Stages
 
 if TYPE_CHECKING:  # the widget's annotations, which magicgui resolves (napari is optional)
     import napari
 
 __all__ = [
-    "READ_SUFFIXES", "label_features", "napari_get_reader", "read_layers", "run_on_layer",
-    "segment_and_measure_layer", "segment_widget", "to_napari",
+    "READ_SUFFIXES", "Progress", "label_features", "layer_steps", "napari_get_reader", "read_layers", "run_on_layer",
+    "sample_layers", "segment_and_measure_layer", "segment_and_measure_steps", "segment_widget", "to_napari",
 ]
 
 logger = logging.getLogger(__name__)
 
-#: What the plugin's reader opens: the formats the toolkit writes (a ``.zarr``
-#: store and an ``.ome.zarr`` image are folders).
-READ_SUFFIXES = (".zarr", ".ome.zarr", ".tif", ".tiff", ".npy")
+#: Names the plugin's reader looks at: the formats the toolkit writes (a ``.zarr``
+#: store, an ``.ome.zarr`` image included, is a folder); it opens those that hold a 3D scan.
+READ_SUFFIXES = (".zarr", ".tif", ".tiff", ".npy")
 #: Table files looked for beside a label image of the same name (``labels.tif`` -> ``labels.csv``).
 TABLE_SUFFIXES = (".csv", ".parquet")
 
@@ -269,6 +275,13 @@ def _displayable(array):
 def napari_get_reader(path):
     """The reader of the napari plugin: a function that reads ``path``, or None when it is not ours.
 
+    A path is ours when the toolkit opens it as a 3D scan: a ``.zarr`` store
+    (an ``.ome.zarr`` image included), a TIFF or a ``.npy`` file holding a 3D
+    volume of numbers. Only the header is read to decide. A 2D TIFF, a stack
+    of colour images, a ``.npy`` of another shape or type, a folder that is
+    not a zarr store of one 3D array, a missing or damaged file: None, so that
+    napari offers them to its other readers.
+
     Parameters
     ----------
     path : str, Path or list of them
@@ -277,22 +290,44 @@ def napari_get_reader(path):
     Returns
     -------
     callable or None
-        :func:`read_layers`, taking ``path`` and returning layer data tuples;
-        None for a path that is missing or of another format, so that napari
-        tries its other readers.
+        :func:`read_layers`, taking ``path`` and returning layer data tuples.
     """
     paths = path if isinstance(path, (list, tuple)) else [path]
-    if not paths or not all(_readable(p) for p in paths):
+    if not paths or not all(_opens_as_scan(p) for p in paths):
         return None
     return read_layers
 
 
-def _readable(path) -> bool:
+def _opens_as_scan(path) -> bool:
+    """Whether ``path`` has one of our names and opens as a 3D numeric volume (headers only)."""
     try:
         path = Path(path)
     except TypeError:
         return False
-    return path.name.lower().endswith(READ_SUFFIXES) and path.exists()
+    if not path.name.lower().endswith(READ_SUFFIXES) or not path.exists():
+        return False
+    from ps3d_toolkit.core.errors import Ps3dError
+    from ps3d_toolkit.io import load_scan
+
+    try:
+        with warnings.catch_warnings():
+            # a stored spacing replaced by the probe's, an odd unit: said again when the file is read
+            warnings.simplefilter("ignore")
+            scan = load_scan(path, spacing=1.0)
+    except (Ps3dError, OSError, ValueError) as error:
+        logger.debug("not a scan the toolkit reads: %s (%s)", path, error)
+        return False
+    return np.dtype(scan.dtype).kind in "buif" and not _colour_tiff(path)
+
+
+def _colour_tiff(path: Path) -> bool:
+    """Whether a TIFF holds colour samples (RGB): a picture, which load_scan would take as a thin 3D scan."""
+    if not path.name.lower().endswith((".tif", ".tiff")):
+        return False
+    import tifffile
+
+    with tifffile.TiffFile(path) as tif:
+        return "S" in tif.series[0].axes
 
 
 def read_layers(path) -> list[tuple]:
@@ -302,8 +337,11 @@ def read_layers(path) -> list[tuple]:
     holds ``label``, or an OME-Zarr label pyramid) becomes a labels layer, with
     the table of the same name beside it (``labels.csv`` or
     ``labels.parquet`` for ``labels.tif``) as its features; anything else an
-    image layer. Both are scaled by the stored spacing in mm; a file without
-    one is shown in voxels (scale 1), with a warning.
+    image layer. An OME-Zarr image that holds NGFF labels (``labels/<name>``,
+    see :func:`~ps3d_toolkit.io.ome_zarr.save_ome_zarr`) also gives a labels
+    layer per label image. Every layer is scaled by its stored spacing in mm
+    (per axis, z, y, x); a file without one is shown in voxels (scale 1), with
+    a warning.
 
     Parameters
     ----------
@@ -313,7 +351,7 @@ def read_layers(path) -> list[tuple]:
     Returns
     -------
     list of tuple
-        ``(data, kwargs, layer_type)``, one per file.
+        ``(data, kwargs, layer_type)``: one per file, then one per NGFF label image.
 
     Raises
     ------
@@ -323,6 +361,7 @@ def read_layers(path) -> list[tuple]:
     if isinstance(path, (list, tuple)):
         return [layer for one in path for layer in read_layers(one)]
     from ps3d_toolkit.io import load_scan
+    from ps3d_toolkit.io.ome_zarr import label_paths
 
     path = Path(path)
     try:
@@ -334,8 +373,14 @@ def read_layers(path) -> list[tuple]:
                       "pass the spacing to ps3d_toolkit.viz.to_napari to see it in mm", UserWarning, stacklevel=2)
         scan = load_scan(path, spacing=1.0)
     if not _holds_labels(path, scan):
-        return to_napari(scan)
-    return to_napari(None, scan.image, _table_beside(path, scan.name), spacing=scan.spacing, name=scan.name)
+        layers = to_napari(scan)
+    else:
+        layers = to_napari(None, scan.image, _table_beside(path, scan.name), spacing=scan.spacing, name=scan.name)
+    for name, store in label_paths(path).items():
+        labels = load_scan(store)
+        layers += to_napari(None, labels.image, spacing=labels.spacing)
+        layers[-1][1]["name"] = f"{scan.name} {name}"
+    return layers
 
 
 def _holds_labels(path: Path, scan) -> bool:
@@ -346,8 +391,10 @@ def _holds_labels(path: Path, scan) -> bool:
     if dtype in _LABEL_DTYPES or "label" in scan.name.lower():
         return True
     attrs = _zarr_attributes(path)
-    multiscales = attrs.get("multiscales") or attrs.get("ome", {}).get("multiscales") or [{}]
-    return "n_particles" in attrs or multiscales[0].get("type") == "nearest"
+    ome = attrs.get("ome", {})
+    multiscales = attrs.get("multiscales") or ome.get("multiscales") or [{}]
+    return ("n_particles" in attrs or "image-label" in attrs or "image-label" in ome
+            or multiscales[0].get("type") == "nearest")
 
 
 def _zarr_attributes(path: Path) -> dict:
@@ -377,26 +424,109 @@ def _table_beside(path: Path, stem: str):
     return None
 
 
-# --- the plugin's widget ------------------------------------------------------------------------------
+# --- the plugin's sample data -------------------------------------------------------------------------
+
+
+def sample_layers() -> list[tuple]:
+    """The bundled sample scan and its true particles, as napari layers scaled in mm.
+
+    The plugin's *File > Open Sample > ps3d toolkit* entry
+    (:func:`~ps3d_toolkit.data.sample.load_sample`: 128^3 voxels of 0.01 mm,
+    uint16 grey values, exact uint32 labels).
+
+    Returns
+    -------
+    list of tuple
+        An ``"image"`` layer ``"sample"`` and a ``"labels"`` layer ``"sample truth"``,
+        both with ``scale`` = the spacing in mm.
+    """
+    from ps3d_toolkit.data.sample import load_sample
+
+    scan, truth = load_sample()
+    layers = to_napari(scan, truth, name="sample")
+    layers[1][1]["name"] = "sample truth"
+    return layers
+
+
+# --- the plugin's widget and the work behind it -------------------------------------------------------
+
+
+class Progress(NamedTuple):
+    """Where a run of :func:`segment_and_measure_steps` stands: the step running, steps done of those known."""
+
+    stage: str
+    done: int
+    total: int
+
+
+class _Cancelled(Exception):
+    """Raised in the working thread at its next step once the run was abandoned."""
+
+
+class _ReportingStages(Stages):
+    """A silent :class:`~ps3d_toolkit.core.progress.Stages` that reports every stage and step to ``report``.
+
+    ``report`` is called in the thread that runs the work; :meth:`cancel`
+    (from any thread) makes the next stage or step raise, which ends the run.
+    """
+
+    def __init__(self, what: str, report):
+        super().__init__(what, enabled=False)
+        self._report = report
+        self._cancelled = threading.Event()
+        self._done = self._total = self._left = 0
+
+    def start(self, name: str, steps: int = 1) -> None:
+        self._stop_if_cancelled()
+        super().start(name, steps)
+        self._done, self._total, self._left = self._done + self._left, self._total + steps, steps
+        self._report(Progress(name, self._done, self._total))
+
+    def advance(self, steps: int = 1) -> None:
+        self._stop_if_cancelled()
+        super().advance(steps)
+        self._done, self._left = self._done + steps, self._left - steps
+        self._report(Progress(self._name, self._done, self._total))
+
+    def close(self) -> None:
+        super().close()
+        self._done, self._left = self._done + self._left, 0
+
+    def cancel(self) -> None:
+        """End the run at its next stage or step."""
+        self._cancelled.set()
+
+    def _stop_if_cancelled(self) -> None:
+        if self._cancelled.is_set():
+            raise _Cancelled(f"{self.what} was stopped")
 
 
 def segment_and_measure_layer(image, *, spacing, method: str | None = None, particle_size_mm=None,
-                              name: str = "scan") -> list[tuple]:
+                              roi=None, mask=None, name: str = "scan") -> list[tuple]:
     """Segment a scan and measure its particles: a labels layer with the table as its features.
 
-    The work behind the plugin's widget, without napari or Qt.
+    The work behind the plugin's widget, without napari or Qt, run here and now;
+    :func:`segment_and_measure_steps` runs the same in a worker thread with progress.
 
     Parameters
     ----------
     image : array_like
         Grey-value scan, (z, y, x).
     spacing : float or sequence of 3 float
-        Voxel size in mm.
-    method : {"model", "otsu-watershed", "snow"}, optional
-        Segmentation method; default: the toolkit's default
-        (:func:`~ps3d_toolkit.segmentation.default_method`).
+        Voxel size in mm, (z, y, x).
+    method : str, optional
+        Segmentation method, one of
+        :func:`~ps3d_toolkit.segmentation.available_methods`; default:
+        :func:`~ps3d_toolkit.segmentation.default_method`.
     particle_size_mm : float, optional
         Rough mean particle diameter in mm; estimated when omitted.
+    roi : str or 3 slices, optional
+        Box of the scan to segment, ``"z0:z1,y0:y1,x0:x1"`` (as
+        :func:`~ps3d_toolkit.segmentation.segment`); the particles it cuts are
+        flagged in the table's ``touches_border``.
+    mask : array_like of bool or "auto", optional
+        The sample's voxels (nonzero = sample), or ``"auto"`` (as
+        :func:`~ps3d_toolkit.segmentation.segment`).
     name : str
         Name of the scan layer; the new layer is ``"<name> labels"``.
 
@@ -412,21 +542,108 @@ def segment_and_measure_layer(image, *, spacing, method: str | None = None, part
     InputError, InputTypeError
         As :func:`~ps3d_toolkit.segmentation.segment`.
     """
+    return _segment_and_measure(image, spacing, method, particle_size_mm, roi, mask, name, progress=False)
+
+
+def segment_and_measure_steps(image, *, spacing, method: str | None = None, particle_size_mm=None,
+                              roi=None, mask=None, name: str = "scan"):
+    """:func:`segment_and_measure_layer` as a generator: it yields progress while the work runs.
+
+    The function napari's ``thread_worker`` runs for the widget, in a worker
+    thread: each ``yield`` becomes the worker's ``yielded`` signal in napari's
+    interface thread, and the return value its ``returned`` signal. The work
+    itself runs in a thread of its own, reporting each stage (the model's
+    normalise, network windows, instances; then the measurement) as it goes.
+    Closing the generator early (napari's ``worker.quit()``) stops the run at
+    its next stage or network window.
+
+    Parameters
+    ----------
+    image, spacing, method, particle_size_mm, roi, mask, name
+        As :func:`segment_and_measure_layer`.
+
+    Yields
+    ------
+    Progress
+        ``(stage, done, total)``: the stage running and the steps done of
+        those known so far (``total`` grows as stages start).
+
+    Returns
+    -------
+    list of tuple
+        As :func:`segment_and_measure_layer` (the generator's ``StopIteration.value``).
+
+    Raises
+    ------
+    InputError, InputTypeError
+        As :func:`segment_and_measure_layer`, raised from the generator.
+
+    Examples
+    --------
+    >>> from ps3d_toolkit.data.synthetic import generate_scan
+    >>> scan = generate_scan((32, 32, 32), mean_diameter_vox=10, seed=0, spacing=0.02)
+    >>> steps = segment_and_measure_steps(scan.image, spacing=scan.spacing, method="otsu-watershed")
+    >>> stages = []
+    >>> while True:
+    ...     try:
+    ...         stages.append(next(steps).stage)
+    ...     except StopIteration as finished:
+    ...         layers = finished.value
+    ...         break
+    >>> stages[0], stages[-1], layers[0][2]
+    ('segment', 'layers', 'labels')
+    """
+    events = queue.SimpleQueue()
+    stages = _ReportingStages(method or "segment", events.put)
+    outcome = {}
+
+    def work():
+        try:
+            outcome["layers"] = _segment_and_measure(image, spacing, method, particle_size_mm, roi, mask, name,
+                                                     progress=stages)
+        except BaseException as error:  # noqa: BLE001 - raised again in the caller's thread
+            outcome["error"] = error
+        finally:
+            events.put(None)
+
+    worker = threading.Thread(target=work, name=f"ps3d {stages.what}", daemon=True)
+    worker.start()
+    try:
+        while (event := events.get()) is not None:
+            yield event
+    finally:
+        stages.cancel()  # a no-op after the end; after an early close, it ends the run at its next step
+    worker.join()
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["layers"]
+
+
+def _segment_and_measure(image, spacing, method, particle_size_mm, roi, mask, name, progress) -> list[tuple]:
+    """Segment, measure, make the layer; ``progress`` is False or a Stages that reports each step."""
     from ps3d_toolkit.measurement import measure
     from ps3d_toolkit.segmentation import default_method, segment
 
     spacing = check_spacing(spacing)
     method = method or default_method()
-    labels = segment(image, spacing=spacing, particle_size_mm=particle_size_mm, method=method, progress=False)
-    table = measure(labels, image, spacing=spacing, progress=False)
+    # a reporting Stages is silent (False as a bool), so that no method draws a terminal bar of its own
+    stages = progress if isinstance(progress, Stages) else Stages(method, enabled=False)
+    stages.start("segment")
+    labels = segment(image, spacing=spacing, particle_size_mm=particle_size_mm, method=method, roi=roi,
+                     mask=mask, progress=progress)
+    stages.start("measure")
+    table = measure(labels, image, spacing=spacing, roi=roi, mask=mask, progress=False)
+    stages.start("layers")
     layers = to_napari(None, labels, table, spacing=spacing, name=name)
     layers[0][1]["metadata"]["method"] = method
+    stages.close()
     return layers
 
 
 def run_on_layer(image: napari.layers.Image, method: str | None = None, particle_size_mm: float = 0.0,
-                 spacing_mm: float = 0.0) -> napari.types.LayerDataTuple:
-    """Segment and measure a napari image layer (what the widget's button calls).
+                 spacing_z_mm: float = 0.0, spacing_y_mm: float = 0.0, spacing_x_mm: float = 0.0,
+                 roi: str = "", mask=None) -> napari.types.LayerDataTuple:
+    """Segment and measure a napari image layer, here and now (the widget runs the same in a worker).
 
     Parameters
     ----------
@@ -437,9 +654,16 @@ def run_on_layer(image: napari.layers.Image, method: str | None = None, particle
         As :func:`segment_and_measure_layer`.
     particle_size_mm : float
         Rough mean particle diameter in mm; 0 estimates it.
-    spacing_mm : float
-        Isotropic voxel size in mm; 0 takes the layer's ``scale`` (which the
-        plugin's reader and :func:`to_napari` set in mm).
+    spacing_z_mm, spacing_y_mm, spacing_x_mm : float
+        Voxel size in mm along each axis; 0 takes the layer's ``scale`` on
+        that axis (which the plugin's reader and :func:`to_napari` set in mm).
+    roi : str
+        Box of the scan to segment, ``"z0:z1,y0:y1,x0:x1"`` in voxels; empty:
+        the whole scan.
+    mask : napari layer, array_like of bool, "auto" or None
+        The sample's voxels: a labels or image layer (or array) of the scan's
+        shape, nonzero inside; ``"auto"`` finds the inside of the holder;
+        None: the whole scan (or box).
 
     Returns
     -------
@@ -451,46 +675,160 @@ def run_on_layer(image: napari.layers.Image, method: str | None = None, particle
     Raises
     ------
     InputError
-        If no layer is given or it is not 3D.
+        If no layer is given or it is not 3D, or a spacing is negative.
     """
+    return _finish(layer_steps(image, method=method, particle_size_mm=particle_size_mm,
+                               spacing_mm=(spacing_z_mm, spacing_y_mm, spacing_x_mm), roi=roi, mask=mask,
+                               report=False))
+
+
+def layer_steps(image, *, method: str | None = None, particle_size_mm: float = 0.0, spacing_mm=(0.0, 0.0, 0.0),
+                roi: str = "", mask=None, report: bool = True):
+    """The widget's work on a napari image layer, as a generator (see :func:`segment_and_measure_steps`).
+
+    Parameters are those of :func:`run_on_layer` (``spacing_mm`` the three
+    spacings, z, y, x, 0 meaning the layer's). The layer is read in the
+    calling thread (napari's interface thread, when the widget starts the
+    worker); the generator then works only on its data.
+
+    Yields
+    ------
+    Progress
+        With ``report`` True; none otherwise.
+
+    Returns
+    -------
+    tuple
+        ``(labels, kwargs, "labels")`` placed on the image (its scale and translation).
+    """
+    data, spacing, translate, name = _layer_parts(image, spacing_mm)
+    size = float(particle_size_mm) if particle_size_mm else None
+    roi = roi.strip() if isinstance(roi, str) else roi
+    mask = _mask_data(mask)
+    return _placed(data, spacing, translate, name, method, size, roi or None, mask, report)
+
+
+def _placed(data, spacing, translate, name, method, size, roi, mask, report):
+    kwargs = dict(spacing=spacing, method=method, particle_size_mm=size, roi=roi, mask=mask, name=name)
+    if report:
+        layers = yield from segment_and_measure_steps(data, **kwargs)
+    else:
+        layers = segment_and_measure_layer(data, **kwargs)
+    layer = layers[0]
+    if translate is not None:
+        layer[1]["translate"] = translate
+    return layer
+
+
+def _relay(steps):
+    """A generator function (what napari's worker needs to pass ``yield`` on) around a started generator."""
+    return (yield from steps)
+
+
+def _finish(steps):
+    """Run a generator to its end; its return value."""
+    while True:
+        try:
+            next(steps)
+        except StopIteration as finished:
+            return finished.value
+
+
+def _layer_parts(image, spacing_mm):
+    """(full-resolution data, spacing in mm per axis, translation or None, name) of an image layer."""
     if image is None:
         raise InputError("image must be a napari image layer, got None: open a scan first")
     data = image.data[0] if getattr(image, "multiscale", False) else image.data
     if len(data.shape) != 3:
         raise InputError(f"image must be a 3D image layer (z, y, x), got {image.name!r} of shape {data.shape}")
-    if spacing_mm:
-        spacing = spacing_mm
-    else:
-        spacing = tuple(float(s) for s in np.asarray(image.scale)[-3:])
-    size = float(particle_size_mm) if particle_size_mm else None
-    layers = segment_and_measure_layer(data, spacing=spacing, method=method, particle_size_mm=size,
-                                       name=str(image.name))
-    layer = layers[0]
+    given = tuple(float(s) for s in spacing_mm)
+    if len(given) != 3 or any(s < 0 for s in given):
+        raise InputError(f"spacing_mm must be 3 voxel sizes in mm (z, y, x), 0 for the layer's, got {spacing_mm}")
+    scale = np.asarray(image.scale, dtype=float)[-3:]
+    spacing = check_spacing(tuple(g or float(s) for g, s in zip(given, scale)), "spacing")
     translate = getattr(image, "translate", None)
     if translate is not None and np.any(np.asarray(translate) != 0):
-        layer[1]["translate"] = tuple(float(t) for t in np.asarray(translate)[-3:])
-    return layer
+        translate = tuple(float(t) for t in np.asarray(translate)[-3:])
+    else:
+        translate = None
+    return data, spacing, translate, str(image.name)
+
+
+def _mask_data(mask):
+    """A mask given as a napari layer becomes its data (full resolution); anything else is left as it is."""
+    if mask is None or isinstance(mask, str) or not hasattr(mask, "data") or isinstance(mask, np.ndarray):
+        return mask
+    return mask.data[0] if getattr(mask, "multiscale", False) else mask.data
 
 
 def segment_widget():
-    """The napari dock widget: pick an image layer, a method and a size, then segment and measure.
+    """The napari dock widget: segment and measure an image layer in a worker thread, with a progress bar.
 
-    A magicgui function widget around :func:`run_on_layer`; magicgui (and Qt)
-    are imported only when napari builds the widget.
+    A magicgui function widget: an image layer, a method (those of
+    :func:`~ps3d_toolkit.segmentation.available_methods`, outside methods
+    included), a rough particle size, the voxel size along z, y and x (0: the
+    layer's scale), a box ``roi`` and a sample mask (a layer, or found
+    automatically). The button starts :func:`layer_steps` in napari's
+    ``thread_worker``, so the interface stays live; each step moves the
+    widget's progress bar, the labels layer is added when the work returns,
+    and an error is shown in napari's notifications. magicgui, napari and Qt
+    are imported only here, when napari builds the widget.
 
     Returns
     -------
     magicgui.widgets.FunctionGui
     """
     from magicgui import magicgui
+    from magicgui.widgets import ProgressBar
 
-    from ps3d_toolkit.segmentation import METHODS, default_method
+    from ps3d_toolkit.segmentation import available_methods, default_method
 
-    return magicgui(
-        run_on_layer,
+    bar = ProgressBar(value=0, min=0, max=1, label="progress", visible=False)
+
+    def segment_and_measure(viewer: napari.Viewer, image: napari.layers.Image, method: str = default_method(),
+                            particle_size_mm: float = 0.0, spacing_z_mm: float = 0.0, spacing_y_mm: float = 0.0,
+                            spacing_x_mm: float = 0.0, roi: str = "", sample_mask: napari.layers.Labels | None = None,
+                            auto_mask: bool = False):
+        from napari.qt.threading import create_worker
+
+        if auto_mask and sample_mask is not None:
+            raise InputError("choose either a sample mask layer or auto_mask, not both")
+        steps = layer_steps(image, method=method, particle_size_mm=particle_size_mm,
+                            spacing_mm=(spacing_z_mm, spacing_y_mm, spacing_x_mm), roi=roi,
+                            mask="auto" if auto_mask else sample_mask)
+        worker = create_worker(_relay, steps, _start_thread=False)
+        worker.yielded.connect(lambda step: _show_step(bar, step))
+        worker.returned.connect(lambda layer: viewer.add_layer(_layer_from_tuple(layer)))
+        worker.finished.connect(lambda: _end_run(gui, bar))
+        gui.call_button.enabled, bar.visible = False, True
+        worker.start()
+        return worker
+
+    gui = magicgui(
+        segment_and_measure,
         call_button="Segment and measure",
-        method={"widget_type": "ComboBox", "choices": list(METHODS), "value": default_method()},
+        method={"widget_type": "ComboBox", "choices": list(available_methods())},
         particle_size_mm={"label": "particle size (mm, 0 = estimate)", "min": 0.0, "max": 1e4, "step": 0.001},
-        spacing_mm={"label": "voxel size (mm, 0 = layer scale)", "min": 0.0, "max": 1e4, "step": 0.0001},
+        spacing_z_mm={"label": "voxel z (mm, 0 = layer scale)", "min": 0.0, "max": 1e4, "step": 0.0001},
+        spacing_y_mm={"label": "voxel y (mm, 0 = layer scale)", "min": 0.0, "max": 1e4, "step": 0.0001},
+        spacing_x_mm={"label": "voxel x (mm, 0 = layer scale)", "min": 0.0, "max": 1e4, "step": 0.0001},
+        roi={"label": "box z0:z1,y0:y1,x0:x1 (empty = all)"},
+        sample_mask={"label": "sample mask layer"},
+        auto_mask={"label": "find the sample mask"},
     )
+    gui.append(bar)
+    return gui
 
+
+def _show_step(bar, step: Progress) -> None:
+    bar.max, bar.value, bar.label = max(step.total, 1), step.done, step.stage
+
+
+def _end_run(gui, bar) -> None:
+    gui.call_button.enabled, bar.visible = True, False
+
+
+def _layer_from_tuple(layer):
+    from napari.layers import Layer
+
+    return Layer.create(*layer)
