@@ -326,7 +326,7 @@ def test_widget_work_runs_off_the_main_thread_and_reports_each_stage(monkeypatch
     # ours first and last; between them, whatever stages the method reports (the block engine's, the model's)
     stages = [step.stage for step in seen]
     assert stages[0] == "segment" and stages[-2:] == ["measure", "layers"] and stages.count("measure") == 1
-    assert all(isinstance(step, Progress) and 0 <= step.done < step.total for step in seen)
+    assert all(isinstance(step, Progress) and 0 <= step.done <= step.total for step in seen)
     assert [step.done for step in seen] == sorted(step.done for step in seen)
     ((labels, kwargs, kind),) = layers
     assert kind == "labels" and kwargs["scale"] == (0.02, 0.01, 0.01) and kwargs["name"] == "phantom labels"
