@@ -351,6 +351,11 @@ def test_phases_are_named_by_the_user_or_by_their_grey_values(cubes):
     page = _Report(build_report(named))
     assert [row[0] for row in page.sections["Phases"][0][1:]] == ["quartz", "magnetite"]
     assert "magnetite: liberation" in page.sections["Particles"][0][0]
+    # or named when the report is written
+    renamed = _Report(build_report(auto, phase_names="quartz,magnetite"))
+    assert [row[0] for row in renamed.sections["Phases"][0][1:]] == ["quartz", "magnetite"]
+    with pytest.raises(ValueError, match="give 2 distinct phase names"):
+        build_report(auto, phase_names=["quartz"])
 
 
 def test_summary_d_values_are_the_percentiles(cubes):

@@ -14,6 +14,7 @@ from ps3d_toolkit.core.atomic import atomic_path
 from ps3d_toolkit.core.checks import check_table
 from ps3d_toolkit.core.errors import InputError
 from ps3d_toolkit.measurement.inputs import region_mask, sample_region
+from ps3d_toolkit.measurement.intensity import rename_phases
 from ps3d_toolkit.report.fragments import ReportContext
 from ps3d_toolkit.report.payload import figures_block
 from ps3d_toolkit.report.sections import SECTIONS
@@ -26,13 +27,16 @@ def _css() -> str:
 
 def build_report(table, *, scan=None, labels=None, metrics=None,
                  title: str = "ps3d_toolkit particle report", notes: dict | None = None,
-                 include_cut: bool = False, roi=None, mask=None, sections=None, sample_region=None) -> str:
+                 include_cut: bool = False, roi=None, mask=None, phase_names=None, sections=None,
+                 sample_region=None) -> str:
     """Build the self-contained HTML report as a string.
 
     Parameters are those of :func:`write_report`; ``sections`` replaces
     :data:`SECTIONS` (a list of functions of a :class:`ReportContext`).
     """
     check_table(table)
+    if phase_names is not None:
+        table = rename_phases(table, phase_names)
     if labels is not None:
         labels = np.asarray(labels)
         if scan is not None and tuple(labels.shape) != tuple(scan.shape):
@@ -72,7 +76,7 @@ def _in_region(table, scan, labels, roi, mask):
 
 def write_report(table, path, *, scan=None, labels=None, metrics=None,
                  title: str = "ps3d_toolkit particle report", notes: dict | None = None,
-                 include_cut: bool = False, roi=None, mask=None, sample_region=None) -> Path:
+                 include_cut: bool = False, roi=None, mask=None, phase_names=None, sample_region=None) -> Path:
     """Write a self-contained HTML report (opens offline), atomically.
 
     Parameters
@@ -102,6 +106,11 @@ def write_report(table, path, *, scan=None, labels=None, metrics=None,
         outlined in blue on the slices, with the particles outside it left out
         of them. Measure the table with the same ``roi`` and ``mask``, so that
         the particles it cuts are flagged.
+    phase_names : sequence of str, str or dict, optional
+        Names for the table's phases in the report (e.g. ``"quartz,magnetite"``,
+        darkest first for automatic phases, or ``{"phase_1": "quartz"}``), see
+        :func:`~ps3d_toolkit.measurement.rename_phases`. Without names, automatic
+        phases are named by their grey values (``"darker phase (grey < 41,157)"``).
     sample_region : array_like of bool, optional
         Deprecated (to be removed in the next release): the old name of ``mask``
         for an array; it warns with a :class:`DeprecationWarning`.
@@ -117,13 +126,14 @@ def write_report(table, path, *, scan=None, labels=None, metrics=None,
         If ``table`` is not a DataFrame.
     ValueError
         If ``labels`` and ``scan`` differ in shape, the region does not fit them,
-        or ``path`` does not end in ``.html``/``.htm``.
+        ``phase_names`` do not name the table's phases, or ``path`` does not end
+        in ``.html``/``.htm``.
     """
     path = Path(path).expanduser()
     if path.suffix.lower() not in (".html", ".htm"):
         raise InputError(f"path must end in .html, got {path}")
     text = build_report(table, scan=scan, labels=labels, metrics=metrics, title=title, notes=notes,
-                        include_cut=include_cut, roi=roi,
+                        include_cut=include_cut, roi=roi, phase_names=phase_names,
                         mask=region_mask(mask, sample_region, old_name="sample_region"))
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
