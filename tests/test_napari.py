@@ -383,6 +383,28 @@ def test_widget_work_on_an_anisotropic_layer_with_a_box_and_a_mask():
         run_on_layer(layer, spacing_y_mm=-1.0)
 
 
+def test_widget_work_finds_an_automatic_sample_mask_once_for_segment_and_measure(monkeypatch):
+    import ps3d_toolkit.segmentation.sample_mask as sample_mask
+    from ps3d_toolkit.data.sample import load_sample
+    from ps3d_toolkit.segmentation import segment
+
+    scan, _ = load_sample()  # a holder around the grains: what mask="auto" finds
+    expected = segment(scan.image, spacing=scan.spacing, method="otsu-watershed", mask="auto", progress=False)
+    expected_table = measure(expected, scan.image, spacing=scan.spacing, mask="auto", progress=False)
+    calls = []
+    real = sample_mask.sample_mask
+    monkeypatch.setattr(sample_mask, "sample_mask", lambda *a, **k: calls.append(1) or real(*a, **k))
+    seen, layers, error = _run_in_a_thread(segment_and_measure_steps(scan.image, spacing=scan.spacing,
+                                                                     method="otsu-watershed", mask="auto"))
+    assert error is None and [step.stage for step in seen][:2] == ["sample mask", "segment"]
+    assert len(calls) == 1  # found once; segment and measure were handed the mask itself
+    ((labels, kwargs, _),) = layers
+    assert np.array_equal(labels, expected)
+    features = kwargs["features"].set_index("label").loc[expected_table["label"]]
+    assert features["touches_border"].astype(bool).tolist() == expected_table["touches_border"].tolist()
+    assert expected_table["touches_border"].any() and not expected_table["touches_border"].all()
+
+
 def test_widget_compute_segments_and_measures_a_scan():
     from ps3d_toolkit.data.synthetic import generate_scan
 

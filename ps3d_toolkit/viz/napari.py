@@ -628,6 +628,12 @@ def _segment_and_measure(image, spacing, method, particle_size_mm, roi, mask, na
     method = method or default_method()
     # a reporting Stages is silent (False as a bool), so that no method draws a terminal bar of its own
     stages = progress if isinstance(progress, Stages) else Stages(method, enabled=False)
+    if isinstance(mask, (str, Path)):
+        # "auto" or a file: found once, for segment and measure both (each would find it again)
+        from ps3d_toolkit.segmentation.region import resolve_region
+
+        stages.start("sample mask")
+        mask = resolve_region(image, mask=mask, spacing=spacing).mask
     stages.start("segment")
     labels = segment(image, spacing=spacing, particle_size_mm=particle_size_mm, method=method, roi=roi,
                      mask=mask, progress=progress)
