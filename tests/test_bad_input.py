@@ -1064,3 +1064,205 @@ def test_read_only_file_system_is_refused():
     results = _in_small_tmpfs(_READ_ONLY, options="size=256k,ro")
     assert results["check"].startswith("cannot write to the folder") and "Read-only file system" in results["check"]
     assert results["save"].startswith("cannot write") and "Read-only file system" in results["save"]
+
+
+# ==================================================================================================
+# Runs left overnight (issue 24): batch mode, lazy arrays, and messages that did not help
+# (resume, locks and Dask addresses: tests/test_resume.py)
+# ==================================================================================================
+
+
+@pytest.fixture
+def small_crop(sample):
+    """The bundled sample cropped to 48^3, its spacing and particle size."""
+    scan, _ = sample
+    return np.ascontiguousarray(scan.image[:48, :48, :48]), scan.spacing, scan.particle_size_mm
+
+
+@pytest.fixture
+def scan_folder(tmp_path, small_crop):
+    image, spacing, size = small_crop
+    folder = tmp_path / "scans"
+    save_scan(image, folder / "a.tif", spacing=spacing, particle_size_mm=size)
+    return folder
+
+
+def _batch(ps3d, folder, output, *extra):
+    return ps3d("segment", folder, "-o", output, "--method", "otsu-watershed", "-q", *extra)
+
+
+def _summary(output: Path) -> list:
+    import csv
+
+    with open(output / "summary.csv", newline="") as file:
+        return [(row["scan"], row["status"]) for row in csv.DictReader(file)]
+
+
+def test_batch_refuses_an_output_folder_inside_the_scan_folder_unless_empty(ps3d, tmp_path, scan_folder):
+    before = _listing(tmp_path)
+    code, _, err = _batch(ps3d, scan_folder, scan_folder)  # issue 24, case 7: -o f onto f
+    assert_one_line_error(code, err, f"--output {scan_folder} lies inside the scan folder", "choose an output")
+    (scan_folder / "old").mkdir()
+    (scan_folder / "old" / "notes.txt").write_text("mine")
+    code, _, err = _batch(ps3d, scan_folder, scan_folder / "old")
+    assert_one_line_error(code, err, "lies inside the scan folder", "not empty")
+    (scan_folder / "old" / "notes.txt").unlink()
+    (scan_folder / "old").rmdir()
+    assert _listing(tmp_path) == before
+    code, _, err = _batch(ps3d, scan_folder, scan_folder / "out")  # an empty (new) folder inside is fine
+    assert code == 0, err
+    assert _summary(scan_folder / "out") == [("a", "ok")]
+
+
+def test_batch_never_takes_the_toolkits_own_outputs_as_scans(ps3d, tmp_path, scan_folder):
+    # labels written beside the scan (with their .ps3d.json record), a copy of them without the
+    # record, and an earlier batch's output folder: none of them is a scan, and a.tif is no name clash
+    assert ps3d("segment", scan_folder / "a.tif", "-o", scan_folder / "a.ome.zarr", "--method",
+                "otsu-watershed", "-q")[0] == 0
+    shutil.copytree(scan_folder / "a.ome.zarr", scan_folder / "copy.ome.zarr")
+    assert _batch(ps3d, scan_folder, tmp_path / "first")[0] == 0
+    shutil.copytree(tmp_path / "first", scan_folder / "first")
+    code, _, err = _batch(ps3d, scan_folder, tmp_path / "second")
+    assert code == 0, err
+    assert _summary(tmp_path / "second") == [("a", "ok")]
+
+
+def test_batch_failures_are_printed_also_with_quiet(ps3d, tmp_path, scan_folder):
+    (scan_folder / "b.tif").write_bytes(b"II*\x00 not a tiff")
+    code, out, err = _batch(ps3d, scan_folder, tmp_path / "out")
+    assert code == 2 and out == ""
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("ps3d: warning: scan b failed: cannot read"), err
+    assert _summary(tmp_path / "out") == [("a", "ok"), ("b", "failed")]
+
+
+def test_a_dataset_without_metadata_json_says_what_is_missing(ps3d, tmp_path, small_crop):
+    image, spacing, _ = small_crop
+    save_scan(image, tmp_path / "dataset" / "images" / "s1.zarr", spacing=spacing)
+    code, _, err = _batch(ps3d, tmp_path / "dataset", tmp_path / "out")
+    assert_one_line_error(code, err, "looks like a ParticleSeg3D dataset", "no metadata.json",
+                          f"segment {tmp_path / 'dataset' / 'images'} as a folder of scans")
+    assert not (tmp_path / "out").exists()
+
+
+def test_batch_and_segment_import_no_cycle():
+    """cli.batch gets ps3d segment's run handed in; it imports neither cli.segment nor cli.app."""
+    import ast
+
+    import ps3d_toolkit.cli.batch as batch
+
+    imported = set()
+    for node in ast.walk(ast.parse(Path(batch.__file__).read_text())):
+        if isinstance(node, ast.ImportFrom):
+            imported |= {f"{node.module}.{alias.name}" for alias in node.names} | {node.module}
+        elif isinstance(node, ast.Import):
+            imported |= {alias.name for alias in node.names}
+    assert not {"ps3d_toolkit.cli.segment", "ps3d_toolkit.cli.app"} & imported
+
+
+def test_segment_takes_a_dask_array_in_blocks(small_crop):
+    """Issue 24, case 8: dask's chunks are a tuple of tuples (irregular here); the labels as for numpy."""
+    da = pytest.importorskip("dask.array")
+    image, spacing, size = small_crop
+    options = dict(spacing=spacing, particle_size_mm=size, method="otsu-watershed", chunk_size=16, progress=False)
+    with pytest.warns(UserWarning, match="under two particle diameters"):
+        expected = segment(image, **options)
+    with pytest.warns(UserWarning, match="under two particle diameters"):
+        labels = segment(da.from_array(image, chunks=((20, 28), (16, 32), (48,))), **options)
+    np.testing.assert_array_equal(labels, expected)
+
+
+def test_segment_takes_any_array_with_array_and_shape(small_crop):
+    image, spacing, size = small_crop
+
+    class Plain:  # __array__ and shape (and dtype), no slicing
+        shape, dtype = image.shape, image.dtype
+
+        def __array__(self, dtype=None, copy=None):
+            return image
+
+    options = dict(spacing=spacing, particle_size_mm=size, method="otsu-watershed", chunk_size=32, progress=False)
+    np.testing.assert_array_equal(segment(Plain(), **options), segment(image, **options))
+
+
+def test_blocks_under_two_particle_diameters_get_a_warning(ps3d, tmp_path, scan_folder):
+    code, _, err = ps3d("segment", scan_folder / "a.tif", "-o", tmp_path / "l.zarr", "--method", "otsu-watershed",
+                        "--chunk-size", 16, "--particle-size", 0.2, "-q")
+    assert code == 0, err
+    assert err.strip() == ("ps3d: warning: --chunk-size 16 is under two particle diameters (40 voxels at 0.2 mm): "
+                           "most particles cross a block face and the labels can differ from those of larger "
+                           "blocks; pass --chunk-size 40 or more")
+
+
+@pytest.mark.parametrize("roi, words", [("10:0,:,:", "range 10:0 of axis z is empty"),
+                                        ("10:60,:,:", "range 10:60 of axis z is empty or outside the scan (0:48)")])
+def test_the_roi_message_shows_the_scans_real_extent(ps3d, tmp_path, scan_folder, roi, words):
+    before = _listing(tmp_path)
+    code, _, err = ps3d("segment", scan_folder / "a.tif", "-o", tmp_path / "l.tif", "--roi", roi, "--method",
+                        "otsu-watershed")
+    assert_one_line_error(code, err, words)
+    assert str(1 << 62) not in err
+    assert _listing(tmp_path) == before
+
+
+def test_a_float_mask_is_called_a_mask_with_a_fix(ps3d, tmp_path, scan_folder, small_crop):
+    image, spacing, size = small_crop
+    np.save(tmp_path / "fraction.npy", np.full(image.shape, 0.5, np.float32))
+    code, _, err = ps3d("segment", scan_folder / "a.tif", "-o", tmp_path / "l.tif", "--mask",
+                        tmp_path / "fraction.npy", "--method", "otsu-watershed")
+    assert_one_line_error(code, err, "mask", "must hold booleans or integers", "(mask > 0).astype('uint8')")
+    assert "labels" not in err and not (tmp_path / "l.tif").exists()
+    with pytest.raises(InputTypeError, match=r"mask must hold booleans or integers .* got float32 values; "
+                                             r"pass a boolean mask, e.g. mask > 0"):
+        segment(image, spacing=spacing, particle_size_mm=size, method="otsu-watershed",
+                mask=np.full(image.shape, 0.5, np.float32), progress=False)
+
+
+@pytest.mark.parametrize("method", ["otsu-watershed", "model"])
+@pytest.mark.parametrize("box", [np.s_[:48, :48, :3], np.s_[:48, :48, :4], np.s_[:3, :48, :48]])
+def test_thin_scans_leak_no_rgb_warning(sample, method, box):
+    import warnings
+
+    scan, _ = sample
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # scikit-image's "looks like an RGB image" among them
+        segment(np.ascontiguousarray(scan.image[box]), spacing=scan.spacing, particle_size_mm=0.05, method=method,
+                progress=False)
+
+
+def test_a_malformed_ome_zarr_multiscales_says_it_is_malformed(ps3d, tmp_path, small_crop):
+    image, spacing, _ = small_crop
+    store = save_scan(image, tmp_path / "scan.ome.zarr", spacing=spacing)
+    attrs_file = store / ".zattrs" if (store / ".zattrs").exists() else store / "zarr.json"
+    meta = json.loads(attrs_file.read_text())
+    attrs = meta.get("attributes", meta)
+    holder = attrs["ome"] if "ome" in attrs else attrs
+    holder["multiscales"] = [{"datasets": "not a list"}]
+    attrs_file.write_text(json.dumps(meta))
+    with pytest.raises(CorruptDataError, match="'multiscales' metadata is malformed"):
+        load_scan(store)
+    assert load_scan(store, spacing=spacing).spacing == spacing
+    code, _, err = ps3d("segment", store, "-o", tmp_path / "l.tif", "--method", "otsu-watershed")
+    assert_one_line_error(code, err, "cannot read the spacing of", "malformed", "--spacing")
+    assert "is not stored" not in err
+
+
+def test_measure_with_labels_and_scan_of_other_spacing_says_so(ps3d, tmp_path, two_balls):
+    image, labels = two_balls
+    save_scan(image, tmp_path / "scan.tif", spacing=0.01)
+    save_labels(labels, tmp_path / "labels.tif", spacing=0.02)
+    code, _, err = ps3d("measure", tmp_path / "labels.tif", "--image", tmp_path / "scan.tif",
+                        "-o", tmp_path / "t.csv")
+    assert_one_line_error(code, err, "labels", "(0.02, 0.02, 0.02) mm", "(0.01, 0.01, 0.01) mm", "Pass --spacing")
+    assert "overrides" not in err and not (tmp_path / "t.csv").exists()
+    code, _, err = ps3d("measure", tmp_path / "labels.tif", "--image", tmp_path / "scan.tif",
+                        "-o", tmp_path / "t.csv", "--spacing", "0.01", "-q")
+    assert code == 0, err
+
+
+def test_the_grains_auto_refusal_names_the_flag(ps3d, tmp_path):
+    save_scan(np.full((24, 24, 24), 7, np.uint16), tmp_path / "flat.tif", spacing=SPACING)
+    code, _, err = ps3d("segment", tmp_path / "flat.tif", "-o", tmp_path / "l.tif", "--grains", "auto",
+                        "--method", "otsu-watershed", "--particle-size", 0.05)
+    assert_one_line_error(code, err, "--grains brighter or --grains darker")
+    assert "grains=" not in err and not (tmp_path / "l.tif").exists()

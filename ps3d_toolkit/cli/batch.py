@@ -1,14 +1,20 @@
 """``ps3d segment DIR --output OUTDIR``: every scan of a folder or of a ParticleSeg3D dataset.
 
-Each scan goes through the same code as ``ps3d segment FILE`` (:func:`ps3d_toolkit.cli.segment.run`
-with the scan and its own output put in), with its own metadata: a scan of a
+Each scan goes through the same code as ``ps3d segment FILE`` (the ``segment_one`` that
+:func:`ps3d_toolkit.cli.segment.run` hands in, with the scan and its own output put in), with its own
+metadata: a scan of a
 ParticleSeg3D dataset finds its entry in ``<dataset>/metadata.json`` (spacing,
 and ``particle_size`` unless ``--particle-size`` is given), any other scan what
 :func:`~ps3d_toolkit.io.load_scan` finds. A scan that fails is reported and the
 next one is done; the run ends with a table (scan, particles, seconds, status)
 on stdout, written as ``OUTDIR/summary.csv`` too, and exit code 0 when every
 scan was segmented, 2 when one failed on its input or output, 1 when one hit a
-bug.
+bug. Every failure is also a warning line on stderr, with ``--quiet`` too.
+
+The toolkit's own outputs in the folder are never taken as scans: anything with a
+``.ps3d.json`` record beside it, a folder holding a ``summary.csv``, and a label store the
+toolkit wrote (its OME-Zarr ``multiscales`` of type ``nearest``). An ``--output`` folder inside
+the scan folder (or the scan folder itself) is refused unless it is empty.
 
 Output layouts (``--output-layout``): ``toolkit`` writes ``OUTDIR/<name>.ome.zarr``;
 ``particleseg3d`` writes ``OUTDIR/<name>/<name>.zarr``, a zarr v2 array, as
@@ -20,11 +26,13 @@ from __future__ import annotations
 import copy
 import csv
 import io
+import json
 import logging
 import time
 from pathlib import Path
 
-from ps3d_toolkit.cli.args import CLIError, say
+from ps3d_toolkit.cli.args import RECORD_SUFFIX, CLIError, say
+from ps3d_toolkit.cli.messages import one_line
 
 logger = logging.getLogger("ps3d_toolkit.cli.batch")
 
@@ -49,8 +57,10 @@ def add_output_layout(parser) -> None:
                              "(ParticleSeg3D's -n)")
 
 
-def run_if_folder(args) -> int | None:
+def run_if_folder(args, segment_one) -> int | None:
     """Segment every scan when ``args.scan`` is a folder of scans (see :func:`is_batch`); None for one scan.
+
+    ``segment_one(args)`` segments one scan (``ps3d segment``'s own ``run``) and returns its exit code.
 
     Raises
     ------
@@ -58,7 +68,7 @@ def run_if_folder(args) -> int | None:
         When ``--output-layout`` is given for a single scan.
     """
     if is_batch(args):
-        return run(args)
+        return run(args, segment_one)
     if getattr(args, "output_layout", None) is not None:
         raise CLIError(f"--output-layout applies to a folder of scans; {args.scan} is one scan")
     return None
@@ -85,9 +95,8 @@ def is_batch(args) -> bool:
     return not _names_label_file(Path(args.output))
 
 
-def run(args) -> int:
-    """Segment every scan of the folder ``args.scan`` into the folder ``args.output``."""
-    from ps3d_toolkit.cli import segment
+def run(args, segment_one) -> int:
+    """Segment every scan of the folder ``args.scan`` into the folder ``args.output`` with ``segment_one``."""
     from ps3d_toolkit.io._formats import stem
     from ps3d_toolkit.io.particleseg3d import is_particleseg3d_dataset, list_scans, scan_path
 
@@ -96,6 +105,7 @@ def run(args) -> int:
         raise CLIError(f"{folder} is a folder of scans: --output must be a folder for their labels, got {out}")
     if out.exists() and not out.is_dir():
         raise CLIError(f"--output {out} exists and is not a folder")
+    _check_not_inside(out, folder)
     if getattr(args, "resume", False) and getattr(args, "chunk_size", None) is None:
         raise CLIError("--resume continues a chunked run: give the --chunk-size of the interrupted run")
     if is_particleseg3d_dataset(folder):
@@ -105,7 +115,7 @@ def run(args) -> int:
         scans = [(stem(entry), entry) for entry in _scan_entries(folder, exclude=out)]
         kind = "folder"
     if not scans:
-        raise CLIError(f"{folder} holds no scans ({', '.join(_SCAN_FILE_SUFFIXES)} or folders of TIFF slices)")
+        raise CLIError(_no_scans(folder))
     scans = _chosen(scans, getattr(args, "scans", None), folder)
     layout = args.output_layout or "toolkit"
     say(args, f"{kind} {folder}: {len(scans)} scan(s) -> {out} ({layout} layout)")
@@ -117,19 +127,21 @@ def run(args) -> int:
                                                       "is skipped", None, _EXIT_INPUT))
             continue
         seen.add(name)
-        rows.append(_segment_one(segment, args, name, path, target, layout))
+        rows.append(_segment_one(segment_one, args, name, path, target, layout))
     _write_summary(rows, out / SUMMARY_FILE)
     if not getattr(args, "quiet", False):
         print(_table(rows))
     failed = [row for row in rows if row["status"] != "ok"]
+    for row in failed:  # on stderr whatever the verbosity: a run left overnight must say what failed
+        logger.warning("scan %s failed: %s", row["scan"], row["error"])
     say(args, f"{len(rows) - len(failed)} of {len(rows)} scans segmented; summary: {out / SUMMARY_FILE}")
     if not failed:
         return 0
     return _EXIT_BUG if any(row["_code"] == _EXIT_BUG for row in failed) else _EXIT_INPUT
 
 
-def _segment_one(segment, args, name: str, path: Path, target: Path, layout: str) -> dict:
-    """One scan through ``segment.run``; a failure becomes a row of the summary, not an exception."""
+def _segment_one(segment_one, args, name: str, path: Path, target: Path, layout: str) -> dict:
+    """One scan through ``segment_one``; a failure becomes a row of the summary, not an exception."""
     from ps3d_toolkit.core.errors import Ps3dError
 
     one = copy.copy(args)
@@ -137,7 +149,7 @@ def _segment_one(segment, args, name: str, path: Path, target: Path, layout: str
     one.zarr_format = 2 if layout == "particleseg3d" else None
     start = time.perf_counter()
     try:
-        code = segment.run(one)
+        code = segment_one(one)
     except KeyboardInterrupt:
         raise
     except (Ps3dError, OSError) as error:  # the scan, its metadata or the file system: next scan
@@ -170,12 +182,9 @@ def _chosen(scans: list, names, folder: Path) -> list:
 
 
 def _failed(name: str, start: float, error: Exception, code: int) -> dict:
-    from ps3d_toolkit.cli.app import _one_line
-
-    message = _one_line(error)
+    message = one_line(error)
     if code == _EXIT_BUG:
         message = f"internal error: {type(error).__name__}: {message}"
-    logger.warning("scan %s failed: %s", name, message)
     return _row(name, None, time.perf_counter() - start, "failed", message, None, code)
 
 
@@ -247,6 +256,9 @@ def _scan_entries(folder: Path, exclude: Path | None) -> list:
     for entry in folder.iterdir():
         if entry.name.startswith(".") or (excluded is not None and entry.resolve() == excluded):
             continue
+        if _toolkit_output(entry):
+            logger.debug("%s is an output of ps3d_toolkit, not a scan: skipped", entry)
+            continue
         name = entry.name.lower()
         if entry.is_dir():
             if name.endswith(".zarr") or read_format(entry) == "zarr" or any(map(_is_tiff, entry.iterdir())):
@@ -254,3 +266,56 @@ def _scan_entries(folder: Path, exclude: Path | None) -> list:
         elif any(name.endswith(ext) for ext in _SCAN_FILE_SUFFIXES):
             found.append(entry)
     return sorted(found, key=_natural_key)
+
+
+def _toolkit_output(entry: Path) -> bool:
+    """Whether ``entry`` is something the toolkit wrote as a result, never a scan: labels with their
+    ``.ps3d.json`` record beside them, a batch's output folder (it holds ``summary.csv``), or a
+    label store (the toolkit's mark, and a ``nearest`` pyramid: label values are never averaged)."""
+    if entry.with_name(entry.name + RECORD_SUFFIX).exists() or entry.name.endswith(RECORD_SUFFIX):
+        return True
+    if not entry.is_dir():
+        return False
+    if (entry / SUMMARY_FILE).is_file():
+        return True
+    attrs = _zarr_attributes(entry)
+    if not str(attrs.get("written_by", "")).startswith("ps3d_toolkit"):
+        return False
+    scales = attrs.get("multiscales") or attrs.get("ome", {}).get("multiscales") or [{}]
+    return "image-label" in attrs or "n_particles" in attrs or (
+        isinstance(scales, list) and isinstance(scales[0], dict) and scales[0].get("type") == "nearest")
+
+
+def _zarr_attributes(folder: Path) -> dict:
+    """The root attributes of a zarr store (v2 ``.zattrs`` or v3 ``zarr.json``); {} for anything else."""
+    for name in (".zattrs", "zarr.json"):
+        try:
+            meta = json.loads((folder / name).read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(meta, dict):
+            return meta.get("attributes", {}) if name == "zarr.json" else meta
+    return {}
+
+
+def _check_not_inside(out: Path, folder: Path) -> None:
+    """Refuse an output folder that is, or lies inside, the scan folder, unless it is empty.
+
+    Its labels would otherwise sit among the scans, for the next run to find.
+    """
+    inside = out.resolve() == folder.resolve() or folder.resolve() in out.resolve().parents
+    if inside and out.exists() and any(out.iterdir()):
+        raise CLIError(f"--output {out} lies inside the scan folder {folder} and is not empty; choose an output "
+                       f"folder outside {folder}, or an empty one")
+
+
+def _no_scans(folder: Path) -> str:
+    """Why a folder gives no scans, and what to do; a ParticleSeg3D dataset without its metadata says so."""
+    from ps3d_toolkit.io.particleseg3d import IMAGES_FOLDER, METADATA_FILE
+
+    images = folder / IMAGES_FOLDER
+    if images.is_dir() and not (folder / METADATA_FILE).is_file():
+        return (f"{folder} looks like a ParticleSeg3D dataset ({IMAGES_FOLDER}/) but has no {METADATA_FILE} "
+                f"with each scan's spacing and particle_size; add it, or segment {images} as a folder of scans")
+    return (f"{folder} holds no scans ({', '.join(_SCAN_FILE_SUFFIXES)} or folders of TIFF slices); give a "
+            "folder of scans, or one scan")

@@ -18,6 +18,7 @@ import logging
 import time
 from pathlib import Path
 
+from ps3d_toolkit.cli import batch
 from ps3d_toolkit.cli.args import (
     CLIError,
     add_allow_missing_chunks,
@@ -64,9 +65,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("-o", "--output", type=Path, required=True, metavar="PATH",
                         help="label image to write (.tif, .zarr, .npy, .nii.gz, ...); a folder when SCAN is one")
     add_overwrite(parser, "--output")
-    from ps3d_toolkit.cli.batch import add_output_layout
-
-    add_output_layout(parser)
+    batch.add_output_layout(parser)
     add_method(parser)
     add_sample_region(parser, "segment")
     chunked = parser.add_argument_group("scans larger than memory")
@@ -124,9 +123,7 @@ def _model_options(args, method: str) -> dict:
 
 def run(args) -> int:
     """Run ``ps3d segment`` on parsed arguments."""
-    from ps3d_toolkit.cli import batch
-
-    code = batch.run_if_folder(args)
+    code = batch.run_if_folder(args, run)  # a folder of scans: this function, once a scan
     if code is not None:
         return code
     import importlib

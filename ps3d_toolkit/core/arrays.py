@@ -41,21 +41,29 @@ def _strided_by_chunk_rows(image, stride: int, chunks) -> np.ndarray:
 
     Slicing a zarr array with a step at once decodes every chunk before the
     values are picked (0.9 GB for a 768^3 uint16 scan); a row at a time
-    holds one row of chunks, and still decodes each chunk once.
+    holds one row of chunks, and still decodes each chunk once. ``chunks`` is
+    a chunk shape (zarr, the toolkit's readers) or each axis's chunk sizes
+    (dask: a tuple of tuples, possibly irregular).
     """
     nz, ny, _ = image.shape
-    cz, cy = max(int(chunks[0]), 1), max(int(chunks[1]), 1)
     rows = []
-    for z0 in range(0, nz, cz):
-        z1 = min(z0 + cz, nz)
+    for z0, z1 in _chunk_bounds(chunks[0], nz):
         zs = slice(-(-z0 // stride) * stride, z1, stride)
         if zs.start >= z1:
             continue
         band = []
-        for y0 in range(0, ny, cy):
-            y1 = min(y0 + cy, ny)
+        for y0, y1 in _chunk_bounds(chunks[1], ny):
             ys = slice(-(-y0 // stride) * stride, y1, stride)
             if ys.start < y1:
                 band.append(np.asarray(image[zs, ys, ::stride]))
         rows.append(np.concatenate(band, axis=1))
     return np.concatenate(rows, axis=0)
+
+
+def _chunk_bounds(chunk, n: int) -> list:
+    """(start, stop) of each chunk along an axis of ``n``: one size for all, or each chunk's size (dask)."""
+    if isinstance(chunk, (tuple, list)):
+        stops = np.cumsum([int(c) for c in chunk]).tolist()
+        return [(start, min(stop, n)) for start, stop in zip([0, *stops[:-1]], stops) if start < n]
+    step = max(int(chunk), 1)
+    return [(start, min(start + step, n)) for start in range(0, n, step)]

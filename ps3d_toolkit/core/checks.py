@@ -185,9 +185,11 @@ def check_lazy_volume(image, name: str = "image"):
     """A 3D numeric array, kept lazy (zarr, dask, memory map) when it is one.
 
     A numpy array or a nested list goes through :func:`check_volume`; an object
-    with ``shape`` and ``dtype`` is checked without reading its values.
+    with ``shape``, ``dtype`` and slicing is checked without reading its values;
+    any other array (``__array__`` without slicing) is read through :func:`check_volume`.
     """
-    if isinstance(image, np.ndarray) or not (hasattr(image, "shape") and hasattr(image, "dtype")):
+    lazy = all(hasattr(image, attribute) for attribute in ("shape", "dtype", "__getitem__"))
+    if isinstance(image, np.ndarray) or not lazy:
         return check_volume(image, name)
     shape = tuple(image.shape)
     if len(shape) != 3:

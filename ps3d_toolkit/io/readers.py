@@ -38,7 +38,7 @@ from ps3d_toolkit.io._formats import FORMATS_TEXT, TIFF_SUFFIXES, as_uint32_labe
 from ps3d_toolkit.io._lazy import ArrayVolume, LazyVolume, RawFileVolume, Reversed, SliceStack, Squeezed
 from ps3d_toolkit.io._zarr import CheckedZarrArray, check_missing_chunks, check_missing_chunks_choice
 from ps3d_toolkit.io.metadata import imagej_stored, ome_xml_spacing, read_metadata, shaped_stored, spacing_in_mm
-from ps3d_toolkit.io.ome_zarr import ngff_level0_path, ngff_spacing
+from ps3d_toolkit.io.ome_zarr import ngff_level0_path, ngff_problem, ngff_spacing
 from ps3d_toolkit.io.scan import Scan
 
 logger = logging.getLogger(__name__)
@@ -120,6 +120,9 @@ def load_scan(path, spacing=None, *, missing_chunks: MissingChunks = "error") ->
             )
     elif stored_spacing is not None:
         spacing = stored_spacing
+    elif stored.get("spacing_problem"):
+        raise CorruptDataError(f"cannot read the spacing of {path}: {stored['spacing_problem']}; fix the store's "
+                               "metadata, or pass spacing=... in mm")
     else:
         raise InputError(f"spacing is not stored in {path}{_sidecar_lacks(sidecar)}; pass spacing=... in mm")
 
@@ -552,6 +555,8 @@ def _zarr_stored(attrs: dict, where: str) -> dict:
         spacing = ngff_spacing(attrs, where)
         if spacing is not None:
             stored["spacing"] = spacing
+        elif ngff_problem(attrs) is not None:
+            stored["spacing_problem"] = ngff_problem(attrs)
     if attrs.get("particle_size_mm") is not None:
         stored["particle_size_mm"] = attrs["particle_size_mm"]
     return stored
