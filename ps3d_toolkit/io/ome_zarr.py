@@ -7,10 +7,24 @@ neuroglancer, the ``ome-zarr`` package) read: axes z, y, x in millimetres and
 a scale per level. Zarr v2 stores follow NGFF 0.4, zarr v3 stores NGFF 0.5.
 Every level is written block by block, so a base larger than memory is fine.
 
+A scan written together with its label images (``label_images=``), or a
+label image added later to a scan's store (:func:`add_labels`), follows the
+NGFF labels layout: a ``labels`` group beside the image's levels lists the
+label images by name (``{"labels": ["particles"]}``), and each
+``labels/<name>`` is a multiscale label image of the scan's shape, with the
+``image-label`` attributes pointing back at the image (``source: {image: "../../"}``).
+Viewers that know NGFF (napari's OME-Zarr readers, the ``ome-zarr`` package,
+MoBIE) then show the particles on the scan.
+
 Examples
 --------
 >>> save_ome_zarr(labels, "labels.ome.zarr", spacing=(0.01, 0.01, 0.01), labels=True)  # doctest: +SKIP
 PosixPath('labels.ome.zarr')
+>>> save_ome_zarr(image, "scan.ome.zarr", spacing=(0.01, 0.01, 0.01),
+...               label_images={"particles": labels})  # doctest: +SKIP
+PosixPath('scan.ome.zarr')
+>>> label_paths("scan.ome.zarr")  # doctest: +SKIP
+{'particles': PosixPath('scan.ome.zarr/labels/particles')}
 """
 
 from __future__ import annotations
@@ -19,19 +33,21 @@ import itertools
 import logging
 import math
 import numbers
+import re
+import shutil
 from pathlib import Path
 
 import numpy as np
 
 from ps3d_toolkit.core.atomic import atomic_path
 from ps3d_toolkit.core.checks import check_lazy_volume, check_spacing
-from ps3d_toolkit.core.errors import InputError, InputTypeError, OutputError, Ps3dError
+from ps3d_toolkit.core.errors import InputError, InputTypeError, MissingInputError, OutputError, Ps3dError
 from ps3d_toolkit.io._formats import suffix
-from ps3d_toolkit.io._zarr import WRITTEN_BY, toolkit_mark
+from ps3d_toolkit.io._zarr import WRITTEN_BY, toolkit_mark, written_by_toolkit
 from ps3d_toolkit.io.metadata import unit_in_mm, warn_unknown_unit
 from ps3d_toolkit.io.outputs import output_error_from, replaceable_directory
 
-__all__ = ["ngff_attributes", "ngff_spacing", "save_ome_zarr", "write_pyramid"]
+__all__ = ["add_labels", "label_paths", "ngff_attributes", "ngff_spacing", "save_ome_zarr", "write_pyramid"]
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +61,10 @@ _MIN_LEVEL_VOXELS = 64
 # chunk edge of level 0 when none is given (as the plain zarr writer)
 _DEFAULT_CHUNK = 64
 _UINT32_MAX = np.iinfo(np.uint32).max
+# the group that holds a scan's label images, beside its levels (NGFF "labels")
+_LABELS_GROUP = "labels"
+# a label image's name is one path segment of the store: letters, digits, _ . - (not starting with a dot)
+_LABEL_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]*")
 
 
 def ngff_attributes(spacing_mm, *, n_levels: int, zarr_format: int = 2, name: str | None = None,
@@ -166,8 +186,9 @@ def write_pyramid(group, *, n_levels: int | None = None, labels: bool = True, bl
     return len(shapes)
 
 
-def save_ome_zarr(array, path, *, spacing, labels: bool = False, zarr_format: int = 2, chunks=None,
-                  overwrite: bool = False, attributes: dict | None = None, progress: bool = False) -> Path:
+def save_ome_zarr(array, path, *, spacing, labels: bool = False, label_images: dict | None = None,
+                  zarr_format: int = 2, chunks=None, overwrite: bool = False, attributes: dict | None = None,
+                  progress: bool = False) -> Path:
     """Write a 3D image or label image as an OME-Zarr multiscale group, atomically and block by block.
 
     Parameters
@@ -183,6 +204,11 @@ def save_ome_zarr(array, path, *, spacing, labels: bool = False, zarr_format: in
         True: non-negative integer labels stored as uint32, with a pyramid that
         keeps exact label values; False: grey values (dtype kept, bool as
         uint8) with a mean pyramid. See :func:`write_pyramid`.
+    label_images : dict of str to array_like, optional
+        Label images of the scan, by name (e.g. ``{"particles": labels}``),
+        each of the scan's shape, written beside it by the NGFF labels
+        convention (``labels/<name>``, see :func:`add_labels`), in the same
+        atomic write: the store appears with its labels or not at all.
     zarr_format : {2, 3}
         2: NGFF 0.4, which most viewers read today; 3: NGFF 0.5.
     chunks : int or sequence of 3 int, optional
@@ -205,8 +231,9 @@ def save_ome_zarr(array, path, *, spacing, labels: bool = False, zarr_format: in
     InputError
         For an image that is not 3D, labels that are negative or above the
         uint32 range (found while copying: nothing is left behind), a path that
-        does not end with ``.zarr``, or attributes that would replace the NGFF
-        ones or disagree with ``spacing``.
+        does not end with ``.zarr``, attributes that would replace the NGFF
+        ones or disagree with ``spacing``, or label images whose name or shape
+        do not fit (or given with ``labels=True``: a label image has no labels of its own).
     InputTypeError
         For non-numeric data, or non-integer labels.
     OutputError
@@ -221,14 +248,106 @@ def save_ome_zarr(array, path, *, spacing, labels: bool = False, zarr_format: in
     dtype = np.dtype(np.uint32) if labels else _stored_dtype(array.dtype)
     chunks = _check_chunks(chunks, tuple(array.shape))
     extra = _check_attributes(attributes, spacing)
+    label_images = _check_label_images(label_images, tuple(array.shape), labels)
     try:
         with atomic_path(path, replace_directory=path.is_dir() and replaceable_directory(path)) as tmp:
-            _write_store(array, tmp, spacing, labels, zarr_format, chunks, dtype, extra, progress)
+            n_levels = _write_store(array, tmp, spacing, labels, zarr_format, chunks, dtype, extra, progress)
+            for name, values in label_images.items():
+                _write_label_image(tmp, name, values, spacing, zarr_format, chunks, n_levels, progress)
     except Ps3dError:
         raise
     except OSError as error:  # a full or read-only disk, a removed folder...
         raise output_error_from(path, error) from error
     return path
+
+
+def add_labels(path, labels, *, name: str = "particles", chunks=None, overwrite: bool = False,
+               progress: bool = False) -> Path:
+    """Add a label image to an OME-Zarr scan's store, by the NGFF labels convention.
+
+    The labels are written as ``<store>/labels/<name>``: a multiscale label
+    image (exact label values at every level, as many levels as the scan has,
+    in the scan's spacing), with ``image-label`` attributes whose ``source``
+    is the scan, and ``name`` is added to the ``labels`` group's list. The
+    label image is written under a temporary name and renamed into place
+    before it is listed, so a failed write leaves the store as it was.
+
+    Parameters
+    ----------
+    path : str or Path
+        An OME-Zarr multiscale image (NGFF 0.4 or 0.5, e.g. written by
+        :func:`save_ome_zarr`) whose full resolution is 3D.
+    labels : array_like of int
+        Non-negative labels of the scan's shape, stored as uint32; may be
+        lazy (copied block by block).
+    name : str
+        The label image's name: letters, digits, ``_``, ``-`` and ``.``, not
+        starting with a dot.
+    chunks : int or sequence of 3 int, optional
+        Chunk shape of level 0; default 64^3.
+    overwrite : bool
+        Whether a label image of that name that ps3d_toolkit wrote may be replaced.
+    progress : bool
+        Show a progress bar while level 0 is copied.
+
+    Returns
+    -------
+    Path
+        The label image, ``<path>/labels/<name>``.
+
+    Raises
+    ------
+    InputError
+        If ``path`` is not an OME-Zarr image with a stored spacing, the labels
+        are not of its shape, are negative or beyond uint32, or the name does
+        not fit.
+    OutputError
+        If the label image exists and ``overwrite`` is False, or ps3d_toolkit
+        did not write it; on a full or read-only disk.
+    """
+    path = Path(path).expanduser()
+    shape, spacing, n_levels, zarr_format = _scan_store(path)
+    (name, labels), = _check_label_images({name: labels}, shape, False).items()
+    target = path / _LABELS_GROUP / name
+    if target.exists() and not overwrite:
+        raise OutputError(f"{target} exists; pass overwrite=True to replace it")
+    try:
+        return _write_label_image(path, name, labels, spacing, zarr_format, _check_chunks(chunks, shape), n_levels,
+                                  progress)
+    except Ps3dError:
+        raise
+    except OSError as error:
+        raise output_error_from(target, error) from error
+
+
+def label_paths(path) -> dict:
+    """The NGFF label images of an OME-Zarr store, by name; empty for anything else.
+
+    Parameters
+    ----------
+    path : str or Path
+        Any path; a zarr store with a ``labels`` group listing label images
+        gives them (NGFF 0.4 ``labels`` or 0.5 ``ome.labels``).
+
+    Returns
+    -------
+    dict of str to Path
+        Name -> the label image's group (``<path>/labels/<name>``), for the
+        listed names whose group exists, in the listed order.
+    """
+    path = Path(path)
+    if not (path / _LABELS_GROUP).is_dir():
+        return {}
+    try:
+        import zarr
+
+        attrs = dict(zarr.open_group(str(path / _LABELS_GROUP), mode="r").attrs)
+    except Exception as error:  # noqa: BLE001 - a store without readable labels simply has none
+        logger.debug("no NGFF labels in %s: %s", path, error)
+        return {}
+    names = attrs.get("labels") or attrs.get("ome", {}).get("labels") or []
+    found = {str(name): path / _LABELS_GROUP / str(name) for name in names if isinstance(name, str)}
+    return {name: where for name, where in found.items() if where.is_dir()}
 
 
 def ngff_spacing(attrs: dict, where: str):
@@ -266,6 +385,17 @@ def ngff_problem(attrs: dict) -> str | None:
             "each with a 'scale' transformation, and at least 3 axes)")
 
 
+def ngff_problem(attrs: dict) -> str | None:
+    """Why NGFF ``multiscales`` attributes give no scale to read; None when there are none, or they do."""
+    ome = attrs.get("ome")
+    if attrs.get("multiscales") is None and not (isinstance(ome, dict) and ome.get("multiscales") is not None):
+        return None
+    if _first_multiscale_scale(attrs) is not None:
+        return None
+    return ("its OME-Zarr 'multiscales' metadata is malformed (expected a list whose first entry has 'datasets', "
+            "each with a 'scale' transformation, and at least 3 axes)")
+
+
 def ngff_level0_path(attrs: dict) -> str | None:
     """The path of the full-resolution array of an NGFF multiscale image, or None."""
     try:
@@ -284,10 +414,20 @@ def check_zarr_format(zarr_format) -> int:
 # --------------------------------------------------------------------------- writing
 
 
-def _write_store(array, tmp: Path, spacing, labels, zarr_format, chunks, dtype, extra, progress) -> None:
+def _write_store(array, tmp: Path, spacing, labels, zarr_format, chunks, dtype, extra, progress) -> int:
+    """The image's levels and attributes in a new group at ``tmp``; the number of levels."""
+    group = _levels(array, tmp, labels, zarr_format, chunks, dtype, progress)
+    n_levels = write_pyramid(group, labels=labels)
+    group.attrs.update({**extra, **toolkit_mark(),
+                        **ngff_attributes(spacing, n_levels=n_levels, zarr_format=zarr_format, labels=labels)})
+    return n_levels
+
+
+def _levels(array, where: Path, labels: bool, zarr_format: int, chunks, dtype, progress):
+    """A new zarr group at ``where`` holding level ``"0"``, copied from ``array`` block by block."""
     import zarr
 
-    group = zarr.open_group(str(tmp), mode="w", zarr_format=zarr_format)
+    group = zarr.open_group(str(where), mode="w", zarr_format=zarr_format)
     # NGFF 0.4 asks for "/" between chunk indices in zarr v2 keys, NGFF 0.5 for the axis names in v3 arrays
     names = {"chunk_key_encoding": {"name": "v2", "separator": "/"}} if zarr_format == 2 else \
         {"dimension_names": ("z", "y", "x")}
@@ -295,9 +435,70 @@ def _write_store(array, tmp: Path, spacing, labels, zarr_format, chunks, dtype, 
     base = group.create_array("0", shape=tuple(array.shape), chunks=chunks, dtype=dtype, fill_value=0,
                               config={"write_empty_chunks": True}, **names)
     _copy_level0(array, base, labels, progress)
-    n_levels = write_pyramid(group, labels=labels)
-    group.attrs.update({**extra, **toolkit_mark(),
-                        **ngff_attributes(spacing, n_levels=n_levels, zarr_format=zarr_format, labels=labels)})
+    return group
+
+
+def _scan_store(path: Path) -> tuple:
+    """(shape, spacing in mm, number of levels, zarr format) of the OME-Zarr image at ``path``."""
+    import zarr
+
+    if not path.is_dir():
+        raise MissingInputError(f"{path} is not an OME-Zarr store; write the scan first (save_ome_zarr)")
+    refusal = InputError(f"{path} is not an OME-Zarr multiscale image with a stored spacing; "
+                         "write the scan with save_ome_zarr first")
+    try:
+        root = zarr.open_group(str(path), mode="r+")
+    except (ValueError, OSError, zarr.errors.BaseZarrError) as error:  # an array, not a group; not zarr at all
+        raise refusal from error
+    attrs = dict(root.attrs)
+    level0, spacing = ngff_level0_path(attrs), ngff_spacing(attrs, str(path))
+    if level0 is None or level0 not in root or spacing is None or len(root[level0].shape) != 3:
+        raise refusal
+    return tuple(root[level0].shape), spacing, len(_multiscales(attrs)[0]["datasets"]), root.metadata.zarr_format
+
+
+def _write_label_image(store: Path, name: str, values, spacing, zarr_format: int, chunks, n_levels: int,
+                       progress: bool) -> Path:
+    """``store/labels/<name>``, written under a temporary name, then listed in the labels group."""
+    import zarr
+
+    target = store / _LABELS_GROUP / name
+    new_folder = not target.parent.exists()
+    try:
+        with atomic_path(target, replace_directory=target.is_dir() and written_by_toolkit(target)) as tmp:
+            group = _levels(values, tmp, True, zarr_format, chunks, np.dtype(np.uint32), progress)
+            levels = write_pyramid(group, n_levels=n_levels, labels=True)
+            group.attrs.update({**toolkit_mark(), **_image_label_attributes(spacing, levels, zarr_format, name)})
+    except BaseException:
+        if new_folder:  # the labels folder this write made for its temporary group, now empty
+            shutil.rmtree(target.parent, ignore_errors=True)
+        raise
+    labels_group = zarr.open_group(str(store), mode="r+").require_group(_LABELS_GROUP)
+    _list_label(labels_group, name, zarr_format)
+    return target
+
+
+def _image_label_attributes(spacing, n_levels: int, zarr_format: int, name: str) -> dict:
+    """A label image's attributes: its multiscales and the NGFF ``image-label`` naming its image."""
+    attrs = ngff_attributes(spacing, n_levels=n_levels, zarr_format=zarr_format, name=name, labels=True)
+    # the label image's group is <image>/labels/<name>: its image is two levels up
+    image_label = {"source": {"image": "../../"}}
+    if zarr_format == 2:
+        return {**attrs, "image-label": {"version": NGFF_VERSIONS[2], **image_label}}
+    attrs["ome"]["image-label"] = image_label
+    return attrs
+
+
+def _list_label(labels_group, name: str, zarr_format: int) -> None:
+    """Add ``name`` to the labels group's NGFF list (``labels``; under ``ome`` in NGFF 0.5)."""
+    attrs = dict(labels_group.attrs)
+    holder = attrs if zarr_format == 2 else {"version": NGFF_VERSIONS[3], **attrs.get("ome", {})}
+    names = [n for n in holder.get("labels", []) if n != name]
+    holder["labels"] = [*names, name]
+    if zarr_format == 2:
+        labels_group.attrs["labels"] = holder["labels"]
+    else:
+        labels_group.attrs["ome"] = holder
 
 
 def _copy_level0(array, base, labels: bool, progress: bool) -> None:
@@ -407,6 +608,27 @@ def _check_source(array, labels: bool):
     if labels and np.dtype(array.dtype).kind not in "iub":
         raise InputTypeError(f"labels must hold integers, got {np.dtype(array.dtype)}")
     return array
+
+
+def _check_label_images(label_images, shape: tuple, labels: bool) -> dict:
+    """The label images to write beside a scan, by name: each named as a store path allows, of the scan's shape."""
+    if label_images is None:
+        return {}
+    if not isinstance(label_images, dict):
+        raise InputTypeError("label_images must be a dict of name -> label image, e.g. {'particles': labels}, "
+                             f"got {type(label_images).__name__}")
+    if labels and label_images:
+        raise InputError("label_images belong beside a scan (labels=False); a label image has none of its own")
+    checked = {}
+    for name, values in label_images.items():
+        if not isinstance(name, str) or not _LABEL_NAME.fullmatch(name):
+            raise InputError(f"a label image's name must be letters, digits, '_', '-' or '.' (not starting with "
+                             f"'.'), as it names a folder of the store; got {name!r}")
+        values = _check_source(values, labels=True)
+        if tuple(values.shape) != shape:
+            raise InputError(f"label image {name!r} must have the scan's shape {shape}, got {tuple(values.shape)}")
+        checked[name] = values
+    return checked
 
 
 def _stored_dtype(dtype) -> np.dtype:
