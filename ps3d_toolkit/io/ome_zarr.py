@@ -385,17 +385,6 @@ def ngff_problem(attrs: dict) -> str | None:
             "each with a 'scale' transformation, and at least 3 axes)")
 
 
-def ngff_problem(attrs: dict) -> str | None:
-    """Why NGFF ``multiscales`` attributes give no scale to read; None when there are none, or they do."""
-    ome = attrs.get("ome")
-    if attrs.get("multiscales") is None and not (isinstance(ome, dict) and ome.get("multiscales") is not None):
-        return None
-    if _first_multiscale_scale(attrs) is not None:
-        return None
-    return ("its OME-Zarr 'multiscales' metadata is malformed (expected a list whose first entry has 'datasets', "
-            "each with a 'scale' transformation, and at least 3 axes)")
-
-
 def ngff_level0_path(attrs: dict) -> str | None:
     """The path of the full-resolution array of an NGFF multiscale image, or None."""
     try:
