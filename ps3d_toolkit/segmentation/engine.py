@@ -34,6 +34,7 @@ from ps3d_toolkit.segmentation._checks import (
     MIN_GRAIN_CONTRAST,
     check_particle_size,
     grain_contrast,
+    shows_grains,
     size_in_voxels,
     zero_where,
 )
@@ -156,6 +157,11 @@ def smoothed_sample(image, max_values: int, fill: float | None) -> np.ndarray:
     """``strided_sample(gaussian_filter(image, 0.5), max_values)``, reading 5 z-planes per sampled plane."""
     shape = image.shape
     stride = sample_stride(shape, max_values)
+    if stride == 1:  # the whole scan is the sample: smoothed in one piece (the same values)
+        whole = np.asarray(image, dtype=np.float32)
+        if fill is not None:
+            whole = np.where(np.isfinite(whole), whole, np.float32(fill))
+        return ndimage.gaussian_filter(whole, SMOOTH_SIGMA)
     reach = int(4.0 * SMOOTH_SIGMA + 0.5)  # gaussian_filter's reach: truncate 4.0 x sigma
     planes = []
     for z in range(0, shape[0], stride):
@@ -283,15 +289,17 @@ def region_text(region: tuple) -> str:
     return "[" + ", ".join(f"{s.start}:{s.stop}" for s in region) + "]"
 
 
-def segment_region(values: np.ndarray, masked, plan: Plan, box: tuple, shared=None, stages=None) -> np.ndarray:
+def segment_region(values: np.ndarray, masked, plan: Plan, box: tuple, shared=None, stages=None,
+                   whole: bool = False) -> np.ndarray:
     """uint32 labels of one region (grey ``values`` of the scan's ``box``) by the plan's method.
 
     ``shared`` is the method's work shared across blocks (the model's windows over the whole
     scan), when it has any; ``stages`` a progress display the method may name its steps on (a
-    method with ``reports_stages``). Non-finite voxels and the outside of the sample region are
-    background.
+    method with ``reports_stages``). A block without grain contrast of its own holds no
+    particles and is not segmented (the whole scan's contrast is the plan's). Non-finite voxels
+    and the outside of the sample region are background.
     """
-    if not plan.runs:
+    if not plan.runs or not (whole or shows_grains(values)):
         return np.zeros(values.shape, np.uint32)
     method = plan.method
     if shared is not None:
@@ -326,14 +334,14 @@ def segment_whole(image, method, *, spacing, particle_size_mm=None, non_finite="
     values, masked = read_region_masked(image, box, plan.fill)
     if not getattr(method, "reports_stages", False):
         _start(stages, "segment")
-    labels = segment_region(values, None, plan, box, stages=stages)
+    labels = segment_region(values, None, plan, box, stages=stages, whole=True)
     second_look = getattr(method, "second_look", None)
     if plan.size_estimate is not None and second_look is not None and labels.any():
         _start(stages, "estimate size")
         size = second_look(values, labels, plan)
         if size is not None:
             plan.particle_size_mm = size
-            labels = segment_region(values, None, plan, box, stages=stages)
+            labels = segment_region(values, None, plan, box, stages=stages, whole=True)
     if masked is not None:
         labels = zero_where(labels, masked)
     if region is not None:

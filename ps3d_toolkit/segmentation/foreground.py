@@ -325,7 +325,7 @@ def estimate_particle_size(image, *, spacing, foreground=None,
         Ratio of the mean equivalent diameter to the mean inscribed diameter;
         default: the one calibrated for the Otsu mask (1.08). A mask that
         follows the grains more closely needs a larger one (the model's own
-        mask, see :func:`ps3d_toolkit.segmentation.model.inference.segment_with_model`).
+        mask, see :func:`ps3d_toolkit.segmentation.methods.model.segment_with_model`).
     non_finite : {"refuse", "mask"}
         NaN or infinite grey values: refuse the scan, or treat those voxels as
         background.

@@ -57,8 +57,9 @@ def segment_chunked(image, *, spacing, output=None, chunk_size: int = DEFAULT_CH
         Block edge in voxels (at least 16): memory grows with (chunk_size + 2 halo)^3.
     particle_size_mm : float, optional
         Mean particle diameter in mm; estimated once from a few blocks when omitted.
-    method : {"model", "otsu-watershed", "snow"}, optional
-        Segmentation method; default: the shipped model.
+    method : str, optional
+        Segmentation method, built-in or registered by another package (as for :func:`segment`);
+        default: the shipped model.
     grains : {"brighter", "darker", "auto"}
         Grain polarity (as for :func:`segment`).
     roi, mask : optional

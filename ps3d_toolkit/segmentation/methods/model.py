@@ -131,8 +131,6 @@ class Model(SegmentationMethod):
         from ps3d_toolkit.segmentation.model.device import open_model
         from ps3d_toolkit.segmentation.model.windows import Blender, resample_region, run_windows
 
-        if not shows_grains(block):
-            return np.zeros(block.shape, np.uint32)
         device = torch.device(self.options["device"])
         model, _ = open_model(self.options["weights"], device)
         grid, zoom = self.network_grid(block.shape, spacing, particle_size_vox)
@@ -303,8 +301,6 @@ class ModelBlocks:
 
         from ps3d_toolkit.segmentation.model.windows import blend_probabilities, resample_region
 
-        if not shows_grains(values):
-            return np.zeros(values.shape, np.uint32)
         extent = self.extent(box)
         device = torch.device(self.method.options["device"])
         probs = blend_probabilities(self.store, extent, self.weight, device)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from ps3d_toolkit.core.checks import check_positive
-from ps3d_toolkit.segmentation._checks import NonFinite, check_fraction, check_n_classes, shows_grains
+from ps3d_toolkit.segmentation._checks import NonFinite, check_fraction, check_n_classes
 from ps3d_toolkit.segmentation.methods.base import SegmentationMethod
 
 __all__ = ["METHOD", "OtsuWatershed", "otsu_watershed", "seeded_watershed"]
@@ -70,8 +70,6 @@ class OtsuWatershed(SegmentationMethod):
     def segment_block(self, block, *, plan, spacing, particle_size_vox) -> np.ndarray:
         from ps3d_toolkit.segmentation.foreground import edt_distance, grain_mask_above
 
-        if not shows_grains(block):
-            return np.zeros(block.shape, np.uint32)
         mask = grain_mask_above(block, plan["grain_threshold"])
         return seeded_watershed(mask, edt_distance(mask, spacing), particle_size_vox / 2,
                                 min_distance_fraction=self.options["min_distance_fraction"],

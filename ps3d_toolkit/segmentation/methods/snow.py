@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from ps3d_toolkit.core.errors import InputError, MissingDependencyError
-from ps3d_toolkit.segmentation._checks import NonFinite, check_fraction, check_n_classes, shows_grains
+from ps3d_toolkit.segmentation._checks import NonFinite, check_fraction, check_n_classes
 from ps3d_toolkit.segmentation.methods.base import SegmentationMethod
 from ps3d_toolkit.segmentation.methods.otsu_watershed import N_CLASSES_CONTROL
 from ps3d_toolkit.segmentation.methods.otsu_watershed import METHOD as OTSU_WATERSHED
@@ -76,8 +76,6 @@ class Snow(SegmentationMethod):
         from ps3d_toolkit.segmentation.foreground import edt_distance, grain_mask_above
 
         porespy = import_porespy()
-        if not shows_grains(block):
-            return np.zeros(block.shape, np.uint32)
         mask = grain_mask_above(block, plan["grain_threshold"])
         if not mask.any():
             return np.zeros(block.shape, np.uint32)
