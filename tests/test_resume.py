@@ -367,3 +367,43 @@ def test_nothing_listening_at_the_address_is_refused(ps3d, tmp_path, scans):
     code, _, err = _segment(ps3d, upright, tmp_path / "labels.zarr", "--dask-scheduler", f"tcp://127.0.0.1:{port}")
     assert_one_line_error(code, err, "no Dask scheduler", "refused")
     assert not (tmp_path / "labels.zarr.ps3d-work").exists()
+
+
+_SIGTERM_RUN = """
+import sys, time
+import numpy as np
+from ps3d_toolkit.segmentation.chunked import segment_chunked
+from ps3d_toolkit.segmentation.chunked import work
+
+finish = work.Work.finish
+
+def finish_then_wait(self, index, count):
+    finish(self, index, count)
+    print("one block done", flush=True)
+    time.sleep(120)
+
+work.Work.finish = finish_then_wait
+image = np.load(sys.argv[1])
+segment_chunked(image, spacing=0.01, particle_size_mm=float(sys.argv[3]), method="otsu-watershed", chunk_size=48,
+                output=sys.argv[2], progress=False)
+"""
+
+
+def test_sigterm_releases_the_lock_and_keeps_the_finished_blocks(tmp_path, crops):
+    import signal
+
+    upright, _, _, size = crops
+    np.save(tmp_path / "scan.npy", upright)
+    output = tmp_path / "labels.zarr"
+    run = subprocess.Popen([sys.executable, "-c", _SIGTERM_RUN, str(tmp_path / "scan.npy"), str(output), str(size)],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert run.stdout.readline().strip() == "one block done", run.stderr.read()
+        assert lock_path(output).exists()
+        run.send_signal(signal.SIGTERM)
+        assert run.wait(60) == 128 + signal.SIGTERM
+    finally:
+        run.kill()
+        run.communicate()
+    assert not lock_path(output).exists() and not output.exists()
+    assert len(json.loads((tmp_path / "labels.zarr.ps3d-work" / "blocks.json").read_text())["blocks"]) == 1
