@@ -95,8 +95,9 @@ def cut_particles(table) -> np.ndarray:
     return cut
 
 
-def select_particles(table, *, include_cut: bool = False) -> pd.DataFrame:
-    """The particles the statistics use: all of them with ``include_cut``, else those not cut.
+def select_particles(table, *, include_cut: bool = False, min_confidence: float | None = None) -> pd.DataFrame:
+    """The particles the statistics use: all of them with ``include_cut``, else those not cut; with
+    ``min_confidence``, only those trusted that far.
 
     Parameters
     ----------
@@ -104,27 +105,54 @@ def select_particles(table, *, include_cut: bool = False) -> pd.DataFrame:
         The particle table.
     include_cut : bool
         Keep the particles cut by the scan border (:func:`cut_particles`).
+    min_confidence : float, optional
+        Leave out the particles whose ``confidence`` column (the label-free estimate of
+        ``segment(..., quality=True)``, 0-1) is under this; a particle the estimate did not
+        assess (NaN) is kept.
 
     Returns
     -------
     pandas.DataFrame
         The rows kept (the table itself when nothing is left out), with
-        ``attrs["n_cut_left_out"]`` the number of rows left out and
-        ``attrs["include_cut"]`` the policy.
+        ``attrs["n_cut_left_out"]`` the number of cut rows left out,
+        ``attrs["include_cut"]`` the policy, and with ``min_confidence``
+        ``attrs["n_low_confidence_left_out"]`` (uncut rows under it) and ``attrs["min_confidence"]``.
+
+    Raises
+    ------
+    InputError
+        If ``min_confidence`` is not in [0, 1] or the table has no ``confidence`` column.
     """
     table = check_table(table)
     cut = np.zeros(len(table), dtype=bool) if include_cut else cut_particles(table)
-    kept = table[~cut] if cut.any() else table.copy(deep=False)
+    low = _low_confidence(table, min_confidence) & ~cut
+    drop = cut | low
+    kept = table[~drop] if drop.any() else table.copy(deep=False)
     kept.attrs = {**table.attrs, "n_cut_left_out": int(cut.sum()), "include_cut": bool(include_cut)}
+    if min_confidence is not None:
+        kept.attrs.update(n_low_confidence_left_out=int(low.sum()), min_confidence=float(min_confidence))
     return kept
 
 
-def _sizes_and_weights(table, size: str, weight: Weight, include_cut: bool):
+def _low_confidence(table, min_confidence) -> np.ndarray:
+    """Which rows have a confidence under ``min_confidence`` (none without it; NaN is not under it)."""
+    if min_confidence is None:
+        return np.zeros(len(table), dtype=bool)
+    if isinstance(min_confidence, bool) or not isinstance(min_confidence, (int, float, np.integer, np.floating)) \
+            or not 0 <= float(min_confidence) <= 1:
+        raise InputError(f"min_confidence must be a number in [0, 1], got {min_confidence!r}")
+    if "confidence" not in table.columns:
+        raise InputError("min_confidence needs the table's confidence column: segment with quality=True "
+                         "(ps3d segment --quality) and measure with its confidences")
+    return (table["confidence"].to_numpy(dtype=float) < float(min_confidence))
+
+
+def _sizes_and_weights(table, size: str, weight: Weight, include_cut: bool, min_confidence=None):
     """Check the table and ``weight``; return finite sizes and their weights, sorted by size."""
     if weight not in _WEIGHTS:
         raise InputError(f"weight must be 'number' or 'volume', got {weight!r}")
     columns = [size] + (["volume_mm3"] if weight == "volume" else [])
-    table = select_particles(check_table(table, columns), include_cut=include_cut)
+    table = select_particles(check_table(table, columns), include_cut=include_cut, min_confidence=min_confidence)
     sizes = table[size].to_numpy(dtype=float)
     weights = table["volume_mm3"].to_numpy(dtype=float) if weight == "volume" else np.ones(len(sizes))
     keep = np.isfinite(sizes) & np.isfinite(weights) & (weights >= 0)
@@ -137,7 +165,7 @@ def _sizes_and_weights(table, size: str, weight: Weight, include_cut: bool):
 
 
 def size_distribution(table, weight: Weight = "number", bins=20, *, size: str = "eq_diameter_mm",
-                      include_cut: bool = False) -> pd.DataFrame:
+                      include_cut: bool = False, min_confidence: float | None = None) -> pd.DataFrame:
     """Particle-size distribution: the share of particles (or volume) per size class.
 
     Parameters
@@ -153,6 +181,8 @@ def size_distribution(table, weight: Weight = "number", bins=20, *, size: str = 
         Size column (mm).
     include_cut : bool
         Count the particles cut by the scan border too (see :func:`select_particles`).
+    min_confidence : float, optional
+        Leave out the particles whose ``confidence`` is under this (see :func:`select_particles`).
 
     Returns
     -------
@@ -163,7 +193,7 @@ def size_distribution(table, weight: Weight = "number", bins=20, *, size: str = 
         below ``size_high_mm``), ``density_per_mm`` (fraction / class width).
         Classes are ``[low, high)``, the last one closed.
     """
-    sizes, weights = _sizes_and_weights(table, size, weight, include_cut)
+    sizes, weights = _sizes_and_weights(table, size, weight, include_cut, min_confidence)
     edges = _edges(sizes, bins)
     count, _ = np.histogram(sizes, bins=edges)
     mass, _ = np.histogram(sizes, bins=edges, weights=weights)
@@ -200,7 +230,7 @@ def _edges(sizes: np.ndarray, bins) -> np.ndarray:
 
 
 def cumulative_distribution(table, weight: Weight = "volume", *, size: str = "eq_diameter_mm",
-                            include_cut: bool = False) -> pd.DataFrame:
+                            include_cut: bool = False, min_confidence: float | None = None) -> pd.DataFrame:
     """The cumulative size distribution through the particles (the sieve curve at their own sizes).
 
     Parameters
@@ -213,6 +243,8 @@ def cumulative_distribution(table, weight: Weight = "volume", *, size: str = "eq
         Size column (mm).
     include_cut : bool
         Count the particles cut by the scan border too (see :func:`select_particles`).
+    min_confidence : float, optional
+        Leave out the particles whose ``confidence`` is under this (see :func:`select_particles`).
 
     Returns
     -------
@@ -228,14 +260,14 @@ def cumulative_distribution(table, weight: Weight = "volume", *, size: str = "eq
     >>> cumulative_distribution(table)["fraction_passing"].tolist()
     [0.25, 1.0]
     """
-    sizes, weights = _sizes_and_weights(table, size, weight, include_cut)
+    sizes, weights = _sizes_and_weights(table, size, weight, include_cut, min_confidence)
     total = weights.sum()
     passing = np.cumsum(weights) / total if total > 0 else np.zeros(len(sizes))
     return pd.DataFrame({"size_mm": sizes, "fraction_passing": passing})
 
 
 def percentiles(table, weight: Weight = "volume", *, size: str = "eq_diameter_mm", points=(10, 50, 90),
-                include_cut: bool = False) -> dict:
+                include_cut: bool = False, min_confidence: float | None = None) -> dict:
     """Characteristic sizes d10, d50, d90 (mm) of the number or volume distribution.
 
     The cumulative distribution is the sieve curve through the particles: with the
@@ -260,13 +292,15 @@ def percentiles(table, weight: Weight = "volume", *, size: str = "eq_diameter_mm
         Percentages to report.
     include_cut : bool
         Count the particles cut by the scan border too (see :func:`select_particles`).
+    min_confidence : float, optional
+        Leave out the particles whose ``confidence`` is under this (see :func:`select_particles`).
 
     Returns
     -------
     dict
         ``{"d10_mm": ..., "d50_mm": ..., "d90_mm": ...}`` (NaN for an empty table).
     """
-    sizes, weights = _sizes_and_weights(table, size, weight, include_cut)
+    sizes, weights = _sizes_and_weights(table, size, weight, include_cut, min_confidence)
     points = [float(p) for p in np.atleast_1d(points)]
     if any(not 0 <= p <= 100 for p in points):
         raise InputError(f"points must be percentages between 0 and 100, got {points}")
@@ -279,7 +313,7 @@ def percentiles(table, weight: Weight = "volume", *, size: str = "eq_diameter_mm
 
 
 def sieve_curve(table, sizes_mm=None, *, weight: Weight = "volume", size: str = "eq_diameter_mm",
-                include_cut: bool = False) -> pd.DataFrame:
+                include_cut: bool = False, min_confidence: float | None = None) -> pd.DataFrame:
     """Cumulative percentage passing at a series of sieve sizes.
 
     Parameters
@@ -295,6 +329,8 @@ def sieve_curve(table, sizes_mm=None, *, weight: Weight = "volume", size: str = 
         Size column (mm) compared with the aperture.
     include_cut : bool
         Count the particles cut by the scan border too (see :func:`select_particles`).
+    min_confidence : float, optional
+        Leave out the particles whose ``confidence`` is under this (see :func:`select_particles`).
 
     Returns
     -------
@@ -303,7 +339,7 @@ def sieve_curve(table, sizes_mm=None, *, weight: Weight = "volume", size: str = 
         weight in particles with ``size <= size_mm``; ``percent_retained`` on the
         sieve (between it and the next smaller one).
     """
-    sizes, weights = _sizes_and_weights(table, size, weight, include_cut)
+    sizes, weights = _sizes_and_weights(table, size, weight, include_cut, min_confidence)
     if sizes_mm is None:
         apertures = sieve_apertures(sizes)
     else:
@@ -390,7 +426,7 @@ def _zingg_class(table) -> pd.Categorical:
     return pd.Categorical.from_codes(codes, categories=["spheroid", "disc", "rod", "blade"])
 
 
-def shape_summary(table, *, include_cut: bool = False) -> pd.DataFrame:
+def shape_summary(table, *, include_cut: bool = False, min_confidence: float | None = None) -> pd.DataFrame:
     """Statistics of the shape descriptors and the share of each Zingg class.
 
     Parameters
@@ -399,6 +435,8 @@ def shape_summary(table, *, include_cut: bool = False) -> pd.DataFrame:
         The particle table.
     include_cut : bool
         Count the particles cut by the scan border too (see :func:`select_particles`).
+    min_confidence : float, optional
+        Leave out the particles whose ``confidence`` is under this (see :func:`select_particles`).
 
     Returns
     -------
@@ -409,7 +447,7 @@ def shape_summary(table, *, include_cut: bool = False) -> pd.DataFrame:
         ``count`` is the number of particles in the class and ``mean`` their share.
     """
     table = check_table(table, ["sphericity", "elongation", "flatness", "axis_major_mm", "axis_minor_mm"])
-    table = select_particles(table, include_cut=include_cut)
+    table = select_particles(table, include_cut=include_cut, min_confidence=min_confidence)
     with np.errstate(invalid="ignore", divide="ignore"):
         series = {
             "sphericity": table["sphericity"],
@@ -436,7 +474,8 @@ def shape_summary(table, *, include_cut: bool = False) -> pd.DataFrame:
     return frame
 
 
-def phase_summary(table, *, min_phase_fraction: float | None = None, include_cut: bool = False) -> pd.DataFrame:
+def phase_summary(table, *, min_phase_fraction: float | None = None, include_cut: bool = False,
+                  min_confidence: float | None = None) -> pd.DataFrame:
     """Volume of each mineral phase over all particles, and the particles that contain it.
 
     Parameters
@@ -451,6 +490,8 @@ def phase_summary(table, *, min_phase_fraction: float | None = None, include_cut
         :data:`~ps3d_toolkit.measurement.intensity.MIN_PHASE_FRACTION` (0.02).
     include_cut : bool
         Count the particles cut by the scan border too (see :func:`select_particles`).
+    min_confidence : float, optional
+        Leave out the particles whose ``confidence`` is under this (see :func:`select_particles`).
 
     Returns
     -------
@@ -470,7 +511,7 @@ def phase_summary(table, *, min_phase_fraction: float | None = None, include_cut
     if not names:
         raise InputError("table has no phase_fraction_<name> columns; measure it with phases=")
     minimum = _min_phase_fraction(table, min_phase_fraction)
-    table = select_particles(table, include_cut=include_cut)
+    table = select_particles(table, include_cut=include_cut, min_confidence=min_confidence)
     volume = table["volume_mm3"].to_numpy(dtype=float)
     total = volume.sum()
     rows = []
@@ -505,7 +546,7 @@ def _min_phase_fraction(table, value) -> float:
 
 
 def liberation_table(table, *, thresholds=None, min_phase_fraction: float | None = None,
-                     include_cut: bool = False) -> pd.DataFrame:
+                     include_cut: bool = False, min_confidence: float | None = None) -> pd.DataFrame:
     """Particles and phase volume per liberation class, for every phase of the table.
 
     For each phase, each particle is classed by the volume fraction ``f`` of
@@ -527,6 +568,8 @@ def liberation_table(table, *, thresholds=None, min_phase_fraction: float | None
         column (as measured) gives its classes.
     include_cut : bool
         Count the particles cut by the scan border too (see :func:`select_particles`).
+    min_confidence : float, optional
+        Leave out the particles whose ``confidence`` is under this (see :func:`select_particles`).
 
     Returns
     -------
@@ -553,7 +596,7 @@ def liberation_table(table, *, thresholds=None, min_phase_fraction: float | None
         raise InputError("table must have volume_mm3 and phase_fraction_<name> columns; measure it with phases=")
     own_classes = thresholds is None and min_phase_fraction is None
     limits = liberation_limits(table, thresholds=thresholds, min_phase_fraction=min_phase_fraction)
-    kept = select_particles(table, include_cut=include_cut)
+    kept = select_particles(table, include_cut=include_cut, min_confidence=min_confidence)
     frame = _liberation_rows(kept, names, limits, own_classes)
     frame.attrs = {"min_phase_fraction": limits[0], "liberation_thresholds": limits[1:],
                    "n_cut_left_out": kept.attrs["n_cut_left_out"]}

@@ -83,6 +83,7 @@ def measure_chunked(labels, image=None, *, spacing=1.0, phases=None, phase_map=N
     pandas.DataFrame
         The table :func:`ps3d_toolkit.measure` gives for the same arrays in memory.
     """
+    confidence, per_particle = inputs.split_confidence(confidence)
     block = _checked_chunk_size(chunk_size)
     thresholds = _intensity.check_liberation_thresholds(liberation_thresholds, min_phase_fraction)
     volumes, spacing, region, phases = _checked_lazy_inputs(
@@ -109,7 +110,7 @@ def measure_chunked(labels, image=None, *, spacing=1.0, phases=None, phase_map=N
     frame = pd.concat([pd.DataFrame(part) for part in parts], ignore_index=True)
     frame = frame.sort_values("label", kind="stable").reset_index(drop=True)
     frame.attrs.update(table_attrs(spacing, phases, liberation_phase, thresholds, region))
-    return frame
+    return inputs.add_particle_confidence(frame, per_particle)
 
 
 class _LabelsInRegion:

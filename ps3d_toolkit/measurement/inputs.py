@@ -20,9 +20,9 @@ from ps3d_toolkit.core.errors import InputError, InputTypeError
 from ps3d_toolkit.measurement import intensity as _intensity
 from ps3d_toolkit.segmentation.region import SampleRegion, resolve_region
 
-__all__ = ["auto_phase_names", "check_extra_images", "check_grey_values", "checked_extra_image", "checked_liberation",
-           "checked_phases", "grey_value_reason", "refuse_grey_values", "region_mask", "resolve_workers",
-           "sample_region"]
+__all__ = ["add_particle_confidence", "auto_phase_names", "check_extra_images", "check_grey_values",
+           "checked_extra_image", "checked_liberation", "checked_phases", "grey_value_reason", "refuse_grey_values",
+           "region_mask", "resolve_workers", "sample_region", "split_confidence"]
 
 # names of extra_images: they become part of column names
 _EXTRA_IMAGE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
@@ -239,3 +239,45 @@ def resolve_workers(workers) -> int:
     if isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) or workers < 1:
         raise InputError(f"workers must be a positive integer or None, got {workers!r}")
     return int(workers)
+
+
+def split_confidence(confidence):
+    """``confidence=`` of :func:`~ps3d_toolkit.measurement.measure` as ``(per-voxel map, per-particle Series)``.
+
+    A 3D array is a per-voxel map (the particles' mean becomes the column); a pandas Series
+    or a mapping of label id -> confidence, or a
+    :class:`~ps3d_toolkit.segmentation.quality.QualityReport` (its ``confidence``), is per
+    particle. The other of the pair is None.
+
+    Raises
+    ------
+    InputError
+        If a per-particle confidence is outside [0, 1] or its ids are not integers.
+    """
+    import pandas as pd
+
+    if confidence is None:
+        return None, None
+    per_particle = getattr(confidence, "confidence", confidence)  # a QualityReport carries its Series
+    if isinstance(per_particle, Mapping):
+        per_particle = pd.Series(dict(per_particle), dtype=np.float64)
+    if not isinstance(per_particle, pd.Series):
+        return confidence, None
+    try:
+        ids = np.asarray(per_particle.index, dtype=np.int64)
+        values = np.asarray(per_particle, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise InputError("confidence per particle must map integer label ids to numbers in [0, 1]") from None
+    finite = values[np.isfinite(values)]
+    if finite.size and (finite.min() < 0 or finite.max() > 1):
+        raise InputError(f"confidence per particle must lie in [0, 1] (NaN: not assessed), got values from "
+                         f"{finite.min():.3g} to {finite.max():.3g}")
+    return None, pd.Series(values, index=pd.Index(ids, name="label"), name="confidence")
+
+
+def add_particle_confidence(frame, per_particle):
+    """The table with the ``confidence`` column of a per-particle Series (NaN for a particle it lacks)."""
+    if per_particle is None:
+        return frame
+    frame["confidence"] = frame["label"].map(per_particle).astype(np.float64)
+    return frame

@@ -26,6 +26,7 @@ from ps3d_toolkit.measurement import chunked as _chunked
 from ps3d_toolkit.measurement import intensity as _intensity
 from ps3d_toolkit.measurement.columns import particle_columns, table_attrs
 from ps3d_toolkit.measurement.inputs import (
+    add_particle_confidence,
     auto_phase_names,
     check_extra_images,
     check_grey_values,
@@ -36,6 +37,7 @@ from ps3d_toolkit.measurement.inputs import (
     region_mask,
     resolve_workers,
     sample_region,
+    split_confidence,
 )
 
 __all__ = ["measure"]
@@ -106,9 +108,13 @@ def measure(labels, image=None, *, spacing=1.0, phases=None, phase_map=None, roi
     min_phase_fraction : float
         Below this volume fraction a phase is absent from a particle, which is
         then ``barren`` in it; default 0.02 (why: :data:`MIN_PHASE_FRACTION`).
-    confidence : array_like of float, 3D, optional
-        Per-voxel model confidence (e.g. the predicted probability of the voxel's
-        class); its mean over each particle becomes the ``confidence`` column.
+    confidence : array_like of float 3D, pandas.Series, mapping or QualityReport, optional
+        The ``confidence`` column (0-1, how far to trust each particle): per particle, a
+        Series or mapping of label id -> confidence, or the
+        :class:`~ps3d_toolkit.segmentation.quality.QualityReport` of
+        ``segment(..., quality=True)`` (a particle it did not assess gets NaN); or a
+        per-voxel map (e.g. the predicted probability of the voxel's class), averaged
+        over each particle.
     shape : bool
         Compute ``surface_area_mm2``, ``sphericity`` and the ``feret_*`` columns (the
         per-particle loop). ``False`` leaves them NaN and is several times faster.
@@ -192,15 +198,16 @@ def measure(labels, image=None, *, spacing=1.0, phases=None, phase_map=None, roi
     (1.0, 0.82)
     """
     mask = region_mask(mask, fov_mask)
+    confidence, per_particle = split_confidence(confidence)
     lazy = any(_chunked.is_large_and_lazy(a)
                for a in (labels, image, *(check_extra_images(extra_images) or {}).values()))
     if chunk_size is not None or lazy:
-        return _chunked.measure_chunked(
+        return add_particle_confidence(_chunked.measure_chunked(
             labels, image, spacing=spacing, phases=phases, phase_map=phase_map, roi=roi, mask=mask,
             phase_names=phase_names, liberation_phase=liberation_phase, liberation_thresholds=liberation_thresholds,
             min_phase_fraction=min_phase_fraction, confidence=confidence, shape=shape, workers=workers,
             non_finite=non_finite, force=force, progress=progress, chunk_size=chunk_size,
-            extra_images=extra_images, feret_min=feret_min)
+            extra_images=extra_images, feret_min=feret_min), per_particle)
     thresholds = _intensity.check_liberation_thresholds(liberation_thresholds, min_phase_fraction)
     volumes, spacing, region, phases = _checked_inputs(
         labels, image, spacing, (roi, mask), (phases, phase_map, phase_names), confidence, non_finite, force)
@@ -216,7 +223,7 @@ def measure(labels, image=None, *, spacing=1.0, phases=None, phase_map=None, roi
                              feret_min=bool(feret_min))
     frame = pd.DataFrame(table)
     frame.attrs.update(table_attrs(spacing, phases, liberation_phase, thresholds, region))
-    return frame
+    return add_particle_confidence(frame, per_particle)
 
 
 def _checked_inputs(labels, image, spacing, region, phase_options, confidence, non_finite, force):

@@ -17,7 +17,8 @@ from ps3d_toolkit.report.tables import report_frames
 _EXCEL_MAX_ROWS = 1_048_575
 
 
-def export_tables(table, path, *, scan=None, notes: dict | None = None, include_cut: bool = False) -> list:
+def export_tables(table, path, *, scan=None, notes: dict | None = None, include_cut: bool = False,
+                  min_confidence: float | None = None) -> list:
     """Write the particle table and the report's tables as CSV files or one Excel workbook, atomically.
 
     The tables (sheets) are ``particles`` (the table itself), ``summary``
@@ -44,6 +45,9 @@ def export_tables(table, path, *, scan=None, notes: dict | None = None, include_
         Extra summary rows.
     include_cut : bool
         Count the particles cut by the scan border in the statistics.
+    min_confidence : float, optional
+        Leave the particles whose ``confidence`` is under this out of the statistics
+        (``summary`` says how many).
 
     Returns
     -------
@@ -76,7 +80,7 @@ def export_tables(table, path, *, scan=None, notes: dict | None = None, include_
         if len(table) > _EXCEL_MAX_ROWS:
             raise InputError(f"{len(table):,} particles do not fit in an Excel sheet "
                              f"({_EXCEL_MAX_ROWS:,} rows); export to .csv instead")
-    frames = report_frames(table, scan=scan, notes=notes, include_cut=include_cut)
+    frames = report_frames(table, scan=scan, notes=notes, include_cut=include_cut, min_confidence=min_confidence)
     if suffix == ".xlsx":
         with atomic_path(path) as tmp:
             with pd.ExcelWriter(tmp, engine="openpyxl") as writer:

@@ -34,6 +34,11 @@ class ReportContext:
     figures : list
         The plotly figures placed so far; the page draws them as it loads
         (:mod:`ps3d_toolkit.report.payload`).
+    quality : dict or None
+        The label-free quality record (``QualityReport.record()``, as ``ps3d segment --quality``
+        writes it in the labels' ``.ps3d.json``).
+    min_confidence : float or None
+        The statistics leave out the particles whose ``confidence`` is under this.
     """
 
     table: object
@@ -44,14 +49,25 @@ class ReportContext:
     include_cut: bool = False
     sample_region: object = None
     figures: list = field(default_factory=list)
+    quality: dict | None = None
+    min_confidence: float | None = None
     _stats: object = field(default=None, init=False, repr=False)
 
     @property
     def stats(self):
         """The particles the statistics use (:func:`ps3d_toolkit.analysis.stats.select_particles`)."""
         if self._stats is None:
-            self._stats = select_particles(self.table, include_cut=self.include_cut)
+            self._stats = select_particles(self.table, include_cut=self.include_cut,
+                                           min_confidence=self.min_confidence)
         return self._stats
+
+    def confidence_note(self) -> str:
+        """The one sentence on the particles ``min_confidence`` leaves out of the statistics ("" without it)."""
+        if self.min_confidence is None:
+            return ""
+        n_low = int(self.stats.attrs.get("n_low_confidence_left_out", 0))
+        return (f"{n_low:,} particles with a confidence under {self.min_confidence:g} are left out of the "
+                f"statistics (min_confidence); {len(self.stats):,} remain.")
 
     def figure_html(self, figure) -> str:
         """A placeholder ``div`` for a plotly figure, drawn by the page's loader."""

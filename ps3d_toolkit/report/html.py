@@ -28,7 +28,7 @@ def _css() -> str:
 def build_report(table, *, scan=None, labels=None, metrics=None,
                  title: str = "ps3d_toolkit particle report", notes: dict | None = None,
                  include_cut: bool = False, roi=None, mask=None, phase_names=None, sections=None,
-                 sample_region=None) -> str:
+                 sample_region=None, quality=None, min_confidence: float | None = None) -> str:
     """Build the self-contained HTML report as a string.
 
     Parameters are those of :func:`write_report`; ``sections`` replaces
@@ -43,7 +43,8 @@ def build_report(table, *, scan=None, labels=None, metrics=None,
             raise InputError(f"labels and scan must have the same shape, got {labels.shape} and {scan.shape}")
     labels, inside = _in_region(table, scan, labels, roi, region_mask(mask, sample_region, old_name="sample_region"))
     ctx = ReportContext(table=table, scan=scan, labels=labels, metrics=metrics, notes=dict(notes or {}),
-                        include_cut=bool(include_cut), sample_region=inside)
+                        include_cut=bool(include_cut), sample_region=inside, quality=_quality_record(quality),
+                        min_confidence=min_confidence)
     parts = [part for build in (SECTIONS if sections is None else sections) if (part := build(ctx))]
     if ctx.figures:
         parts.append(figures_block(ctx.figures))
@@ -56,6 +57,17 @@ def build_report(table, *, scan=None, labels=None, metrics=None,
         + "\n".join(parts)
         + "\n</body>\n</html>\n"
     )
+
+
+def _quality_record(quality) -> dict | None:
+    """``quality=`` as its record: a QualityReport's ``record()``, a record dict as given."""
+    if quality is None:
+        return None
+    if hasattr(quality, "record"):
+        return quality.record()
+    if not isinstance(quality, dict):
+        raise InputError(f"quality must be a QualityReport or its record (a dict), got {type(quality).__name__}")
+    return quality
 
 
 def _in_region(table, scan, labels, roi, mask):
@@ -76,7 +88,8 @@ def _in_region(table, scan, labels, roi, mask):
 
 def write_report(table, path, *, scan=None, labels=None, metrics=None,
                  title: str = "ps3d_toolkit particle report", notes: dict | None = None,
-                 include_cut: bool = False, roi=None, mask=None, phase_names=None, sample_region=None) -> Path:
+                 include_cut: bool = False, roi=None, mask=None, phase_names=None, sample_region=None,
+                 quality=None, min_confidence: float | None = None) -> Path:
     """Write a self-contained HTML report (opens offline), atomically.
 
     Parameters
@@ -114,6 +127,15 @@ def write_report(table, path, *, scan=None, labels=None, metrics=None,
     sample_region : array_like of bool, optional
         Deprecated (to be removed in the next release): the old name of ``mask``
         for an array; it warns with a :class:`DeprecationWarning`.
+    quality : QualityReport or dict, optional
+        The label-free quality estimate of ``segment(..., quality=True)`` (or its
+        ``record()``, as ``ps3d segment --quality`` writes it): the section "How far to
+        trust these particles" shows it (without it, the section says how to get one).
+        The per-particle confidences come from the table's ``confidence`` column
+        (``measure(..., confidence=report)``).
+    min_confidence : float, optional
+        Leave the particles whose ``confidence`` is under this out of every statistic; the
+        report says how many.
 
     Returns
     -------
@@ -126,15 +148,17 @@ def write_report(table, path, *, scan=None, labels=None, metrics=None,
         If ``table`` is not a DataFrame.
     ValueError
         If ``labels`` and ``scan`` differ in shape, the region does not fit them,
-        ``phase_names`` do not name the table's phases, or ``path`` does not end
-        in ``.html``/``.htm``.
+        ``phase_names`` do not name the table's phases, ``path`` does not end
+        in ``.html``/``.htm``, or ``min_confidence`` is given without a ``confidence``
+        column or outside [0, 1].
     """
     path = Path(path).expanduser()
     if path.suffix.lower() not in (".html", ".htm"):
         raise InputError(f"path must end in .html, got {path}")
     text = build_report(table, scan=scan, labels=labels, metrics=metrics, title=title, notes=notes,
                         include_cut=include_cut, roi=roi, phase_names=phase_names,
-                        mask=region_mask(mask, sample_region, old_name="sample_region"))
+                        mask=region_mask(mask, sample_region, old_name="sample_region"), quality=quality,
+                        min_confidence=min_confidence)
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
     return path

@@ -67,19 +67,24 @@ def summary_table(table, *, scan=None, notes: dict | None = None, include_cut: b
     return summary_rows(check_table(table), scan=scan, notes=notes, include_cut=include_cut)
 
 
-def summary_rows(table, *, scan=None, notes: dict | None = None, include_cut: bool = False, region: bool = False):
-    """:func:`summary_table` of a table already checked; ``region``: the particles were measured in a sample region."""
+def summary_rows(table, *, scan=None, notes: dict | None = None, include_cut: bool = False, region: bool = False,
+                 min_confidence: float | None = None):
+    """:func:`summary_table` of a table already checked; ``region``: the particles were measured in a sample region;
+    ``min_confidence``: the particles under it are left out of the statistics."""
     columns = set(table.columns)
     rows = [("n_particles", "particles", len(table))]
     if "touches_border" in columns:
         rows.append(("n_touching_border", f"particles cut by {cut_by(table, region)}",
                      int(table["touches_border"].astype(bool).sum())))
-    kept = select_particles(table, include_cut=include_cut)
+    kept = select_particles(table, include_cut=include_cut, min_confidence=min_confidence)
     policy = ("counted as measured" if include_cut
               else "left out (the uncut particles counted as they are, no edge correction)")
     rows += [("cut_policy", "cut particles in the statistics", policy),
-             ("n_cut_left_out", "particles left out of the statistics", kept.attrs["n_cut_left_out"]),
-             ("n_in_statistics", "particles in the statistics", len(kept))]
+             ("n_cut_left_out", "particles left out of the statistics", kept.attrs["n_cut_left_out"])]
+    if min_confidence is not None:
+        rows.append(("n_low_confidence_left_out", f"particles with a confidence under {min_confidence:g} left out",
+                     kept.attrs["n_low_confidence_left_out"]))
+    rows.append(("n_in_statistics", "particles in the statistics", len(kept)))
     rows += _statistics_rows(kept, columns)
     spacing = scan.spacing if scan is not None else table.attrs.get("spacing_mm")
     if scan is not None:
@@ -117,10 +122,11 @@ def _statistics_rows(kept, columns) -> list:
 
 
 
-def sieve_frame(table, include_cut: bool = False):
+def sieve_frame(table, include_cut: bool = False, min_confidence: float | None = None):
     """Sieve curves by volume and by number on the same (ISO 565) apertures."""
-    volume = sieve_curve(table, weight="volume", include_cut=include_cut)
-    number = sieve_curve(table, volume["size_mm"], weight="number", include_cut=include_cut)
+    volume = sieve_curve(table, weight="volume", include_cut=include_cut, min_confidence=min_confidence)
+    number = sieve_curve(table, volume["size_mm"], weight="number", include_cut=include_cut,
+                         min_confidence=min_confidence)
     return pd.DataFrame({
         "size_mm": volume["size_mm"],
         "percent_passing_volume": volume["percent_passing"],
@@ -140,28 +146,29 @@ def _phase_definition(spec) -> str:
     return grey_range_text(low, high)
 
 
-def phases_frame(table, include_cut: bool = False):
+def phases_frame(table, include_cut: bool = False, min_confidence: float | None = None):
     """:func:`ps3d_toolkit.analysis.stats.phase_summary` with a ``phase`` column and, when known, each definition."""
-    frame = phase_summary(table, include_cut=include_cut).reset_index()
+    frame = phase_summary(table, include_cut=include_cut, min_confidence=min_confidence).reset_index()
     definitions = table.attrs.get("phases") or {}
     if definitions:
         frame.insert(1, "definition", [_phase_definition(definitions.get(name)) for name in frame["phase"]])
     return frame
 
 
-def report_frames(table, scan=None, notes=None, include_cut: bool = False) -> dict:
+def report_frames(table, scan=None, notes=None, include_cut: bool = False, min_confidence: float | None = None) -> dict:
     """The tables of the report by sheet name (only those the table's columns allow); ``table`` checked.
 
-    ``particles`` is the whole table; the others follow ``include_cut``.
+    ``particles`` is the whole table; the others follow ``include_cut`` and ``min_confidence``.
     """
-    frames = {"particles": table, "summary": summary_rows(table, scan=scan, notes=notes, include_cut=include_cut)}
+    keep = {"include_cut": include_cut, "min_confidence": min_confidence}
+    frames = {"particles": table, "summary": summary_rows(table, scan=scan, notes=notes, **keep)}
     columns = set(table.columns)
     if set(SIZE_COLUMNS) <= columns:
-        frames["psd"] = sieve_frame(table, include_cut)
+        frames["psd"] = sieve_frame(table, **keep)
     if set(SHAPE_COLUMNS) <= columns:
-        frames["shape"] = shape_summary(table, include_cut=include_cut).rename_axis("quantity").reset_index()
+        frames["shape"] = shape_summary(table, **keep).rename_axis("quantity").reset_index()
     if "volume_mm3" in columns and phase_names(table):
-        frames["phases"] = phases_frame(table, include_cut)
-        frames["liberation"] = liberation_table(table, include_cut=include_cut)
+        frames["phases"] = phases_frame(table, **keep)
+        frames["liberation"] = liberation_table(table, **keep)
     return frames
 

@@ -193,7 +193,7 @@ def draw_region_edge(rgb: np.ndarray, region, colour=(60, 170, 255)) -> np.ndarr
 
 
 def outlined_slice(grey, labels, *, outline_rgb=(255, 60, 60), min_size_px: int = 0, region=None,
-                   region_rgb=(60, 170, 255)) -> np.ndarray:
+                   region_rgb=(60, 170, 255), highlight=None, highlight_rgb=(255, 0, 200)) -> np.ndarray:
     """A 2D slice in grey with each particle's boundary drawn in one colour.
 
     Parameters
@@ -210,6 +210,10 @@ def outlined_slice(grey, labels, *, outline_rgb=(255, 60, 60), min_size_px: int 
         The sample region of the plane (a sample mask or region of interest); its edge is drawn.
     region_rgb : 3 int
         Colour of the region's edge.
+    highlight : array_like of int, optional
+        Label ids outlined in ``highlight_rgb`` instead (e.g. the low-confidence particles).
+    highlight_rgb : 3 int
+        Colour of their outlines.
 
     Returns
     -------
@@ -225,7 +229,11 @@ def outlined_slice(grey, labels, *, outline_rgb=(255, 60, 60), min_size_px: int 
     if region is not None:
         draw_region_edge(rgb, region, region_rgb)
     if labels is not None:
-        rgb[find_boundaries(np.asarray(labels), mode="inner")] = outline_rgb
+        labels = np.asarray(labels)
+        edges = find_boundaries(labels, mode="inner")
+        rgb[edges] = outline_rgb
+        if highlight is not None and len(highlight):
+            rgb[edges & np.isin(labels, np.asarray(highlight))] = highlight_rgb
     factor = max(1, int(np.ceil(min_size_px / max(rgb.shape[:2]))))
     return np.repeat(np.repeat(rgb, factor, axis=0), factor, axis=1)
 
