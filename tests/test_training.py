@@ -257,3 +257,52 @@ def test_training_refuses_bad_settings_before_any_work(tmp_path, setting):
     with pytest.raises(InputError, match=next(iter(setting))):
         train(config, progress=False)
     assert not (tmp_path / "run").exists()
+
+
+def test_masked_loss_is_monai_dice_ce_on_the_kept_voxels():
+    from monai.losses import DiceCELoss
+
+    from ps3d_toolkit.training.targets import IGNORE, masked_dice_ce
+
+    generator = torch.Generator().manual_seed(0)
+    logits = torch.randn(2, 3, 8, 8, 8, generator=generator)
+    target = torch.randint(0, 3, (2, 1, 8, 8, 8), generator=generator)
+    every = torch.ones_like(target, dtype=torch.bool)
+    assert masked_dice_ce(logits, target, every) == pytest.approx(
+        float(DiceCELoss(to_onehot_y=True, softmax=True)(logits, target)), rel=1e-6)
+    # what the left-out voxels hold, and what the network says there, changes nothing
+    keep = torch.rand(target.shape, generator=generator) < 0.5
+    other_target = torch.where(keep, target, torch.full_like(target, IGNORE))
+    other_logits = torch.where(keep, logits, torch.randn(logits.shape, generator=generator))
+    assert masked_dice_ce(other_logits, other_target, keep) == pytest.approx(
+        float(masked_dice_ce(logits, target, keep)), rel=1e-6)
+    assert masked_dice_ce(logits, target, keep) != pytest.approx(float(masked_dice_ce(logits, target, every)))
+
+
+def test_training_on_given_volumes_with_ignored_voxels(tmp_path):
+    from ps3d_toolkit.core.progress import Stages
+    from ps3d_toolkit.training.targets import IGNORE
+
+    rng = np.random.default_rng(0)
+    targets = rng.integers(0, 3, (40, 40, 40)).astype(np.uint8)
+    targets[:20] = IGNORE
+    image = targets.astype(np.float32) + rng.normal(0, 0.1, targets.shape).astype(np.float32)
+
+    class Given:
+        draws = 0
+
+        def draw(self):
+            Given.draws += 1
+            return image, targets
+
+    stages = Stages("test", enabled=False)
+    stages.start("training", steps=3)
+    config = TrainingConfig(output_dir=str(tmp_path / "run"), steps=3, batch_size=1, patch_size=32, pool_size=2,
+                            refresh_every=100, val_every=0, seed=1, threads=1, warmup_steps=1)
+    final = train(config, progress=stages, volumes=Given())
+    stages.close()
+    log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert Given.draws == 2 and len(log) == 3 and all(np.isfinite(r["loss"]) for r in log)
+    assert load_weights(final)[2]["step"] == 3
+    with pytest.raises(ValueError, match="warmup_steps"):
+        train(TrainingConfig(output_dir=str(tmp_path / "x"), warmup_steps=0), progress=False)

@@ -32,7 +32,7 @@ import sys
 import warnings
 
 from ps3d_toolkit import __version__
-from ps3d_toolkit.cli import convert, demo, evaluate, export, measure, report, segment, train
+from ps3d_toolkit.cli import adapt, convert, demo, evaluate, export, measure, report, segment, train
 from ps3d_toolkit.cli.args import HelpFormatter
 from ps3d_toolkit.cli.messages import one_line as _one_line
 from ps3d_toolkit.core.errors import Ps3dError
@@ -64,7 +64,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 #: The subcommands, in the order ``ps3d --help`` lists them.
-SUBCOMMANDS: list = [demo, segment, measure, evaluate, report, convert, train, export]
+SUBCOMMANDS: list = [demo, segment, measure, evaluate, report, convert, train, adapt, export]
 
 
 def add_subcommand(subparsers, command) -> argparse.ArgumentParser:

@@ -5,6 +5,12 @@ with the same ``segment_with_model`` and ``evaluate_instances`` that users call.
 
 Modules
 -------
+adapt
+    ``adapt()``: self-training on one unlabelled scan (``ps3d adapt``).
+pseudo
+    Pseudo-labels from a first pass's confident particles; the label-free score.
+matched
+    Phantoms generated to look like a given scan.
 loop
     ``train()`` and its ``TrainingConfig``: pool, steps, validation, checkpoints.
 volumes
@@ -19,7 +25,8 @@ export
 
 from __future__ import annotations
 
+from ps3d_toolkit.training.adapt import AdaptResult, adapt
 from ps3d_toolkit.training.loop import TrainingConfig, train
 from ps3d_toolkit.training.volumes import load_label_set
 
-__all__ = ["TrainingConfig", "load_label_set", "train"]
+__all__ = ["AdaptResult", "TrainingConfig", "adapt", "load_label_set", "train"]

@@ -8,6 +8,7 @@ stopped and resumed from its last checkpoint.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -21,8 +22,10 @@ import torch
 
 from ps3d_toolkit.core.atomic import atomic_path
 from ps3d_toolkit.core.errors import CorruptDataError, InputError
+from ps3d_toolkit.core.progress import Stages
 from ps3d_toolkit.segmentation.model.network import DEFAULT_CONFIG, build_network, load_weights, save_weights
 from ps3d_toolkit.training.augment import augment_batch
+from ps3d_toolkit.training.targets import IGNORE, masked_dice_ce
 from ps3d_toolkit.training.volumes import TrainingVolumes, validation_scans
 
 __all__ = ["TrainingConfig", "train"]
@@ -78,6 +81,9 @@ class TrainingConfig:
         Stop after this many seconds of training (over all resumes). The
         learning-rate schedule then runs on whichever of steps and time is
         further along, so a time-limited run still ends its cosine decay.
+    warmup_steps : int or None
+        Steps of linear learning-rate warm-up (default: a twentieth of the
+        steps, at most 200; a short fine-tuning wants fewer).
     """
 
     output_dir: str = "runs/default"
@@ -100,6 +106,7 @@ class TrainingConfig:
     stress_fraction: float = 0.0
     workers: int = 0
     time_limit_s: float | None = None
+    warmup_steps: int | None = None
 
 
 @dataclass
@@ -119,18 +126,25 @@ class _RunState:
         return self.elapsed_before_s + time.time() - self.started
 
 
-def train(config: TrainingConfig | None = None, *, progress: bool = True,
-          command: str | None = None) -> Path:
+def train(config: TrainingConfig | None = None, *, progress: bool | Stages = True,
+          command: str | None = None, volumes=None) -> Path:
     """Train (or fine-tune) the border-core U-Net; resumes from ``last.pt`` if present.
 
     Parameters
     ----------
     config : TrainingConfig
         Run settings.
-    progress : bool
-        Show a progress bar with loss and validation F1.
+    progress : bool or Stages
+        Show a progress bar with loss and validation F1, or advance a caller's
+        :class:`~ps3d_toolkit.core.progress.Stages` by one step an optimiser step.
     command : str, optional
         The command line that started the run, recorded in the weights' metadata.
+    volumes : object, optional
+        Where training volumes come from instead of ``config``'s synthetic scans
+        and label sets: anything with ``draw() -> (image, targets)`` on the
+        training grid (e.g. ``ps3d adapt``'s pseudo-labelled scan and matched
+        phantoms). Targets may hold :data:`~ps3d_toolkit.training.targets.IGNORE`
+        for voxels left out of the loss.
 
     Returns
     -------
@@ -154,14 +168,17 @@ def train(config: TrainingConfig | None = None, *, progress: bool = True,
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=1e-4)
     loss_fn = DiceCELoss(to_onehot_y=True, softmax=True)
     run = _resume(out / "last.pt", model, optimizer, config)
+    stages = progress if isinstance(progress, Stages) else None
+    bars = bool(progress) and stages is None
     # the generator processes (if any) are closed however training ends
-    with TrainingVolumes(config, network, run.rng) as volumes:
+    with (contextlib.nullcontext(volumes) if volumes is not None
+          else TrainingVolumes(config, network, run.rng)) as volumes:
         pool = [volumes.draw() for _ in tqdm(range(max(1, config.pool_size)), desc="training pool",
-                                             disable=not progress)]
+                                             disable=not bars)]
         val_scans = validation_scans() if config.val_every else []
         if device.type == "cuda":
             torch.backends.cudnn.benchmark = True
-        bar = tqdm(total=config.steps, initial=run.step, desc="training", disable=not progress)
+        bar = tqdm(total=config.steps, initial=run.step, desc="training", disable=not bars)
         run.started = time.time()
         while run.step < config.steps and not _out_of_time(run, config):
             record = _train_step(model, optimizer, loss_fn, pool, volumes, run, config, device)
@@ -169,6 +186,8 @@ def train(config: TrainingConfig | None = None, *, progress: bool = True,
             if config.val_every and (run.step % config.val_every == 0 or finished):
                 _validate_and_keep_best(model, network, val_scans, device, record, run, config, out, command)
             _log(record, run, out / "log.jsonl", bar)
+            if stages is not None:
+                stages.advance()
             if run.step % config.checkpoint_every == 0 or finished:
                 _save_checkpoint(out / "last.pt", model, optimizer, run, config)
     bar.close()
@@ -185,6 +204,8 @@ def _check_config(config: TrainingConfig) -> None:
     if config.workers < 0 or (config.time_limit_s is not None and config.time_limit_s <= 0):
         raise InputError(f"workers must be >= 0 and time_limit_s > 0, got {config.workers}, "
                          f"{config.time_limit_s}")
+    if config.warmup_steps is not None and config.warmup_steps < 1:
+        raise InputError(f"warmup_steps must be >= 1 or None, got {config.warmup_steps!r}")
     if not 0 < config.learning_rate < math.inf:
         raise InputError(f"learning_rate must be a positive number, got {config.learning_rate!r}")
     shares = {"synthetic_fraction": config.synthetic_fraction, "stress_fraction": config.stress_fraction}
@@ -280,7 +301,9 @@ def _train_step(model, optimizer, loss_fn, pool: list, volumes: TrainingVolumes,
     optimizer.zero_grad(set_to_none=True)
     with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
         prediction = model(x)
-    loss = loss_fn(prediction.float(), y)
+    # targets with voxels left out of the loss (pseudo-labels) take the masked loss
+    ignored = y == IGNORE
+    loss = masked_dice_ce(prediction.float(), y, ~ignored) if bool(ignored.any()) else loss_fn(prediction.float(), y)
     loss.backward()
     optimizer.step()
     run.step += 1
@@ -304,7 +327,7 @@ def _random_patch(volume, targets, size, rng):
 
 def _learning_rate(step: int, config: TrainingConfig, elapsed_s: float = 0.0) -> float:
     """Linear warm-up, then cosine decay to 2 % over the steps or the time limit."""
-    warmup = max(1, min(200, config.steps // 20))
+    warmup = config.warmup_steps or max(1, min(200, config.steps // 20))
     if step < warmup:
         return config.learning_rate * (step + 1) / warmup
     progress = (step - warmup) / max(1, config.steps - warmup)

@@ -14,9 +14,11 @@ from scipy import ndimage
 from ps3d_toolkit.core.checks import check_labels, check_positive
 from ps3d_toolkit.core.geometry import equivalent_diameter
 
-__all__ = ["BACKGROUND", "CORE", "BORDER", "border_core_targets"]
+__all__ = ["BACKGROUND", "BORDER", "CORE", "IGNORE", "border_core_targets", "masked_dice_ce"]
 
 BACKGROUND, CORE, BORDER = 0, 1, 2
+#: Target value of a voxel left out of the loss (an uncertain voxel of a pseudo-label).
+IGNORE = 255
 
 
 def _label_boundaries(labels: np.ndarray) -> np.ndarray:
@@ -80,3 +82,39 @@ def border_core_targets(labels, *, border_vox: float,
     targets[foreground] = BORDER
     targets[interior & (distance >= thickness[labels])] = CORE
     return targets
+
+
+def masked_dice_ce(prediction, target, keep, smooth: float = 1e-5):
+    """Dice + cross-entropy on the voxels ``keep`` only, as MONAI's ``DiceCELoss`` on the rest.
+
+    Parameters
+    ----------
+    prediction : torch.Tensor
+        (B, C, D, H, W) logits.
+    target : torch.Tensor
+        (B, 1, D, H, W) class indices; voxels outside ``keep`` may hold any value
+        (e.g. :data:`IGNORE`).
+    keep : torch.Tensor
+        (B, 1, D, H, W) booleans: the voxels that count.
+    smooth : float
+        Added to the Dice's numerator and denominator (MONAI's default).
+
+    Returns
+    -------
+    torch.Tensor
+        The loss, a scalar: the mean Dice loss over batch and classes plus the
+        mean cross-entropy over the kept voxels (0 when none is kept).
+    """
+    import torch
+    import torch.nn.functional as F
+
+    classes = prediction.shape[1]
+    weight = keep.to(prediction.dtype)
+    label = torch.where(keep, target, torch.zeros_like(target))[:, 0]
+    onehot = F.one_hot(label.long(), classes).permute(0, 4, 1, 2, 3).to(prediction.dtype) * weight
+    probability = torch.softmax(prediction, dim=1) * weight
+    dims = (2, 3, 4)
+    overlap = (probability * onehot).sum(dims)
+    dice = 1 - (2 * overlap + smooth) / (probability.sum(dims) + onehot.sum(dims) + smooth)
+    cross = F.cross_entropy(prediction, label.long(), reduction="none") * weight[:, 0]
+    return dice.mean() + cross.sum() / weight.sum().clamp_min(1.0)
