@@ -24,7 +24,15 @@ def code(text: str):
     return new_code_cell(text.strip("\n"))
 
 
-SETUP = code("""
+def setup(*, sample: bool = True):
+    """The first code cell of a tutorial: imports, its temporary folder, figures that a saved notebook
+    still shows on GitHub, and (unless ``sample=False``) the bundled sample."""
+    imports = "\nfrom ps3d_toolkit.data import load_sample" if sample else ""
+    load = SAMPLE if sample else 'print(f"files go to {workdir}")'
+    return code(SETUP_TEXT.replace("{imports}", imports).replace("{load}", load))
+
+
+SETUP_TEXT = """
 import time
 import tempfile
 from pathlib import Path
@@ -32,17 +40,22 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
-
-from ps3d_toolkit.data import load_sample
+{imports}
+from ps3d_toolkit.viz.notebook import static_figure_fallbacks
 
 notebook_start = time.perf_counter()
 # Everything this notebook writes goes into a fresh ps3d_tutorial_* folder in the system's temporary
 # folder; the last cell deletes it. Set workdir to a folder of your own to keep the files.
 workdir = Path(tempfile.mkdtemp(prefix="ps3d_tutorial_"))
-scan, truth = load_sample()
+# Each figure is also kept as a JPEG, which a saved notebook shows where no JavaScript runs (GitHub).
+static_figure_fallbacks()
+{load}
+"""
+SAMPLE = """scan, truth = load_sample()
 print(f"scan {scan.name!r}: {' x '.join(map(str, scan.shape))} voxels of {scan.dtype}, "
-      f"voxel size {scan.spacing[0]} mm; files go to {workdir}")
-""")
+      f"voxel size {scan.spacing[0]} mm; files go to {workdir}")"""
+
+SETUP = setup()
 
 #: The last code cell of every tutorial: its temporary folder goes (tests/test_notebooks.py checks that it has).
 CLEAN_UP = [
@@ -871,7 +884,7 @@ scan. The command line does the same: `ps3d segment scan.zarr --chunk-size 128 -
 --dask-scheduler local`, then `ps3d measure labels.zarr --image scan.zarr --output particles.csv`.
 docs/scale.md explains how it works and how to run it on a SLURM or Kubernetes cluster.
 """),
-    SETUP,
+    setup(sample=False),
     md("""
 ## A scan on disk, larger than the budget
 

@@ -10,12 +10,15 @@ fails the test with the cell's error; so does noise in an output (see
 
 from __future__ import annotations
 
+import importlib.util
+import logging
 import os
 import re
 import sys
 from pathlib import Path
 
 import pytest
+from _browser import CHROMIUM, unavailable
 
 nbformat = pytest.importorskip("nbformat")
 nbclient = pytest.importorskip("nbclient")
@@ -46,6 +49,12 @@ def execute(path: Path, *, tmp_dir: Path | None = None, store_widget_state: bool
                                      store_widget_state=store_widget_state)
     client.execute(env=env)
     return nb
+
+
+#: Whether kaleido can draw the JPEG beside each figure here (it takes the system's Chromium); CI has both.
+STATIC_FIGURES = importlib.util.find_spec("kaleido") is not None and CHROMIUM.is_file()
+#: A saved tutorial (outputs without widget state, as JupyterLab saves by default) stays under this size.
+MAX_SAVED_BYTES = 3 * 2**20
 
 
 #: Text no output of a tutorial may hold: warnings, tracebacks, numpy scalar and array reprs.
@@ -107,6 +116,71 @@ def test_output_noise_finds_warnings_stderr_and_reprs():
     assert output_noise(notebook(noisy[-1])) == []     # HTML (a report, a table) is not scanned: its words are its own
 
 
+# --------------------------------------------------------------------------- viz.notebook, the tutorials' figures
+
+
+def _plotly_bundle():
+    import plotly.graph_objects as go
+
+    return go.Figure(go.Bar(y=[3, 1, 2]), layout={"width": 300, "height": 200})._repr_mimebundle_()
+
+
+@pytest.fixture
+def plotly_renderer():
+    """Plotly's default renderer, restored after the test."""
+    import plotly.io as pio
+
+    before = pio.renderers.default
+    yield
+    pio.renderers.default = before
+
+
+def test_static_figure_fallbacks_put_a_jpeg_beside_each_figure(plotly_renderer):
+    import base64
+    import io
+
+    import plotly.io as pio
+    from PIL import Image
+
+    from ps3d_toolkit.viz.notebook import STATIC_FALLBACK_RENDERER, static_figure_fallbacks
+
+    if not STATIC_FIGURES:
+        unavailable("kaleido (the 'notebooks' extra) or Chromium (apt-get install chromium) is missing")
+    assert static_figure_fallbacks() is True
+    assert pio.renderers.default == STATIC_FALLBACK_RENDERER
+    bundle = _plotly_bundle()
+    assert "application/vnd.plotly.v1+json" in bundle
+    image = Image.open(io.BytesIO(base64.b64decode(bundle["image/jpeg"])))
+    assert image.format == "JPEG" and image.size == (300, 200)
+    assert "image/png" not in bundle    # JupyterLab's plotly renderer would show a PNG instead of the figure
+
+
+@pytest.mark.parametrize("broken", ["no kaleido", "no browser"])
+def test_without_kaleido_or_a_browser_figures_stay_interactive(plotly_renderer, monkeypatch, caplog, broken):
+    import plotly.io as pio
+
+    from ps3d_toolkit.viz.notebook import static_figure_fallbacks
+
+    pio.renderers.default = "plotly_mimetype"
+    if broken == "no kaleido":
+        monkeypatch.setitem(sys.modules, "kaleido", None)
+    else:
+        def no_browser(*args, **kwargs):
+            raise RuntimeError("\n\nKaleido requires Google Chrome to be installed.\n\nEither download ...")
+
+        monkeypatch.setattr(pio, "to_image", no_browser)
+    with caplog.at_level(logging.INFO, logger="ps3d_toolkit.viz.notebook"):
+        assert static_figure_fallbacks() is False
+    assert pio.renderers.default == "plotly_mimetype"
+    assert sorted(_plotly_bundle()) == ["application/vnd.plotly.v1+json"]
+    reason = {"no kaleido": "kaleido (the 'notebooks' extra) is not installed",
+              "no browser": "kaleido cannot draw an image (Kaleido requires Google Chrome to be installed.)"}[broken]
+    assert caplog.messages == [f"figures are interactive only: {reason}"]
+
+
+# --------------------------------------------------------------------------- the tutorials
+
+
 def test_every_tutorial_cleans_up_and_ends_with_next():
     for name, cells in SOURCES.items():
         code_cells = [c for c in cells if c.cell_type == "code"]
@@ -140,5 +214,10 @@ def test_notebook_runs(name, tmp_path):
     assert shown & {"application/vnd.plotly.v1+json", "application/vnd.jupyter.widget-view+json"}, \
         f"the last code cell of {name} shows no figure or widget (outputs: {sorted(shown)})"
     assert output_noise(nb) == [], f"{name} shows noise in its outputs"
+    figures = [o for c in code_cells for o in c.outputs if "application/vnd.plotly.v1+json" in o.get("data", {})]
+    if STATIC_FIGURES:
+        assert all("image/jpeg" in o.data for o in figures), f"a figure of {name} has no JPEG beside it"
+    # executed without the widgets' state, which JupyterLab too saves only when told to
+    assert len(nbformat.writes(nb).encode()) < MAX_SAVED_BYTES, f"{name} saved with its outputs is too large"
     left = sorted(p.name for p in tmp_path.glob("ps3d_tutorial_*"))
     assert not left, f"{name} left its temporary folder behind: {left}"
