@@ -16,7 +16,7 @@ from ps3d_toolkit.core.arrays import strided_sample
 from ps3d_toolkit.core.errors import InputError
 
 __all__ = ["HIGHLIGHT_RGB", "default_window", "draw_region_edge", "draw_scale_bar", "label_colors", "outlined_slice",
-           "overlay_labels", "png_base64", "png_data_uri", "scale_bar_length", "window_image"]
+           "overlay_labels", "value_colors", "png_base64", "png_data_uri", "scale_bar_length", "window_image"]
 
 #: Colour of highlighted (selected) particles in the overlay.
 HIGHLIGHT_RGB = (255, 230, 0)
@@ -106,7 +106,37 @@ def label_colors(ids) -> np.ndarray:
 
 
 
-def overlay_labels(grey, labels, *, opacity: float = 0.4, highlight=None, outline: bool = False) -> np.ndarray:
+def value_colors(ids, values, *, low: float = 0.0, high: float = 1.0) -> np.ndarray:
+    """A colour per label id from a value: red at ``low``, yellow halfway, green at ``high``; grey without one.
+
+    Parameters
+    ----------
+    ids : array_like of int
+        Label ids.
+    values : pandas.Series or mapping
+        Value by label id (e.g. each particle's ``confidence``); a missing or NaN value is grey.
+    low, high : float
+        The values drawn red and green.
+
+    Returns
+    -------
+    np.ndarray of uint8, shape (n, 3)
+    """
+    import pandas as pd
+
+    ids = np.asarray(ids, dtype=np.int64).ravel()
+    series = values if isinstance(values, pd.Series) else pd.Series(dict(values), dtype=np.float64)
+    v = series.reindex(ids).to_numpy(np.float64)
+    t = np.clip((v - low) / (high - low), 0, 1) if high > low else np.full(v.shape, 0.5)
+    rgb = np.stack([np.where(t < 0.5, 230, 230 * (1 - t) * 2), np.where(t < 0.5, 230 * t * 2, 200),
+                    np.full(t.shape, 40.0)], axis=1)
+    rgb[~np.isfinite(v)] = (150, 150, 150)
+    rgb[ids == 0] = 0
+    return np.round(rgb).astype(np.uint8)
+
+
+def overlay_labels(grey, labels, *, opacity: float = 0.4, highlight=None, outline: bool = False,
+                   colors=None) -> np.ndarray:
     """Colour particles over a grey-value plane.
 
     Parameters
@@ -123,6 +153,9 @@ def overlay_labels(grey, labels, *, opacity: float = 0.4, highlight=None, outlin
         so that a selection stands out whatever the overlay opacity.
     outline : bool
         Also draw each particle's boundary pixels in its full colour.
+    colors : callable, optional
+        ``colors(ids) -> (n, 3) uint8`` instead of :func:`label_colors` (e.g. a
+        :func:`value_colors` of the particles' confidence).
 
     Returns
     -------
@@ -138,7 +171,7 @@ def overlay_labels(grey, labels, *, opacity: float = 0.4, highlight=None, outlin
         raise InputError(f"opacity must be in [0, 1], got {opacity!r}")
     rgb = np.repeat(grey.astype(np.float64)[..., None], 3, axis=2)
     ids, inverse = np.unique(labels, return_inverse=True)
-    colors = label_colors(ids)[inverse.reshape(labels.shape)].astype(np.float64)
+    colors = (label_colors if colors is None else colors)(ids)[inverse.reshape(labels.shape)].astype(np.float64)
     alpha = np.where(labels > 0, opacity, 0.0)
     if highlight is not None:
         chosen = np.isin(labels, np.asarray(list(highlight), dtype=np.int64)) & (labels > 0)

@@ -13,13 +13,21 @@ can drive the viewer exactly as a user's slider would.
 from __future__ import annotations
 
 import html
+from functools import partial
 
 import numpy as np
 
 from ps3d_toolkit.core.arrays import strided_sample
 from ps3d_toolkit.core.checks import check_labels, check_lazy_volume, check_same_shape, check_spacing, check_table
 from ps3d_toolkit.core.errors import InputError, InputTypeError
-from ps3d_toolkit.viz.slices import default_window, draw_region_edge, overlay_labels, png_data_uri, window_image
+from ps3d_toolkit.viz.slices import (
+    default_window,
+    draw_region_edge,
+    overlay_labels,
+    png_data_uri,
+    value_colors,
+    window_image,
+)
 
 __all__ = ["PLANES", "SliceViewer", "orthogonal_slices", "particle_at", "particle_row", "plane_to_voxel"]
 
@@ -113,6 +121,22 @@ def particle_row(table, label: int):
     return table[table["label"] == int(label)]
 
 
+def _column_colors(table, column):
+    """The ``colors`` of :func:`overlay_labels` for ``SliceViewer(color_by=column)`` (None: a colour per id)."""
+    if column is None:
+        return None
+    if table is None:
+        raise InputError(f"color_by={column!r} colours the particles by a column of the table: pass table= too")
+    check_table(table, ("label", column))
+    values = table[column]
+    if not np.issubdtype(values.dtype, np.number):
+        raise InputError(f"color_by must name a numeric column of the table, got {column!r} ({values.dtype})")
+    series = values.astype(np.float64).set_axis(table["label"].to_numpy(np.int64))
+    finite = series[np.isfinite(series)]
+    low, high = (0.0, 1.0) if column == "confidence" or finite.empty else (float(finite.min()), float(finite.max()))
+    return partial(value_colors, values=series, low=low, high=high)
+
+
 def _row_html(row, columns=None) -> str:
     """A particle's row as a compact grid of name: value pairs (a table has ~40 columns)."""
     if row is None or len(row) == 0:
@@ -182,6 +206,11 @@ class SliceViewer(_NotebookView):
     sample_region : array_like of bool, 3D, optional
         The sample region (``segment(..., mask=)``: e.g. the automatic sample mask), same shape;
         its edge is drawn in blue.
+    color_by : str, optional
+        Colour each particle by this numeric column of ``table`` instead of a colour per
+        particle: red at its lowest, green at its highest, grey where it is NaN.
+        ``"confidence"`` (``measure(..., confidence=report)`` of ``segment(..., quality=True)``)
+        goes from red at 0 to green at 1, so the particles to doubt stand out.
 
     Attributes
     ----------
@@ -195,7 +224,8 @@ class SliceViewer(_NotebookView):
     """
 
     def __init__(self, image, labels=None, *, spacing=1.0, table=None, position=None, window=None,
-                 opacity: float = 0.4, outline: bool = False, height_px: int = 400, sample_region=None):
+                 opacity: float = 0.4, outline: bool = False, height_px: int = 400, sample_region=None,
+                 color_by: str | None = None):
         self.image = check_lazy_volume(image, "image")
         if labels is not None:
             labels = check_labels(labels, "labels")
@@ -206,6 +236,7 @@ class SliceViewer(_NotebookView):
         self.sample_region = sample_region
         self.spacing = check_spacing(spacing)
         self.table = table
+        self._colors = _column_colors(table, color_by)
         shape = self.image.shape
         self.position = _check_position(position if position is not None else [s // 2 for s in shape], shape)
         self.window = tuple(window) if window is not None else default_window(self.image)
@@ -234,7 +265,7 @@ class SliceViewer(_NotebookView):
                 rgb = np.repeat(g[..., None], 3, axis=2)
             else:
                 rgb = overlay_labels(g, lab, opacity=self.opacity, highlight=self.highlight or None,
-                                     outline=self.outline)
+                                     outline=self.outline, colors=self._colors)
             out.append(rgb if region is None else draw_region_edge(rgb, region))
         return tuple(out)
 
