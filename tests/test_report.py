@@ -107,8 +107,8 @@ def test_report_is_self_contained_with_every_section(cubes, tmp_path):
     page = _Report(text)
     assert page.title == "Two <cubes>"
     # in this order, and no phases measured: no phase sections
-    assert list(page.sections) == ["Summary", "Accuracy against the ground truth", "Particle-size distribution",
-                                   "Shape", "Slices", "Particles"]
+    assert list(page.sections) == ["Summary", "How far to trust these particles", "Accuracy against the ground truth",
+                                   "Particle-size distribution", "Shape", "Slices", "Particles"]
     # plotly.js is inline (once, uncompressed: drawn as the page loads) and nothing is loaded from elsewhere
     plotlyjs, specs = _payload(text)
     assert "plotly.js v" in plotlyjs and "<script src=" not in text and "DecompressionStream" not in text
@@ -164,7 +164,8 @@ def test_slice_images_carry_a_scale_bar(cubes, tmp_path):
 def test_report_without_scan_labels_or_metrics(cubes, tmp_path):
     _, _, table = cubes
     text = write_report(table, tmp_path / "r.html").read_text()
-    assert list(_Report(text).sections) == ["Summary", "Particle-size distribution", "Shape", "Particles"]
+    assert list(_Report(text).sections) == ["Summary", "How far to trust these particles",
+                                            "Particle-size distribution", "Shape", "Particles"]
 
 
 def test_empty_table_still_makes_a_report(tmp_path):

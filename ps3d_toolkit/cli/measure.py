@@ -14,6 +14,7 @@ at once unless --force; NaN or infinite grey values are refused unless
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from ps3d_toolkit.cli.args import (
@@ -41,6 +42,9 @@ ps3d measure labels.tif --image xray.tif --extra-image neutron=neutron.tif --out
 ps3d measure labels.tif --image scan.tif --mask auto --output particles.csv   (particles the mask cuts flagged)
 ps3d measure labels.tif --image scan.tif --auto-phases 3 --phase-names epoxy_rim,quartz,magnetite -o particles.csv
 """
+
+
+logger = logging.getLogger("ps3d_toolkit.cli.measure")
 
 
 def add_arguments(parser) -> None:
@@ -149,12 +153,22 @@ def run(args) -> int:
     roi, mask = sample_region_options(args, scan, labels.shape)
     table = measure(labels, image=None if scan is None else scan.image, spacing=spacing, roi=roi, mask=mask,
                     non_finite=args.non_finite, force=args.force, progress=not args.quiet,
-                    extra_images=extra_images, **phase_options(args))
+                    extra_images=extra_images, confidence=saved_confidence(args), **phase_options(args))
     if "sample_region" in table.attrs:
         say(args, f"sample region: {table.attrs['sample_region']}")
     path = save_table(table, args.output)
     say(args, f"{len(table)} particles; wrote {path}")
     return 0
+
+
+def saved_confidence(args):
+    """The per-particle confidences ``ps3d segment --quality`` saved beside LABELS (None when there are none)."""
+    from ps3d_toolkit.segmentation.assess import read_confidence
+
+    confidence = read_confidence(getattr(args, "labels", None))
+    if confidence is not None:
+        logger.info("confidence per particle from %s", args.labels)
+    return confidence
 
 
 def _parse_extra_images(values) -> dict:

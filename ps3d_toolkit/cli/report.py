@@ -15,6 +15,7 @@ looks like a grey-value scan is refused unless --force, NaN grey values unless
 
 from __future__ import annotations
 
+import argparse
 import importlib.util
 from pathlib import Path
 
@@ -30,7 +31,7 @@ from ps3d_toolkit.cli.args import (
     sample_region_options,
     say,
 )
-from ps3d_toolkit.cli.measure import add_measure_options, check_phase_options, phase_options
+from ps3d_toolkit.cli.measure import add_measure_options, check_phase_options, phase_options, saved_confidence
 
 EXAMPLES = """
 ps3d report data/sample/labels.tif --image data/sample/scan.tif --auto-phases 2 --phase-names quartz,magnetite
@@ -56,6 +57,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--include-cut", action="store_true",
                         help="count the particles cut by the scan's edge (or the sample region's) in every "
                              "statistic (default: leave them out, and say how many)")
+    parser.add_argument("--min-confidence", type=_confidence, default=None, metavar="C",
+                        help="leave the particles whose confidence (ps3d segment --quality) is under C (0-1) "
+                             "out of every statistic, and say how many")
     parser.add_argument("-o", "--output", type=Path, default=Path("report.html"), metavar="HTML",
                         help="report to write (default: report.html)")
     parser.add_argument("--excel", type=Path, metavar="XLSX",
@@ -113,7 +117,8 @@ def _particle_table(args, scan, labels, spacing, notes: dict, roi=None, mask=Non
         notes["particle table"] = str(args.table)
         return table if args.phase_names is None else _renamed(table, args.phase_names)
     return measure(labels, image=None if scan is None else scan.image, spacing=spacing, roi=roi, mask=mask,
-                   non_finite=args.non_finite, force=args.force, progress=not args.quiet, **phase_options(args))
+                   non_finite=args.non_finite, force=args.force, progress=not args.quiet,
+                   confidence=saved_confidence(args), **phase_options(args))
 
 
 def _segmentation_notes(record: dict) -> dict:
@@ -125,6 +130,17 @@ def _segmentation_notes(record: dict) -> dict:
         reason = record.get("grains_reason") or "given"
         notes["grains"] = f"{record['grains']} than their matrix ({reason})"
     return notes
+
+
+def _confidence(text: str) -> float:
+    """``--min-confidence``: a number in [0, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"must be a number from 0 to 1, got {text!r}")
+    return value
 
 
 def _renamed(table, names):
@@ -155,9 +171,13 @@ def run(args) -> int:
     elif args.roi is not None or args.mask is not None:
         raise CLIError("--roi and --mask apply when measuring LABELS; they cannot be used with --table alone")
     table = _particle_table(args, scan, labels, spacing, notes, roi, mask)
-    cut = {"include_cut": args.include_cut}
+    if args.min_confidence is not None and "confidence" not in table.columns:
+        raise CLIError("--min-confidence needs each particle's confidence: segment with ps3d segment --quality "
+                       "(it saves them beside the labels as <labels>.quality.csv)")
+    cut = {"include_cut": args.include_cut, "min_confidence": args.min_confidence}
     written = {"report": write_report(table, args.output, scan=scan, labels=labels, title=args.title,
-                                      notes=notes, roi=roi, mask=mask, **cut)}
+                                      notes=notes, roi=roi, mask=mask,
+                                      quality=read_record(args.labels).get("quality"), **cut)}
     if args.pdf is not None:
         written["PDF"] = write_pdf(args.output, args.pdf)
     if args.excel is not None:
@@ -167,6 +187,12 @@ def run(args) -> int:
         written["tables (CSV)"] = ", ".join(str(p) for p in paths)
     say(args, f"{len(table)} particles")
     say(args, _statistics_line(table, args.include_cut, roi is not None or mask is not None))
+    if args.min_confidence is not None:
+        from ps3d_toolkit.analysis.stats import select_particles
+
+        kept = select_particles(table, include_cut=args.include_cut, min_confidence=args.min_confidence)
+        say(args, f"{kept.attrs['n_low_confidence_left_out']} particles with a confidence under "
+                  f"{args.min_confidence:g} left out of the statistics (--min-confidence)")
     for what, path in written.items():
         say(args, f"wrote {what}: {path}")
     return 0

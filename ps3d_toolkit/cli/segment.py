@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import math
 import time
 from pathlib import Path
 
@@ -100,6 +101,11 @@ def add_arguments(parser) -> None:
     model.add_argument("--memory-limit-gb", type=positive, default=None, metavar="GB",
                        help="refuse a run whose network grid would need more memory than this "
                             "(default: 80%% of the memory available when the run starts)")
+    parser.add_argument("--quality", action="store_true",
+                        help="also estimate, without labels, how right the particles are (about 2x the time): "
+                             "the estimated F1 and the warnings go in the record <output>.ps3d.json, each "
+                             "particle's confidence in <output>.quality.csv (ps3d measure and ps3d report read "
+                             "them); with --chunk-size on a sample of blocks")
     add_verbosity(parser)
 
 
@@ -153,7 +159,9 @@ def run(args) -> int:
     sample = _resolve_sample(args, scan, size_mm)
     if args.chunk_size is not None:
         code = _run_chunked(args, scan, size_mm, method, {**options, **sample}, start)
-        write_record(args.output, _record(args, method, size_mm, sample))
+        quality = _chunked_quality(args, scan, size_mm, method, {**options, **sample}) if args.quality else None
+        write_record(args.output, _record(args, method, size_mm, sample, quality))
+        _keep_quality(args, quality, args.output)
         return code
     _check_before_the_work(scan, size_mm, method, options)
     stages = Stages(method, enabled=not args.quiet)
@@ -164,14 +172,16 @@ def run(args) -> int:
             stages.start("load model")
             importlib.import_module("ps3d_toolkit.segmentation.model.windows")  # torch and MONAI load here
         labels = segment(image, spacing=scan.spacing, particle_size_mm=size_mm, method=method,
-                         non_finite=args.non_finite, progress=stages, **sample, **options)
+                         non_finite=args.non_finite, progress=stages, quality=args.quality, **sample, **options)
+        labels, quality = labels if args.quality else (labels, None)
         stages.start("write")
         path = save_labels(labels, args.output, spacing=scan.spacing, zarr_format=getattr(args, "zarr_format", None))
-        write_record(path, _record(args, method, size_mm, sample))
+        write_record(path, _record(args, method, size_mm, sample, quality))
     finally:
         stages.close()
     seconds = time.perf_counter() - start
     say(args, f"{method}: {int(labels.max())} particles in {seconds:.1f} s; wrote {path}")
+    _keep_quality(args, quality, path)
     logger.debug("stages: %s", ", ".join(f"{name} {t:.1f} s" for name, t in stages.seconds.items()))
     return 0
 
@@ -217,12 +227,45 @@ def _resolve_sample(args, scan, size_mm) -> dict:
     return {"grains": grains, "roi": region.box, "mask": region.mask}
 
 
-def _record(args, method: str, size_mm, sample: dict) -> dict:
-    """How the labels were made, for the record beside them (see :func:`write_record`)."""
-    return {"scan": str(args.scan), "method": method, "particle_size_mm": size_mm, "grains": sample["grains"],
-            "grains_reason": args.grains_reason, "roi": args.roi,
-            "mask": None if args.mask is None else str(args.mask),
-            "sample_region": getattr(args, "region_text", None)}
+def _record(args, method: str, size_mm, sample: dict, quality=None) -> dict:
+    """How the labels were made, for the record beside them (see :func:`write_record`); with --quality the
+    estimate's record under ``"quality"``."""
+    record = {"scan": str(args.scan), "method": method, "particle_size_mm": size_mm, "grains": sample["grains"],
+              "grains_reason": args.grains_reason, "roi": args.roi,
+              "mask": None if args.mask is None else str(args.mask),
+              "sample_region": getattr(args, "region_text", None)}
+    if quality is not None:
+        record["quality"] = quality.record()
+    return record
+
+
+def _chunked_quality(args, scan, size_mm, method: str, options: dict):
+    """--quality with --chunk-size: the estimate on a sample of the written blocks, also in the store's attributes."""
+    import zarr
+
+    from ps3d_toolkit.segmentation.assess import estimate_quality_blocks
+    from ps3d_toolkit.segmentation.chunked.run import open_labels
+
+    quality = estimate_quality_blocks(scan.image, open_labels(args.output), spacing=scan.spacing,
+                                      chunk_size=args.chunk_size, particle_size_mm=size_mm, method=method,
+                                      progress=not args.quiet, **options)
+    zarr.open_group(str(args.output), mode="r+").attrs["quality"] = quality.record()
+    return quality
+
+
+def _keep_quality(args, quality, labels_path) -> None:
+    """--quality: the per-particle confidences beside the labels, and the estimate in one line."""
+    if quality is None:
+        return
+    from ps3d_toolkit.segmentation.assess import save_confidence
+
+    where = save_confidence(quality, labels_path)
+    share = quality.low_confidence_share
+    low = "no particle assessed" if math.isnan(share) else f"{100 * share:.0f} % of particles low confidence"
+    blocks = getattr(quality, "sampled_blocks", None)
+    sampled = f", on {blocks} of {quality.of_blocks} blocks" if blocks is not None else ""
+    say(args, f"estimated F1@0.5 {quality.estimated_f1:.2f} (label-free{sampled}; {low}); "
+              f"per-particle confidence in {where}")
 
 
 def _check_before_the_work(scan, size_mm, method: str, options: dict) -> None:

@@ -11,6 +11,7 @@ import html
 import numpy as np
 
 from ps3d_toolkit.analysis.stats import liberation_limits, phase_labels, phase_names
+from ps3d_toolkit.segmentation.quality import LOW_CONFIDENCE as _LOW_CONFIDENCE
 from ps3d_toolkit.report.fragments import ReportContext, figures, format_value, frame_table, key_value_table, section
 from ps3d_toolkit.report.tables import (
     SHAPE_COLUMNS,
@@ -51,9 +52,85 @@ def section_summary(ctx: ReportContext) -> str:
     Its note is the report's one sentence on the cut particles and the policy the statistics follow.
     """
     rows = summary_rows(ctx.table, scan=ctx.scan, notes=ctx.notes, include_cut=ctx.include_cut,
-                        region=ctx.sample_region is not None)
+                        region=ctx.sample_region is not None, min_confidence=ctx.min_confidence)
     note = f'<p class="note">{html.escape(ctx.cut_note())}</p>' if len(ctx.table) else ""
+    if ctx.min_confidence is not None and len(ctx.table):
+        note += f'<p class="note">{html.escape(ctx.confidence_note())}</p>'
     return section("Summary", note + key_value_table(zip(rows["description"], rows["value"])))
+
+
+#: Below this confidence a particle is "low confidence" (outlined in :data:`_LOW_RGB` on the slices).
+LOW_CONFIDENCE = _LOW_CONFIDENCE
+_LOW_RGB = (255, 0, 200)
+_TRUST_TITLE = "How far to trust these particles"
+
+
+def section_trust(ctx: ReportContext) -> str | None:
+    """The label-free quality estimate: the estimated F1, what it is made of, the low-confidence share, warnings.
+
+    Without a quality record or a ``confidence`` column it says how to get one; without particles it is left out.
+    """
+    if not len(ctx.table):
+        return None
+    record, has_column = ctx.quality or {}, "confidence" in ctx.table.columns
+    if not record and not has_column:
+        return section(_TRUST_TITLE, '<p class="note">No quality estimate was made for these particles. '
+                       "<code>ps3d segment --quality</code> (or <code>segment(..., quality=True)</code>) "
+                       "estimates, without labels, the run's instance F1 and a confidence for every particle; "
+                       "<code>ps3d measure</code> and <code>ps3d report</code> then pick them up.</p>")
+    rows = []
+    if "estimated_f1" in record:
+        rows.append(("estimated F1@0.5 (label-free, against the unknown truth)", float(record["estimated_f1"])))
+    confidence = ctx.table["confidence"].to_numpy(float) if has_column else np.zeros(0)
+    assessed = confidence[np.isfinite(confidence)]
+    if assessed.size:
+        rows += [("particles with a confidence", f"{assessed.size:,} of {len(confidence):,}"),
+                 (f"low confidence (under {LOW_CONFIDENCE:g})", f"{100 * np.mean(assessed < LOW_CONFIDENCE):.3g} %"),
+                 ("median confidence", float(np.median(assessed)))]
+    elif record.get("low_confidence_share") is not None:
+        rows.append((f"low confidence (under {LOW_CONFIDENCE:g})", f"{100 * record['low_confidence_share']:.3g} %"))
+    if record.get("sampled_blocks") is not None:
+        rows.append(("blocks assessed", f"{record['sampled_blocks']} of {record.get('of', '?')} (a random sample)"))
+    body = f'<p class="note">{html.escape(_made_of(record))}</p>' + key_value_table(rows)
+    warnings = record.get("warnings") or []
+    if warnings:
+        body += '<ul class="warnings">' + "".join(f"<li>{html.escape(w)}</li>" for w in warnings) + "</ul>"
+    if ctx.min_confidence is not None:
+        body += f'<p class="note">{html.escape(ctx.confidence_note())}</p>'
+    if ctx.labels is not None and assessed.size:
+        body += ('<p class="note">On the slices the particles with a confidence under '
+                 f"{_low_threshold(ctx):g} are outlined in magenta.</p>")
+    return section(_TRUST_TITLE, body)
+
+
+def _made_of(record: dict) -> str:
+    """What the estimate is made of, in words."""
+    n = int(record.get("n_variants", 0) or 0)
+    parts = []
+    if n:
+        parts.append(f"whether each particle comes back (IoU ≥ 0.5) when the scan is segmented again under {n} "
+                     "stand-in(s) for a rescan (turned, flipped, shifted by part of a voxel, with added noise, "
+                     "at a slightly different particle size)")
+    parts += ["shape cues of merged grains (solidity, several cores in one particle)",
+              "the particle size given against the sizes of the grains found",
+              "the labelled volume against the Otsu grain mask"]
+    return ("The estimate needs no labels. It is made of " + "; ".join(parts) + ", mapped to a confidence per "
+            "particle and an estimated instance F1 by a calibration fitted on generated scans with known answers "
+            "(docs/quality.md gives its measured error). A particle's confidence is the estimated chance that it "
+            "matches a true grain; it cannot see a grain merged or split the same way every time.")
+
+
+def _low_threshold(ctx: ReportContext) -> float:
+    """The confidence under which the slices mark a particle: ``min_confidence`` when given, else LOW_CONFIDENCE."""
+    return LOW_CONFIDENCE if ctx.min_confidence is None else float(ctx.min_confidence)
+
+
+def _low_confidence_ids(ctx: ReportContext) -> np.ndarray:
+    """Label ids whose confidence is under :func:`_low_threshold`."""
+    if "confidence" not in ctx.table.columns or "label" not in ctx.table.columns:
+        return np.zeros(0, np.int64)
+    low = ctx.table["confidence"].to_numpy(float) < _low_threshold(ctx)
+    return ctx.table["label"].to_numpy()[low]
 
 
 def section_metrics(ctx: ReportContext) -> str | None:
@@ -188,14 +265,15 @@ def section_slices(ctx: ReportContext) -> str | None:
         return None
     image = ctx.scan.image if ctx.scan is not None else None
     spacing = _spacing(ctx)
-    images = []
+    images, low = [], _low_confidence_ids(ctx)
     for axis, plane in ((0, "z"), (1, "y")):
         index = volume.shape[axis] // 2
         take = (slice(None),) * axis + (index,)
         grey = None if image is None else np.asarray(image[take])
         labels = None if ctx.labels is None else np.asarray(ctx.labels[take])
         region = None if ctx.sample_region is None else np.asarray(ctx.sample_region[take], dtype=bool)
-        rgb = outlined_slice(grey, labels, outline_rgb=_OUTLINE_RGB, min_size_px=_MIN_IMAGE_PX, region=region)
+        rgb = outlined_slice(grey, labels, outline_rgb=_OUTLINE_RGB, min_size_px=_MIN_IMAGE_PX, region=region,
+                             highlight=low, highlight_rgb=_LOW_RGB)
         if spacing is not None:
             # the plane's rows and columns are the two axes other than ``axis``
             pixel = [s for i, s in enumerate(spacing) if i != axis]
@@ -205,6 +283,8 @@ def section_slices(ctx: ReportContext) -> str | None:
         caption = f"{plane} = {index} (middle slice)"
         if labels is not None:
             caption += f", {len(np.unique(labels[labels > 0]))} particles outlined"
+        if labels is not None and low.size:
+            caption += f", {len(np.intersect1d(labels, low)):,} with a confidence under {_low_threshold(ctx):g} in magenta"
         if region is not None:
             caption += ", the sample region's edge in blue"
         images.append(
@@ -261,6 +341,6 @@ def section_particles(ctx: ReportContext) -> str | None:
 
 #: The report's sections, in order. Each takes a :class:`ReportContext` and
 #: returns an HTML fragment or ``None`` (section left out).
-SECTIONS = [section_summary, section_metrics, section_size_distribution, section_shape, section_phases,
+SECTIONS = [section_summary, section_trust, section_metrics, section_size_distribution, section_shape, section_phases,
             section_liberation, section_slices, section_particles]
 

@@ -2,6 +2,9 @@
 
 Modules
 -------
+assess
+    ``segment()`` as the package gives it: the registry's, and with ``quality=True`` the
+    label-free quality estimate of the run (in blocks: on a sample of blocks).
 registry
     ``segment()``: checks the method and hands the scan to the block engine.
 methods
@@ -33,13 +36,13 @@ polarity
 
 from __future__ import annotations
 
+from ps3d_toolkit.segmentation.assess import segment
 from ps3d_toolkit.segmentation.registry import (
     available_methods,
     chunk_size_for,
     default_method,
     get_method,
     method_names,
-    segment,
 )
 
 __all__ = ["METHODS", "PolarityDecision", "SampleMask", "SizeEstimate", "available_methods", "chunk_size_for",

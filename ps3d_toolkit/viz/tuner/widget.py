@@ -48,6 +48,10 @@ class SegmentationTuner(_NotebookView):
     weights : str or Path, optional
         Model weights for ``method="model"`` (default: the shipped ones);
         with them the model is offered even when no weights ship.
+    estimate_quality : bool
+        Also estimate every preview's quality without labels (about 2x the time; the
+        widget's "estimate quality" checkbox): the summary shows the estimated F1 of each
+        setting tried.
 
     Attributes
     ----------
@@ -57,10 +61,13 @@ class SegmentationTuner(_NotebookView):
         Current settings: ``method``, ``particle_size_mm`` and the method's options.
     result : dict or None
         The last preview (see :meth:`update`).
+    tried : list of dict
+        Every setting previewed with its label-free estimate: ``settings``, ``n_particles``,
+        ``estimated_f1`` (NaN when not estimated).
     """
 
     def __init__(self, image, *, spacing, particle_size_mm=None, truth=None, method: str | None = None,
-                 region=None, weights=None):
+                 region=None, weights=None, estimate_quality: bool = False):
         from ps3d_toolkit.segmentation import default_method
 
         image = check_volume(image, "image")
@@ -92,6 +99,8 @@ class SegmentationTuner(_NotebookView):
         self.initial_size_mm = float(particle_size_mm)
         self.params = defaults(method, particle_size_mm)
         self.result = None
+        self.estimate_quality = bool(estimate_quality)
+        self.tried: list = []
         self.preview_index = self.crop.shape[0] // 2
         self._widget = None
         self._building = False
@@ -136,7 +145,11 @@ class SegmentationTuner(_NotebookView):
         for name, value in changes.items():
             params[name] = check_value(name, value, method)
         self.params = params
-        self.result = run_preview(self.crop, spacing=self.spacing, settings=self.settings(), truth=self.truth)
+        self.result = run_preview(self.crop, spacing=self.spacing, settings=self.settings(), truth=self.truth,
+                                  quality=self.estimate_quality)
+        quality = self.result.get("quality") or {}
+        self.tried.append({"settings": self.settings(), "n_particles": self.result["n_particles"],
+                           "estimated_f1": quality.get("estimated_f1", float("nan"))})
         self._refresh()
         return self.result
 
@@ -155,7 +168,7 @@ class SegmentationTuner(_NotebookView):
             s = r["scores"]
             text += (f"<br>against the ground truth: F1@0.5 <b>{s['f1_50']:.3f}</b>, F1@0.75 {s['f1_75']:.3f}, "
                      f"PQ {s['pq']:.3f}")
-        return text
+        return text + _quality_html(r.get("quality"), self.tried)
 
     def preview_rgb(self) -> np.ndarray:
         """The preview slice (``preview_index`` of the crop) with the particles coloured."""
@@ -257,6 +270,8 @@ class SegmentationTuner(_NotebookView):
         self._controls = {"method": method, "particle_size_mm": size}
         self._options_box = w.VBox(self._option_controls())
         self._auto = w.Checkbox(value=True, description="update on every change", indent=False)
+        quality = w.Checkbox(value=self.estimate_quality, description="estimate quality (~2x time)", indent=False)
+        quality.observe(lambda change: setattr(self, "estimate_quality", bool(change["new"])), names="value")
         run = w.Button(description="preview", icon="play")
         run.on_click(lambda _button: self.update())
         self._index = w.IntSlider(value=self.preview_index, min=0, max=self.crop.shape[0] - 1,
@@ -266,7 +281,7 @@ class SegmentationTuner(_NotebookView):
         self._summary = w.HTML(self.summary_html())
         self._code = w.Textarea(value=self.settings_code(), description="settings",
                                 layout=w.Layout(width="95%", height="9em"), style=_STYLE)
-        controls = w.VBox([method, size, self._options_box, w.HBox([self._auto, run])])
+        controls = w.VBox([method, size, self._options_box, w.HBox([self._auto, quality, run])])
         self._widget = w.VBox([controls, self._index, self._figure, self._summary, self._code])
         self._building = False
         self._refresh()
@@ -291,3 +306,32 @@ class SegmentationTuner(_NotebookView):
             self._figure.data[1].x = self.result["eq_diameter_mm"] if self.result is not None else []
         self._summary.value = self.summary_html()
         self._code.value = self.settings_code()
+
+
+# The settings tried that the summary lists with their estimate, newest first.
+_TRIED_SHOWN = 6
+
+
+def _quality_html(record, tried: list) -> str:
+    """The preview's label-free estimate and those of the settings tried before, as HTML."""
+    import html
+    import math
+
+    text = ""
+    if record:
+        share = record.get("low_confidence_share")
+        low = "" if share is None else f", {100 * share:.0f} % of particles low confidence"
+        text += f"<br>label-free estimate: F1@0.5 <b>{record['estimated_f1']:.2f}</b>{low}"
+        text += "".join(f"<br>&#9888; {html.escape(w)}" for w in record.get("warnings", []))
+    estimated = [t for t in tried if not math.isnan(t["estimated_f1"])][-_TRIED_SHOWN:]
+    if len(estimated) > 1:
+        rows = "".join(f"<tr><td>{html.escape(_setting_text(t['settings']))}</td><td>{t['n_particles']}</td>"
+                       f"<td>{t['estimated_f1']:.2f}</td></tr>" for t in reversed(estimated))
+        text += ("<br><table><tr><th>setting tried</th><th>particles</th><th>estimated F1@0.5</th></tr>"
+                 f"{rows}</table>")
+    return text
+
+
+def _setting_text(settings: dict) -> str:
+    """A setting tried, in one line: ``method=snow, particle_size_mm=0.12, ...``."""
+    return ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in settings.items())
