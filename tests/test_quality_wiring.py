@@ -199,3 +199,18 @@ def test_tuner_shows_the_estimate_of_each_setting_tried(scan):
     assert "label-free estimate" in text and "estimated F1@0.5" in text
     assert [t["estimated_f1"] for t in tuner.tried[1:]] == [first["quality"]["estimated_f1"],
                                                             second["quality"]["estimated_f1"]]
+
+
+def test_napari_features_carry_the_saved_confidence(tmp_path, two_balls, two_balls_table):
+    from ps3d_toolkit.io import save_labels, save_table
+    from ps3d_toolkit.viz.napari import read_layers
+
+    _, labels = two_balls
+    path = save_labels(labels.astype(np.uint32), tmp_path / "labels.tif", spacing=1.0)
+    save_confidence(pd.Series([0.2, 0.9], index=[1, 2]), path)
+    ((_, kwargs, kind),) = read_layers(path)  # no table: the confidences alone
+    assert kind == "labels" and list(kwargs["features"].loc[[1, 2], "confidence"]) == [0.2, 0.9]
+    save_table(two_balls_table, tmp_path / "labels.csv")
+    ((_, kwargs, _),) = read_layers(path)
+    features = kwargs["features"]
+    assert list(features.loc[[1, 2], "confidence"]) == [0.2, 0.9] and "volume_mm3" in features

@@ -336,8 +336,9 @@ def read_layers(path) -> list[tuple]:
     A label image (integer data whose type is 32 or 64 bits, or whose name
     holds ``label``, or an OME-Zarr label pyramid) becomes a labels layer, with
     the table of the same name beside it (``labels.csv`` or
-    ``labels.parquet`` for ``labels.tif``) as its features; anything else an
-    image layer. An OME-Zarr image that holds NGFF labels (``labels/<name>``,
+    ``labels.parquet`` for ``labels.tif``) as its features, with each particle's
+    ``confidence`` from ``labels.tif.quality.csv`` (``ps3d segment --quality``) when the
+    table has none; anything else an image layer. An OME-Zarr image that holds NGFF labels (``labels/<name>``,
     see :func:`~ps3d_toolkit.io.ome_zarr.save_ome_zarr`) also gives a labels
     layer per label image. Every layer is scaled by its stored spacing in mm
     (per axis, z, y, x); a file without one is shown in voxels (scale 1), with
@@ -375,7 +376,8 @@ def read_layers(path) -> list[tuple]:
     if not _holds_labels(path, scan):
         layers = to_napari(scan)
     else:
-        layers = to_napari(None, scan.image, _table_beside(path, scan.name), spacing=scan.spacing, name=scan.name)
+        table = _with_confidence(_table_beside(path, scan.name), path)
+        layers = to_napari(None, scan.image, table, spacing=scan.spacing, name=scan.name)
     for name, store in label_paths(path).items():
         labels = load_scan(store)
         layers += to_napari(None, labels.image, spacing=labels.spacing)
@@ -407,6 +409,21 @@ def _zarr_attributes(path: Path) -> dict:
     except Exception as error:  # noqa: BLE001 - the attributes only refine a guess
         logger.debug("no zarr attributes in %s: %s", path, error)
         return {}
+
+
+def _with_confidence(table, path: Path):
+    """The table with each particle's ``confidence`` from ``<labels>.quality.csv`` (``ps3d segment --quality``)
+    when it has none; a table of the confidences alone when there is no table."""
+    from ps3d_toolkit.segmentation.assess import read_confidence
+
+    confidence = read_confidence(path)
+    if confidence is None or (table is not None and "confidence" in table.columns):
+        return table
+    if table is None:
+        import pandas as pd
+
+        return pd.DataFrame({"label": confidence.index.to_numpy(), "confidence": confidence.to_numpy()})
+    return table.assign(confidence=table["label"].map(confidence).astype(np.float64))
 
 
 def _table_beside(path: Path, stem: str):
