@@ -55,7 +55,7 @@ def run_one(index: int, args) -> dict:
     scan = generate(index, args.seed)
     start = time.perf_counter()
     given = {"targets": args.targets, "rounds": args.rounds, "learning_rate": args.lr,
-             "min_confidence": args.min_confidence}
+             "min_confidence": args.min_confidence, "max_steps": args.max_steps}
     result = adapt(scan.image, spacing=scan.spacing, particle_size_mm=scan.particle_size_mm, minutes=args.minutes,
                    seed=0, progress=False, scan_name=name, **{k: v for k, v in given.items() if v is not None})
     seconds = time.perf_counter() - start
@@ -99,6 +99,7 @@ def main(argv=None) -> int:
     parser.add_argument("--rounds", type=int, default=None)
     parser.add_argument("--lr", type=float, default=None)
     parser.add_argument("--min-confidence", type=float, default=None)
+    parser.add_argument("--max-steps", type=int, default=None, help="also stop after this many steps (reproducible)")
     parser.add_argument("--seed", type=int, default=9700)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--only", nargs="*", help="run only scans whose name contains one of these")

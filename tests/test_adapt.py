@@ -164,3 +164,17 @@ def test_ps3d_adapt_checks_its_output_before_any_work(small_scan, tmp_path, ps3d
     assert_one_line_error(code, err, "--output", ".pt")
     code, _, err = ps3d("adapt", tmp_path / "missing.npy", "--spacing", 0.01, "--output", tmp_path / "w.pt")
     assert_one_line_error(code, err, "missing.npy")
+
+
+def test_a_large_scan_trains_on_a_sample_of_its_blocks():
+    adapt_module = importlib.import_module("ps3d_toolkit.training.adapt")
+    grid = np.zeros((96, 96, 200), np.float32)
+    targets = np.zeros(grid.shape, np.uint8)
+    targets[:, :, 120:180] = 1  # the usable particles lie in the second block along x
+    targets[:, :, :96] = IGNORE
+    blocks = adapt_module._sample_blocks(grid, targets, 1, np.random.default_rng(0))
+    assert len(blocks) == 1 and blocks[0][0].shape == (96, 96, 96)
+    assert np.count_nonzero(blocks[0][1] == 1) == 96 * 96 * 60
+    # a scan that fits is used whole
+    whole = adapt_module._sample_blocks(grid, targets, 3, np.random.default_rng(0))
+    assert len(whole) == 1 and whole[0][0].shape == grid.shape

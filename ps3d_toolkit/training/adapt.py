@@ -32,7 +32,7 @@ import numpy as np
 from ps3d_toolkit.core.checks import check_positive, check_spacing, check_volume
 from ps3d_toolkit.core.errors import InputError
 from ps3d_toolkit.core.progress import Stages
-from ps3d_toolkit.segmentation.model.network import load_weights, save_weights
+from ps3d_toolkit.segmentation.model.network import load_weights, resolve_inference_diameter_vox, save_weights
 from ps3d_toolkit.training.loop import TrainingConfig, train
 from ps3d_toolkit.training.matched import matched_phantom, matched_settings
 from ps3d_toolkit.training.pseudo import Score, flip_stability, pseudo_label_volume, quality_score
@@ -117,7 +117,7 @@ def _check_arguments(image, spacing, particle_size_mm, minutes, targets, rounds,
 
 def adapt(image, *, spacing, particle_size_mm, minutes: float = 6.0, weights=None, output=None,
           progress=True, seed: int = 0, targets=("matched",), rounds: int = 1, max_steps: int | None = None,
-          scorer=None, min_confidence: float = 0.8, margin: float = 0.0, phantoms: int = 4,
+          scorer=None, min_confidence: float = 0.8, margin: float = 0.01, phantoms: int = 4,
           learning_rate: float = 1e-4, threads: int | None = None, max_blocks: int = 8,
           scan_name: str | None = None, command: str | None = None) -> AdaptResult:
     """Fine-tune the model on one unlabelled scan; keep the result only if it scores better.
@@ -160,7 +160,9 @@ def adapt(image, *, spacing, particle_size_mm, minutes: float = 6.0, weights=Non
     min_confidence : float
         Particles at or above this confidence are pseudo-label targets.
     margin : float
-        Keep the adapted weights only when their estimate exceeds the starting one by more than this.
+        Keep the adapted weights only when their estimate exceeds the starting one by more
+        than this (0.01: about the estimate's error on held-out scans, so that a rise within
+        its noise does not count).
     phantoms : int
         Scan-matched phantoms generated for the pool.
     learning_rate : float
@@ -229,7 +231,7 @@ def _rounds(scan: dict, weights, scorer, settings: dict, stages, work: Path) -> 
     phantoms, rounds = [], settings["rounds"]
     for r in range(rounds):
         stages.start(f"targets (round {r + 1}/{rounds})")
-        network = load_weights(outcome["current"] or _default_weights())[1]
+        network = _grid_config(load_weights(outcome["current"] or _default_weights())[1])
         if "matched" in settings["targets"] and not phantoms:
             outcome["matched"], phantoms = _matched(scan, labels, network, settings)
         pool, counts = _pool(scan, labels, score, network, phantoms, settings)
@@ -244,6 +246,15 @@ def _rounds(scan: dict, weights, scorer, settings: dict, stages, work: Path) -> 
         if settings["max_steps"] is not None and outcome["steps"] >= settings["max_steps"]:
             break
     return outcome
+
+
+def _grid_config(config: dict) -> dict:
+    """The weights' config with the training grid at the inference grid's grain diameter.
+
+    The scan is segmented at ``inference_diameter_vox`` (20 voxels for the shipped model,
+    trained around 18): adapting to one scan trains on the view of it the network will have.
+    """
+    return {**config, "train_diameter_vox": resolve_inference_diameter_vox(config)}
 
 
 def _default_weights() -> Path:
