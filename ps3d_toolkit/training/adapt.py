@@ -340,7 +340,8 @@ def _decide(outcome: dict, weights, output, margin: float, scan_name, command, s
     verdict = ("kept the adapted weights" if kept
                else "kept the starting weights (the adapted ones did not score better)")
     message = (f"estimated F1@0.5 {before:.3f} before, {after:.3f} after {record['steps']} steps: {verdict}")
-    logger.info("%s", message)
+    # the result carries the message; ps3d adapt prints it as its one line
+    logger.debug("%s", message)
     written = None
     if output is not None:
         source = candidate if kept else (weights or _default_weights())
