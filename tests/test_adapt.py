@@ -178,3 +178,17 @@ def test_a_large_scan_trains_on_a_sample_of_its_blocks():
     # a scan that fits is used whole
     whole = adapt_module._sample_blocks(grid, targets, 3, np.random.default_rng(0))
     assert len(whole) == 1 and whole[0][0].shape == grid.shape
+
+
+def test_ps3d_adapt_help_has_its_examples_and_does_not_import_torch(ps3d):
+    import subprocess
+    import sys
+
+    code, stdout, _ = ps3d("adapt", "--help")
+    assert code == 0 and stdout.startswith("usage: ps3d adapt")
+    examples = stdout.split("example", 1)[1]
+    assert "ps3d adapt" in examples and "ps3d segment" in examples and "--weights" in examples
+    run = ("import sys; from ps3d_toolkit import cli; cli.main(['adapt', '--help']); "
+           "print('torch' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", run], capture_output=True, text=True, timeout=120)
+    assert done.stdout.strip().splitlines()[-1] == "False", done.stderr
