@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import assert_one_line_error
 
 from ps3d_toolkit import generate_scan, measure, segment
 from ps3d_toolkit.analysis.stats import percentiles, select_particles
@@ -214,3 +215,14 @@ def test_napari_features_carry_the_saved_confidence(tmp_path, two_balls, two_bal
     ((_, kwargs, _),) = read_layers(path)
     features = kwargs["features"]
     assert list(features.loc[[1, 2], "confidence"]) == [0.2, 0.9] and "volume_mm3" in features
+
+
+def test_cli_min_confidence_needs_confidences(ps3d, tmp_path, two_balls):
+    from ps3d_toolkit.io import save_labels
+
+    _, labels = two_balls
+    path = save_labels(labels.astype(np.uint32), tmp_path / "labels.tif", spacing=1.0)
+    code, _, err = ps3d("report", path, "-o", tmp_path / "r.html", "--min-confidence", 0.5, "--quiet")
+    assert_one_line_error(code, err, "--min-confidence", "ps3d segment --quality")
+    code, _, err = ps3d("report", path, "-o", tmp_path / "r.html", "--min-confidence", 1.5)
+    assert code == 2 and "--min-confidence" in err

@@ -38,6 +38,7 @@ ps3d report data/sample/labels.tif --image data/sample/scan.tif --auto-phases 2 
 ps3d report data/sample/labels.tif --image data/sample/scan.tif --phases 'gangue:0:40000,ore:40000:inf' --pdf report.pdf
 ps3d report --table particles.csv --include-cut --output report.html
 ps3d report labels.tif --image scan.tif --mask auto   (the particles the holder's inside cuts are left out)
+ps3d report labels.tif --image scan.tif --min-confidence 0.5   (after ps3d segment --quality)
 """
 
 #: The tables that --csv writes beside the particle table, as <name>_<table>.csv

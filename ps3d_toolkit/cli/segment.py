@@ -46,6 +46,7 @@ ps3d segment scan.zarr --particle-size 0.2 --method snow --output labels.zarr
 ps3d segment big.zarr --chunk-size 128 --output labels.zarr   (again with --resume after a kill)
 ps3d segment concrete_neutrons.tif --grains darker --mask auto --output labels.tif
 ps3d segment scan.tif --roi 100:400,50:450,50:450 --output labels.tif
+ps3d segment scan.tif --spacing 0.01 --quality --output labels.tif   (+ a label-free estimate of how right it is)
 ps3d segment dataset/ --output-layout particleseg3d --output predictions/   (images/*.zarr + metadata.json)
 """
 
