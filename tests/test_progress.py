@@ -35,8 +35,8 @@ def test_the_model_run_reports_its_stage_times():
 
     scan = generate_scan((48, 48, 48), 12.0, seed=1)
     run = run_model(scan.image, spacing=scan.spacing, device="cpu", progress=False)
-    assert list(run.stage_seconds) == ["load model", "sample", "estimate size", "read", "network",
-                                       "back to scan grid", "instances"]
+    assert list(run.stage_seconds) == ["load model", "sample", "estimate size", "read", "to network grid",
+                                       "network", "back to scan grid", "instances"]
     assert run.stage_seconds["network"] == pytest.approx(run.network_seconds, rel=0.5, abs=0.5)
 
 
@@ -54,4 +54,5 @@ def test_ps3d_segment_names_every_stage_from_reading_to_writing(ps3d, tmp_path, 
     assert code == 0, err
     shown = re.findall(r"model: ([a-z ]+?):", err)
     names = list(dict.fromkeys(shown))
-    assert names == ["read", "load model", "sample", "network", "back to scan grid", "instances", "write"]
+    assert names == ["read", "load model", "sample", "to network grid", "network", "back to scan grid",
+                     "instances", "write"]
