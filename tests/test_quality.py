@@ -153,3 +153,18 @@ def test_labels_without_particles_read_as_nothing_found(two_balls):
     assert report.estimated_f1 == 0.0 and report.confidence.empty
     assert report.warnings == ["no particles to assess"]
     json.dumps(report.record())
+
+
+def test_darker_grains_read_as_the_same_scan_turned_round():
+    from ps3d_toolkit.data.synthetic import generate_scan
+    from ps3d_toolkit.segmentation import segment
+
+    scan = generate_scan((40, 48, 48), 10, seed=3, preset="easy")
+    reports = []
+    for image, grains in ((scan.image, "brighter"), (-scan.image, "darker")):
+        options = dict(spacing=scan.spacing, particle_size_mm=scan.particle_size_mm, method="otsu-watershed",
+                       grains=grains)
+        labels = segment(image, progress=False, **options)
+        reports.append(estimate_quality(image, labels, variants=0, **options))
+    assert reports[0].signals["volume_agreement"] == pytest.approx(reports[1].signals["volume_agreement"])
+    assert reports[0].estimated_f1 == pytest.approx(reports[1].estimated_f1, abs=1e-6)
