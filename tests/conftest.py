@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import html.parser
 import importlib.util
+import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -30,6 +33,20 @@ def _in_own_folder(tmp_path, monkeypatch):
     (``report.html``, ``labels.tif``) are never in a test's way.
     """
     monkeypatch.chdir(tmp_path)
+
+
+def listing(folder: Path) -> list:
+    """Every file and folder under ``folder`` (hidden ones too), with each file's hash.
+
+    Two listings are equal when nothing under ``folder`` was written, replaced or left behind.
+    """
+    entries = []
+    for root, dirs, files in os.walk(folder):
+        for name in dirs + files:
+            path = Path(root, name)
+            digest = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else "dir"
+            entries.append((str(path.relative_to(folder)), digest))
+    return sorted(entries)
 
 
 def ball(shape, centre, radius) -> np.ndarray:

@@ -9,7 +9,6 @@ remains. docs/reliability.md lists the cases and what each gets.
 from __future__ import annotations
 
 import errno
-import hashlib
 import importlib.util
 import json
 import logging
@@ -28,7 +27,7 @@ import pytest
 import tifffile
 import torch
 import zarr
-from conftest import assert_one_line_error, ball
+from conftest import assert_one_line_error, ball, listing as _listing
 
 from ps3d_toolkit import io
 from ps3d_toolkit.core.errors import CorruptDataError, InputError, InputTypeError, Ps3dError
@@ -43,15 +42,6 @@ SEGMENT_METHODS = [pytest.param(m, marks=[pytest.mark.needs_porespy] if m == "sn
                    for m in METHODS]
 
 
-def _listing(folder: Path) -> list:
-    """Every file and folder under ``folder``, hidden ones included, with each file's hash."""
-    entries = []
-    for root, dirs, files in os.walk(folder):
-        for name in dirs + files:
-            path = Path(root, name)
-            digest = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else "dir"
-            entries.append((str(path.relative_to(folder)), digest))
-    return sorted(entries)
 
 
 

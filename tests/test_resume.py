@@ -8,7 +8,6 @@ A run "killed" part-way is a :class:`KeyboardInterrupt` raised when a block is r
 
 from __future__ import annotations
 
-import hashlib
 import http.server
 import json
 import os
@@ -20,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import assert_one_line_error
+from conftest import assert_one_line_error, listing as _listing
 
 from ps3d_toolkit.core.errors import InputError, OutputError
 from ps3d_toolkit.core.locks import lock_path
@@ -31,15 +30,6 @@ from ps3d_toolkit.segmentation.chunked import work as work_module
 CHUNK = 48  # 8 blocks of the 96^3 crop (over two particle diameters: no warning)
 
 
-def _listing(folder: Path) -> list:
-    """Every file and folder under ``folder`` (hidden ones too), with each file's hash."""
-    entries = []
-    for root, dirs, files in os.walk(folder):
-        for name in dirs + files:
-            path = Path(root, name)
-            digest = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else "dir"
-            entries.append((str(path.relative_to(folder)), digest))
-    return sorted(entries)
 
 
 @pytest.fixture(scope="module")

@@ -13,27 +13,35 @@ import re
 __all__ = ["one_line"]
 
 
-#: Keyword arguments of the library that a ``ps3d`` flag stands for: its messages
-#: name the keyword ("pass force=True"), the command line's the flag.
-_FLAG_FOR_KEYWORD = (
-    (re.compile(r"\bforce\s*=\s*True\b"), "--force"),
-    (re.compile(r"\boverwrite\s*=\s*True\b"), "--overwrite"),
-    (re.compile(r"\bnon_finite\s*=\s*['\"]mask['\"]"), "--non-finite mask"),
-    (re.compile(r"\bmissing_chunks\s*=\s*['\"]fill['\"]"), "--allow-missing-chunks"),
-    (re.compile(r"\bdevice\s*=\s*['\"]([a-z]+)['\"]"), r"--device \1"),
-    (re.compile(r"\bmethod\s*=\s*['\"]([a-z-]+)['\"]"), r"--method \1"),
-    (re.compile(r"\bspacing\s*=\s*"), "--spacing "),
-    (re.compile(r"\bparticle_size_mm\b"), "--particle-size"),
-    (re.compile(r"\binference_diameter_vox\b"), "--inference-diameter-vox"),
-    (re.compile(r"\bmemory_limit_gb\b"), "--memory-limit-gb"),
-    (re.compile(r"\bchunk_size\s*=\s*"), "--chunk-size "),
-    (re.compile(r"\bchunk_size\b"), "--chunk-size"),
-    (re.compile(r"\bresume\s*=\s*True\b"), "--resume"),
-    (re.compile(r"\bgrains\s*=\s*['\"]([a-z]+)['\"]"), r"--grains \1"),
-    (re.compile(r"\bscheduler\s*=\s*['\"]([^'\"]*)['\"]"), r"--dask-scheduler \1"),
-    (re.compile(r"\bdask_timeout\s*=\s*"), "--dask-timeout "),
-    (re.compile(r"\bdask_timeout\b"), "--dask-timeout"),
-)
+#: Keyword arguments of the library that a ``ps3d`` flag stands for: its messages name the
+#: keyword ("pass force=True"), the command line's the flag. The flag is the keyword with
+#: dashes (``--chunk-size``) unless named here.
+_FLAG_NAMES = {"particle_size_mm": "--particle-size", "scheduler": "--dask-scheduler",
+               "missing_chunks": "--allow-missing-chunks"}
+#: ``keyword=True`` -> ``--flag``
+_SWITCHES = ("force", "overwrite", "resume")
+#: ``keyword='value'`` -> ``--flag value`` (``missing_chunks='fill'`` is a switch of its own)
+_CHOICES = ("non_finite", "device", "method", "grains", "scheduler")
+#: ``keyword`` or ``keyword=`` -> ``--flag``
+_VALUES = ("spacing", "particle_size_mm", "inference_diameter_vox", "memory_limit_gb", "chunk_size",
+           "dask_timeout")
+
+
+def _flag(keyword: str) -> str:
+    return _FLAG_NAMES.get(keyword, "--" + keyword.replace("_", "-"))
+
+
+def _replacements() -> tuple:
+    """(pattern, replacement) pairs: each keyword form the library writes, and its flag."""
+    pairs = [(re.compile(rf"\b{k}\s*=\s*True\b"), _flag(k)) for k in _SWITCHES]
+    pairs.append((re.compile(r"\bmissing_chunks\s*=\s*['\"]fill['\"]"), _flag("missing_chunks")))
+    pairs += [(re.compile(rf"\b{k}\s*=\s*['\"]([^'\"]*)['\"]"), _flag(k) + r" \1") for k in _CHOICES]
+    pairs += [(re.compile(rf"\b{k}\b(\s*=\s*)?"), lambda m, f=_flag(k): f + (" " if m.group(1) else ""))
+              for k in _VALUES]
+    return tuple(pairs)
+
+
+_FLAG_FOR_KEYWORD = _replacements()
 
 _FLAG_TWICE = re.compile(r"(--[a-z-]+(?: [a-z]+)?) \(\1\)")
 
