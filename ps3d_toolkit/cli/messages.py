@@ -22,8 +22,8 @@ _FLAG_NAMES = {"particle_size_mm": "--particle-size", "scheduler": "--dask-sched
 _SWITCHES = ("force", "overwrite", "resume")
 #: ``keyword='value'`` -> ``--flag value`` (``missing_chunks='fill'`` is a switch of its own)
 _CHOICES = ("non_finite", "device", "method", "grains", "scheduler")
-#: ``keyword`` or ``keyword=`` -> ``--flag``
-_VALUES = ("spacing", "particle_size_mm", "inference_diameter_vox", "memory_limit_gb", "chunk_size",
+#: ``keyword`` or ``keyword=`` -> ``--flag`` (``spacing`` only with ``=``: it is a plain word too)
+_VALUES = ("spacing=", "particle_size_mm", "inference_diameter_vox", "memory_limit_gb", "chunk_size",
            "dask_timeout")
 
 
@@ -36,8 +36,8 @@ def _replacements() -> tuple:
     pairs = [(re.compile(rf"\b{k}\s*=\s*True\b"), _flag(k)) for k in _SWITCHES]
     pairs.append((re.compile(r"\bmissing_chunks\s*=\s*['\"]fill['\"]"), _flag("missing_chunks")))
     pairs += [(re.compile(rf"\b{k}\s*=\s*['\"]([^'\"]*)['\"]"), _flag(k) + r" \1") for k in _CHOICES]
-    pairs += [(re.compile(rf"\b{k}\b(\s*=\s*)?"), lambda m, f=_flag(k): f + (" " if m.group(1) else ""))
-              for k in _VALUES]
+    pairs += [(re.compile(rf"\b{k.rstrip('=')}\b(\s*=\s*)" + ("" if k.endswith("=") else "?")),
+               lambda m, f=_flag(k.rstrip("=")): f + (" " if m.group(1) else "")) for k in _VALUES]
     return tuple(pairs)
 
 
