@@ -164,17 +164,10 @@ def finite_image(image: np.ndarray, non_finite: NonFinite) -> tuple[np.ndarray, 
         With ``non_finite="refuse"``, if any value is not finite; with "mask",
         if none is finite.
     """
-    count = count_non_finite(image)
+    count = check_finite_values(image, non_finite)
     if count == 0:
         return image, None
-    plural = "s" if count > 1 else ""
-    if non_finite == "refuse":
-        raise InputError(
-            f"image holds {count:,} NaN or infinite grey value{plural} (of {image.size:,} voxels); fix the "
-            "scan, or pass non_finite='mask' to treat those voxels as background")
     masked = ~np.isfinite(image)
-    if masked.all():
-        raise InputError(f"image holds no finite grey value (all {image.size:,} voxels are NaN or infinite)")
     sample = strided_sample(image, _MASK_SAMPLE)
     sample = sample[np.isfinite(sample)]
     if sample.size == 0:  # the sample fell on masked voxels only: use them all
@@ -182,10 +175,32 @@ def finite_image(image: np.ndarray, non_finite: NonFinite) -> tuple[np.ndarray, 
     fill = np.percentile(sample, MASK_PERCENTILE)
     filled = image.copy()
     filled[masked] = fill
-    logger.info("treating %s NaN or infinite voxel%s of %s as background: grey value %.6g (the 0.5th "
-                "percentile) for the computation, label 0 in the result", f"{count:,}", plural,
-                f"{image.size:,}", fill)
     return filled, masked
+
+
+def check_finite_values(image: np.ndarray, non_finite: NonFinite) -> int:
+    """How many voxels of an in-memory scan are NaN or infinite; refused with their count, or logged.
+
+    Raises
+    ------
+    InputError
+        With ``non_finite="refuse"``, if any value is not finite (the message counts them); with
+        "mask", if none is finite.
+    """
+    count = count_non_finite(image)
+    if count == 0:
+        return 0
+    plural = "s" if count > 1 else ""
+    if non_finite == "refuse":
+        raise InputError(
+            f"image holds {count:,} NaN or infinite grey value{plural} (of {image.size:,} voxels); fix the "
+            "scan, or pass non_finite='mask' to treat those voxels as background")
+    if count == image.size:
+        raise InputError(f"image holds no finite grey value (all {image.size:,} voxels are NaN or infinite)")
+    logger.info("treating %s NaN or infinite voxel%s of %s as background: the darkest material's grey value "
+                "(the 0.5th percentile) for the computation, label 0 in the result", f"{count:,}", plural,
+                f"{image.size:,}")
+    return count
 
 
 def check_particle_size(particle_size_mm: float, spacing: tuple, shape: tuple, *,

@@ -31,6 +31,7 @@ from ps3d_toolkit.core.checks import check_lazy_volume, check_non_finite, check_
 from ps3d_toolkit.core.errors import InputError
 from ps3d_toolkit.segmentation._checks import (
     MASK_PERCENTILE,
+    check_finite_values,
     MIN_GRAIN_CONTRAST,
     check_particle_size,
     grain_contrast,
@@ -366,6 +367,8 @@ def run_method(image, method, *, spacing, particle_size_mm=None, non_finite="ref
     from ps3d_toolkit.core.progress import Stages
 
     configured = method.configure(**(options or {}))
+    if isinstance(image, np.ndarray):  # in memory: refused (or masked) with the count of its non-finite voxels
+        check_finite_values(check_lazy_volume(image, "image"), check_non_finite(non_finite))
     image, spacing, particle_size_mm, grains, region = open_scan(image, spacing=spacing,
                                                                  particle_size_mm=particle_size_mm,
                                                                  grains=grains, roi=roi, mask=mask)
