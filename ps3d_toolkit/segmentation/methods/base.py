@@ -24,10 +24,10 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Mapping
+
 import numpy as np
 
 from ps3d_toolkit.core.errors import InputError, InputTypeError
-from ps3d_toolkit.segmentation.engine import ScanSamples
 
 __all__ = ["SegmentationMethod", "as_method"]
 
@@ -95,8 +95,9 @@ class SegmentationMethod:
     def check_scale(self, block_shape: tuple, spacing: tuple, particle_size_mm: float, *, estimated: bool) -> None:
         """Refuse a particle size the method cannot work at on blocks of ``block_shape`` (e.g. memory)."""
 
-    def plan_scan(self, samples: ScanSamples, *, spacing: tuple, particle_size_vox: float) -> dict:
-        """:meth:`plan` on the raw sample; the built-in methods also read the smoothed one."""
+    def plan_scan(self, samples, *, spacing: tuple, particle_size_vox: float) -> dict:
+        """:meth:`plan` on the raw sample (``samples.raw``, a
+        :class:`~ps3d_toolkit.segmentation.engine.ScanSamples`); the built-in methods also read the smoothed one."""
         return self.plan(samples.raw, spacing=spacing, particle_size_vox=particle_size_vox)
 
     def segment_block(self, block: np.ndarray, *, plan: dict, spacing: tuple,
