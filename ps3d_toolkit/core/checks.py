@@ -188,6 +188,9 @@ def check_lazy_volume(image, name: str = "image"):
     with ``shape``, ``dtype`` and slicing is checked without reading its values;
     any other array (``__array__`` without slicing) is read through :func:`check_volume`.
     """
+    if not isinstance(image, np.ndarray) and hasattr(image, "dtype"):
+        # a complex or text array is refused by its dtype, before any value is read
+        _check_real_numbers(np.dtype(image.dtype), name)
     lazy = all(hasattr(image, attribute) for attribute in ("shape", "dtype", "__getitem__"))
     if isinstance(image, np.ndarray) or not lazy:
         return check_volume(image, name)
