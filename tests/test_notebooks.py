@@ -202,7 +202,11 @@ def test_notebooks_are_generated_and_stored_without_outputs():
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(SOURCES))
-def test_notebook_runs(name, tmp_path):
+def test_notebook_runs(name, tmp_path_factory):
+    # A short folder name: the kernel's TMPDIR is also where Chromium (kaleido's, for the JPEGs)
+    # puts its singleton socket, whose path may hold at most 107 bytes; under pytest-xdist the
+    # test's own tmp_path (popen-gw0/test_notebook_runs_03_measure_a0) is too long for it.
+    tmp_path = tmp_path_factory.mktemp("nb")
     nb = execute(NOTEBOOKS / name, tmp_dir=tmp_path)
     code_cells = [c for c in nb.cells if c.cell_type == "code"]
     errors = [o for c in code_cells for o in c.outputs if o.output_type == "error"]
