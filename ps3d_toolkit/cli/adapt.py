@@ -20,6 +20,7 @@ from pathlib import Path
 from ps3d_toolkit.cli.args import (
     CLIError,
     add_overwrite,
+    add_particle_size,
     add_spacing,
     add_verbosity,
     check_output,
@@ -39,9 +40,7 @@ _TARGETS = ("pseudo", "matched")
 def add_arguments(parser) -> None:
     parser.add_argument("scan", type=Path, metavar="SCAN", help="the scan to adapt the model to")
     add_spacing(parser, "the scan")
-    parser.add_argument("--particle-size", type=positive, metavar="MM", dest="particle_size_mm",
-                        help="rough mean particle diameter in mm (default: from the scan's metadata; "
-                             "needed when none is stored)")
+    add_particle_size(parser, "needed when none is stored")
     parser.add_argument("-o", "--output", type=Path, required=True, metavar="W.pt",
                         help="weight file to write (.pt)")
     add_overwrite(parser, "--output")

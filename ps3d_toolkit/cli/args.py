@@ -156,6 +156,12 @@ def add_verbosity(parser) -> None:
     group.add_argument("-v", "--verbose", action="store_true", help="also show the library's debug messages")
 
 
+def add_particle_size(parser, otherwise: str) -> None:
+    """``--particle-size MM``: the rough mean particle diameter; ``otherwise`` says what happens without it."""
+    parser.add_argument("--particle-size", type=positive, metavar="MM", dest="particle_size_mm",
+                        help=f"rough mean particle diameter in mm (default: from the scan's metadata; {otherwise})")
+
+
 def add_overwrite(parser, what: str = "the output") -> None:
     """``--overwrite``: replace an existing output (never a folder the toolkit did not write)."""
     parser.add_argument("--overwrite", action="store_true",

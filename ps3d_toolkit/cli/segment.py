@@ -26,6 +26,7 @@ from ps3d_toolkit.cli.args import (
     add_method,
     add_non_finite,
     add_overwrite,
+    add_particle_size,
     add_sample_region,
     add_spacing,
     add_verbosity,
@@ -61,9 +62,7 @@ def add_arguments(parser) -> None:
                         help="the scan to segment, or a folder of scans or a ParticleSeg3D dataset "
                              "(images/*.zarr + metadata.json): every scan, into the folder --output")
     add_spacing(parser, "the scan")
-    parser.add_argument("--particle-size", type=positive, metavar="MM", dest="particle_size_mm",
-                        help="rough mean particle diameter in mm (default: from the scan's metadata, "
-                             "else estimated)")
+    add_particle_size(parser, "else estimated")
     parser.add_argument("-o", "--output", type=Path, required=True, metavar="PATH",
                         help="label image to write (.tif, .zarr, .npy, .nii.gz, ...); a folder when SCAN is one")
     add_overwrite(parser, "--output")
