@@ -20,6 +20,7 @@ from scipy import ndimage
 
 from ps3d_toolkit.core.errors import Ps3dError
 from ps3d_toolkit.segmentation.normalize import resample_labels, to_network_grid
+from ps3d_toolkit.segmentation.quality import signals
 from ps3d_toolkit.training.targets import IGNORE, border_core_targets
 
 __all__ = ["Score", "best_iou", "flip_stability", "pseudo_label_volume", "quality_score"]
@@ -62,18 +63,8 @@ def best_iou(labels: np.ndarray, other: np.ndarray) -> np.ndarray:
     >>> best_iou(a, b).round(2).tolist()
     [0.0, 0.5]
     """
-    labels = np.asarray(labels, np.int64).ravel()
-    other = np.asarray(other, np.int64).ravel()
-    size_a = np.bincount(labels)
-    size_b = np.bincount(other)
-    both = (labels > 0) & (other > 0)
-    pairs, inter = np.unique(labels[both] * (int(other.max()) + 1) + other[both], return_counts=True)
-    a, b = pairs // (int(other.max()) + 1), pairs % (int(other.max()) + 1)
-    iou = inter / (size_a[a] + size_b[b] - inter)
-    best = np.zeros(size_a.size)
-    np.maximum.at(best, a, iou)
-    best[size_a == 0] = 0.0
-    return best
+    labels = np.asarray(labels)
+    return signals.best_iou(labels, np.asarray(other), np.arange(int(labels.max(initial=0)) + 1))
 
 
 def flip_stability(image, labels, *, spacing, particle_size_mm, weights=None) -> Score:
